@@ -1,0 +1,12 @@
+// Package model holds the control plane's immutable domain types: services
+// and their endpoints (from any registry), connected proxies, mesh-wide
+// settings, and the Snapshot that joins configuration and registry state into
+// the single input of the xDS generators.
+//
+//	config store ─┐
+//	              ├─► Snapshot (immutable, versioned) ─► generators(snapshot, proxy)
+//	registry ─────┘
+//
+// Nothing in this package performs I/O or imports Kubernetes libraries.
+// Values reachable from a published Snapshot are never mutated.
+package model
