@@ -60,15 +60,12 @@ func ParseProtocol(s string) Protocol {
 // ProtocolFromPortName applies Istio's port naming convention
 // (<protocol>[-<suffix>]) as used for Kubernetes Service ports.
 func ProtocolFromPortName(name string) Protocol {
-	prefix, _, _ := strings.Cut(name, "-")
-	if p := ParseProtocol(prefix); p != ProtocolUnsupported {
-		return p
-	}
-	// "grpc-web" contains the separator itself.
+	// "grpc-web" contains the separator itself: check it before the prefix.
 	if strings.HasPrefix(strings.ToLower(name), "grpc-web") {
 		return ProtocolGRPCWeb
 	}
-	return ProtocolUnsupported
+	prefix, _, _ := strings.Cut(name, "-")
+	return ParseProtocol(prefix)
 }
 
 // IsHTTP reports whether the protocol is carried by the HTTP connection manager.

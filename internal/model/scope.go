@@ -49,11 +49,11 @@ func ParseEgressHosts(hosts []string, ns string) []EgressHost {
 	return out
 }
 
-func (e EgressHost) matches(ns, host string) bool {
+func (e EgressHost) matches(ns, host string, match func(pattern, host string) bool) bool {
 	if e.Namespace == "~" || (e.Namespace != "*" && e.Namespace != ns) {
 		return false
 	}
-	return HostMatches(e.Host, host)
+	return match(e.Host, host)
 }
 
 // Scope computes the proxy's view of the snapshot.
@@ -62,11 +62,13 @@ func (s *Snapshot) Scope(p *Proxy) *Scope {
 	if c, ok := s.SidecarFor(p); ok {
 		sc.Sidecar = &c
 		for _, eg := range c.Spec.(*networking.Sidecar).GetEgress() {
-			sc.egress = append(sc.egress, ParseEgressHosts(eg.GetHosts(), c.Namespace)...)
+			// "." is the workload's namespace, also for the root namespace's
+			// default Sidecar ("./*" there means "my own namespace").
+			sc.egress = append(sc.egress, ParseEgressHosts(eg.GetHosts(), p.Namespace)...)
 		}
 	}
 	for _, svc := range s.services {
-		if !s.ServiceVisibility(svc).VisibleTo(p.Namespace) || !sc.egressAllows(svc.Namespace, svc.Hostname) {
+		if !s.ServiceVisibility(svc).VisibleTo(p.Namespace) || !sc.egressAllows(svc.Namespace, svc.Hostname, HostMatches) {
 			continue
 		}
 		// One service per host: prefer the proxy's own namespace, else the
@@ -92,7 +94,9 @@ func (s *Snapshot) Scope(p *Proxy) *Scope {
 		}
 		allowed := false
 		for _, h := range vs.GetHosts() {
-			if sc.egressAllows(c.Namespace, s.ResolveHost(h, c.Namespace)) {
+			// VirtualService hosts match egress hosts both ways, as in
+			// Istio: "*/a.example.com" imports a "*.example.com" VS.
+			if sc.egressAllows(c.Namespace, s.ResolveHost(h, c.Namespace), HostsOverlap) {
 				allowed = true
 				break
 			}
@@ -117,12 +121,12 @@ func bindsToMesh(gateways []string) bool {
 }
 
 // egressAllows applies the Sidecar's egress hosts (no Sidecar: everything).
-func (sc *Scope) egressAllows(ns, host string) bool {
+func (sc *Scope) egressAllows(ns, host string, match func(pattern, host string) bool) bool {
 	if sc.Sidecar == nil || len(sc.egress) == 0 {
 		return true
 	}
 	for _, e := range sc.egress {
-		if e.matches(ns, host) {
+		if e.matches(ns, host, match) {
 			return true
 		}
 	}
@@ -157,45 +161,47 @@ func (sc *Scope) OutboundAllowAny() bool {
 // the proxy to host, with Istio's precedence: the proxy's namespace (rules
 // with a matching workloadSelector first), then the namespace of the
 // service, then the root namespace. Within a namespace the most specific
-// host wins, then the oldest rule. Rules must be exported to the proxy.
+// host wins, then the oldest rule. Rules must be exported to the proxy
+// (also in its own namespace); workloadSelector rules are private to their
+// namespace. A proxy in the root namespace (a gateway in istio-system) first
+// sees only the root rules private to that namespace, so that mesh-wide
+// rules there do not shadow the service's own rule, as in Istio.
 func (sc *Scope) DestinationRule(host string) (config.Config, bool) {
 	s := sc.snap
-	nss := []string{sc.Namespace}
+	root := s.Mesh.GetRootNamespace()
+	type pass struct {
+		ns          string
+		privateOnly bool
+	}
+	passes := []pass{{ns: sc.Namespace, privateOnly: sc.Namespace == root}}
 	if svc, ok := sc.byHost[host]; ok && svc.Namespace != sc.Namespace {
-		nss = append(nss, svc.Namespace)
+		passes = append(passes, pass{ns: svc.Namespace})
 	}
-	if root := s.Mesh.GetRootNamespace(); root != "" {
-		nss = append(nss, root)
+	if root != "" {
+		passes = append(passes, pass{ns: root})
 	}
-	for _, ns := range nss {
-		var best *config.Config
-		bestHost := ""
-		for i := range s.byKind[schema.DestinationRule] {
-			c := &s.byKind[schema.DestinationRule][i]
-			if c.Namespace != ns {
-				continue
-			}
-			dr := c.Spec.(*networking.DestinationRule)
-			if sel := dr.GetWorkloadSelector().GetMatchLabels(); len(sel) > 0 {
-				if ns != sc.Namespace || !LabelsMatch(sel, sc.proxy.Labels) {
+	for _, ps := range passes {
+		ns := ps.ns
+		var best *destinationRule
+		for i := range s.rulesByNS[ns] {
+			r := &s.rulesByNS[ns][i]
+			if len(r.selector) > 0 {
+				if ns != sc.Namespace || !LabelsMatch(r.selector, sc.proxy.Labels) {
 					continue
 				}
-			}
-			if ns != sc.Namespace && !NewVisibility(dr.GetExportTo(), ns, s.Mesh.GetDefaultDestinationRuleExportTo()).VisibleTo(sc.Namespace) {
+			} else if !r.vis.VisibleTo(sc.Namespace) || (ps.privateOnly && !r.vis.privateTo(ns)) {
 				continue
 			}
-			h := s.ResolveHost(dr.GetHost(), c.Namespace)
-			if !HostMatches(h, host) {
+			if !HostMatches(r.host, host) {
 				continue
 			}
-			selBest := best != nil && len(best.Spec.(*networking.DestinationRule).GetWorkloadSelector().GetMatchLabels()) > 0
-			selThis := len(dr.GetWorkloadSelector().GetMatchLabels()) > 0
-			if best == nil || (selThis && !selBest) || (selThis == selBest && MoreSpecificHost(h, bestHost)) {
-				best, bestHost = c, h
+			selBest, selThis := best != nil && len(best.selector) > 0, len(r.selector) > 0
+			if best == nil || (selThis && !selBest) || (selThis == selBest && MoreSpecificHost(r.host, best.host)) {
+				best = r
 			}
 		}
 		if best != nil {
-			return *best, true
+			return *best.cfg, true
 		}
 	}
 	return config.Config{}, false

@@ -36,6 +36,17 @@ type Snapshot struct {
 	endpoints map[ServiceKey][]*Endpoint
 	// byAddress indexes endpoints of every service by address, for inbound.
 	byAddress map[string][]ServiceInstance
+	// rulesByNS indexes DestinationRules by namespace, in Istio's order.
+	rulesByNS map[string][]destinationRule
+}
+
+// destinationRule is an indexed DestinationRule with its resolved host.
+type destinationRule struct {
+	cfg      *config.Config
+	spec     *networking.DestinationRule
+	host     string
+	selector map[string]string
+	vis      Visibility // resolved exportTo
 }
 
 // ServiceInstance is an endpoint of one service, as seen from its workload.
@@ -69,6 +80,17 @@ func NewSnapshot(in SnapshotInput) *Snapshot {
 	}
 	for _, list := range s.byKind {
 		SortConfigs(list)
+	}
+	s.rulesByNS = map[string][]destinationRule{}
+	drs := s.byKind[schema.DestinationRule]
+	for i := range drs {
+		c := &drs[i]
+		dr := c.Spec.(*networking.DestinationRule)
+		s.rulesByNS[c.Namespace] = append(s.rulesByNS[c.Namespace], destinationRule{
+			cfg: c, spec: dr, host: s.ResolveHost(dr.GetHost(), c.Namespace),
+			selector: dr.GetWorkloadSelector().GetMatchLabels(),
+			vis:      NewVisibility(dr.GetExportTo(), c.Namespace, s.Mesh.GetDefaultDestinationRuleExportTo()),
+		})
 	}
 	s.services = append([]*Service(nil), in.Services...)
 	SortServices(s.services)
@@ -143,7 +165,11 @@ func (s *Snapshot) ResolveHost(host, ns string) string {
 // SidecarFor returns the Sidecar resource that applies to a proxy: one in
 // its namespace whose selector matches its labels (oldest first), else the
 // namespace's selector-less one, else the root namespace's selector-less one.
+// Sidecar resources do not apply to gateways.
 func (s *Snapshot) SidecarFor(p *Proxy) (config.Config, bool) {
+	if p.Type == Router {
+		return config.Config{}, false
+	}
 	var nsDefault, rootDefault *config.Config
 	root := s.Mesh.GetRootNamespace()
 	list := s.byKind[schema.Sidecar]

@@ -32,3 +32,6 @@ func NewVisibility(exportTo []string, ns string, defaults []string) Visibility {
 
 // VisibleTo reports whether namespace ns may see the object.
 func (v Visibility) VisibleTo(ns string) bool { return v.all || v.names[ns] }
+
+// privateTo reports whether only namespace ns may see the object.
+func (v Visibility) privateTo(ns string) bool { return !v.all && len(v.names) == 1 && v.names[ns] }
