@@ -7,10 +7,10 @@ const DefaultDomainSuffix = "cluster.local"
 
 // ResolveShortName completes a short host name ("reviews") written in an
 // object of namespace ns to "reviews.<ns>.svc.<suffix>", as Istio does for
-// VirtualService and DestinationRule hosts. Names with a dot, wildcards and
-// "*" are returned unchanged.
+// VirtualService and DestinationRule hosts. Names with a dot, wildcards,
+// "*" and IP addresses (IPv6 has no dot) are returned unchanged.
 func ResolveShortName(host, ns, suffix string) string {
-	if host == "" || host == "*" || strings.Contains(host, ".") || strings.HasPrefix(host, "*") {
+	if host == "" || host == "*" || strings.Contains(host, ".") || strings.HasPrefix(host, "*") || strings.Contains(host, ":") {
 		return host
 	}
 	return host + "." + ns + ".svc." + suffix

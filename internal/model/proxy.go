@@ -130,10 +130,12 @@ func ParseNode(node *core.Node) (*Proxy, error) {
 
 	p.Namespace = p.Metadata[MetaNamespace]
 	if p.Namespace == "" {
-		// pod.namespace in the name field, or <ns>.svc.<domain>.
-		if _, ns, ok := strings.Cut(p.Name, "."); ok {
-			p.Namespace = ns
-		} else if ns, _, ok := strings.Cut(p.DNSDomain, "."); ok {
+		// pod.namespace in the name field (pod names may contain dots,
+		// namespaces may not), or <ns>.svc.<domain>.
+		if i := strings.LastIndexByte(p.Name, '.'); i >= 0 {
+			p.Namespace = p.Name[i+1:]
+		}
+		if ns, _, ok := strings.Cut(p.DNSDomain, "."); ok && p.Namespace == "" {
 			p.Namespace = ns
 		}
 	}

@@ -1,0 +1,57 @@
+// Command trellis is the Trellis service mesh: control plane, proxy roles and
+// operator commands, one subcommand each.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/trellismesh/trellis/internal/cli/analyze"
+	clidiscovery "github.com/trellismesh/trellis/internal/cli/discovery"
+	"github.com/trellismesh/trellis/internal/cli/version"
+)
+
+// buildVersion is set at link time: -ldflags "-X main.buildVersion=v0.1.0".
+var buildVersion string
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:]))
+}
+
+func run(ctx context.Context, args []string) int {
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	root := &cobra.Command{
+		Use:           "trellis",
+		Short:         "Trellis: a service mesh that speaks Istio",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(
+		clidiscovery.NewCommand(logger),
+		analyze.NewCommand(),
+		version.NewCommand(buildVersion),
+	)
+	root.SetArgs(args)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return 0
+	}
+	var exit interface{ ExitCode() int }
+	if errors.As(err, &exit) {
+		if msg := err.Error(); msg != "" {
+			fmt.Fprintln(os.Stderr, "error:", msg)
+		}
+		return exit.ExitCode()
+	}
+	fmt.Fprintln(os.Stderr, "error:", err)
+	return 1
+}

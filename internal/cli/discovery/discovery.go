@@ -1,0 +1,114 @@
+// Package discovery implements `trellis discovery`: flags and environment
+// are parsed here, once, into discovery.Config, and the control plane runs
+// until interrupted.
+package discovery
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/encoding/protojson"
+	meshconfig "istio.io/api/mesh/v1alpha1"
+	"sigs.k8s.io/yaml"
+
+	"github.com/trellismesh/trellis/internal/discovery"
+	"github.com/trellismesh/trellis/internal/model"
+)
+
+// Options are the command's flags.
+type Options struct {
+	ConfigDir         string
+	XDSAddress        string
+	MonitoringAddress string
+	Debounce          time.Duration
+	MeshConfigFile    string
+	DomainSuffix      string
+}
+
+// NewCommand returns `trellis discovery`. newLogger builds the process logger.
+func NewCommand(logger *slog.Logger) *cobra.Command {
+	var o Options
+	cmd := &cobra.Command{
+		Use:   "discovery",
+		Short: "Run the control plane: Istio configuration in, xDS out",
+		Long: `Run the Trellis control plane (istiod's job).
+
+In local mode it reads Istio YAML from --config-dir, watches it for changes,
+builds services from ServiceEntry and WorkloadEntry objects and serves Envoy
+xDS (ADS, state-of-the-world and delta) on --xds-address. Prometheus metrics
+are served on --monitoring-address at /metrics.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := o.Config(logger)
+			if err != nil {
+				return err
+			}
+			srv, err := discovery.New(cfg)
+			if err != nil {
+				return err
+			}
+			return srv.Run(cmd.Context())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.ConfigDir, "config-dir", envOr("TRELLIS_CONFIG_DIR", ""), "directory of Istio YAML to read and watch (env TRELLIS_CONFIG_DIR)")
+	f.StringVar(&o.XDSAddress, "xds-address", envOr("TRELLIS_XDS_ADDRESS", ":15010"), "plaintext xDS listen address")
+	f.StringVar(&o.MonitoringAddress, "monitoring-address", envOr("TRELLIS_MONITORING_ADDRESS", ":15014"), "metrics listen address (\"-\" disables)")
+	f.DurationVar(&o.Debounce, "debounce", 100*time.Millisecond, "quiet time before configuration changes are pushed")
+	f.StringVar(&o.MeshConfigFile, "mesh-config", "", "Istio MeshConfig YAML file (defaults as Istio's)")
+	f.StringVar(&o.DomainSuffix, "domain", model.DefaultDomainSuffix, "DNS domain suffix used to complete short host names")
+	return cmd
+}
+
+func envOr(key, def string) string {
+	if v, ok := os.LookupEnv(key); ok {
+		return v
+	}
+	return def
+}
+
+// Config turns the options into the control plane's configuration.
+func (o Options) Config(logger *slog.Logger) (discovery.Config, error) {
+	if o.ConfigDir == "" {
+		return discovery.Config{}, fmt.Errorf("--config-dir is required in local mode")
+	}
+	if st, err := os.Stat(o.ConfigDir); err != nil || !st.IsDir() {
+		return discovery.Config{}, fmt.Errorf("--config-dir %q: not a readable directory", o.ConfigDir)
+	}
+	mesh, err := LoadMesh(o.MeshConfigFile)
+	if err != nil {
+		return discovery.Config{}, err
+	}
+	return discovery.Config{
+		ConfigDir:         o.ConfigDir,
+		XDSAddress:        o.XDSAddress,
+		MonitoringAddress: o.MonitoringAddress,
+		Debounce:          o.Debounce,
+		Mesh:              mesh,
+		DomainSuffix:      o.DomainSuffix,
+		Logger:            logger,
+	}, nil
+}
+
+// LoadMesh reads a MeshConfig YAML file over Istio's defaults ("" = defaults).
+func LoadMesh(path string) (*meshconfig.MeshConfig, error) {
+	mesh := model.DefaultMesh()
+	if path == "" {
+		return mesh, nil
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading mesh config: %w", err)
+	}
+	js, err := yaml.YAMLToJSON(data)
+	if err != nil {
+		return nil, fmt.Errorf("mesh config %s: %w", path, err)
+	}
+	if err := (protojson.UnmarshalOptions{}).Unmarshal(js, mesh); err != nil {
+		return nil, fmt.Errorf("mesh config %s: %w", path, err)
+	}
+	return mesh, nil
+}

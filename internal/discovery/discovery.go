@@ -1,0 +1,346 @@
+package discovery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"net/netip"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
+	meshconfig "istio.io/api/mesh/v1alpha1"
+
+	"github.com/trellismesh/trellis/internal/config"
+	"github.com/trellismesh/trellis/internal/config/ingest"
+	"github.com/trellismesh/trellis/internal/config/schema"
+	"github.com/trellismesh/trellis/internal/config/store"
+	"github.com/trellismesh/trellis/internal/config/store/file"
+	"github.com/trellismesh/trellis/internal/model"
+	"github.com/trellismesh/trellis/internal/registry"
+	"github.com/trellismesh/trellis/internal/registry/serviceentry"
+	"github.com/trellismesh/trellis/internal/xds/gen"
+	"github.com/trellismesh/trellis/internal/xds/server"
+)
+
+// Config configures the control plane. cmd/trellis fills it from flags.
+type Config struct {
+	// ConfigDir is a directory of Istio YAML, watched. Optional when Stores
+	// are given.
+	ConfigDir string
+	// Stores are additional configuration sources (the in-memory store in
+	// tests, Kubernetes later). Earlier sources win over later ones; the
+	// directory comes first.
+	Stores []store.Store
+	// XDSAddress is the plaintext xDS listen address (default ":15010").
+	XDSAddress string
+	// MonitoringAddress serves /metrics and /ready (default ":15014"; "-"
+	// disables it).
+	MonitoringAddress string
+	// Debounce is the push debounce (default 100ms). FileDebounce is the
+	// directory watch debounce (default 100ms).
+	Debounce     time.Duration
+	FileDebounce time.Duration
+	// Mesh is the mesh configuration (nil: defaults).
+	Mesh *meshconfig.MeshConfig
+	// DomainSuffix completes short host names (default cluster.local).
+	DomainSuffix string
+	Logger       *slog.Logger
+}
+
+// Server is a running control plane.
+type Server struct {
+	cfg      Config
+	log      *slog.Logger
+	store    store.Store
+	registry registry.Registry
+	xds      *server.Server
+	metrics  *prometheus.Registry
+	changes  *changes
+	version  atomic.Uint64
+	snap     atomic.Pointer[model.Snapshot]
+
+	mu        sync.Mutex
+	xdsAddr   net.Addr
+	monAddr   net.Addr
+	ready     chan struct{}
+	readyOnce sync.Once
+}
+
+// New builds the control plane. It does no I/O; Run listens and serves.
+func New(cfg Config) (*Server, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.XDSAddress == "" {
+		cfg.XDSAddress = ":15010"
+	}
+	if cfg.MonitoringAddress == "" {
+		cfg.MonitoringAddress = ":15014"
+	}
+	if cfg.Mesh == nil {
+		cfg.Mesh = model.DefaultMesh()
+	}
+	if cfg.DomainSuffix == "" {
+		cfg.DomainSuffix = model.DefaultDomainSuffix
+	}
+	stores := append([]store.Store(nil), cfg.Stores...)
+	if cfg.ConfigDir != "" {
+		fs, err := file.New(file.Config{
+			Dir:      cfg.ConfigDir,
+			Schemas:  schema.Istio(),
+			Decode:   ingest.Decoder(schema.Istio()),
+			Validate: ingest.Validate,
+			Debounce: cfg.FileDebounce,
+			Logger:   cfg.Logger.With("source", "file"),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("config directory: %w", err)
+		}
+		stores = append([]store.Store{fs}, stores...)
+	}
+	if len(stores) == 0 {
+		return nil, errors.New("no configuration source: set a config directory")
+	}
+	agg, err := store.NewAggregate(stores...)
+	if err != nil {
+		return nil, err
+	}
+	reg, err := serviceentry.New(serviceentry.Config{Store: agg, Logger: cfg.Logger.With("registry", "serviceentry")})
+	if err != nil {
+		return nil, fmt.Errorf("service entry registry: %w", err)
+	}
+	metrics := prometheus.NewRegistry()
+	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	xs, err := server.New(server.Config{
+		Generator:       gen.New(),
+		Logger:          cfg.Logger.With("component", "xds"),
+		Debounce:        cfg.Debounce,
+		MetricsRegistry: metrics,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("xds server: %w", err)
+	}
+	s := &Server{
+		cfg:      cfg,
+		log:      cfg.Logger,
+		store:    agg,
+		registry: reg,
+		xds:      xs,
+		metrics:  metrics,
+		changes:  newChanges(),
+		ready:    make(chan struct{}),
+	}
+	s.watch()
+	return s, nil
+}
+
+// registryKinds are handled through the registry's change events.
+func registryKind(k config.GroupKind) bool {
+	return k == schema.ServiceEntry || k == schema.WorkloadEntry || k == schema.WorkloadGroup
+}
+
+// watch registers the handlers that feed the snapshot loop.
+func (s *Server) watch() {
+	for _, sc := range s.store.Schemas().All() {
+		if registryKind(sc.GroupKind) {
+			continue
+		}
+		s.store.RegisterEventHandler(sc.GroupKind, func(ev config.Event) {
+			k := ev.Key()
+			s.changes.add(true, &k, nil, "config "+ev.Type.String(), time.Now())
+		})
+	}
+	s.registry.RegisterHandler(func(c registry.Change) {
+		s.changes.add(!c.EndpointsOnly, nil, c.Services, "registry", time.Now())
+	})
+}
+
+// Run listens, serves and blocks until ctx is done.
+func (s *Server) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	xl, err := net.Listen("tcp", s.cfg.XDSAddress)
+	if err != nil {
+		return fmt.Errorf("xds listener on %s: %w", s.cfg.XDSAddress, err)
+	}
+	var ml net.Listener
+	if s.cfg.MonitoringAddress != "-" {
+		if ml, err = net.Listen("tcp", s.cfg.MonitoringAddress); err != nil {
+			xl.Close()
+			return fmt.Errorf("monitoring listener on %s: %w", s.cfg.MonitoringAddress, err)
+		}
+	}
+	s.mu.Lock()
+	s.xdsAddr = xl.Addr()
+	if ml != nil {
+		s.monAddr = ml.Addr()
+	}
+	s.mu.Unlock()
+
+	gs := grpc.NewServer(grpc.MaxRecvMsgSize(4 << 20))
+	s.xds.Register(gs)
+
+	var wg sync.WaitGroup
+	wg.Go(func() { s.store.Run(ctx) })
+	wg.Go(func() { s.registry.Run(ctx) })
+	wg.Go(func() { s.xds.Run(ctx) })
+	wg.Go(func() { s.snapshotLoop(ctx) })
+	errc := make(chan error, 2)
+	wg.Go(func() {
+		if err := gs.Serve(xl); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			errc <- fmt.Errorf("xds server: %w", err)
+		}
+	})
+	var hs *http.Server
+	if ml != nil {
+		hs = &http.Server{Handler: s.monitoringHandler(), ReadHeaderTimeout: 10 * time.Second}
+		wg.Go(func() {
+			if err := hs.Serve(ml); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("monitoring server: %w", err)
+			}
+		})
+	}
+	s.log.Info("control plane serving", "xds", xl.Addr().String(), "monitoring", s.cfg.MonitoringAddress, "configDir", s.cfg.ConfigDir)
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+	}
+	cancel()
+	gs.Stop()
+	if hs != nil {
+		hs.Close()
+	}
+	wg.Wait()
+	return runErr
+}
+
+// snapshotLoop builds a snapshot whenever changes are pending, once the
+// sources have synced.
+func (s *Server) snapshotLoop(ctx context.Context) {
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for !s.store.HasSynced() || !s.registry.HasSynced() {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+	t.Stop()
+	s.publish(batch{full: true, start: time.Now(), reasons: []string{"initial"}})
+	s.readyOnce.Do(func() { close(s.ready) })
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.changes.wake:
+		}
+		if b, ok := s.changes.take(); ok {
+			s.publish(b)
+		}
+	}
+}
+
+func (s *Server) publish(b batch) {
+	snap := s.buildSnapshot()
+	s.snap.Store(snap)
+	req := server.PushRequest{
+		Full:            b.full,
+		ConfigsUpdated:  b.configs,
+		ServicesUpdated: b.services,
+		Start:           b.start,
+	}
+	if len(b.reasons) > 0 {
+		req.Reason = b.reasons[0]
+	}
+	s.xds.Update(snap, req)
+}
+
+// buildSnapshot reads the current state of the store and registry.
+func (s *Server) buildSnapshot() *model.Snapshot {
+	var configs []config.Config
+	for _, sc := range s.store.Schemas().All() {
+		configs = append(configs, s.store.List(sc.GroupKind, "")...)
+	}
+	svcs := s.registry.Services()
+	eps := make(map[model.ServiceKey][]*model.Endpoint, len(svcs))
+	for _, svc := range svcs {
+		eps[svc.Key()] = s.registry.Endpoints(svc.Key())
+	}
+	return model.NewSnapshot(model.SnapshotInput{
+		Version:      strconv.FormatUint(s.version.Add(1), 10),
+		Mesh:         s.cfg.Mesh,
+		DomainSuffix: s.cfg.DomainSuffix,
+		Configs:      configs,
+		Services:     svcs,
+		Endpoints:    eps,
+	})
+}
+
+// Ready is closed once the first snapshot has been published.
+func (s *Server) Ready() <-chan struct{} { return s.ready }
+
+// XDSAddr returns the xDS listener's address once Run has started listening.
+func (s *Server) XDSAddr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.xdsAddr
+}
+
+// MonitoringAddr returns the monitoring listener's address (nil if disabled).
+func (s *Server) MonitoringAddr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.monAddr
+}
+
+// Snapshot returns the latest published snapshot (nil before Ready).
+func (s *Server) Snapshot() *model.Snapshot { return s.snap.Load() }
+
+// Problems returns the configuration problems of every source.
+func (s *Server) Problems() []store.Problem { return s.store.Problems() }
+
+// Clients returns the connected proxies' sync status.
+func (s *Server) Clients() []server.ClientStatus { return s.xds.Clients() }
+
+func (s *Server) monitoringHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(s.metrics, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/ready", func(w http.ResponseWriter, _ *http.Request) {
+		select {
+		case <-s.ready:
+			fmt.Fprintln(w, "ready")
+		default:
+			http.Error(w, "not ready: configuration sources syncing", http.StatusServiceUnavailable)
+		}
+	})
+	// Profiles only for callers on this host (SECURITY.md E9).
+	mux.Handle("/debug/pprof/", loopbackOnly(http.HandlerFunc(pprof.Index)))
+	mux.Handle("/debug/pprof/profile", loopbackOnly(http.HandlerFunc(pprof.Profile)))
+	return mux
+}
+
+// loopbackOnly refuses requests that do not come from a loopback address.
+func loopbackOnly(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host, _, err := net.SplitHostPort(r.RemoteAddr)
+		if ip, perr := netip.ParseAddr(host); err != nil || perr != nil || !ip.IsLoopback() {
+			http.Error(w, "debug endpoints are only served to local callers", http.StatusForbidden)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}

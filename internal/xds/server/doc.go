@@ -1,0 +1,36 @@
+// Package server is the control plane's ADS transport (Istio's
+// pilot/pkg/xds role): gRPC streams, versions and nonces, ACK/NACK,
+// debouncing and merging of changes, the endpoint-only fast path, scoped
+// pushes, and metrics. It does not know how resources are built: a
+// Generator turns (snapshot, proxy, type, names) into xds.Resources.
+//
+//	Update(snap, req) ──► debouncer ──(quiet time / max delay, merged)──► dispatch
+//	                      (Run's goroutine)                                 │ current snapshot := snap
+//	                                                                        ▼ enqueue, never blocks
+//	  proxy ◄─ Send ─┐                                     per connection: mailbox (deliver-latest:
+//	                 │                                      a pending event is merged with the next)
+//	  proxy ─ Recv ─►reader goroutine ─► stream goroutine ◄──────┘
+//	                                     │ requests: ACK/NACK, subscriptions, immediate responses
+//	                                     │ pushes:   affects(proxy, before, after)? then per type,
+//	                                     │           CDS → EDS → LDS → RDS (EDS only if !Full):
+//	                                     ▼           Generate (≤ PushConcurrency at once),
+//	                                   diff against versions last sent, send only if changed
+//
+// Each stream has two goroutines: a reader, which only forwards requests,
+// and the stream goroutine, which owns all per-proxy state and is the only
+// one that sends. A slow proxy therefore blocks only its own stream
+// goroutine; pushes for it are merged in its mailbox, so the producer and
+// the other proxies never wait for it.
+//
+// Per-proxy state never holds resource bodies. State of the world keeps,
+// per type, one digest of the last sent set (which is also its
+// version_info) and, for EDS/RDS, the sorted subscribed names. Delta keeps,
+// per type, a sorted slice of (name, 64-bit version hash) — 24 bytes per
+// resource — whose name strings are those of the generator's shared
+// Resources rather than the copies unmarshalled from requests.
+//
+// Protocol decisions are documented on the sotw and delta types; unknown
+// type URLs are ignored (see typeIndex). Goroutines: Run owns the debounce
+// loop; gRPC owns the stream goroutines, which end when their stream ends or
+// Run's context is done; Run returns after all of them have left their loop.
+package server
