@@ -12,8 +12,8 @@ import (
 )
 
 // inputs are the objects of one namespace, by name. They are owned by the
-// Registry's writer (guarded by Registry.mu) and copied on write, so a
-// value handed to buildNamespace is never changed afterwards.
+// Registry's writer and only touched under Registry.mu, where
+// buildNamespace reads them too.
 type inputs struct {
 	serviceEntries  map[string]config.Config
 	workloadEntries map[string]config.Config
@@ -38,6 +38,7 @@ func buildNamespace(in inputs) *nsState {
 		endpoints: map[model.ServiceKey][]*model.Endpoint{},
 	}
 	workloads := workloadEndpoints(in)
+	index := newLabelIndex(workloads)
 
 	ses := slices.Collect(maps.Values(in.serviceEntries))
 	slices.SortFunc(ses, func(a, b config.Config) int {
@@ -68,7 +69,7 @@ func buildNamespace(in inputs) *nsState {
 			if svc.Selector == nil {
 				continue
 			}
-			for _, ep := range workloads {
+			for _, ep := range index.candidates(workloads, svc.Selector) {
 				if model.LabelsMatch(svc.Selector, ep.Labels) {
 					add(k, ep)
 				}
@@ -83,6 +84,39 @@ func buildNamespace(in inputs) *nsState {
 		model.SortEndpoints(eps)
 	}
 	return st
+}
+
+// labelIndex lists, for each label pair, the workloads carrying it, so a
+// selector is matched against the few workloads with its rarest pair
+// rather than against every workload of the namespace.
+type labelIndex map[string][]*model.Endpoint
+
+func newLabelIndex(workloads []*model.Endpoint) labelIndex {
+	idx := labelIndex{}
+	for _, ep := range workloads {
+		for k, v := range ep.Labels {
+			idx[k+"="+v] = append(idx[k+"="+v], ep)
+		}
+	}
+	return idx
+}
+
+// candidates returns a superset of the workloads selector matches, in
+// workload order: all of them for an empty selector, else those carrying
+// the selector's least common pair.
+func (idx labelIndex) candidates(all []*model.Endpoint, selector map[string]string) []*model.Endpoint {
+	if len(selector) == 0 {
+		return all
+	}
+	var best []*model.Endpoint
+	first := true
+	for k, v := range selector {
+		list := idx[k+"="+v]
+		if first || len(list) < len(best) {
+			best, first = list, false
+		}
+	}
+	return best
 }
 
 // workloadEndpoints converts the namespace's WorkloadEntries, applying the

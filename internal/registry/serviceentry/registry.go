@@ -39,6 +39,11 @@ type Registry struct {
 	// published and handlers run.
 	mu     sync.Mutex
 	inputs map[string]inputs // by namespace
+	// live is set once resync has built the initial state: from then on
+	// each event rebuilds its namespace. Before, events only fold into
+	// inputs, and resync builds every namespace once (a directory of
+	// thousands of objects loads in one build, not one per object).
+	live bool
 
 	hmu      sync.Mutex
 	handlers []func(registry.Change)
@@ -155,6 +160,7 @@ func (r *Registry) resync() {
 		changed[ns] = true
 	}
 	r.inputs = fresh
+	r.live = true
 	r.rebuild(slices.Sorted(maps.Keys(changed))...)
 }
 
@@ -176,10 +182,13 @@ func (r *Registry) onEvent(ev config.Event) {
 		r.inputs[key.Namespace] = in
 	}
 	r.log.Debug("serviceentry registry: event", "type", ev.Type.String(), "key", key.String())
-	r.rebuild(key.Namespace)
+	if r.live {
+		r.rebuild(key.Namespace)
+	}
 }
 
-// with returns a copy of in holding c.
+// with returns in holding c. The maps are updated in place: inputs are
+// only read by buildNamespace, under r.mu, like every write.
 func (in inputs) with(c config.Config) inputs {
 	switch c.Kind {
 	case schema.ServiceEntry:
@@ -192,7 +201,7 @@ func (in inputs) with(c config.Config) inputs {
 	return in
 }
 
-// without returns a copy of in lacking key.
+// without returns in lacking key (in place, as with).
 func (in inputs) without(key config.Key) inputs {
 	switch key.Kind {
 	case schema.ServiceEntry:
@@ -206,19 +215,16 @@ func (in inputs) without(key config.Key) inputs {
 }
 
 func put(m map[string]config.Config, c config.Config) map[string]config.Config {
-	out := make(map[string]config.Config, len(m)+1)
-	maps.Copy(out, m)
-	out[c.Name] = c
-	return out
+	if m == nil {
+		m = map[string]config.Config{}
+	}
+	m[c.Name] = c
+	return m
 }
 
 func drop(m map[string]config.Config, name string) map[string]config.Config {
-	if _, ok := m[name]; !ok {
-		return m
-	}
-	out := maps.Clone(m)
-	delete(out, name)
-	return out
+	delete(m, name)
+	return m
 }
 
 // reuse makes cur point at old's values where they are equal, so that an
