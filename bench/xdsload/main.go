@@ -30,7 +30,9 @@ import (
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/structpb"
 )
 
@@ -120,6 +122,15 @@ func run(o options) error {
 	fmt.Printf("bytes received per proxy (initial sync): %.1f KB\n", float64(fleet.bytes())/float64(o.proxies)/1e3)
 
 	var all []time.Duration
+	profDone := make(chan struct{})
+	if path := os.Getenv("XDSLOAD_CPU_PROFILE"); path != "" {
+		go func() {
+			defer close(profDone)
+			saveProfile(monAddr, "profile?seconds="+strconv.Itoa(o.rounds), path)
+		}()
+	} else {
+		close(profDone)
+	}
 	for r := 1; r <= o.rounds; r++ {
 		time.Sleep(300 * time.Millisecond)
 		changed := time.Now()
@@ -135,6 +146,11 @@ func run(o options) error {
 			r, len(lat), pct(lat, 50), pct(lat, 99), lat[len(lat)-1])
 		all = append(all, lat...)
 	}
+	<-profDone
+	if path := os.Getenv("XDSLOAD_HEAP_PROFILE"); path != "" {
+		saveProfile(monAddr, "heap", path)
+	}
+	cancel()
 	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
 	fmt.Printf("all rounds: p50 %v p99 %v max %v (includes the %v file watch debounce and the %v push debounce)\n",
 		pct(all, 50), pct(all, 99), all[len(all)-1], 100*time.Millisecond, o.debounce)
@@ -242,9 +258,13 @@ func waitReady(addr string, timeout time.Duration) error {
 // heapInuse forces a GC in the control plane (pprof heap ?gc=1) and reads
 // go_memstats_heap_inuse_bytes.
 func heapInuse(addr string) (uint64, error) {
-	if resp, err := http.Get("http://" + addr + "/debug/pprof/heap?gc=1"); err == nil {
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
+	// Two collections: sync.Pool victim caches (gRPC's buffer pools) only
+	// empty on the second.
+	for i := 0; i < 2; i++ {
+		if resp, err := http.Get("http://" + addr + "/debug/pprof/heap?gc=1"); err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
 	}
 	resp, err := http.Get("http://" + addr + "/metrics")
 	if err != nil {
@@ -295,7 +315,7 @@ func (f *fleet) connect(ctx context.Context, addr string) error {
 		}
 		go func() {
 			defer conn.Close()
-			if err := p.run(ctx, conn); err != nil && ctx.Err() == nil {
+			if err := p.run(ctx, conn); err != nil && ctx.Err() == nil && status.Code(err) != codes.Canceled {
 				fmt.Fprintf(os.Stderr, "proxy %s: %v\n", p.id, err)
 			}
 		}()
@@ -412,4 +432,21 @@ func subscribedNames(sub map[string]string, typeURL string) []string {
 		return strings.Split(s, ",")
 	}
 	return nil
+}
+
+// saveProfile fetches /debug/pprof/<which> from the control plane into path.
+func saveProfile(addr, which, path string) {
+	resp, err := http.Get("http://" + addr + "/debug/pprof/" + which)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "profile:", err)
+		return
+	}
+	defer resp.Body.Close()
+	f, err := os.Create(path)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "profile:", err)
+		return
+	}
+	defer f.Close()
+	io.Copy(f, resp.Body)
 }

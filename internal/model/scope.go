@@ -24,7 +24,6 @@ type Scope struct {
 	// VirtualServices are the visible mesh-bound root VirtualServices, in
 	// Istio's order (oldest first).
 	VirtualServices []config.Config
-	egress          []EgressHost
 }
 
 // EgressHost is one parsed "namespace/host" entry of a Sidecar egress listener.
@@ -58,29 +57,70 @@ func (e EgressHost) matches(ns, host string, match func(pattern, host string) bo
 
 // Scope computes the proxy's view of the snapshot.
 func (s *Snapshot) Scope(p *Proxy) *Scope {
-	sc := &Scope{snap: s, proxy: p, Namespace: p.Namespace, byHost: map[string]*Service{}}
+	var sidecar *config.Config
+	key := scopeKey{namespace: p.Namespace}
 	if c, ok := s.SidecarFor(p); ok {
-		sc.Sidecar = &c
-		for _, eg := range c.Spec.(*networking.Sidecar).GetEgress() {
+		sidecar = &c
+		key.sidecar = c.Key()
+	}
+	v, ok := s.scopes.Load(key)
+	if !ok {
+		v, _ = s.scopes.LoadOrStore(key, s.newScopeView(p.Namespace, sidecar))
+	}
+	view := v.(*scopeView)
+	return &Scope{
+		snap:            s,
+		proxy:           p,
+		Namespace:       p.Namespace,
+		Sidecar:         sidecar,
+		Services:        view.services,
+		byHost:          view.byHost,
+		VirtualServices: view.virtualServices,
+	}
+}
+
+// scopeKey names every input of a scopeView: the proxy's namespace and the
+// Sidecar resource in force (zero Key: none).
+type scopeKey struct {
+	namespace string
+	sidecar   config.Key
+}
+
+// scopeView is the part of a Scope shared by every proxy with the same
+// scopeKey in one snapshot. Immutable once built.
+type scopeView struct {
+	services        []*Service
+	byHost          map[string]*Service
+	virtualServices []config.Config
+	egress          []EgressHost
+}
+
+func (s *Snapshot) newScopeView(ns string, sidecar *config.Config) *scopeView {
+	v := &scopeView{byHost: map[string]*Service{}}
+	if sidecar != nil {
+		for _, eg := range sidecar.Spec.(*networking.Sidecar).GetEgress() {
 			// "." is the workload's namespace, also for the root namespace's
 			// default Sidecar ("./*" there means "my own namespace").
-			sc.egress = append(sc.egress, ParseEgressHosts(eg.GetHosts(), p.Namespace)...)
+			v.egress = append(v.egress, ParseEgressHosts(eg.GetHosts(), ns)...)
 		}
 	}
+	allows := func(ns, host string, match func(pattern, host string) bool) bool {
+		return egressAllows(sidecar, v.egress, ns, host, match)
+	}
 	for _, svc := range s.services {
-		if !s.ServiceVisibility(svc).VisibleTo(p.Namespace) || !sc.egressAllows(svc.Namespace, svc.Hostname, HostMatches) {
+		if !s.ServiceVisibility(svc).VisibleTo(ns) || !allows(svc.Namespace, svc.Hostname, HostMatches) {
 			continue
 		}
 		// One service per host: prefer the proxy's own namespace, else the
 		// first (sorted by namespace) visible one, as Istio does.
-		if prev, ok := sc.byHost[svc.Hostname]; ok && (prev.Namespace == p.Namespace || svc.Namespace != p.Namespace) {
+		if prev, ok := v.byHost[svc.Hostname]; ok && (prev.Namespace == ns || svc.Namespace != ns) {
 			continue
 		}
-		sc.byHost[svc.Hostname] = svc
+		v.byHost[svc.Hostname] = svc
 	}
 	for _, svc := range s.services {
-		if sc.byHost[svc.Hostname] == svc {
-			sc.Services = append(sc.Services, svc)
+		if v.byHost[svc.Hostname] == svc {
+			v.services = append(v.services, svc)
 		}
 	}
 	for _, c := range s.byKind[schema.VirtualService] {
@@ -89,23 +129,19 @@ func (s *Snapshot) Scope(p *Proxy) *Scope {
 			continue // delegates are reached through their parents
 		}
 		vis := NewVisibility(vs.GetExportTo(), c.Namespace, s.Mesh.GetDefaultVirtualServiceExportTo())
-		if !vis.VisibleTo(p.Namespace) {
+		if !vis.VisibleTo(ns) {
 			continue
 		}
-		allowed := false
 		for _, h := range vs.GetHosts() {
 			// VirtualService hosts match egress hosts both ways, as in
 			// Istio: "*/a.example.com" imports a "*.example.com" VS.
-			if sc.egressAllows(c.Namespace, s.ResolveHost(h, c.Namespace), HostsOverlap) {
-				allowed = true
+			if allows(c.Namespace, s.ResolveHost(h, c.Namespace), HostsOverlap) {
+				v.virtualServices = append(v.virtualServices, c)
 				break
 			}
 		}
-		if allowed {
-			sc.VirtualServices = append(sc.VirtualServices, c)
-		}
 	}
-	return sc
+	return v
 }
 
 func bindsToMesh(gateways []string) bool {
@@ -121,11 +157,11 @@ func bindsToMesh(gateways []string) bool {
 }
 
 // egressAllows applies the Sidecar's egress hosts (no Sidecar: everything).
-func (sc *Scope) egressAllows(ns, host string, match func(pattern, host string) bool) bool {
-	if sc.Sidecar == nil || len(sc.egress) == 0 {
+func egressAllows(sidecar *config.Config, egress []EgressHost, ns, host string, match func(pattern, host string) bool) bool {
+	if sidecar == nil || len(egress) == 0 {
 		return true
 	}
-	for _, e := range sc.egress {
+	for _, e := range egress {
 		if e.matches(ns, host, match) {
 			return true
 		}

@@ -2,6 +2,7 @@ package model
 
 import (
 	"sort"
+	"sync"
 
 	meshconfig "istio.io/api/mesh/v1alpha1"
 	networking "istio.io/api/networking/v1alpha3"
@@ -36,6 +37,10 @@ type Snapshot struct {
 	endpoints map[ServiceKey][]*Endpoint
 	// byAddress indexes endpoints of every service by address, for inbound.
 	byAddress map[string][]ServiceInstance
+	// scopes memoizes the shared part of proxies' scopes, keyed by every
+	// input (scopeKey); filled lazily, never invalidated (the snapshot is
+	// immutable).
+	scopes sync.Map
 	// rulesByNS indexes DestinationRules by namespace, in Istio's order.
 	rulesByNS map[string][]destinationRule
 }

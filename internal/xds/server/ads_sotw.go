@@ -116,7 +116,7 @@ func (h *sotw) respond(i int, snap *model.Snapshot, force bool, start time.Time)
 		return err
 	}
 	ts.stale = false
-	digest := digestOf(res)
+	digest := c.s.digests.of(snap.Version, res)
 	if !force && ts.responded && digest == ts.digest {
 		return nil
 	}

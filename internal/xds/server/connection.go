@@ -300,7 +300,9 @@ func (c *connection) generate(snap *model.Snapshot, i int, names []string) ([]xd
 			"snapshot", snap.Version, "err", err)
 		return nil, false, nil
 	}
-	if !c.wildcard(i) {
+	if !c.wildcard(i) && wildcardType(i) {
+		// Generators return EDS and RDS by name already; a named CDS or LDS
+		// subscription gets only what it named.
 		res = onlyNamed(res, names)
 	}
 	return res, true, nil

@@ -97,6 +97,7 @@ type Server struct {
 	metrics    *metrics
 	debouncer  *debouncer
 	sem        chan struct{} // generation slots
+	digests    digests
 	stop       chan struct{} // closed when Run's context is done
 	stopOnce   sync.Once
 	connWG     sync.WaitGroup // stream loops of registered connections

@@ -5,6 +5,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/cespare/xxhash/v2"
 
@@ -129,6 +130,45 @@ func versionHash(v string) uint64 {
 		h += verMin
 	}
 	return h
+}
+
+// digests memoizes digestOf for the generated sets of one snapshot. The
+// generator hands the same shared slice to every proxy with the same
+// inputs, so a push to a thousand similar proxies hashes each set once.
+// It is cleared when a newer snapshot is seen, which also lets the old
+// slices go.
+type digests struct {
+	mu      sync.Mutex
+	version string
+	m       map[digestKey]uint64
+}
+
+type digestKey struct {
+	first *xds.Resource
+	n     int
+}
+
+func (d *digests) of(snapVersion string, res []xds.Resource) uint64 {
+	if len(res) == 0 {
+		return digestOf(res)
+	}
+	k := digestKey{first: &res[0], n: len(res)}
+	d.mu.Lock()
+	if d.version != snapVersion || d.m == nil {
+		d.version, d.m = snapVersion, map[digestKey]uint64{}
+	}
+	v, ok := d.m[k]
+	d.mu.Unlock()
+	if ok {
+		return v
+	}
+	v = digestOf(res)
+	d.mu.Lock()
+	if d.version == snapVersion {
+		d.m[k] = v
+	}
+	d.mu.Unlock()
+	return v
 }
 
 // digestOf hashes the names and versions of a generated set, in order.

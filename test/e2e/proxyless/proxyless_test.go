@@ -182,12 +182,14 @@ func TestInvalidFileKeepsRoutingAndIsReported(t *testing.T) {
 	c := framework.DialXDS(t, f.cp.XDSAddr().String(), target, nil)
 	waitFor(t, c, "reviews-v1")
 
-	// Weights that do not sum to 100: rejected, the last valid version stays.
+	// A negative weight is invalid (Istio's weights are relative, so they
+	// need not sum to 100, but each must be >= 0): the object is rejected
+	// and its last valid version stays in force.
 	f.cp.WriteFile(t, "virtual-service.yaml", virtualService(`  - route:
     - destination: {host: reviews, subset: v2}
-      weight: 30
+      weight: -30
     - destination: {host: reviews, subset: v3}
-      weight: 30
+      weight: 130
 `))
 	framework.Eventually(t, 10*time.Second, func() error {
 		for _, p := range f.cp.Problems() {
