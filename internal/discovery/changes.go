@@ -32,6 +32,10 @@ func (c *changes) add(full bool, cfg *config.Key, svcs []model.ServiceKey, reaso
 		c.configs = map[config.Key]struct{}{}
 		c.services = map[model.ServiceKey]struct{}{}
 		c.reasons = map[string]struct{}{}
+	} else if now.Before(c.start) {
+		// Handlers read the clock before taking the lock, so adds can
+		// arrive out of order: the batch starts at its earliest change.
+		c.start = now
 	}
 	c.full = c.full || full
 	if cfg != nil {

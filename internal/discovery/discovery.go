@@ -211,7 +211,11 @@ func (s *Server) Run(ctx context.Context) error {
 			}
 		})
 	}
-	s.log.Info("control plane serving", "xds", xl.Addr().String(), "monitoring", s.cfg.MonitoringAddress, "configDir", s.cfg.ConfigDir)
+	mon := "disabled"
+	if ml != nil {
+		mon = ml.Addr().String()
+	}
+	s.log.Info("control plane serving", "xds", xl.Addr().String(), "monitoring", mon, "configDir", s.cfg.ConfigDir)
 
 	var runErr error
 	select {
@@ -240,7 +244,12 @@ func (s *Server) snapshotLoop(ctx context.Context) {
 		}
 	}
 	t.Stop()
-	s.publish(batch{full: true, start: time.Now(), reasons: []string{"initial"}})
+	// The initial snapshot covers every change recorded while syncing.
+	start := time.Now()
+	if b, ok := s.changes.take(); ok {
+		start = b.start
+	}
+	s.publish(batch{full: true, start: start, reasons: []string{"initial"}})
 	s.readyOnce.Do(func() { close(s.ready) })
 	for {
 		select {

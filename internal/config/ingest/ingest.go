@@ -43,8 +43,12 @@ func problemOf(e *decode.Error, kinds map[string]config.GroupKind) store.Problem
 		}
 		p.Key = config.Key{Kind: gk, Namespace: ns, Name: e.Name}
 	} else if e.Kind != "" {
-		// Not an object we can key: keep the kind in the message.
-		p.Message = e.Kind + " " + e.Name + ": " + e.Reason
+		// Not an object we can key: keep the kind (and name) in the message.
+		id := e.Kind
+		if e.Name != "" {
+			id += " " + e.Name
+		}
+		p.Message = id + ": " + e.Reason
 	}
 	return p
 }

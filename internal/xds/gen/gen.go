@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/netip"
 	"sort"
-	"strings"
 	"sync"
 
 	"github.com/cespare/xxhash/v2"
@@ -174,9 +173,16 @@ func hashStrings(ss []string) uint64 {
 	if ss == nil {
 		return 0
 	}
-	sorted := append([]string(nil), ss...)
-	sort.Strings(sorted)
-	return xxhash.Sum64String(strings.Join(sorted, "\x00")) | 1 // distinguish [] from nil
+	if !sort.StringsAreSorted(ss) {
+		ss = append([]string(nil), ss...)
+		sort.Strings(ss)
+	}
+	h := xxhash.New()
+	for _, s := range ss {
+		h.WriteString(s)
+		h.Write([]byte{0})
+	}
+	return h.Sum64() | 1 // distinguish [] from nil
 }
 
 func hashInstances(insts []model.ServiceInstance) uint64 {

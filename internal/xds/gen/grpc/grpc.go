@@ -129,8 +129,9 @@ func Routes(sc *model.Scope, names []string) []*routev3.RouteConfiguration {
 			vh = proto.Clone(vh).(*routev3.VirtualHost)
 			vh.Domains = []string{"*"}
 			vh.TypedPerFilterConfig = nil
+			vh.RetryPolicy = reduceRetryPolicy(vh.GetRetryPolicy())
 			for _, r := range vh.GetRoutes() {
-				reduceRoute(r)
+				reduceRoute(r, vh.RetryPolicy != nil)
 			}
 			out = append(out, &routev3.RouteConfiguration{Name: name, VirtualHosts: []*routev3.VirtualHost{vh}})
 			break
@@ -140,7 +141,9 @@ func Routes(sc *model.Scope, names []string) []*routev3.RouteConfiguration {
 }
 
 // reduceRoute removes what gRPC cannot accept from a sidecar route.
-func reduceRoute(r *routev3.Route) {
+// vhostRetries tells whether its virtual host has a retry policy, which a
+// route without one inherits.
+func reduceRoute(r *routev3.Route, vhostRetries bool) {
 	for k := range r.GetTypedPerFilterConfig() {
 		if k != faultFilter {
 			delete(r.TypedPerFilterConfig, k)
@@ -154,21 +157,32 @@ func reduceRoute(r *routev3.Route) {
 		return
 	}
 	a.RequestMirrorPolicies = nil
-	if rp := a.GetRetryPolicy(); rp != nil && (rp.GetNumRetries() == nil || rp.GetNumRetries().GetValue() == 0) {
-		a.RetryPolicy = nil
-	}
 	if rp := a.GetRetryPolicy(); rp != nil {
-		// gRPC reads retry_on, num_retries and back-off only.
-		a.RetryPolicy = &routev3.RetryPolicy{
-			RetryOn:      rp.GetRetryOn(),
-			NumRetries:   rp.GetNumRetries(),
-			RetryBackOff: rp.GetRetryBackOff(),
+		a.RetryPolicy = reduceRetryPolicy(rp)
+		if a.RetryPolicy == nil && vhostRetries {
+			// No retries, without inheriting the virtual host's: gRPC
+			// takes an empty policy (no retry_on) as retrying nothing.
+			a.RetryPolicy = &routev3.RetryPolicy{}
 		}
 	}
 	if wc := a.GetWeightedClusters(); wc != nil {
 		for _, c := range wc.GetClusters() {
 			c.TypedPerFilterConfig = nil
 		}
+	}
+}
+
+// reduceRetryPolicy keeps what gRPC reads of a retry policy (retry_on,
+// num_retries, back-off). A policy without retries (num_retries 0 or
+// unset) becomes nil: gRPC rejects num_retries 0.
+func reduceRetryPolicy(rp *routev3.RetryPolicy) *routev3.RetryPolicy {
+	if rp == nil || rp.GetNumRetries() == nil || rp.GetNumRetries().GetValue() == 0 {
+		return nil
+	}
+	return &routev3.RetryPolicy{
+		RetryOn:      rp.GetRetryOn(),
+		NumRetries:   rp.GetNumRetries(),
+		RetryBackOff: rp.GetRetryBackOff(),
 	}
 }
 

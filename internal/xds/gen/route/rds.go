@@ -57,9 +57,11 @@ func BuildWithErrors(sc *model.Scope, names []string) ([]*routev3.RouteConfigura
 		case outboundRoute:
 			rc.VirtualHosts = append(append([]*routev3.VirtualHost(nil), outbound(port)...), catchAllVirtualHost(sc))
 			rc.MaxDirectResponseBodySizeBytes = wrapperspb.UInt32(maxDirectResponseBody)
+			rc.IgnorePortInHostMatching = true // domains carry no port (domainPort)
 		case sniffedRoute:
 			rc.VirtualHosts = sniffedVirtualHosts(outbound(port), host, name)
 			rc.MaxDirectResponseBodySizeBytes = wrapperspb.UInt32(maxDirectResponseBody)
+			rc.IgnorePortInHostMatching = true
 		case inboundRoute:
 			rc.VirtualHosts = []*routev3.VirtualHost{inboundVirtualHost(sc, port)}
 		default:
@@ -129,6 +131,7 @@ func sniffedVirtualHosts(all []*routev3.VirtualHost, host, name string) []*route
 			Name:                       vh.GetName(),
 			Domains:                    []string{"*"},
 			Routes:                     vh.GetRoutes(),
+			RetryPolicy:                vh.GetRetryPolicy(),
 			IncludeRequestAttemptCount: vh.GetIncludeRequestAttemptCount(),
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 	networking "istio.io/api/networking/v1alpha3"
@@ -109,4 +110,70 @@ func previousHosts() *routev3.RetryPolicy_RetryHostPredicate {
 		Name:       previousHostsPredicate,
 		ConfigType: &routev3.RetryPolicy_RetryHostPredicate_TypedConfig{TypedConfig: &anypb.Any{TypeUrl: previousHostsType}},
 	}
+}
+
+// shareRetryPolicy returns the retry policy for the virtual hosts of routes
+// (nil: none), removing it from the routes that carry it. Envoy applies a
+// virtual host's retry_policy to its routes that have none, so a policy
+// several routes repeat (typically the default) is written once: the most
+// common one, when that makes the configuration smaller. Routes with
+// another policy keep theirs. Routes without one (attempts 0) get an empty
+// policy, which Envoy reads exactly as no policy (no retry condition, and
+// one retry if the request's x-envoy-retry-on asks; num_retries 0 would
+// differ there, and gRPC rejects it), so that they do not inherit the
+// virtual host's. Redirects and direct responses never retry and are left
+// as they are. The routes are changed in place: they belong to the caller's
+// virtual hosts only.
+func shareRetryPolicy(routes []*routev3.Route) *routev3.RetryPolicy {
+	forwarding := 0
+	for _, r := range routes {
+		if r.GetRoute() != nil {
+			forwarding++
+		}
+	}
+	if forwarding < 2 {
+		return nil // nothing to share; a virtual host's field tag is one byte longer
+	}
+	keys := make([]string, len(routes)) // wire form of each route's policy ("" for none)
+	count := map[string]int{}
+	best, bestN, none := "", 0, 0
+	for i, r := range routes {
+		a := r.GetRoute()
+		if a == nil {
+			continue
+		}
+		if a.GetRetryPolicy() == nil {
+			none++
+			continue
+		}
+		b, err := proto.MarshalOptions{Deterministic: true}.Marshal(a.GetRetryPolicy())
+		if err != nil {
+			return nil
+		}
+		keys[i] = string(b)
+		count[keys[i]]++
+		if n := count[keys[i]]; n > bestN { // first to reach the top count wins ties
+			best, bestN = keys[i], n
+		}
+	}
+	// Saved: bestN-1 copies of the policy. Spent: 2 bytes (tag, empty
+	// length) per route without a policy, and 1 byte of longer tag.
+	if bestN < 2 || (bestN-1)*len(best) <= 2*none+1 {
+		return nil
+	}
+	var shared *routev3.RetryPolicy
+	for i, r := range routes {
+		a := r.GetRoute()
+		switch {
+		case a == nil:
+		case a.GetRetryPolicy() == nil:
+			a.RetryPolicy = &routev3.RetryPolicy{}
+		case keys[i] == best:
+			if shared == nil {
+				shared = a.GetRetryPolicy()
+			}
+			a.RetryPolicy = nil
+		}
+	}
+	return shared
 }

@@ -107,6 +107,9 @@ func VirtualHosts(sc *model.Scope, port uint32) ([]*routev3.VirtualHost, error) 
 			routes:   []*routev3.Route{defaultOutboundRoute(sc, hash, svc, port)},
 		})
 	}
+	for i := range wrappers {
+		wrappers[i].retry = shareRetryPolicy(wrappers[i].routes)
+	}
 
 	d := newDomainSet(sc, port, wrappers)
 	var out []*routev3.VirtualHost
@@ -116,12 +119,12 @@ func VirtualHosts(sc *model.Scope, port uint32) ([]*routev3.VirtualHost, error) 
 				errs = append(errs, fmt.Errorf(`%s: host "*" would shadow the catch-all; left out (use a Sidecar outboundTrafficPolicy)`, w.source))
 				continue
 			}
-			if vh := d.virtualHost(h, nil, w.routes); vh != nil {
+			if vh := d.virtualHost(h, nil, w); vh != nil {
 				out = append(out, vh)
 			}
 		}
 		for _, svc := range w.services {
-			if vh := d.virtualHost(svc.Hostname, svc, w.routes); vh != nil {
+			if vh := d.virtualHost(svc.Hostname, svc, w); vh != nil {
 				out = append(out, vh)
 			}
 		}
@@ -164,7 +167,8 @@ type vhostWrapper struct {
 	hosts    []string // VirtualService hosts that are not services
 	services []*model.Service
 	routes   []*routev3.Route
-	source   string // the VirtualService, for messages ("" for default routes)
+	retry    *routev3.RetryPolicy // the virtual hosts' retry policy (shareRetryPolicy)
+	source   string               // the VirtualService, for messages ("" for default routes)
 }
 
 func appendService(list []*model.Service, svc *model.Service) []*model.Service {
@@ -226,6 +230,7 @@ func httpPort(svc *model.Service, port uint32) bool {
 // virtual host names and domains unique across them as Istio does.
 type domainSet struct {
 	port      uint32
+	domPort   uint32 // port of the host:port domain forms; 0: none (ignore_port_in_host_matching)
 	proxyDom  string // <ns>.svc.<suffix>
 	names     map[string]bool
 	domains   map[string]bool
@@ -239,6 +244,7 @@ func newDomainSet(sc *model.Scope, port uint32, wrappers []vhostWrapper) *domain
 	}
 	d := &domainSet{
 		port:      port,
+		domPort:   domainPort(sc, port),
 		proxyDom:  sc.Namespace + ".svc." + sc.Snapshot().DomainSuffix,
 		names:     make(map[string]bool, n),
 		domains:   make(map[string]bool, 10*n),
@@ -253,10 +259,24 @@ func newDomainSet(sc *model.Scope, port uint32, wrappers []vhostWrapper) *domain
 	return d
 }
 
+// domainPort is the port of the host:port domains: none for sidecars, whose
+// outbound route configurations set ignore_port_in_host_matching (Istio ≥
+// 1.20); the listener port for proxyless gRPC, which cannot ignore it.
+func domainPort(sc *model.Scope, port uint32) uint32 {
+	if sc.Proxy().IsGRPC() {
+		return port
+	}
+	return noPort
+}
+
+// noPort asks appendDomainPort and altHosts for the forms without a port
+// only (Istio's portNoAppendPortSuffix).
+const noPort = 0
+
 // virtualHost builds the virtual host of one host (svc nil: a VirtualService
-// host that is not a service). It returns nil when the name is taken or no
-// domain is left.
-func (d *domainSet) virtualHost(host string, svc *model.Service, routes []*routev3.Route) *routev3.VirtualHost {
+// host that is not a service) with the wrapper's routes. It returns nil when
+// the name is taken or no domain is left.
+func (d *domainSet) virtualHost(host string, svc *model.Service, w vhostWrapper) *routev3.VirtualHost {
 	name := domainName(host, d.port)
 	if d.names[name] {
 		return nil
@@ -264,7 +284,7 @@ func (d *domainSet) virtualHost(host string, svc *model.Service, routes []*route
 	d.names[name] = true
 	var domains, alt []string
 	if svc == nil {
-		domains = []string{ipv6Compliant(host), name}
+		domains = appendDomainPort(nil, host, d.domPort)
 	} else {
 		domains, alt = d.serviceDomains(svc)
 	}
@@ -288,21 +308,22 @@ func (d *domainSet) virtualHost(host string, svc *model.Service, routes []*route
 	return &routev3.VirtualHost{
 		Name:                       name,
 		Domains:                    kept,
-		Routes:                     routes,
+		Routes:                     w.routes,
+		RetryPolicy:                w.retry,
 		IncludeRequestAttemptCount: true,
 	}
 }
 
 // serviceDomains lists the Host headers that reach svc on the port: its
-// name, Istio's short forms of it, and its VIPs, each with and without the
-// port. alt are the short forms alone.
+// name, Istio's short forms of it, and its VIPs, each also with the port
+// when d.domPort is set. alt are the short forms alone.
 func (d *domainSet) serviceDomains(svc *model.Service) (domains, alt []string) {
-	alt = altHosts(svc.Hostname, d.port, d.proxyDom)
-	domains = appendDomainPort(nil, svc.Hostname, d.port)
+	alt = altHosts(svc.Hostname, d.domPort, d.proxyDom)
+	domains = appendDomainPort(nil, svc.Hostname, d.domPort)
 	domains = append(domains, alt...)
 	for _, a := range svc.Addresses {
 		if ip, ok := vipOf(a); ok {
-			domains = appendDomainPort(domains, ip, d.port)
+			domains = appendDomainPort(domains, ip, d.domPort)
 		}
 	}
 	return domains, alt
@@ -329,6 +350,7 @@ func vipOf(a string) (string, bool) {
 // (<ns>.svc.<suffix>) and a host under the same suffix, name.ns and
 // name.ns.svc, plus name alone when the namespaces agree; otherwise the part
 // of host not shared with the proxy domain (and that plus the next label).
+// Each comes with its host:port form unless port is noPort.
 func altHosts(host string, port uint32, proxyDom string) []string {
 	if strings.Contains(proxyDom, ".svc.") {
 		if !strings.HasSuffix(host, proxyDom[strings.Index(proxyDom, ".svc."):]) {
@@ -359,16 +381,12 @@ func kubeAltHosts(host string, port uint32, proxyDom string) []string {
 	}
 	name, nsName := host[:ns], host[:ih] // reviews, reviews.default
 	if host[ns+1:ih] == proxyDom[:strings.Index(proxyDom, ".svc.")] {
-		return []string{
-			name, domainName(name, port),
-			nsName + ".svc", domainName(nsName+".svc", port),
-			nsName, domainName(nsName, port),
-		}
+		out := appendDomainPort(nil, name, port)
+		out = appendDomainPort(out, nsName+".svc", port)
+		return appendDomainPort(out, nsName, port)
 	}
-	return []string{
-		nsName, domainName(nsName, port),
-		nsName + ".svc", domainName(nsName+".svc", port),
-	}
+	out := appendDomainPort(nil, nsName, port)
+	return appendDomainPort(out, nsName+".svc", port)
 }
 
 // splitSharedSuffix splits host into the labels it does not share with the
@@ -386,7 +404,11 @@ func splitSharedSuffix(host, proxyDom string) (unique, shared []string) {
 	return h[:len(h)-n], h[len(h)-n:]
 }
 
+// appendDomainPort appends host and, unless port is noPort, host:port.
 func appendDomainPort(domains []string, host string, port uint32) []string {
+	if port == noPort {
+		return append(domains, ipv6Compliant(host))
+	}
 	return append(domains, ipv6Compliant(host), domainName(host, port))
 }
 
