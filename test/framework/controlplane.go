@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -14,7 +15,8 @@ import (
 // ControlPlane is a control plane running in the test process.
 type ControlPlane struct {
 	*discovery.Server
-	Dir string
+	Dir  string
+	stop func()
 }
 
 // StartControlPlane runs the control plane on dir (created if empty) with
@@ -22,13 +24,23 @@ type ControlPlane struct {
 // when the test ends.
 func StartControlPlane(t testing.TB, dir string) *ControlPlane {
 	t.Helper()
+	return StartControlPlaneAt(t, dir, "127.0.0.1:0")
+}
+
+// Stop stops the control plane now (it is otherwise stopped when the test
+// ends).
+func (cp *ControlPlane) Stop() { cp.stop() }
+
+// StartControlPlaneAt is StartControlPlane with a chosen xDS address.
+func StartControlPlaneAt(t testing.TB, dir, xdsAddr string) *ControlPlane {
+	t.Helper()
 	if dir == "" {
 		dir = t.TempDir()
 	}
 	logger := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	srv, err := discovery.New(discovery.Config{
 		ConfigDir:         dir,
-		XDSAddress:        "127.0.0.1:0",
+		XDSAddress:        xdsAddr,
 		MonitoringAddress: "127.0.0.1:0",
 		Debounce:          10 * time.Millisecond,
 		FileDebounce:      20 * time.Millisecond,
@@ -40,12 +52,16 @@ func StartControlPlane(t testing.TB, dir string) *ControlPlane {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("control plane stopped with: %v", err)
-		}
-	})
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("control plane stopped with: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
 	select {
 	case <-srv.Ready():
 	case err := <-done:
@@ -53,7 +69,7 @@ func StartControlPlane(t testing.TB, dir string) *ControlPlane {
 	case <-time.After(20 * time.Second):
 		t.Fatal("control plane not ready after 20s")
 	}
-	return &ControlPlane{Server: srv, Dir: dir}
+	return &ControlPlane{Server: srv, Dir: dir, stop: stop}
 }
 
 // WriteFile writes a config file into the control plane's directory

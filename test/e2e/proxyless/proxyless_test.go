@@ -350,3 +350,56 @@ func TestFaultInjection(t *testing.T) {
 		return nil
 	})
 }
+
+// TestControlPlaneRestart: a running client keeps routing with its last
+// configuration while the control plane is away, reconnects to the new
+// instance on the same address and follows its configuration.
+func TestControlPlaneRestart(t *testing.T) {
+	f := newFixture(t)
+	f.cp.WriteFile(t, "virtual-service.yaml", virtualService(`  - route:
+    - destination: {host: reviews, subset: v1}
+`))
+	addr := f.cp.XDSAddr().String()
+	c := framework.DialXDS(t, addr, target, nil)
+	waitFor(t, c, "reviews-v1")
+
+	f.cp.Stop()
+	if got := c.Distribution(t, 50); got["reviews-v1"] != 50 {
+		t.Fatalf("with the control plane away the client should keep its routes: %v", got)
+	}
+
+	// A new control plane on the same address and directory, with changed
+	// routing: the client reconnects by itself.
+	f.cp.WriteFile(t, "virtual-service.yaml", virtualService(`  - route:
+    - destination: {host: reviews, subset: v3}
+`))
+	framework.StartControlPlaneAt(t, f.cp.Dir, addr)
+	waitFor(t, c, "reviews-v3")
+}
+
+// TestRelativeWeights: Istio's weights are relative (weight/sum), so 1 and 3
+// split 25/75.
+func TestRelativeWeights(t *testing.T) {
+	f := newFixture(t)
+	f.cp.WriteFile(t, "virtual-service.yaml", virtualService(`  - route:
+    - destination: {host: reviews, subset: v1}
+      weight: 1
+    - destination: {host: reviews, subset: v3}
+      weight: 3
+`))
+	c := framework.DialXDS(t, f.cp.XDSAddr().String(), target, nil)
+	framework.Eventually(t, 15*time.Second, func() error {
+		got := c.Distribution(t, 40)
+		if got["reviews-v1"] == 0 || got["reviews-v3"] == 0 {
+			return fmt.Errorf("split not in force yet: %v", got)
+		}
+		return nil
+	})
+	const n = 2000
+	got := c.Distribution(t, n)
+	share := float64(got["reviews-v1"]) / n
+	t.Logf("distribution over %d RPCs: %v", n, got)
+	if share < 0.20 || share > 0.30 {
+		t.Errorf("v1 share = %.3f, want 0.25 ± 0.05 (%v)", share, got)
+	}
+}
