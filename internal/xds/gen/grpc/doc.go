@@ -13,7 +13,8 @@
 // gRPC's xDS implementation accepts: per-route filter configs other than
 // fault are dropped (gRPC rejects unknown ones), query-parameter matches are
 // left to gRPC (it ignores such routes), retries with no attempts are
-// removed, transport sockets are removed (mTLS for proxyless clients comes
+// removed (or, under a virtual host retry policy, emptied so as not to
+// inherit it), transport sockets are removed (mTLS for proxyless clients comes
 // with the identity work), and load-balancing policies gRPC lacks fall back
 // to the nearest one it has (MAGLEV → RING_HASH, RANDOM → ROUND_ROBIN).
 package grpc

@@ -4,8 +4,10 @@ import (
 	"testing"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/trellismesh/trellis/internal/model"
 	"github.com/trellismesh/trellis/internal/xds"
@@ -171,6 +173,78 @@ spec:
 	for _, r := range rds[0].GetVirtualHosts()[0].GetRoutes() {
 		if rp := r.GetRoute().GetRetryPolicy(); rp != nil {
 			t.Errorf("route %q: retry policy %v sent to gRPC, which rejects num_retries 0", r.GetName(), rp)
+		}
+	}
+}
+
+// TestVirtualHostRetryPolicy covers a retry policy the sidecar routes share
+// at the virtual host: gRPC gets it reduced there, the routes that shared
+// it inherit it, and a route without retries gets an empty policy (gRPC:
+// no retries) rather than none (the virtual host's) or num_retries 0
+// (rejected).
+func TestVirtualHostRetryPolicy(t *testing.T) {
+	snap := gentest.NewSnapshot(nil, gentest.YAML(t, reviewsGRPC+`---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews, namespace: default}
+spec:
+  hosts: [reviews]
+  http:
+  - name: a
+    match: [{headers: {x-a: {exact: "1"}}}]
+    route: [{destination: {host: reviews, subset: v1}}]
+  - name: "off"
+    match: [{headers: {x-off: {exact: "1"}}}]
+    route: [{destination: {host: reviews, subset: v1}}]
+    retries: {attempts: 0}
+  - name: custom
+    match: [{headers: {x-custom: {exact: "1"}}}]
+    route: [{destination: {host: reviews, subset: v1}}]
+    retries: {attempts: 4, retryOn: unavailable}
+  - name: b
+    route: [{destination: {host: reviews, subset: v2}}]
+`))
+	rds := Routes(snap.Scope(grpcProxy()), []string{"outbound|9080||" + reviews})
+	if len(rds) != 1 {
+		t.Fatalf("got %d route configurations", len(rds))
+	}
+	gentest.Validate(t, rds[0])
+	vh := rds[0].GetVirtualHosts()[0]
+	want := &routev3.RetryPolicy{
+		RetryOn:    "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes",
+		NumRetries: wrapperspb.UInt32(2),
+	}
+	if !proto.Equal(vh.GetRetryPolicy(), want) {
+		t.Errorf("virtual host retry policy = %v, want %v", vh.GetRetryPolicy(), want)
+	}
+	wantRoutes := map[string]*routev3.RetryPolicy{
+		"a":      nil, // inherits the virtual host's
+		"b":      nil,
+		"off":    {},
+		"custom": {RetryOn: "unavailable", NumRetries: wrapperspb.UInt32(4)},
+	}
+	for _, r := range vh.GetRoutes() {
+		got := r.GetRoute().GetRetryPolicy()
+		if w, ok := wantRoutes[r.GetName()]; !ok || !proto.Equal(got, w) || (w != nil) != (got != nil) {
+			t.Errorf("route %q: retry policy %v, want %v", r.GetName(), got, w)
+		}
+	}
+}
+
+func TestReduceRetryPolicy(t *testing.T) {
+	zero := &routev3.RetryPolicy{RetryOn: "unavailable", NumRetries: wrapperspb.UInt32(0)}
+	if p := reduceRetryPolicy(zero); p != nil {
+		t.Errorf("num_retries 0 reduced to %v, want none (gRPC rejects 0)", p)
+	}
+	for _, vhostRetries := range []bool{false, true} {
+		r := &routev3.Route{Action: &routev3.Route_Route{Route: &routev3.RouteAction{RetryPolicy: proto.Clone(zero).(*routev3.RetryPolicy)}}}
+		reduceRoute(r, vhostRetries)
+		got := r.GetRoute().GetRetryPolicy()
+		switch {
+		case !vhostRetries && got != nil:
+			t.Errorf("no virtual host policy: route keeps %v", got)
+		case vhostRetries && (got == nil || proto.Size(got) != 0):
+			t.Errorf("virtual host policy: route policy %v, want an empty one", got)
 		}
 	}
 }

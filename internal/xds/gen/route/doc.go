@@ -20,6 +20,7 @@
 //	      httproute.go destinations, redirect, directResponse, rewrite, timeout,
 //	                   mirrors, decorators, metadata
 //	      retry.go fault.go cors.go headers.go hash.go   one concern each
+//	                   (retry.go also shares a virtual host's retry policy)
 //
 // # Names and domains
 //
@@ -27,18 +28,31 @@
 // the shared outbound HTTP route of a port, "<host>:<port>" for a sniffed
 // (protocol-undeclared) service port bound to its VIP, and
 // "inbound|<targetPort>||" for inbound. A virtual host is named
-// "<host>:<port>"; its domains are the host and host:port, Istio's short
-// forms for "*.svc.<suffix>" hosts (name, name.ns, name.ns.svc with and
-// without :port; name alone only from the proxy's own namespace), and the
-// service's VIPs with and without :port. Domains repeated across virtual
-// hosts are dropped from the later one, as Istio does. Unlike Istio ≥ 1.20
-// the port forms are kept and ignore_port_in_host_matching is not set.
+// "<host>:<port>"; its domains are the host, Istio's short forms for
+// "*.svc.<suffix>" hosts (name, name.ns, name.ns.svc; name alone only from
+// the proxy's own namespace), and the service's VIPs. Domains repeated
+// across virtual hosts are dropped from the later one, as Istio does. As in
+// Istio ≥ 1.20, outbound and sniffed route configurations set
+// ignore_port_in_host_matching, so no domain carries a ":<port>" form (Host
+// "reviews:9080" matches "reviews"); for proxyless gRPC, which cannot
+// ignore the port, VirtualHosts adds the host:port form of each domain.
 //
 // The proxy's DNS domain is taken to be "<namespace>.svc.<suffix>": the
 // node's DNSDomain field is deliberately not read, because the generator
 // cache (xds/gen.Key) does not key on it. The proxy fields read are
 // Namespace, Labels, Generator and (for inbound decorators) its service
 // instances.
+//
+// # Retry policies
+//
+// A route without retry_policy takes its virtual host's (Envoy, and gRPC's
+// xDS client). The retry policy a virtual host's routes carry most
+// (usually Istio's default) is written once on the virtual host instead of
+// on each route: always when all its forwarding routes carry it (a lone
+// default route included), else when that saves bytes. Routes with another
+// policy keep theirs, and routes with none (retries.attempts 0, which Istio
+// expresses as no policy) then get an empty retry_policy, which Envoy reads
+// exactly as none, so that they do not inherit the virtual host's.
 //
 // # Precedence
 //

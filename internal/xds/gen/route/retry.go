@@ -114,34 +114,33 @@ func previousHosts() *routev3.RetryPolicy_RetryHostPredicate {
 
 // shareRetryPolicy returns the retry policy for the virtual hosts of routes
 // (nil: none), removing it from the routes that carry it. Envoy applies a
-// virtual host's retry_policy to its routes that have none, so a policy
-// several routes repeat (typically the default) is written once: the most
-// common one, when that makes the configuration smaller. Routes with
-// another policy keep theirs. Routes without one (attempts 0) get an empty
-// policy, which Envoy reads exactly as no policy (no retry condition, and
-// one retry if the request's x-envoy-retry-on asks; num_retries 0 would
-// differ there, and gRPC rejects it), so that they do not inherit the
-// virtual host's. Redirects and direct responses never retry and are left
-// as they are. The routes are changed in place: they belong to the caller's
-// virtual hosts only.
+// virtual host's retry_policy to its routes that have none, so the policy
+// most routes carry (typically the default) is written once: always when
+// every forwarding route carries it (a lone route too: its shorter route
+// action saves a byte), else when the copies saved outweigh what follows.
+// Routes with another policy keep theirs. Routes without one (attempts 0)
+// then get an empty policy, which Envoy reads exactly as no policy (no
+// retry condition, and one retry if the request's x-envoy-retry-on asks;
+// num_retries 0 would differ there, and gRPC rejects it), so that they do
+// not inherit the virtual host's. Redirects and direct responses never
+// retry and are left as they are. The routes are changed in place: they
+// belong to the caller's virtual hosts only.
 func shareRetryPolicy(routes []*routev3.Route) *routev3.RetryPolicy {
-	forwarding := 0
+	var fwd []*routev3.RouteAction
 	for _, r := range routes {
-		if r.GetRoute() != nil {
-			forwarding++
+		if a := r.GetRoute(); a != nil {
+			fwd = append(fwd, a)
 		}
 	}
-	if forwarding < 2 {
-		return nil // nothing to share; a virtual host's field tag is one byte longer
+	if len(fwd) == 1 { // the common case, a default route: no comparison needed
+		p := fwd[0].GetRetryPolicy()
+		fwd[0].RetryPolicy = nil
+		return p
 	}
-	keys := make([]string, len(routes)) // wire form of each route's policy ("" for none)
+	keys := make([]string, len(fwd)) // wire form of each route's policy ("" for none)
 	count := map[string]int{}
 	best, bestN, none := "", 0, 0
-	for i, r := range routes {
-		a := r.GetRoute()
-		if a == nil {
-			continue
-		}
+	for i, a := range fwd {
 		if a.GetRetryPolicy() == nil {
 			none++
 			continue
@@ -156,16 +155,14 @@ func shareRetryPolicy(routes []*routev3.Route) *routev3.RetryPolicy {
 			best, bestN = keys[i], n
 		}
 	}
-	// Saved: bestN-1 copies of the policy. Spent: 2 bytes (tag, empty
-	// length) per route without a policy, and 1 byte of longer tag.
-	if bestN < 2 || (bestN-1)*len(best) <= 2*none+1 {
+	// Partly shared: saved, bestN-1 copies of the policy; spent, about 2
+	// bytes (tag, empty length) per route without a policy.
+	if bestN == 0 || bestN < len(fwd) && (bestN < 2 || (bestN-1)*len(best) <= 2*none+1) {
 		return nil
 	}
 	var shared *routev3.RetryPolicy
-	for i, r := range routes {
-		a := r.GetRoute()
+	for i, a := range fwd {
 		switch {
-		case a == nil:
 		case a.GetRetryPolicy() == nil:
 			a.RetryPolicy = &routev3.RetryPolicy{}
 		case keys[i] == best:

@@ -331,7 +331,8 @@ func TestRetryPolicy(t *testing.T) {
 		},
 	}
 	rc := build(t, f, []string{"9080"})[0]
-	got := vhostByName(t, rc, "reviews.default.svc.cluster.local:9080").GetRoutes()[0].GetRoute().GetRetryPolicy()
+	vh := vhostByName(t, rc, "reviews.default.svc.cluster.local:9080")
+	got := effectiveRetry(vh, vh.GetRoutes()[0])
 	if got.GetNumRetries().GetValue() != 7 || got.GetRetryOn() != "reset" {
 		t.Errorf("mesh default retry policy not applied: %v", got)
 	}
@@ -381,6 +382,16 @@ func TestAltHosts(t *testing.T) {
 		if got := altHosts(tc.host, 80, tc.proxyDom); !cmp.Equal(got, tc.want) {
 			t.Errorf("altHosts(%q, %q) = %q, want %q", tc.host, tc.proxyDom, got, tc.want)
 		}
+		// Without a port: the same names, without their host:port forms.
+		var bare []string
+		for _, h := range tc.want {
+			if !strings.HasSuffix(h, ":80") {
+				bare = append(bare, h)
+			}
+		}
+		if got := altHosts(tc.host, noPort, tc.proxyDom); !cmp.Equal(got, bare) {
+			t.Errorf("altHosts(%q, noPort, %q) = %q, want %q", tc.host, tc.proxyDom, got, bare)
+		}
 	}
 }
 
@@ -399,8 +410,8 @@ func TestDuplicateDomains(t *testing.T) {
 		got[vh.GetName()] = vh.GetDomains()
 	}
 	want := map[string][]string{
-		"a.example.com:80": {"a.example.com", "a.example.com:80", "10.0.0.1", "10.0.0.1:80"},
-		"b.example.com:80": {"b.example.com", "b.example.com:80"}, // shared VIP kept by the first; :: is no VIP
+		"a.example.com:80": {"a.example.com", "10.0.0.1"},
+		"b.example.com:80": {"b.example.com"}, // shared VIP kept by the first; :: is no VIP
 	}
 	if d := cmp.Diff(want, got); d != "" {
 		t.Errorf("domains (-want +got):\n%s", d)

@@ -18,7 +18,9 @@ import (
 // VirtualHosts returns the outbound virtual hosts of a port, sorted by name,
 // without the catch-all (allow_any / block_all) that Build appends. It is
 // the part of a port's route configuration that proxyless gRPC clients use
-// too. The error lists problems that removed routes or virtual hosts.
+// too. A virtual host may carry the retry policy of its routes (see
+// shareRetryPolicy). The error lists problems that removed routes or
+// virtual hosts.
 func VirtualHosts(sc *model.Scope, port uint32) ([]*routev3.VirtualHost, error) {
 	var errs []error
 	snap := sc.Snapshot()
