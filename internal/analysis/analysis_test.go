@@ -15,6 +15,7 @@ import (
 
 	"github.com/trellismesh/trellis/internal/config"
 	"github.com/trellismesh/trellis/internal/config/store"
+	"github.com/trellismesh/trellis/internal/testing/samples"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files")
@@ -33,30 +34,6 @@ func testValidate(c config.Config) ([]string, error) {
 		return warnings, errors.Join(err, store.Problem{Field: field, Message: msg})
 	}
 	return warnings, err
-}
-
-// bookinfoDir finds the shared Istio samples next to the module root.
-func bookinfoDir(t *testing.T) string {
-	t.Helper()
-	dir, err := filepath.Abs(".")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found above the test directory")
-		}
-		dir = parent
-	}
-	b := filepath.Join(dir, "..", "shared", "data", "istio-samples", "bookinfo")
-	if st, err := os.Stat(b); err != nil || !st.IsDir() {
-		t.Fatalf("Istio bookinfo samples not found at %s (expected <module root>/../shared/data/istio-samples/bookinfo): %v", b, err)
-	}
-	return filepath.Clean(b)
 }
 
 // render prints messages one per line with paths made relative to the
@@ -112,7 +89,7 @@ func TestGolden(t *testing.T) {
 			dirs := []string{caseDir}
 			roots := map[string]string{caseDir: ""}
 			if name == "bookinfo" {
-				b := bookinfoDir(t)
+				b := samples.Path(t, "bookinfo")
 				dirs = append(dirs, b)
 				roots[b] = "$BOOKINFO"
 			}

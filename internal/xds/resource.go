@@ -65,12 +65,18 @@ type Named interface {
 }
 
 // Marshal turns generated messages into Resources, keyed by the name the
-// message carries (ClusterLoadAssignment uses ClusterName and must be passed
-// with NewResource directly).
+// message carries (ClusterLoadAssignment uses ClusterName: see MarshalBy).
 func Marshal[T Named](msgs []T) ([]Resource, error) {
+	return MarshalBy(msgs, func(m T) string { return m.GetName() })
+}
+
+// MarshalBy turns generated messages into Resources keyed by name(m), for
+// messages whose name is another field, such as
+// (*ClusterLoadAssignment).GetClusterName.
+func MarshalBy[T proto.Message](msgs []T, name func(T) string) ([]Resource, error) {
 	out := make([]Resource, 0, len(msgs))
 	for _, m := range msgs {
-		r, err := NewResource(m.GetName(), m)
+		r, err := NewResource(name(m), m)
 		if err != nil {
 			return nil, err
 		}

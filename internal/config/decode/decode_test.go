@@ -15,39 +15,15 @@ import (
 
 	"github.com/trellismesh/trellis/internal/config"
 	"github.com/trellismesh/trellis/internal/config/schema"
+	"github.com/trellismesh/trellis/internal/testing/samples"
 )
-
-// sharedDir finds the shared/ directory that sits beside the module root
-// (the repository is checked out with shared/ next to it).
-func sharedDir(t testing.TB) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatalf("go.mod not found above the test directory")
-		}
-		dir = parent
-	}
-	shared := filepath.Join(filepath.Dir(dir), "shared")
-	if _, err := os.Stat(filepath.Join(shared, "data", "istio-samples")); err != nil {
-		t.Fatalf("shared test data not found at %s (check out shared/ beside the repository): %v", shared, err)
-	}
-	return shared
-}
 
 func decodeString(s string) Result {
 	return Decode(schema.Istio(), "test.yaml", []byte(s))
 }
 
 func TestBookinfoSamples(t *testing.T) {
-	root := filepath.Join(sharedDir(t), "data", "istio-samples", "bookinfo")
+	root := samples.Path(t, "bookinfo")
 	files, err := filepath.Glob(filepath.Join(root, "networking", "*.yaml"))
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no samples found in %s: %v", root, err)
@@ -101,7 +77,7 @@ func TestBookinfoSamples(t *testing.T) {
 }
 
 func TestBookinfoContent(t *testing.T) {
-	data, err := os.ReadFile(filepath.Join(sharedDir(t), "data", "istio-samples", "bookinfo", "networking", "virtual-service-reviews-80-20.yaml"))
+	data, err := os.ReadFile(samples.Path(t, "bookinfo/networking/virtual-service-reviews-80-20.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,11 +8,12 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/trellismesh/trellis/internal/config/schema"
+	"github.com/trellismesh/trellis/internal/testing/samples"
 )
 
 // addSamples seeds a fuzz corpus with the Istio sample files.
 func addSamples(f *testing.F) {
-	files, err := filepath.Glob(filepath.Join(sharedDir(f), "data", "istio-samples", "bookinfo", "*", "*.yaml"))
+	files, err := filepath.Glob(filepath.Join(samples.Path(f, "bookinfo"), "*", "*.yaml"))
 	if err != nil || len(files) == 0 {
 		f.Fatalf("no sample files: %v", err)
 	}

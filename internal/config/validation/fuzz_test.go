@@ -13,6 +13,7 @@ import (
 	"github.com/trellismesh/trellis/internal/config/decode"
 	"github.com/trellismesh/trellis/internal/config/schema"
 	"github.com/trellismesh/trellis/internal/config/validation"
+	"github.com/trellismesh/trellis/internal/testing/samples"
 )
 
 // fuzzSeeds are small objects of every kind that exercise many rules.
@@ -32,7 +33,7 @@ var fuzzSeeds = []struct{ kind, spec string }{
 // FuzzValidate decodes arbitrary bytes and validates whatever decodes: it
 // must never panic, and every finding must name a field and a reason.
 func FuzzValidate(f *testing.F) {
-	files, err := filepath.Glob(filepath.Join(sharedDir(f), "data", "istio-samples", "bookinfo", "networking", "*.yaml"))
+	files, err := filepath.Glob(filepath.Join(samples.Path(f, "bookinfo/networking"), "*.yaml"))
 	if err != nil || len(files) == 0 {
 		f.Fatalf("no samples: %v", err)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/trellismesh/trellis/internal/config/decode"
 	"github.com/trellismesh/trellis/internal/config/schema"
 	"github.com/trellismesh/trellis/internal/config/validation"
+	"github.com/trellismesh/trellis/internal/testing/samples"
 )
 
 // testCase is one named rule check. The spec is YAML (flow style keeps the
@@ -86,32 +87,8 @@ func runCases(t *testing.T, kind string, cases []testCase) {
 	}
 }
 
-// sharedDir finds the shared/ directory beside the module root.
-func sharedDir(t testing.TB) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatalf("go.mod not found above the test directory")
-		}
-		dir = parent
-	}
-	shared := filepath.Join(filepath.Dir(dir), "shared")
-	if _, err := os.Stat(filepath.Join(shared, "data", "istio-samples")); err != nil {
-		t.Fatalf("shared test data not found at %s (check out shared/ beside the repository): %v", shared, err)
-	}
-	return shared
-}
-
 func TestBookinfoSamplesAreValid(t *testing.T) {
-	files, err := filepath.Glob(filepath.Join(sharedDir(t), "data", "istio-samples", "bookinfo", "networking", "*.yaml"))
+	files, err := filepath.Glob(filepath.Join(samples.Path(t, "bookinfo/networking"), "*.yaml"))
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no samples: %v", err)
 	}

@@ -88,7 +88,7 @@ func validateHTTPRoute(r *report, p fieldPath, h *networking.HTTPRoute, delegate
 		validateRewrite(r, p.child("rewrite"), h.Rewrite)
 	}
 	validateAuthorityRewrite(r, p, h)
-	validateHTTPDestinations(r, p.child("route"), h.Route)
+	validateRouteDestinations(r, p.child("route"), h.Route)
 	checkDuration(r, p.child("timeout"), h.Timeout)
 }
 
@@ -466,29 +466,5 @@ func validateRewrite(r *report, p fieldPath, rw *networking.HTTPRewrite) {
 		if rr.Rewrite == "" {
 			r.errorf(rp.child("rewrite"), "required")
 		}
-	}
-}
-
-func validateHTTPDestinations(r *report, p fieldPath, dests []*networking.HTTPRouteDestination) {
-	var total int64
-	for i, d := range dests {
-		dp := p.index(i)
-		if d == nil {
-			r.errorf(dp, "must not be null")
-			continue
-		}
-		if d.Destination == nil {
-			r.errorf(dp.child("destination"), "required")
-		} else {
-			validateDestination(r, dp.child("destination"), d.Destination)
-		}
-		validateHeaderOps(r, dp.child("headers"), d.Headers)
-		if d.Weight < 0 {
-			r.errorf(dp.child("weight"), "must not be negative")
-		}
-		total += int64(d.Weight)
-	}
-	if len(dests) > 1 && total == 0 {
-		r.errorf(p, "the weights of the destinations add up to 0; at least one must be positive")
 	}
 }

@@ -203,7 +203,18 @@ func validateDestination(r *report, p fieldPath, d *networking.Destination) {
 	}
 }
 
-func validateRouteDestinations(r *report, p fieldPath, dests []*networking.RouteDestination) {
+// routeDestination is a weighted destination of a route: RouteDestination
+// in TCP and TLS routes, HTTPRouteDestination (which adds header
+// operations) in HTTP routes.
+type routeDestination interface {
+	*networking.RouteDestination | *networking.HTTPRouteDestination
+	GetDestination() *networking.Destination
+	GetWeight() int32
+}
+
+// validateRouteDestinations checks each destination of a route, and that
+// the weights of several do not add up to zero.
+func validateRouteDestinations[D routeDestination](r *report, p fieldPath, dests []D) {
 	var total int64
 	for i, d := range dests {
 		dp := p.index(i)
@@ -211,15 +222,18 @@ func validateRouteDestinations(r *report, p fieldPath, dests []*networking.Route
 			r.errorf(dp, "must not be null")
 			continue
 		}
-		if d.Destination == nil {
+		if dest := d.GetDestination(); dest == nil {
 			r.errorf(dp.child("destination"), "required")
 		} else {
-			validateDestination(r, dp.child("destination"), d.Destination)
+			validateDestination(r, dp.child("destination"), dest)
 		}
-		if d.Weight < 0 {
+		if h, ok := any(d).(*networking.HTTPRouteDestination); ok {
+			validateHeaderOps(r, dp.child("headers"), h.Headers)
+		}
+		if d.GetWeight() < 0 {
 			r.errorf(dp.child("weight"), "must not be negative")
 		}
-		total += int64(d.Weight)
+		total += int64(d.GetWeight())
 	}
 	if len(dests) > 1 && total == 0 {
 		r.errorf(p, "the weights of the destinations add up to 0; at least one must be positive")
@@ -246,17 +260,7 @@ func validateTLSRoute(r *report, p fieldPath, t *networking.TLSRoute, vs *networ
 		for j, sni := range m.SniHosts {
 			validateSNIHost(r, mp.child("sniHosts").index(j), sni, vs.Hosts, toGateway)
 		}
-		for j, s := range m.DestinationSubnets {
-			r.check(mp.child("destinationSubnets").index(j), subnetProblem(s))
-		}
-		if m.Port != 0 {
-			r.check(mp.child("port"), portProblem(m.Port))
-		}
-		validateLabels(r, mp.child("sourceLabels"), m.SourceLabels, false)
-		validateGatewayNames(r, mp.child("gateways"), m.Gateways)
-		if m.SourceNamespace != "" && !isDNS1123Label(m.SourceNamespace) {
-			r.errorf(mp.child("sourceNamespace"), "invalid namespace %q", m.SourceNamespace)
-		}
+		validateL4Match(r, mp, m, "")
 	}
 	if len(t.Route) == 0 {
 		r.errorf(p.child("route"), "at least one destination is required")
@@ -298,25 +302,41 @@ func validateTCPRoute(r *report, p fieldPath, t *networking.TCPRoute) {
 			r.errorf(mp, "must not be null")
 			continue
 		}
-		for j, s := range m.DestinationSubnets {
-			r.check(mp.child("destinationSubnets").index(j), subnetProblem(s))
-		}
-		if m.SourceSubnet != "" { //nolint:staticcheck // deprecated but still served
-			r.check(mp.child("sourceSubnet"), subnetProblem(m.SourceSubnet)) //nolint:staticcheck
-		}
-		if m.Port != 0 {
-			r.check(mp.child("port"), portProblem(m.Port))
-		}
-		validateLabels(r, mp.child("sourceLabels"), m.SourceLabels, false)
-		validateGatewayNames(r, mp.child("gateways"), m.Gateways)
-		if m.SourceNamespace != "" && !isDNS1123Label(m.SourceNamespace) {
-			r.errorf(mp.child("sourceNamespace"), "invalid namespace %q", m.SourceNamespace)
-		}
+		validateL4Match(r, mp, m, m.SourceSubnet) //nolint:staticcheck // deprecated but still served
 	}
 	if len(t.Route) == 0 {
 		r.errorf(p.child("route"), "at least one destination is required")
 	}
 	validateRouteDestinations(r, p.child("route"), t.Route)
+}
+
+// l4Match is what the matches of TLS routes (TLSMatchAttributes) and TCP
+// routes (L4MatchAttributes) have in common.
+type l4Match interface {
+	GetDestinationSubnets() []string
+	GetPort() uint32
+	GetSourceLabels() map[string]string
+	GetGateways() []string
+	GetSourceNamespace() string
+}
+
+// validateL4Match checks the attributes TLS and TCP matches share at mp;
+// sourceSubnet is the TCP match's deprecated field, "" for TLS.
+func validateL4Match(r *report, mp fieldPath, m l4Match, sourceSubnet string) {
+	for j, s := range m.GetDestinationSubnets() {
+		r.check(mp.child("destinationSubnets").index(j), subnetProblem(s))
+	}
+	if sourceSubnet != "" {
+		r.check(mp.child("sourceSubnet"), subnetProblem(sourceSubnet))
+	}
+	if port := m.GetPort(); port != 0 {
+		r.check(mp.child("port"), portProblem(port))
+	}
+	validateLabels(r, mp.child("sourceLabels"), m.GetSourceLabels(), false)
+	validateGatewayNames(r, mp.child("gateways"), m.GetGateways())
+	if ns := m.GetSourceNamespace(); ns != "" && !isDNS1123Label(ns) {
+		r.errorf(mp.child("sourceNamespace"), "invalid namespace %q", ns)
+	}
 }
 
 // warnUnreachable warns about routes that can never be selected: routes

@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/cespare/xxhash/v2"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	networking "istio.io/api/networking/v1alpha3"
 
 	"github.com/trellismesh/trellis/internal/model"
@@ -133,15 +134,7 @@ func Build(snap *model.Snapshot, p *model.Proxy, typeURL string, names []string)
 	case xds.ClusterType:
 		return xds.Marshal(cluster.Build(sc))
 	case xds.EndpointType:
-		var out []xds.Resource
-		for _, cla := range endpoint.Build(sc, names) {
-			r, err := xds.NewResource(cla.GetClusterName(), cla)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, r)
-		}
-		return out, nil
+		return xds.MarshalBy(endpoint.Build(sc, names), (*endpointv3.ClusterLoadAssignment).GetClusterName)
 	case xds.ListenerType:
 		return xds.Marshal(listener.Build(sc))
 	case xds.RouteType:

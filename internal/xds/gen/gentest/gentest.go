@@ -1,7 +1,6 @@
 package gentest
 
 import (
-	"os"
 	"path/filepath"
 	"runtime"
 	"testing"
@@ -10,6 +9,7 @@ import (
 
 	"github.com/trellismesh/trellis/internal/config"
 	"github.com/trellismesh/trellis/internal/model"
+	"github.com/trellismesh/trellis/internal/testing/samples"
 )
 
 // Files decodes YAML files into configs, failing the test on error.
@@ -92,30 +92,10 @@ func Bookinfo() string { return Fixture("bookinfo.yaml") }
 // the file is absent.
 func Sample(t testing.TB, name string) string {
 	t.Helper()
-	root := moduleRoot(t)
-	p := filepath.Join(root, "..", "shared", "data", "istio-samples", filepath.FromSlash(name))
-	if _, err := os.Stat(p); err != nil {
-		t.Fatalf("Istio sample %s not found at %s (the samples live in shared/data/istio-samples beside the repository): %v", name, p, err)
-	}
-	return p
+	return samples.Path(t, name)
 }
 
 func packageDir() string {
 	_, file, _, _ := runtime.Caller(0)
 	return filepath.Dir(file)
-}
-
-func moduleRoot(t testing.TB) string {
-	t.Helper()
-	dir := packageDir()
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatalf("no go.mod above %s", packageDir())
-		}
-		dir = parent
-	}
 }

@@ -8,6 +8,7 @@ import (
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	faultv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
@@ -41,15 +42,7 @@ func Build(sc *model.Scope, typeURL string, names []string) ([]xds.Resource, err
 	case xds.ClusterType:
 		return xds.Marshal(Clusters(sc, names))
 	case xds.EndpointType:
-		var out []xds.Resource
-		for _, cla := range endpoint.Build(sc, names) {
-			r, err := xds.NewResource(cla.GetClusterName(), cla)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, r)
-		}
-		return out, nil
+		return xds.MarshalBy(endpoint.Build(sc, names), (*endpointv3.ClusterLoadAssignment).GetClusterName)
 	}
 	return nil, fmt.Errorf("proxyless gRPC: unsupported type %q", typeURL)
 }
