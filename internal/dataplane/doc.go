@@ -1,0 +1,29 @@
+// Package dataplane is the root of Trellis's proxy: one engine, four roles
+// (sidecar, ztunnel, waypoint, gateway), configured only by xDS.
+//
+//	control plane ──ADS──► xdsclient ──typed resources──► engine config (immutable, swapped atomically)
+//	                          ▲  NACK with a precise message       │
+//	                          └────────────────────────────────────┤
+//	capture (iptables, SO_ORIGINAL_DST) ─► listener (filter-chain match, protocol sniffing)
+//	                                          ├─► http (connection manager: route ─► filters ─► router)
+//	                                          └─► tcp (tcp_proxy, SNI passthrough)
+//	                                                        │
+//	                                                  upstream (clusters, load balancing, outlier
+//	                                                  detection, circuit breakers, connection pools)
+//	telemetry (Istio metrics, access logs, tracing) and admin (15000, 15020, 15021) observe all of it.
+//
+// Packages (one job each):
+//
+//	xdsclient  ADS client: delta by default, state of the world as fallback;
+//	           subscriptions, warming order, ACK/NACK, reconnect with back-off
+//	route      RouteConfiguration compiled into a matcher and typed actions
+//	upstream   load balancers, outlier detection, circuit breakers, pools
+//	capture    iptables redirection rules and original-destination recovery
+//	(later)    listener, http, tcp, telemetry, admin, role/sidecar
+//
+// Rule: nothing under internal/dataplane imports Kubernetes client
+// libraries or the control plane (internal/config, internal/model,
+// internal/xds/..., internal/discovery, internal/registry). It speaks to the
+// control plane only through Envoy's xDS types. A test over `go list -deps`
+// keeps it so.
+package dataplane
