@@ -1,12 +1,19 @@
 #!/usr/bin/env bash
 # The whole Trellis test suite, as CI runs it. Installs what the tests need
-# (nothing beyond Go yet), checks formatting and vet, then runs every test.
+# (iptables, as root), checks formatting and vet, then runs every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export GOTOOLCHAIN=local
 export GOFLAGS="${GOFLAGS:--buildvcs=false}"
 
 echo "== go version: $(go version)"
+# The capture package's network-namespace tests need iptables (a Debian
+# package, not preinstalled). As root, install it; otherwise those tests fail
+# saying what to install.
+if ! command -v iptables-restore >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  echo "== installing iptables"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iptables
+fi
 unformatted=$(gofmt -l cmd internal test bench 2>/dev/null || true)
 if [ -n "$unformatted" ]; then
   echo "gofmt would change:"; echo "$unformatted"; exit 1

@@ -15,6 +15,7 @@ import (
 
 	"github.com/trellismesh/trellis/internal/cli/analyze"
 	clidiscovery "github.com/trellismesh/trellis/internal/cli/discovery"
+	cliproxy "github.com/trellismesh/trellis/internal/cli/proxy"
 	"github.com/trellismesh/trellis/internal/cli/version"
 )
 
@@ -38,6 +39,7 @@ func run(ctx context.Context, args []string) int {
 	root.AddCommand(
 		clidiscovery.NewCommand(logger),
 		analyze.NewCommand(),
+		cliproxy.NewCommand(logger),
 		version.NewCommand(buildVersion),
 	)
 	root.SetArgs(args)

@@ -1,0 +1,12 @@
+// Package proxy implements `trellis proxy`, the data-plane command group.
+// Flags and environment are parsed here, once, into the data-plane packages'
+// typed configurations; each subcommand lives in its own file:
+//
+//	trellis proxy iptables   install (or --clean, or --dry-run) the sidecar's
+//	                         traffic capture rules: Istio's istio-iptables /
+//	                         istio-init, same flags and environment variables;
+//	                         see internal/dataplane/capture
+//
+// Errors name the flag (and the environment variable, if the value came from
+// one).
+package proxy

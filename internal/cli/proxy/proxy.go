@@ -1,0 +1,40 @@
+package proxy
+
+import (
+	"log/slog"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/trellismesh/trellis/internal/dataplane/capture"
+)
+
+// env is the process environment, injectable for tests.
+type env func(key string) string
+
+// deps are what the subcommands take from the host; tests replace them.
+type deps struct {
+	logger *slog.Logger
+	getenv env
+	runner capture.Runner // runs iptables-restore / iptables-save
+}
+
+// NewCommand returns `trellis proxy`, the data-plane command group. Each
+// subcommand lives in its own file and is added here.
+func NewCommand(logger *slog.Logger) *cobra.Command {
+	return newCommand(deps{logger: logger, getenv: os.Getenv, runner: capture.ExecRunner{}})
+}
+
+func newCommand(d deps) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "proxy",
+		Short: "Run the Trellis data plane and set up its traffic capture",
+		Long: `Data-plane commands: the proxy roles and the set-up steps that run
+before them (what Istio's init container and pilot-agent do).`,
+		Args: cobra.NoArgs,
+	}
+	cmd.AddCommand(
+		newIptablesCommand(d),
+	)
+	return cmd
+}
