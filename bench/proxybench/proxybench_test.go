@@ -1,0 +1,85 @@
+package main
+
+import (
+	"os"
+	"testing"
+)
+
+func TestParseStat(t *testing.T) {
+	// The command name may contain spaces and parentheses.
+	line := "4242 (nginx: (worker) x) S 4241 4241 4241 0 -1 4194624 1234 0 0 0 150 27 0 0 20 0 1 0 99 12345 678 18446744073709551615\n"
+	s, err := parseStat([]byte(line))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.ppid != 4241 || s.utime != 150 || s.stime != 27 {
+		t.Fatalf("got %+v", s)
+	}
+}
+
+func TestParseStatus(t *testing.T) {
+	in := "Name:\tnginx\nVmHWM:\t   10240 kB\nVmRSS:\t    9556 kB\nRssAnon:\t    3484 kB\nRssFile:\t    6068 kB\n"
+	if got, want := parseStatus([]byte(in)), (mem{RSS: 9556, HWM: 10240, Anon: 3484}); got != want {
+		t.Fatalf("got %+v, want %+v", got, want)
+	}
+}
+
+func TestOwnProcess(t *testing.T) {
+	tree := procTree(os.Getpid())
+	if len(tree) == 0 || tree[0] != os.Getpid() {
+		t.Fatalf("procTree = %v", tree)
+	}
+	if m := memKB(os.Getpid()); m.RSS == 0 || m.Anon == 0 || m.HWM < m.RSS {
+		t.Fatalf("memKB = %+v", m)
+	}
+	if _, err := readStat(os.Getpid()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestMedianPercentile(t *testing.T) {
+	if m := median([]float64{3, 1, 2}); m != 2 {
+		t.Fatalf("median = %v", m)
+	}
+	if m := median([]float64{4, 1, 2, 3}); m != 2.5 {
+		t.Fatalf("median = %v", m)
+	}
+	v := make([]float64, 100)
+	for i := range v {
+		v[i] = float64(i + 1)
+	}
+	for p, want := range map[float64]float64{50: 50, 90: 90, 99: 99, 100: 100} {
+		if got := percentile(v, p); got != want {
+			t.Errorf("p%v = %v, want %v", p, got, want)
+		}
+	}
+}
+
+func TestAddedLatencyAndRatios(t *testing.T) {
+	res := &Result{Pairs: []string{"direct", "nginx", "naive"}}
+	for round := 1; round <= 3; round++ {
+		px := func(cpu float64) []*ProxyStats { return []*ProxyStats{{VCPUPer1kRPS: cpu}, {VCPUPer1kRPS: cpu}} }
+		runs := []*PairRun{
+			{Pair: "direct", Round: round, Load: LoadResult{P50: 0.1, P90: 0.2, P99: 0.3}},
+			{Pair: "nginx", Round: round, Load: LoadResult{P50: 0.3, P90: 0.4, P99: 0.6}, Proxies: px(0.07)},
+			{Pair: "naive", Round: round, Load: LoadResult{P50: 0.5, P90: 0.6, P99: 0.9}, Proxies: px(0.14)},
+		}
+		for _, r := range runs {
+			r.aggregate()
+		}
+		addedLatency(runs)
+		res.Runs = append(res.Runs, runs...)
+	}
+	res.finish()
+	naive := res.Medians[2]
+	if naive.Pair != "naive" || naive.Rounds != 3 {
+		t.Fatalf("medians = %+v", res.Medians)
+	}
+	approx := func(a, b float64) bool { return a-b < 1e-9 && b-a < 1e-9 }
+	if !approx(*naive.AddedP50, 0.4) || !approx(naive.VsNginx["addedP50"], 2) || !approx(naive.VsNginx["vcpuPer1kRps"], 2) {
+		t.Fatalf("naive = %+v, vsNginx %v", naive, naive.VsNginx)
+	}
+	if res.Medians[0].AddedP50 != nil {
+		t.Fatal("direct has an added latency")
+	}
+}

@@ -1,0 +1,350 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"slices"
+	"strings"
+	"text/tabwriter"
+)
+
+// Result is the whole benchmark, as written by -o json.
+type Result struct {
+	Config  Config            `json:"config"`
+	Machine Machine           `json:"machine"`
+	Pairs   []string          `json:"pairs"`
+	Skipped map[string]string `json:"skipped,omitempty"`
+	Runs    []*PairRun        `json:"runs"`
+	Medians []*Summary        `json:"medians"`
+}
+
+type Config struct {
+	Rounds     int     `json:"rounds"`
+	Duration   string  `json:"duration"`
+	Warmup     string  `json:"warmup"`
+	Saturation string  `json:"saturation"`
+	QPS        float64 `json:"qps"`
+	Conns      int     `json:"connections"`
+	Size       int     `json:"responseBytes"`
+	Resolution float64 `json:"histogramResolutionSeconds"`
+	Uniform    bool    `json:"uniform"`
+}
+
+func configOf(o options) Config {
+	return Config{Rounds: o.rounds, Duration: o.duration.String(), Warmup: o.warmup.String(),
+		Saturation: o.saturation.String(), QPS: o.qps, Conns: o.conns, Size: o.size,
+		Resolution: o.resolution, Uniform: o.uniform}
+}
+
+type Machine struct {
+	CPUs           int    `json:"cpus"`
+	CPUModel       string `json:"cpuModel,omitempty"`
+	Kernel         string `json:"kernel,omitempty"`
+	Go             string `json:"go"`
+	Nginx          string `json:"nginx,omitempty"`
+	LoadAvgAtStart string `json:"loadAvgAtStart,omitempty"`
+}
+
+// PairRun is one pair in one round.
+type PairRun struct {
+	Pair  string     `json:"pair"`
+	Round int        `json:"round"`
+	Load  LoadResult `json:"load"` // at the target rate
+	// Added latency, ms: this run's percentile minus the direct run's of the
+	// same round (nil for direct itself, or without a direct run).
+	AddedP50 *float64 `json:"addedP50ms,omitempty"`
+	AddedP90 *float64 `json:"addedP90ms,omitempty"`
+	AddedP99 *float64 `json:"addedP99ms,omitempty"`
+	// The same from the exact sample percentiles.
+	AddedExactP50 *float64      `json:"addedExactP50ms,omitempty"`
+	AddedExactP90 *float64      `json:"addedExactP90ms,omitempty"`
+	AddedExactP99 *float64      `json:"addedExactP99ms,omitempty"`
+	Saturation    *LoadResult   `json:"saturation,omitempty"`
+	Proxies       []*ProxyStats `json:"proxies,omitempty"`
+	// Means over the pair's proxies (per proxy figures).
+	VCPUPer1kRPS       float64 `json:"vcpuPer1kRpsPerProxy,omitempty"`
+	SatCPUusPerRequest float64 `json:"satCpuUsPerRequestPerProxy,omitempty"`
+	RSSMB              float64 `json:"rssMBPerProxy,omitempty"`
+	AnonMB             float64 `json:"anonMBPerProxy,omitempty"`
+	// vCPU (average) used outside the benchmark during the measured run, and
+	// by interrupts (softirq: loopback receive processing, charged to no
+	// process on this kernel).
+	OtherVCPU float64 `json:"otherVcpu"`
+	IRQVCPU   float64 `json:"irqVcpu"`
+	Warning   string  `json:"warning,omitempty"`
+	Error     string  `json:"error,omitempty"`
+}
+
+// ProxyStats is one proxy process (with its descendants) in one run.
+type ProxyStats struct {
+	Name               string  `json:"name"`
+	PID                int     `json:"pid"`
+	CPUSeconds         float64 `json:"cpuSeconds"`         // during the measured run
+	VCPUPer1kRPS       float64 `json:"vcpuPer1kRps"`       // = CPU seconds per 1,000 requests
+	SatCPUSeconds      float64 `json:"satCpuSeconds"`      // during the saturation run
+	SatCPUusPerRequest float64 `json:"satCpuUsPerRequest"` // µs
+	RSSMB              float64 `json:"rssMB"`              // VmRSS at the end of the measured run
+	AnonMB             float64 `json:"anonMB"`             // RssAnon then: private memory, no executable pages
+	PeakRSSMB          float64 `json:"peakRssMB"`          // VmHWM at the end (after saturation)
+}
+
+func (r *PairRun) aggregate() {
+	if len(r.Proxies) == 0 {
+		return
+	}
+	n := float64(len(r.Proxies))
+	for _, p := range r.Proxies {
+		r.VCPUPer1kRPS += p.VCPUPer1kRPS / n
+		r.SatCPUusPerRequest += p.SatCPUusPerRequest / n
+		r.RSSMB += p.RSSMB / n
+		r.AnonMB += p.AnonMB / n
+	}
+}
+
+func (r *PairRun) summary() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "others %.2f vCPU; %.0f rps, p50/p90/p99 %.3f/%.3f/%.3f ms", r.OtherVCPU, r.Load.ActualQPS, r.Load.P50, r.Load.P90, r.Load.P99)
+	if len(r.Proxies) > 0 {
+		fmt.Fprintf(&b, ", vCPU/1k rps %s", perProxy(r.Proxies, func(p *ProxyStats) float64 { return p.VCPUPer1kRPS }, "%.3f"))
+	}
+	if r.Saturation != nil {
+		fmt.Fprintf(&b, ", saturation %.0f rps", r.Saturation.ActualQPS)
+		if len(r.Proxies) > 0 {
+			fmt.Fprintf(&b, " %s µs/req", perProxy(r.Proxies, func(p *ProxyStats) float64 { return p.SatCPUusPerRequest }, "%.1f"))
+		}
+	}
+	if len(r.Proxies) > 0 {
+		fmt.Fprintf(&b, ", RSS %s MB", perProxy(r.Proxies, func(p *ProxyStats) float64 { return p.RSSMB }, "%.1f"))
+	}
+	return b.String()
+}
+
+func perProxy(ps []*ProxyStats, f func(*ProxyStats) float64, format string) string {
+	var parts []string
+	for _, p := range ps {
+		parts = append(parts, fmt.Sprintf(format, f(p)))
+	}
+	return strings.Join(parts, "/")
+}
+
+// addedLatency fills in the added latency of every run of one round against
+// that round's direct run.
+func addedLatency(round []*PairRun) {
+	var direct *PairRun
+	for _, r := range round {
+		if r.Pair == "direct" && r.Error == "" {
+			direct = r
+		}
+	}
+	if direct == nil {
+		return
+	}
+	diff := func(a, b float64) *float64 { d := a - b; return &d }
+	for _, r := range round {
+		if r == direct || r.Error != "" {
+			continue
+		}
+		r.AddedP50 = diff(r.Load.P50, direct.Load.P50)
+		r.AddedP90 = diff(r.Load.P90, direct.Load.P90)
+		r.AddedP99 = diff(r.Load.P99, direct.Load.P99)
+		r.AddedExactP50 = diff(r.Load.ExactP50, direct.Load.ExactP50)
+		r.AddedExactP90 = diff(r.Load.ExactP90, direct.Load.ExactP90)
+		r.AddedExactP99 = diff(r.Load.ExactP99, direct.Load.ExactP99)
+	}
+}
+
+// Summary is the median over the rounds of each figure of one pair.
+type Summary struct {
+	Pair               string   `json:"pair"`
+	Rounds             int      `json:"rounds"` // successful rounds
+	P50                float64  `json:"p50ms"`
+	P90                float64  `json:"p90ms"`
+	P99                float64  `json:"p99ms"`
+	AddedP50           *float64 `json:"addedP50ms,omitempty"`
+	AddedP90           *float64 `json:"addedP90ms,omitempty"`
+	AddedP99           *float64 `json:"addedP99ms,omitempty"`
+	AddedExactP50      *float64 `json:"addedExactP50ms,omitempty"`
+	AddedExactP90      *float64 `json:"addedExactP90ms,omitempty"`
+	AddedExactP99      *float64 `json:"addedExactP99ms,omitempty"`
+	VCPUPer1kRPS       *float64 `json:"vcpuPer1kRpsPerProxy,omitempty"`
+	SatCPUusPerRequest *float64 `json:"satCpuUsPerRequestPerProxy,omitempty"`
+	SatQPS             *float64 `json:"saturationQPS,omitempty"`
+	RSSMB              *float64 `json:"rssMBPerProxy,omitempty"`
+	AnonMB             *float64 `json:"anonMBPerProxy,omitempty"`
+	// Ratios of these medians to nginx's (pairs with proxies other than nginx).
+	VsNginx map[string]float64 `json:"vsNginx,omitempty"`
+}
+
+func (res *Result) finish() {
+	res.Medians = nil
+	var nginx *Summary
+	for _, name := range res.Pairs {
+		var runs []*PairRun
+		for _, r := range res.Runs {
+			if r.Pair == name && r.Error == "" {
+				runs = append(runs, r)
+			}
+		}
+		if len(runs) == 0 {
+			continue
+		}
+		s := &Summary{Pair: name, Rounds: len(runs)}
+		med := func(f func(*PairRun) *float64) *float64 {
+			var v []float64
+			for _, r := range runs {
+				if p := f(r); p != nil {
+					v = append(v, *p)
+				}
+			}
+			if len(v) == 0 {
+				return nil
+			}
+			m := median(v)
+			return &m
+		}
+		val := func(x float64) *float64 { return &x }
+		s.P50 = *med(func(r *PairRun) *float64 { return val(r.Load.P50) })
+		s.P90 = *med(func(r *PairRun) *float64 { return val(r.Load.P90) })
+		s.P99 = *med(func(r *PairRun) *float64 { return val(r.Load.P99) })
+		s.AddedP50 = med(func(r *PairRun) *float64 { return r.AddedP50 })
+		s.AddedP90 = med(func(r *PairRun) *float64 { return r.AddedP90 })
+		s.AddedP99 = med(func(r *PairRun) *float64 { return r.AddedP99 })
+		s.AddedExactP50 = med(func(r *PairRun) *float64 { return r.AddedExactP50 })
+		s.AddedExactP90 = med(func(r *PairRun) *float64 { return r.AddedExactP90 })
+		s.AddedExactP99 = med(func(r *PairRun) *float64 { return r.AddedExactP99 })
+		s.SatQPS = med(func(r *PairRun) *float64 {
+			if r.Saturation == nil {
+				return nil
+			}
+			return val(r.Saturation.ActualQPS)
+		})
+		if len(runs[0].Proxies) > 0 {
+			s.VCPUPer1kRPS = med(func(r *PairRun) *float64 { return val(r.VCPUPer1kRPS) })
+			s.RSSMB = med(func(r *PairRun) *float64 { return val(r.RSSMB) })
+			s.AnonMB = med(func(r *PairRun) *float64 { return val(r.AnonMB) })
+			if runs[0].Saturation != nil {
+				s.SatCPUusPerRequest = med(func(r *PairRun) *float64 { return val(r.SatCPUusPerRequest) })
+			}
+		}
+		if name == "nginx" {
+			nginx = s
+		}
+		res.Medians = append(res.Medians, s)
+	}
+	if nginx == nil {
+		return
+	}
+	for _, s := range res.Medians {
+		if s == nginx || s.VCPUPer1kRPS == nil {
+			continue
+		}
+		s.VsNginx = map[string]float64{}
+		for k, pair := range map[string][2]*float64{
+			"addedP50":           {s.AddedP50, nginx.AddedP50},
+			"addedP90":           {s.AddedP90, nginx.AddedP90},
+			"addedP99":           {s.AddedP99, nginx.AddedP99},
+			"vcpuPer1kRps":       {s.VCPUPer1kRPS, nginx.VCPUPer1kRPS},
+			"satCpuUsPerRequest": {s.SatCPUusPerRequest, nginx.SatCPUusPerRequest},
+			"rssMB":              {s.RSSMB, nginx.RSSMB},
+			"anonMB":             {s.AnonMB, nginx.AnonMB},
+		} {
+			if pair[0] != nil && pair[1] != nil && *pair[1] > 0 {
+				s.VsNginx[k] = *pair[0] / *pair[1]
+			}
+		}
+	}
+}
+
+func median(v []float64) float64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
+}
+
+func writeJSON(w io.Writer, res *Result) {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(res)
+}
+
+func writeTable(w io.Writer, res *Result) {
+	c := res.Config
+	fmt.Fprintf(w, "\n%g req/s, %d connections, %d-byte responses, %s per run (+%s warm-up), saturation %s, %d rounds\n",
+		c.QPS, c.Conns, c.Size, c.Duration, c.Warmup, c.Saturation, c.Rounds)
+	m := res.Machine
+	fmt.Fprintf(w, "%d CPUs %s, Linux %s, %s, nginx %s, load average at start %s\n",
+		m.CPUs, m.CPUModel, m.Kernel, m.Go, m.Nginx, m.LoadAvgAtStart)
+	fmt.Fprintln(w, "latency in ms (fortio histogram); +pN = added vs direct in the same round; per-proxy figures are A/B;")
+	fmt.Fprintln(w, "RSS = VmRSS of the proxy's processes (nginx: master + worker), anon = their RssAnon (no executable pages);")
+	fmt.Fprintln(w, "others = vCPU used by processes outside the benchmark during the measured run (other work on the machine)")
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "pair\tround\tp50\tp90\tp99\t+p50\t+p90\t+p99\tvCPU/1k rps\tsat rps\tsat µs/req\tRSS MB\tanon MB\tothers\t")
+	opt := func(p *float64, f string) string {
+		if p == nil {
+			return "-"
+		}
+		return fmt.Sprintf(f, *p)
+	}
+	for _, r := range res.Runs {
+		if r.Error != "" {
+			fmt.Fprintf(tw, "%s\t%d\tfailed: %s\t\t\t\t\t\t\t\t\t\t\n", r.Pair, r.Round, firstLine(r.Error))
+			continue
+		}
+		cpu, sat, rss, anon, satQPS := "-", "-", "-", "-", "-"
+		if len(r.Proxies) > 0 {
+			cpu = perProxy(r.Proxies, func(p *ProxyStats) float64 { return p.VCPUPer1kRPS }, "%.3f")
+			rss = perProxy(r.Proxies, func(p *ProxyStats) float64 { return p.RSSMB }, "%.1f")
+			anon = perProxy(r.Proxies, func(p *ProxyStats) float64 { return p.AnonMB }, "%.1f")
+		}
+		if r.Saturation != nil {
+			satQPS = fmt.Sprintf("%.0f", r.Saturation.ActualQPS)
+			if len(r.Proxies) > 0 {
+				sat = perProxy(r.Proxies, func(p *ProxyStats) float64 { return p.SatCPUusPerRequest }, "%.1f")
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%.3f\t%.3f\t%.3f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.2f\t\n", r.Pair, r.Round,
+			r.Load.P50, r.Load.P90, r.Load.P99,
+			opt(r.AddedP50, "%.3f"), opt(r.AddedP90, "%.3f"), opt(r.AddedP99, "%.3f"), cpu, satQPS, sat, rss, anon, r.OtherVCPU)
+	}
+	fmt.Fprintln(tw, "\t\t\t\t\t\t\t\t\t\t\t\t\t\t")
+	fmt.Fprintln(tw, "median\t\t\t\t\t\t\t\tper proxy\t\tper proxy\tper proxy\tper proxy\t")
+	for _, s := range res.Medians {
+		fmt.Fprintf(tw, "%s\t%d rounds\t%.3f\t%.3f\t%.3f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", s.Pair, s.Rounds,
+			s.P50, s.P90, s.P99,
+			opt(s.AddedP50, "%.3f"), opt(s.AddedP90, "%.3f"), opt(s.AddedP99, "%.3f"),
+			opt(s.VCPUPer1kRPS, "%.3f"), opt(s.SatQPS, "%.0f"), opt(s.SatCPUusPerRequest, "%.1f"), opt(s.RSSMB, "%.1f"), opt(s.AnonMB, "%.1f"))
+	}
+	for _, s := range res.Medians {
+		if s.VsNginx == nil {
+			continue
+		}
+		x := func(k string) string {
+			v, ok := s.VsNginx[k]
+			if !ok || math.IsNaN(v) {
+				return "-"
+			}
+			return fmt.Sprintf("%.2f×", v)
+		}
+		fmt.Fprintf(tw, "%s / nginx\t\t\t\t\t%s\t%s\t%s\t%s\t\t%s\t%s\t%s\t\n", s.Pair,
+			x("addedP50"), x("addedP90"), x("addedP99"), x("vcpuPer1kRps"), x("satCpuUsPerRequest"), x("rssMB"), x("anonMB"))
+	}
+	tw.Flush()
+	for name, reason := range res.Skipped {
+		fmt.Fprintf(w, "\n%s: skipped: %s\n", name, reason)
+	}
+	if len(res.Skipped) == 0 {
+		fmt.Fprintln(w)
+	}
+}
+
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	return line
+}
