@@ -19,7 +19,11 @@
 //	route      RouteConfiguration compiled into a matcher and typed actions
 //	upstream   load balancers, outlier detection, circuit breakers, pools
 //	capture    iptables redirection rules and original-destination recovery
-//	(later)    listener, http, tcp, telemetry, admin, role/sidecar
+//	listener   listeners compiled from xDS: filter-chain matching, TLS and
+//	           HTTP inspectors, original-destination hand-off, live updates
+//	tcp        tcp_proxy: weighted clusters, half-close, idle/duration limits
+//	http       the HTTP connection manager: normalisation, filters, router
+//	(later)    telemetry, admin, role/sidecar
 //
 // Rule: nothing under internal/dataplane imports Kubernetes client
 // libraries or the control plane (internal/config, internal/model,

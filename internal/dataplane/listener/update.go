@@ -1,0 +1,214 @@
+package listener
+
+import (
+	"fmt"
+	"net/netip"
+	"sort"
+	"time"
+
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	"google.golang.org/protobuf/proto"
+)
+
+// Update replaces the set of listeners. It is all or nothing: if any
+// listener fails to compile, has a duplicate name or address, or cannot
+// bind its socket, nothing changes and an *UpdateError names each one.
+// Otherwise listeners whose configuration is unchanged are left alone;
+// changed ones get a new generation (keeping their socket when the address
+// is the same) while their established connections go on with the old
+// chains; removed ones stop accepting and drain (Config.DrainTimeout).
+func (m *Manager) Update(listeners []*listenerv3.Listener) error {
+	m.updateMu.Lock()
+	defer m.updateMu.Unlock()
+	if m.isClosed() {
+		return ErrClosed
+	}
+	cur := m.state.Load()
+	next := &state{byName: map[string]*generation{}, byAddr: map[netip.AddrPort]*generation{}}
+	errs := map[string]error{}
+	var fresh []*generation
+	seen := make(map[string]bool, len(listeners))
+	for i, l := range listeners {
+		name := l.GetName()
+		if name == "" {
+			errs[fmt.Sprintf("#%d", i)] = fmt.Errorf("listener #%d: name is required", i)
+			continue
+		}
+		if seen[name] {
+			errs[name] = fmt.Errorf("listener %q: duplicate listener name", name)
+			continue
+		}
+		seen[name] = true
+		if old := cur.byName[name]; old != nil && proto.Equal(old.proto, l) {
+			next.byName[name] = old
+			continue
+		}
+		c, err := Compile(l, m.cfg.Filters)
+		if err != nil {
+			errs[name] = err
+			continue
+		}
+		g := &generation{l: c, proto: l, conns: map[*tracked]struct{}{}, drained: make(chan struct{})}
+		next.byName[name] = g
+		fresh = append(fresh, g)
+	}
+	names := make([]string, 0, len(next.byName))
+	for n := range next.byName {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		indexAddress(next, n, errs)
+	}
+	// Bind what is new; keep sockets whose address stays in use.
+	socks := map[string]*socket{}
+	sockOwner := map[string]string{}
+	var bound []*socket
+	for _, n := range names {
+		g := next.byName[n]
+		if !g.l.bind || errs[n] != nil {
+			continue
+		}
+		key, network, address := socketKey(g.l)
+		if owner, ok := sockOwner[key]; ok {
+			errs[n] = fmt.Errorf("listener %q: address %s is bound by listener %q", n, address, owner)
+			continue
+		}
+		s := m.sockets[key]
+		if s == nil {
+			ln, err := m.cfg.Listen(network, address)
+			if err != nil {
+				errs[n] = fmt.Errorf("listener %q: binding %s: %w", n, address, err)
+				continue
+			}
+			s = &socket{key: key, ln: ln}
+			bound = append(bound, s)
+		}
+		socks[key], sockOwner[key] = s, n
+		if g.sock == nil { // a kept generation already has this socket
+			g.sock = s
+		}
+	}
+	if len(errs) > 0 {
+		for _, s := range bound {
+			s.ln.Close()
+		}
+		return &UpdateError{Errors: errs}
+	}
+	m.commit(cur, next, fresh, socks, bound)
+	return nil
+}
+
+// indexAddress adds listener n to the hand-off index, recording a
+// duplicate address as an error.
+func indexAddress(next *state, n string, errs map[string]error) {
+	g := next.byName[n]
+	a := g.l.addr
+	if !a.IsValid() || a.Port() == 0 {
+		return
+	}
+	if other, dup := next.byAddr[a]; dup {
+		errs[n] = fmt.Errorf("listener %q: duplicate address %s (listener %q)", n, a, other.l.name)
+		return
+	}
+	next.byAddr[a] = g
+	if g.l.ipv4Compat && a.Addr() == netip.IPv6Unspecified() {
+		// A dual-stack "::" listener also stands for 0.0.0.0.
+		v4 := netip.AddrPortFrom(netip.IPv4Unspecified(), a.Port())
+		if _, taken := next.byAddr[v4]; !taken {
+			next.byAddr[v4] = g
+		}
+	}
+}
+
+// socketKey identifies a listener's socket: its address, or its name for
+// port 0 (each such listener gets its own ephemeral port).
+func socketKey(l *Listener) (key, network, address string) {
+	network = "tcp4"
+	if l.addr.Addr().Is6() {
+		network = "tcp6"
+		if l.ipv4Compat {
+			network = "tcp"
+		}
+	}
+	address = l.addr.String()
+	if l.addr.Port() == 0 {
+		return "name:" + l.name, network, address
+	}
+	return "addr:" + address, network, address
+}
+
+// commit installs next: socket owners, the state, retirement of replaced
+// generations, and accept loops for new sockets.
+func (m *Manager) commit(cur, next *state, fresh []*generation, socks map[string]*socket, bound []*socket) {
+	for _, g := range next.byName {
+		if g.sock != nil {
+			g.sock.owner.Store(g)
+		}
+	}
+	for key, s := range m.sockets {
+		if _, keep := socks[key]; !keep {
+			s.ln.Close() // its accept loop ends; its connections go on
+		}
+	}
+	m.sockets = socks
+	m.state.Store(next)
+
+	m.mu.Lock()
+	for _, g := range fresh {
+		m.gens[g] = struct{}{}
+	}
+	for name, g := range cur.byName {
+		if next.byName[name] != g {
+			m.retireLocked(g)
+		}
+	}
+	running := m.running
+	m.mu.Unlock()
+	if running {
+		for _, s := range bound {
+			m.startAccepting(s)
+		}
+	}
+}
+
+// retireLocked marks g replaced: it drains, and is forgotten once empty.
+func (m *Manager) retireLocked(g *generation) {
+	if g.retired {
+		return
+	}
+	g.retired = true
+	if len(g.conns) == 0 {
+		g.markDrainedLocked()
+		delete(m.gens, g)
+		return
+	}
+	if d := m.cfg.DrainTimeout; d > 0 {
+		m.wg.Add(1)
+		go m.drain(g, d)
+	}
+}
+
+// drain closes g's remaining connections after d.
+func (m *Manager) drain(g *generation, d time.Duration) {
+	defer m.wg.Done()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-g.drained:
+		return
+	case <-m.quit:
+		return // Close kills everything
+	}
+	m.mu.Lock()
+	g.killed = true
+	conns := make([]*tracked, 0, len(g.conns))
+	for c := range g.conns {
+		conns = append(conns, c)
+	}
+	m.mu.Unlock()
+	for _, c := range conns {
+		c.kill()
+	}
+}
