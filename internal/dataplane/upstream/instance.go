@@ -1,0 +1,303 @@
+package upstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+
+	"github.com/trellismesh/trellis/internal/dataplane/upstream/circuit"
+	"github.com/trellismesh/trellis/internal/dataplane/upstream/host"
+	"github.com/trellismesh/trellis/internal/dataplane/upstream/lb"
+	"github.com/trellismesh/trellis/internal/dataplane/upstream/outlier"
+)
+
+// Options are an Instance's collaborators; all are optional.
+type Options struct {
+	// Now is the clock of outlier ejections (default time.Now).
+	Now func() time.Time
+	// Rand is the random source of balancers and outlier detection
+	// (default math/rand/v2); it must be safe for concurrent use.
+	Rand func() uint64
+	// Logger receives ejections and host set changes (default: discard).
+	Logger *slog.Logger
+}
+
+// ErrOriginalDst is returned by Pick on ORIGINAL_DST clusters: they have
+// no hosts of their own, the caller connects to the downstream
+// connection's original destination (or to the x-envoy-original-dst-host
+// header when OriginalDst.UseHTTPHeader is set) and still takes the
+// cluster's circuit breakers.
+var ErrOriginalDst = errors.New("ORIGINAL_DST cluster: connect to the original destination")
+
+// Instance is a running cluster: its hosts, balancer, outlier detector and
+// circuit breakers. Pick, Report and the accessors are safe for concurrent
+// use; Update is called by the EDS (or DNS) owner; Run is the cluster's
+// timer goroutine.
+//
+//	Update(EndpointSet) ──► hosts (kept by address across updates) ─┐
+//	outlier ejection / un-ejection (OnChange) ──────────────────────┼─► host.Set ─► lb.Balancer (atomic swap)
+//	                                                                 │
+//	Pick(ctx) ──────────────────────────────────────── Balancer.Pick ◄┘
+//	Report(host, result) ─► host's outlier Monitor
+type Instance struct {
+	cluster  *Cluster
+	rand     func() uint64
+	log      *slog.Logger
+	breakers [circuit.NumPriorities]*circuit.Breakers
+	detector *outlier.Detector // nil without outlier detection
+
+	// mu serializes updates and balancer rebuilds.
+	mu       sync.Mutex
+	hosts    map[string]*host.Host
+	groups   []host.Group
+	eps      *EndpointSet
+	balancer atomic.Pointer[lb.Balancer] // nil for ORIGINAL_DST
+	rebuilds atomic.Uint64
+}
+
+// New starts an instance of c, without goroutines (see Run). STATIC
+// clusters get their hosts at once, as do DNS clusters whose names are IP
+// literals; EDS and other DNS clusters start empty until Update.
+func New(c *Cluster, opts Options) (*Instance, error) {
+	if c == nil {
+		return nil, errors.New("upstream: nil cluster")
+	}
+	in := &Instance{cluster: c, rand: opts.Rand, log: opts.Logger, hosts: map[string]*host.Host{}}
+	if in.rand == nil {
+		in.rand = rand.Uint64
+	}
+	if in.log == nil {
+		in.log = slog.New(slog.DiscardHandler)
+	}
+	for p := range circuit.NumPriorities {
+		in.breakers[p] = circuit.New(c.Breakers[p])
+	}
+	if c.Outlier != nil {
+		d, err := outlier.New(*c.Outlier, outlier.Options{Now: opts.Now, Rand: in.rand, OnChange: in.onHealthChange})
+		if err != nil {
+			return nil, fmt.Errorf("cluster %q: outlier_detection: %w", c.Name, err)
+		}
+		in.detector = d
+	}
+	if c.Type == OriginalDst {
+		return in, nil
+	}
+	eps := &EndpointSet{ClusterName: c.Name, OverprovisioningFactor: host.DefaultOverprovisioningFactor}
+	if c.LoadAssignment != nil && resolved(c.LoadAssignment) {
+		eps = c.LoadAssignment
+	}
+	if err := in.Update(eps); err != nil {
+		return nil, err
+	}
+	return in, nil
+}
+
+func resolved(eps *EndpointSet) bool {
+	for _, l := range eps.Localities {
+		for _, e := range l.Endpoints {
+			if e.Address.Kind == host.Socket && !e.Address.IP.IsValid() {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// Cluster returns the compiled cluster the instance runs.
+func (in *Instance) Cluster() *Cluster { return in.cluster }
+
+// Update replaces the cluster's endpoints: hosts whose address is still
+// present keep their counters and outlier state (Envoy's in-place update),
+// new ones start fresh, removed ones leave outlier accounting. An address
+// listed twice keeps its first entry. DNS names must have been resolved.
+func (in *Instance) Update(eps *EndpointSet) error {
+	if in.cluster.Type == OriginalDst {
+		return fmt.Errorf("cluster %q: ORIGINAL_DST clusters have no endpoints", in.cluster.Name)
+	}
+	if !resolved(eps) {
+		return fmt.Errorf("cluster %q: endpoints with unresolved DNS names", in.cluster.Name)
+	}
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	next := make(map[string]*host.Host, eps.Len())
+	groups := make([]host.Group, 0, len(eps.Localities))
+	added := 0
+	for _, l := range eps.Localities {
+		g := host.Group{Priority: l.Priority, Locality: l.Locality, Weight: l.Weight}
+		for _, ep := range l.Endpoints {
+			key := ep.Address.String()
+			if _, dup := next[key]; dup {
+				continue
+			}
+			h := in.hosts[key]
+			if h != nil {
+				h.SetEndpoint(ep)
+			} else {
+				var m *outlier.Monitor
+				if in.detector != nil {
+					m = in.detector.Add(key)
+				}
+				h = host.New(ep, m)
+				added++
+			}
+			next[key] = h
+			g.Hosts = append(g.Hosts, h)
+		}
+		groups = append(groups, g)
+	}
+	removed := 0
+	for key, h := range in.hosts {
+		if next[key] == nil {
+			removed++
+			if m := h.Outlier(); m != nil {
+				in.detector.Remove(m)
+			}
+		}
+	}
+	in.hosts, in.groups, in.eps = next, groups, eps
+	in.rebuildLocked()
+	in.log.Debug("upstream hosts updated", "cluster", in.cluster.Name, "hosts", len(next), "added", added, "removed", removed)
+	return nil
+}
+
+// rebuildLocked builds a balancer over the hosts' current health and
+// swaps it in. Called with in.mu held.
+func (in *Instance) rebuildLocked() {
+	set := host.NewSet(in.groups, in.eps.OverprovisioningFactor, in.eps.WeightedPriorityHealth)
+	b, err := lb.New(in.cluster.LB, set, lb.Options{Rand: in.rand})
+	if err != nil {
+		// The configuration was validated by Compile; keep the old balancer.
+		in.log.Error("building load balancer", "cluster", in.cluster.Name, "error", err)
+		return
+	}
+	in.balancer.Store(b)
+	in.rebuilds.Add(1)
+}
+
+// onHealthChange is the outlier detector's callback.
+func (in *Instance) onHealthChange(changed []*outlier.Monitor) {
+	for _, m := range changed {
+		in.log.Info("outlier detection", "cluster", in.cluster.Name, "host", m.Label(), "ejected", m.Ejected())
+	}
+	in.mu.Lock()
+	in.rebuildLocked()
+	in.mu.Unlock()
+}
+
+// Pick chooses a host for one attempt of a request. It returns
+// lb.ErrNoHealthyUpstream when no host is available and ErrOriginalDst on
+// ORIGINAL_DST clusters.
+func (in *Instance) Pick(ctx lb.PickContext) (*host.Host, error) {
+	b := in.balancer.Load()
+	if b == nil {
+		return nil, ErrOriginalDst
+	}
+	return b.Pick(ctx)
+}
+
+// Report feeds the result of an attempt on h to outlier detection. h must
+// come from this instance's Pick.
+func (in *Instance) Report(h *host.Host, r outlier.Result) {
+	if m := h.Outlier(); m != nil {
+		m.Put(r)
+	}
+}
+
+// Breakers returns the circuit breakers of a routing priority.
+func (in *Instance) Breakers(p circuit.Priority) *circuit.Breakers {
+	if p >= circuit.NumPriorities {
+		p = circuit.Default
+	}
+	return in.breakers[p]
+}
+
+// Run is the cluster's timer goroutine: it runs outlier detection's
+// interval sweeps until ctx is done (without outlier detection it just
+// waits for ctx). It returns nil.
+func (in *Instance) Run(ctx context.Context) error {
+	if in.detector == nil {
+		<-ctx.Done()
+		return nil
+	}
+	return in.detector.Run(ctx)
+}
+
+// Tick runs one outlier detection sweep at now (what Run does every
+// interval); for tests and for callers that own their timers.
+func (in *Instance) Tick(now time.Time) {
+	if in.detector != nil {
+		in.detector.Tick(now)
+	}
+}
+
+// HostStatus is a host's state for the admin interface (/clusters).
+type HostStatus struct {
+	Address   string
+	Hostname  string
+	Weight    uint32
+	Priority  uint32
+	Locality  host.Locality
+	EDSHealth corev3.HealthStatus
+	Health    host.Health
+	// Outlier is the outlier state; zero without outlier detection.
+	Outlier  outlier.State
+	RqActive int64
+	RqTotal  uint64
+	CxActive int64
+	CxTotal  uint64
+}
+
+// Hosts returns the state of every host, in load assignment order.
+func (in *Instance) Hosts() []HostStatus {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	var out []HostStatus
+	for _, g := range in.groups {
+		for _, h := range g.Hosts {
+			ep := h.Endpoint()
+			s := HostStatus{
+				Address:   h.Key(),
+				Hostname:  ep.Hostname,
+				Weight:    ep.Weight,
+				Priority:  ep.Priority,
+				Locality:  ep.Locality,
+				EDSHealth: ep.Health,
+				Health:    h.Health(),
+				RqActive:  h.Stats.RqActive.Load(),
+				RqTotal:   h.Stats.RqTotal.Load(),
+				CxActive:  h.Stats.CxActive.Load(),
+				CxTotal:   h.Stats.CxTotal.Load(),
+			}
+			if m := h.Outlier(); m != nil {
+				s.Outlier = m.State()
+			}
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// Load returns the per-priority load and panic state of the balancer
+// (empty for ORIGINAL_DST clusters).
+func (in *Instance) Load() lb.PriorityLoad {
+	if b := in.balancer.Load(); b != nil {
+		return b.Load()
+	}
+	return lb.PriorityLoad{}
+}
+
+// OutlierStats returns the outlier detector's counters (zero without
+// detection).
+func (in *Instance) OutlierStats() outlier.Stats {
+	if in.detector == nil {
+		return outlier.Stats{}
+	}
+	return in.detector.Stats()
+}
