@@ -22,9 +22,11 @@ var forbidden = []string{
 }
 
 // TestNoControlPlaneDependencies lists the (non-test) dependencies of every
-// data-plane package and fails on any forbidden one, naming the chain's end.
+// data-plane package and of the slim proxy binary, and fails on any forbidden one, naming the chain's end.
 func TestNoControlPlaneDependencies(t *testing.T) {
-	out, err := exec.Command("go", "list", "-deps", "-f", "{{.ImportPath}}", "github.com/trellismesh/trellis/internal/dataplane/...").CombinedOutput()
+	out, err := exec.Command("go", "list", "-deps", "-f", "{{.ImportPath}}",
+		"github.com/trellismesh/trellis/internal/dataplane/...",
+		"github.com/trellismesh/trellis/cmd/trellis-proxy").CombinedOutput()
 	if err != nil {
 		t.Fatalf("go list -deps: %v\n%s", err, out)
 	}

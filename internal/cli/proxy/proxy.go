@@ -35,6 +35,7 @@ before them (what Istio's init container and pilot-agent do).`,
 	}
 	cmd.AddCommand(
 		newIptablesCommand(d),
+		newSidecarCommand(d),
 	)
 	return cmd
 }

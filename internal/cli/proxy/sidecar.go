@@ -1,0 +1,121 @@
+package proxy
+
+import (
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/trellismesh/trellis/internal/dataplane/role/sidecar"
+	"github.com/trellismesh/trellis/internal/dataplane/xdsclient"
+)
+
+// sidecarOptions are the flags of `trellis proxy sidecar`.
+type sidecarOptions struct {
+	xdsAddress     string
+	ip             string
+	podName        string
+	namespace      string
+	labels         string
+	serviceAccount string
+	workloadName   string
+	domain         string
+	adminAddress   string
+	healthAddress  string
+	bindAddress    string
+	sotw           bool
+	drain          time.Duration
+}
+
+func newSidecarCommand(d deps) *cobra.Command {
+	var o sidecarOptions
+	cmd := &cobra.Command{
+		Use:   "sidecar",
+		Short: "Run the sidecar proxy of one workload, configured by the control plane over xDS",
+		Long: `Run the sidecar proxy: it connects to the control plane (--xds-address),
+identifies its workload the way Istio's agent does (node ID
+sidecar~<ip>~<pod>.<namespace>~<namespace>.svc.<domain>, with the workload's
+labels and service account in the node metadata), and serves the listeners,
+routes and clusters it is given: outbound capture on 15001 and inbound on
+15006 (use 'trellis proxy iptables' to redirect traffic to them), admin on
+127.0.0.1:15000 and readiness on :15021/healthz/ready.
+
+Values default to Istio's environment variables (INSTANCE_IP, POD_NAME,
+POD_NAMESPACE, SERVICE_ACCOUNT) when set.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := o.config(d)
+			if err != nil {
+				return err
+			}
+			s, err := sidecar.New(cfg)
+			if err != nil {
+				return err
+			}
+			return s.Run(cmd.Context())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.xdsAddress, "xds-address", envDefault(d.getenv, "XDS_ADDRESS", "127.0.0.1:15010"), "control plane xDS address (env XDS_ADDRESS)")
+	f.StringVar(&o.ip, "ip", d.getenv("INSTANCE_IP"), "the workload's IP address (env INSTANCE_IP)")
+	f.StringVar(&o.podName, "pod-name", d.getenv("POD_NAME"), "the workload's pod (or instance) name (env POD_NAME)")
+	f.StringVar(&o.namespace, "namespace", envDefault(d.getenv, "POD_NAMESPACE", "default"), "the workload's namespace (env POD_NAMESPACE)")
+	f.StringVar(&o.labels, "labels", "", "the workload's labels, k=v,k2=v2")
+	f.StringVar(&o.serviceAccount, "service-account", d.getenv("SERVICE_ACCOUNT"), "the workload's service account (env SERVICE_ACCOUNT)")
+	f.StringVar(&o.workloadName, "workload-name", "", "the workload's name (WorkloadEntry or Deployment)")
+	f.StringVar(&o.domain, "domain", "cluster.local", "cluster DNS domain")
+	f.StringVar(&o.adminAddress, "admin-address", "127.0.0.1:15000", `admin endpoint address ("-" disables)`)
+	f.StringVar(&o.healthAddress, "health-address", ":15021", `readiness endpoint address ("-" disables)`)
+	f.StringVar(&o.bindAddress, "bind-address", "", "bind wildcard listeners (15001, 15006) to this address instead (local mode: one loopback address per workload)")
+	f.BoolVar(&o.sotw, "sotw", false, "use state-of-the-world xDS instead of delta")
+	f.DurationVar(&o.drain, "drain-duration", 5*time.Second, "how long connections of removed listeners may finish")
+	return cmd
+}
+
+func envDefault(getenv env, key, def string) string {
+	if v := getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+// config validates the options into the sidecar's configuration.
+func (o sidecarOptions) config(d deps) (sidecar.Config, error) {
+	if o.ip == "" {
+		return sidecar.Config{}, fmt.Errorf("--ip is required (or set INSTANCE_IP)")
+	}
+	pod := o.podName
+	if pod == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return sidecar.Config{}, fmt.Errorf("--pod-name is required (or set POD_NAME): %w", err)
+		}
+		pod = h
+	}
+	labels, err := sidecar.ParseLabels(o.labels)
+	if err != nil {
+		return sidecar.Config{}, fmt.Errorf("--labels: %w", err)
+	}
+	node, err := sidecar.NodeConfig{
+		IP: o.ip, PodName: pod, Namespace: o.namespace, DomainSuffix: o.domain,
+		Labels: labels, ServiceAccount: o.serviceAccount, WorkloadName: o.workloadName,
+	}.Node()
+	if err != nil {
+		return sidecar.Config{}, fmt.Errorf("--ip/--pod-name/--namespace: %w", err)
+	}
+	protocol := xdsclient.Delta
+	if o.sotw {
+		protocol = xdsclient.SotW
+	}
+	return sidecar.Config{
+		XDSAddress:    o.xdsAddress,
+		Node:          node,
+		Protocol:      protocol,
+		AdminAddress:  o.adminAddress,
+		HealthAddress: o.healthAddress,
+		BindAddress:   o.bindAddress,
+		DrainDuration: o.drain,
+		Logger:        d.logger,
+	}, nil
+}
