@@ -1,0 +1,296 @@
+package http
+
+import (
+	"encoding/hex"
+	"net"
+	nethttp "net/http"
+	"net/netip"
+	"net/textproto"
+	"strconv"
+	"strings"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+)
+
+// hopByHop are the connection-specific request headers removed before
+// forwarding (RFC 9110 7.6.1; te is kept when it is "trailers", for gRPC).
+var hopByHop = [...]string{
+	"Connection", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding", "Upgrade", "Http2-Settings",
+}
+
+// checkRequest applies the connection manager's request limits. It returns
+// the status of the local reply and its details, or 0.
+func (m *Manager) checkRequest(r *nethttp.Request) (int, string) {
+	if r.ProtoMajor == 1 && r.ProtoMinor == 0 && !m.cfg.hosts.acceptHTTP10 {
+		return nethttp.StatusUpgradeRequired, "low_version"
+	}
+	if r.Host == "" {
+		if r.ProtoMajor == 1 && r.ProtoMinor == 0 && m.cfg.hosts.defaultHostHTTP10 != "" {
+			r.Host = m.cfg.hosts.defaultHostHTTP10
+		} else {
+			return nethttp.StatusBadRequest, "missing_host_header"
+		}
+	}
+	if r.Method == nethttp.MethodConnect {
+		return nethttp.StatusForbidden, "upgrade_failed"
+	}
+	n := 1 // :authority / Host
+	for _, vs := range r.Header {
+		n += len(vs)
+	}
+	if n > m.cfg.limits.maxHeadersCount {
+		return nethttp.StatusRequestHeaderFieldsTooLarge, "too_many_headers"
+	}
+	if m.cfg.limits.underscores == corev3.HttpProtocolOptions_REJECT_REQUEST {
+		for k := range r.Header {
+			if strings.Contains(k, "_") {
+				return nethttp.StatusBadRequest, "unexpected_underscore"
+			}
+		}
+	}
+	return 0, ""
+}
+
+// sanitize removes what must not travel upstream, first, before any
+// filter or route header mutation runs (STYLE: hooks after sanitising):
+// hop-by-hop headers and those the Connection header nominates (except
+// the proxy's own, B9), te other than "trailers", h2c upgrade requests
+// (B7: served as plain requests), headers with underscores under
+// DROP_HEADER, and, from a downstream that is not an authenticated mesh
+// peer, the mesh-internal headers (B1): x-envoy-*, x-trellis-*, and
+// x-forwarded-client-cert unless forward_client_cert_details forwards it.
+// It returns the upgrade type asked for ("" for none).
+func (m *Manager) sanitize(r *nethttp.Request, trusted bool) string {
+	h := r.Header
+	upgrade := ""
+	connUpgrade := false
+	for _, v := range h["Connection"] {
+		for _, tok := range strings.Split(v, ",") {
+			tok = textproto.TrimString(tok)
+			switch {
+			case tok == "":
+			case strings.EqualFold(tok, "upgrade"):
+				connUpgrade = true
+			case strings.EqualFold(tok, "close"), strings.EqualFold(tok, "keep-alive"):
+			case proxyOwned(tok):
+				// The client cannot make the proxy drop its own headers.
+			default:
+				h.Del(tok)
+			}
+		}
+	}
+	var upgrades []string
+	if connUpgrade && r.ProtoMajor == 1 {
+		for _, v := range h["Upgrade"] {
+			for _, tok := range strings.Split(v, ",") {
+				tok = textproto.TrimString(tok)
+				if tok != "" && !strings.EqualFold(tok, "h2c") {
+					upgrades = append(upgrades, tok)
+				}
+			}
+		}
+	}
+	for _, k := range hopByHop {
+		delete(h, k)
+	}
+	if len(upgrades) > 0 {
+		upgrade = strings.ToLower(upgrades[0])
+		h["Upgrade"] = []string{strings.Join(upgrades, ", ")}
+	}
+	if te := h["Te"]; len(te) > 0 {
+		if len(te) == 1 && strings.EqualFold(textproto.TrimString(te[0]), "trailers") {
+			h["Te"] = []string{"trailers"}
+		} else {
+			delete(h, "Te")
+		}
+	}
+	dropUnderscores := m.cfg.limits.underscores == corev3.HttpProtocolOptions_DROP_HEADER
+	for k := range h {
+		switch {
+		case dropUnderscores && strings.Contains(k, "_"):
+			delete(h, k)
+		case trusted:
+		case hasPrefixFold(k, "x-envoy-"), hasPrefixFold(k, "x-trellis-"):
+			delete(h, k)
+		}
+	}
+	if !m.forwardsClientCert(trusted) {
+		delete(h, "X-Forwarded-Client-Cert")
+	}
+	return upgrade
+}
+
+// proxyOwned reports headers the proxy sets or vouches for, which a
+// Connection header may not remove.
+func proxyOwned(name string) bool {
+	return hasPrefixFold(name, "x-forwarded-") || hasPrefixFold(name, "x-envoy-") || hasPrefixFold(name, "x-trellis-") ||
+		strings.EqualFold(name, "x-request-id") || strings.EqualFold(name, "forwarded") || strings.EqualFold(name, "via")
+}
+
+// hasPrefixFold is strings.HasPrefix ignoring ASCII case; prefix is lower
+// case.
+func hasPrefixFold(s, prefix string) bool {
+	if len(s) < len(prefix) {
+		return false
+	}
+	for i := 0; i < len(prefix); i++ {
+		c := s[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != prefix[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// forwardsClientCert reports whether x-forwarded-client-cert is passed on:
+// only from an authenticated mesh peer and only in the forwarding modes
+// (appending and setting the proxy's own entry needs mTLS, which is not
+// there yet), or always under ALWAYS_FORWARD_ONLY.
+func (m *Manager) forwardsClientCert(trusted bool) bool {
+	switch m.cfg.fwd.clientCert {
+	case hcmv3.HttpConnectionManager_ALWAYS_FORWARD_ONLY:
+		return true
+	case hcmv3.HttpConnectionManager_FORWARD_ONLY, hcmv3.HttpConnectionManager_APPEND_FORWARD:
+		return trusted
+	}
+	return false
+}
+
+// proxyHeaders sets x-forwarded-for, x-forwarded-proto, x-request-id and
+// via as Envoy's ConnectionManagerUtility::mutateRequestHeaders, and
+// returns the trusted client address.
+//
+// use_remote_address: the remote address is appended to x-forwarded-for
+// (unless skip_xff_append) and is the client address, or, with
+// xff_num_trusted_hops N, the N-th address from the right of the received
+// x-forwarded-for; x-forwarded-proto is set to the connection's scheme.
+// Otherwise x-forwarded-for is left alone, the client address is the
+// (N+1)-th from its right (else the remote address), and
+// x-forwarded-proto is set only when absent. x-request-id is generated
+// when absent, and replaced on edge requests unless
+// preserve_external_request_id.
+func (m *Manager) proxyHeaders(r *nethttp.Request, source netip.AddrPort, scheme string) (client, requestID string) {
+	h := r.Header
+	remote := ""
+	if source.IsValid() {
+		remote = source.Addr().String()
+	}
+	xff := xffList(h["X-Forwarded-For"])
+	hops := m.cfg.fwd.xffTrustedHops
+	if m.cfg.fwd.useRemoteAddress {
+		client = remote
+		if hops > 0 && len(xff) >= hops {
+			client = xff[len(xff)-hops]
+		}
+		if remote != "" && !m.cfg.fwd.skipXFFAppend {
+			if v := h.Get("X-Forwarded-For"); v != "" && len(h["X-Forwarded-For"]) == 1 {
+				h.Set("X-Forwarded-For", v+","+remote)
+			} else if len(xff) > 0 {
+				h.Set("X-Forwarded-For", strings.Join(append(xff, remote), ","))
+			} else {
+				h.Set("X-Forwarded-For", remote)
+			}
+		}
+		h.Set("X-Forwarded-Proto", scheme)
+	} else {
+		client = remote
+		if len(xff) > hops {
+			client = xff[len(xff)-1-hops]
+		}
+		if h.Get("X-Forwarded-Proto") == "" {
+			h.Set("X-Forwarded-Proto", scheme)
+		}
+	}
+	requestID = h.Get("X-Request-Id")
+	if m.cfg.fwd.generateRequestID && (requestID == "" || (m.cfg.fwd.useRemoteAddress && !m.cfg.fwd.preserveExternalID)) {
+		requestID = m.uuid()
+		h.Set("X-Request-Id", requestID)
+	}
+	if m.cfg.fwd.via != "" {
+		h.Add("Via", m.cfg.fwd.via)
+	}
+	return client, requestID
+}
+
+// xffList splits x-forwarded-for values into trimmed addresses.
+func xffList(vs []string) []string {
+	var out []string
+	for _, v := range vs {
+		for _, a := range strings.Split(v, ",") {
+			if a = textproto.TrimString(a); a != "" {
+				out = append(out, a)
+			}
+		}
+	}
+	return out
+}
+
+// uuid returns a random (version 4) UUID drawn from the manager's random
+// source.
+func (m *Manager) uuid() string {
+	var b [16]byte
+	a, c := m.random(), m.random()
+	for i := 0; i < 8; i++ {
+		b[i] = byte(a >> (8 * i))
+		b[8+i] = byte(c >> (8 * i))
+	}
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	var out [36]byte
+	hex.Encode(out[0:8], b[0:4])
+	out[8] = '-'
+	hex.Encode(out[9:13], b[4:6])
+	out[13] = '-'
+	hex.Encode(out[14:18], b[6:8])
+	out[18] = '-'
+	hex.Encode(out[19:23], b[8:10])
+	out[23] = '-'
+	hex.Encode(out[24:], b[10:])
+	return string(out[:])
+}
+
+// authority normalises the request authority before routing and
+// forwarding: strip_trailing_host_dot, strip_any_host_port and
+// strip_matching_host_port (the port of the address the connection
+// arrived on).
+func (m *Manager) authority(host string, local netip.AddrPort) string {
+	hostPart, port := host, ""
+	if h, p, err := net.SplitHostPort(host); err == nil {
+		if strings.HasPrefix(host, "[") {
+			hostPart, port = "["+h+"]", p
+		} else {
+			hostPart, port = h, p
+		}
+	}
+	if m.cfg.hosts.stripTrailingDot {
+		hostPart = strings.TrimSuffix(hostPart, ".")
+	}
+	switch {
+	case port == "":
+	case m.cfg.hosts.stripAnyPort:
+		port = ""
+	case m.cfg.hosts.stripMatchingPort && local.IsValid() && port == strconv.Itoa(int(local.Port())):
+		port = ""
+	}
+	if port == "" {
+		return hostPart
+	}
+	return hostPart + ":" + port
+}
+
+// serverHeader applies server_header_transformation to a response.
+func (m *Manager) serverHeader(_ int, h nethttp.Header) {
+	switch m.cfg.server.transform {
+	case hcmv3.HttpConnectionManager_PASS_THROUGH:
+	case hcmv3.HttpConnectionManager_APPEND_IF_ABSENT:
+		if h.Get("Server") == "" {
+			h.Set("Server", m.cfg.server.name)
+		}
+	default:
+		h.Set("Server", m.cfg.server.name)
+	}
+}

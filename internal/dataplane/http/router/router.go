@@ -1,0 +1,507 @@
+package router
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/trellismesh/trellis/internal/dataplane/http/filter"
+	"github.com/trellismesh/trellis/internal/dataplane/route"
+)
+
+// TypeURL is the typed_config type of the filter.
+const TypeURL = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
+
+// DefaultMaxMirrors bounds the mirrored requests in flight per router.
+const DefaultMaxMirrors = 64
+
+// copyBufferSize is the size of the pooled body copy buffers.
+const copyBufferSize = 32 << 10
+
+// Factory builds routers.
+type Factory struct {
+	// Upstream sends the requests. Required.
+	Upstream Upstream
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+	// MaxMirrors bounds the mirrored requests in flight (0:
+	// DefaultMaxMirrors); beyond it mirrors are dropped.
+	MaxMirrors int
+}
+
+// Build decodes and validates the Router config.
+func (f Factory) Build(name string, config *anypb.Any) (filter.Filter, error) {
+	if f.Upstream == nil {
+		return nil, errors.New("router: no Upstream")
+	}
+	msg := &routerv3.Router{}
+	if config != nil {
+		if err := anypb.UnmarshalTo(config, msg, proto.UnmarshalOptions{}); err != nil {
+			return nil, fmt.Errorf("typed_config: %w", err)
+		}
+		if err := msg.ValidateAll(); err != nil {
+			return nil, fmt.Errorf("invalid Router: %w", err)
+		}
+	}
+	if len(msg.GetUpstreamHttpFilters()) > 0 {
+		return nil, errors.New("upstream_http_filters are not supported")
+	}
+	return New(Config{
+		Upstream:             f.Upstream,
+		Logger:               f.Logger,
+		MaxMirrors:           f.MaxMirrors,
+		SuppressEnvoyHeaders: msg.GetSuppressEnvoyHeaders(),
+	}), nil
+}
+
+// Config configures a Router.
+type Config struct {
+	Upstream             Upstream
+	Logger               *slog.Logger
+	MaxMirrors           int
+	SuppressEnvoyHeaders bool
+}
+
+// Router is the terminal filter. It is safe for concurrent use; Close
+// stops its mirrored requests.
+type Router struct {
+	up       Upstream
+	log      *slog.Logger
+	suppress bool
+
+	copyBufs sync.Pool // *[]byte of copyBufferSize
+	bodyBufs sync.Pool // *[]byte for replay buffers
+	mirrors  mirrorPool
+}
+
+// New returns a Router. It starts nothing.
+func New(cfg Config) *Router {
+	r := &Router{up: cfg.Upstream, log: cfg.Logger, suppress: cfg.SuppressEnvoyHeaders}
+	if r.log == nil {
+		r.log = slog.Default()
+	}
+	r.copyBufs.New = func() any { b := make([]byte, copyBufferSize); return &b }
+	r.bodyBufs.New = func() any { b := make([]byte, 0, 16<<10); return &b }
+	r.mirrors.init(cfg.MaxMirrors)
+	return r
+}
+
+// Terminal implements filter.Terminal.
+func (*Router) Terminal() bool { return true }
+
+// Wrap implements filter.Filter: the router ends the chain.
+func (r *Router) Wrap(filter.Handler) filter.Handler { return r }
+
+// Close cancels the mirrored requests in flight and waits for them.
+func (r *Router) Close() error {
+	r.mirrors.close()
+	return nil
+}
+
+// ServeStream carries out the route's action.
+func (r *Router) ServeStream(s *filter.Stream) {
+	rt := s.Route
+	if rt == nil {
+		s.SetFlags(filter.NoRouteFound)
+		s.Respond(filter.Reply{Status: http.StatusNotFound, Details: "route_not_found"})
+		return
+	}
+	s.OnResponseHeaders(func(_ int, h http.Header) {
+		rt.FinalizeResponseHeaders(filter.Header(h), s.Weighted)
+	})
+	switch a := rt.Action.(type) {
+	case *route.Redirect:
+		h := http.Header{"Location": {rt.Location(&s.Routing)}}
+		s.Respond(filter.Reply{Status: a.Status, Header: h, Details: "direct_response"})
+	case *route.DirectResponse:
+		var h http.Header
+		if loc := a.Location(&s.Routing); loc != "" {
+			h = http.Header{"Location": {loc}}
+		}
+		s.Respond(filter.Reply{Status: a.Status, Body: a.Body, Header: h, Details: "direct_response"})
+	case *route.Forward:
+		r.forward(s, rt, a)
+	default:
+		s.SetFlags(filter.NoRouteFound)
+		s.Respond(filter.Reply{Status: http.StatusNotFound, Details: "route_not_found"})
+	}
+}
+
+// target is where a request goes: the upstream authority, path and
+// headers, computed once for every attempt.
+type target struct {
+	authority string
+	url       *url.URL
+	header    http.Header
+}
+
+// forward sends the request upstream, with retries, and streams the
+// response back.
+func (r *Router) forward(s *filter.Stream, rt *route.Route, f *route.Forward) {
+	s.Record.Cluster = s.Cluster
+	if !s.ClusterOK {
+		s.SetFlags(filter.NoClusterFound)
+		s.Respond(filter.Reply{Status: f.ClusterNotFoundStatus, Details: "cluster_not_found"})
+		return
+	}
+	if s.Upgrade != "" {
+		r.upgrade(s, rt, f)
+		return
+	}
+
+	ctx := s.Context()
+	timeout := routeTimeout(s, f)
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeoutCause(ctx, timeout, errRouteTimeout)
+		defer cancel()
+	}
+	tg := r.target(s, rt, f, timeout)
+
+	var body *replayBody
+	if hasBody(s.Request) {
+		body = newReplayBody(s.Request.Body, s.BufferLimit, &r.bodyBufs)
+		defer body.release()
+		rc := http.NewResponseController(s.Writer())
+		if s.Request.ProtoMajor == 1 {
+			// Keep reading the request body while the response streams.
+			_ = rc.EnableFullDuplex()
+		}
+		// A transport reading the body blocks on the client, and
+		// net/http's Transport waits for that read before a cancelled
+		// RoundTrip returns: when the request ends (timeouts, client
+		// gone) or is answered before its body is in, a read deadline
+		// unblocks the read.
+		unblock := func() { _ = rc.SetReadDeadline(time.Now()) }
+		stop := context.AfterFunc(ctx, unblock)
+		defer func() {
+			if stop() && !body.finished() {
+				unblock()
+			}
+		}()
+	}
+
+	pick := PickContext{
+		Priority:        f.Priority,
+		MetadataMatch:   f.MetadataMatch,
+		AutoHostRewrite: f.AutoHostRewrite,
+		Source:          s.Conn.Source,
+		Destination:     s.Conn.Destination,
+		Restored:        s.Conn.Restored,
+	}
+	if f.Hash != nil {
+		var cookies []route.SetCookie
+		pick.Hash, pick.HasHash, cookies = f.Hash.HashWithCookies(&s.Routing, nil)
+		if len(cookies) > 0 {
+			s.OnResponseHeaders(func(_ int, h http.Header) {
+				for _, c := range cookies {
+					h.Add("Set-Cookie", c.String())
+				}
+			})
+		}
+	}
+	if len(f.Mirrors) > 0 && body == nil {
+		r.mirror(s, f, tg, nil, timeout)
+	}
+
+	retry := newRetryState(f.Retry, s)
+	if retry != nil {
+		pick.SelectionRetries = uint32(max(retry.policy.HostSelectionMaxAttempts, 0))
+	}
+	start := time.Now()
+	res, cancelAttempt := r.attempts(ctx, s, f, tg, body, pick, retry)
+	defer cancelAttempt(nil)
+
+	if res.err != nil {
+		r.fail(s, f, ctx, body, res.err)
+		return
+	}
+	s.Record.UpstreamServiceTime = time.Since(start)
+	if len(f.Mirrors) > 0 && body != nil {
+		if data, ok := body.complete(); ok {
+			r.mirror(s, f, tg, data, timeout)
+		}
+	}
+	r.respond(s, ctx, res.resp, body)
+}
+
+// attempts runs the first attempt and the retries. The returned result's
+// response stays bound to the returned attempt context.
+func (r *Router) attempts(ctx context.Context, s *filter.Stream, f *route.Forward, tg *target, body *replayBody, pick PickContext, retry *retryState) (result, context.CancelCauseFunc) {
+	var prev result
+	var prevCancel context.CancelCauseFunc
+	discard := func(res result, cancel context.CancelCauseFunc) {
+		if res.resp != nil {
+			drain(res.resp.Body)
+		}
+		if cancel != nil {
+			cancel(nil)
+		}
+	}
+	for attempt := uint32(0); ; attempt++ {
+		pick.Attempt = attempt
+		res, cancel := r.try(ctx, s, f, tg, body, pick)
+		s.Record.Attempts = attempt + 1
+		if res.info.Host != "" {
+			s.Record.UpstreamHost = res.info.Host
+		}
+		if attempt > 0 && errors.Is(res.err, ErrRetryOverflow) {
+			// The retry budget is spent: the previous outcome stands.
+			cancel(nil)
+			s.Record.Attempts = attempt
+			return prev, prevCancel
+		}
+		if prevCancel != nil {
+			discard(prev, prevCancel)
+		}
+		prev, prevCancel = res, cancel
+		if retry == nil || ctx.Err() != nil || !retry.retriable(res) {
+			return res, cancel
+		}
+		if body != nil && (body.downstreamErr() != nil || !body.replayable()) {
+			return res, cancel
+		}
+		if retry.remaining == 0 {
+			s.SetFlags(filter.UpstreamRetryLimitExceeded)
+			return res, cancel
+		}
+		retry.remaining--
+		retry.retries++
+		if retry.policy.PreviousHosts && res.info.Host != "" {
+			pick.Previous = append(pick.Previous, res.info.Host)
+		}
+		if !retry.backoff(ctx) {
+			return res, cancel
+		}
+	}
+}
+
+// try is one attempt.
+func (r *Router) try(ctx context.Context, s *filter.Stream, f *route.Forward, tg *target, body *replayBody, pick PickContext) (result, context.CancelCauseFunc) {
+	actx, cancel := context.WithCancelCause(ctx)
+	u := *tg.url // the Upstream sets URL.Host to the host it picks
+	req := &http.Request{
+		Method:     s.Request.Method,
+		URL:        &u,
+		Proto:      "HTTP/1.1",
+		ProtoMajor: 1,
+		ProtoMinor: 1,
+		Header:     tg.header,
+		Host:       tg.authority,
+	}
+	if pick.Attempt > 0 {
+		// The earlier attempt's transport may still read its headers.
+		req.Header = tg.header.Clone()
+	}
+	if s.Route.VirtualHost.IncludeRequestAttemptCount && !r.suppress {
+		req.Header.Set("X-Envoy-Attempt-Count", strconv.Itoa(int(pick.Attempt)+1))
+	}
+	if body != nil {
+		rb, ok := body.attempt()
+		if !ok {
+			return result{err: errBodyNotReplayable}, cancel
+		}
+		req.Body = rb
+		req.ContentLength = s.Request.ContentLength
+	}
+	req = req.WithContext(actx)
+
+	var timer *time.Timer
+	if p := f.Retry; p != nil && p.PerTryTimeout > 0 {
+		timer = time.AfterFunc(p.PerTryTimeout, func() { cancel(errPerTryTimeout) })
+	}
+	resp, info, err := r.up.RoundTrip(actx, s.Cluster, pick, req)
+	if timer != nil && !timer.Stop() {
+		// The per-try timeout fired: the attempt is lost even if its
+		// response headers raced in.
+		if resp != nil {
+			drain(resp.Body)
+		}
+		return result{info: info, err: errPerTryTimeout}, cancel
+	}
+	if err == nil && resp == nil {
+		err = errors.New("upstream returned no response")
+	}
+	return result{resp: resp, info: info, err: err}, cancel
+}
+
+// fail answers a request whose final attempt failed.
+func (r *Router) fail(s *filter.Stream, f *route.Forward, ctx context.Context, body *replayBody, err error) {
+	const reset = "upstream connect error or disconnect/reset before headers. reset reason: "
+	reply := func(flag filter.Flags, status int, text, details string) {
+		s.SetFlags(flag)
+		s.Respond(filter.Reply{Status: status, Body: text, Details: details})
+	}
+	badBody := func() {
+		s.SetFlags(filter.DownstreamProtocolError)
+		s.Respond(filter.Reply{Status: http.StatusBadRequest, Body: "bad request body", Details: "downstream_protocol_error", Close: true})
+	}
+	switch {
+	case s.ConnError != nil && s.ConnError() != nil:
+		// A malformed request body (bad chunking) found by the framing
+		// guard: net/http cancels the request's context too, but this is
+		// the client's protocol error.
+		badBody()
+	case errors.Is(context.Cause(ctx), errRouteTimeout) && s.Context().Err() == nil:
+		reply(filter.UpstreamRequestTimeout, http.StatusGatewayTimeout, "upstream request timeout", "upstream_response_timeout")
+	case s.Context().Err() != nil:
+		s.Fail()
+	case body != nil && body.downstreamErr() != nil:
+		badBody()
+	case errors.Is(err, errPerTryTimeout):
+		reply(filter.UpstreamRequestTimeout, http.StatusGatewayTimeout, "upstream request timeout", "upstream_per_try_timeout")
+	case errors.Is(err, ErrNoCluster):
+		reply(filter.NoClusterFound, f.ClusterNotFoundStatus, "", "cluster_not_found")
+	case errors.Is(err, ErrNoHealthyUpstream):
+		reply(filter.NoHealthyUpstream, http.StatusServiceUnavailable, "no healthy upstream", "no_healthy_upstream")
+	case errors.Is(err, ErrOverflow):
+		reply(filter.UpstreamOverflow, http.StatusServiceUnavailable, reset+"overflow", "upstream_reset_before_response_started{overflow}")
+	case errors.Is(err, ErrConnectTimeout):
+		reply(filter.UpstreamConnectionFailure, http.StatusServiceUnavailable, reset+"connection timeout", "upstream_reset_before_response_started{connection_timeout}")
+	case errors.Is(err, ErrConnectFailure):
+		reply(filter.UpstreamConnectionFailure, http.StatusServiceUnavailable, reset+"connection failure", "upstream_reset_before_response_started{connection_failure}")
+	case errors.Is(err, ErrRefusedStream):
+		reply(filter.UpstreamRemoteReset, http.StatusServiceUnavailable, reset+"remote refused stream reset", "upstream_reset_before_response_started{remote_refused_stream_reset}")
+	case errors.Is(err, ErrConnectionTermination):
+		reply(filter.UpstreamConnectionTermination, http.StatusServiceUnavailable, reset+"connection termination", "upstream_reset_before_response_started{connection_termination}")
+	default:
+		r.log.Debug("upstream request failed", "cluster", s.Cluster, "error", err)
+		reply(filter.UpstreamRemoteReset, http.StatusServiceUnavailable, reset+"remote reset", "upstream_reset_before_response_started{remote_reset}")
+	}
+}
+
+// respond streams the upstream response downstream.
+func (r *Router) respond(s *filter.Stream, ctx context.Context, resp *http.Response, body *replayBody) {
+	defer resp.Body.Close()
+	w := s.Writer()
+	h := w.Header()
+	copyResponseHeader(h, resp.Header)
+	if !r.suppress {
+		h.Set("X-Envoy-Upstream-Service-Time", strconv.FormatInt(s.Record.UpstreamServiceTime.Milliseconds(), 10))
+	}
+	if s.Route.VirtualHost.IncludeAttemptCountInResponse && !r.suppress {
+		h.Set("X-Envoy-Attempt-Count", strconv.Itoa(int(s.Record.Attempts)))
+	}
+	if s.Upgrade != "" {
+		// An upgrade the upstream did not take: nothing pipelined
+		// behind it on this connection may be read as a request (B8).
+		h.Set("Connection", "close")
+	}
+	s.Record.Details = "via_upstream"
+	w.WriteHeader(resp.StatusCode)
+
+	flush := resp.ContentLength < 0 || s.GRPC || strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream")
+	if err := r.copyBody(w, resp.Body, flush); err != nil {
+		switch {
+		case s.WriteError() != nil:
+			s.SetFlags(filter.DownstreamConnectionTermination)
+			return
+		case errors.Is(context.Cause(ctx), errRouteTimeout) && s.Context().Err() == nil:
+			s.SetFlags(filter.UpstreamRequestTimeout)
+			s.Record.Details = "upstream_response_timeout"
+		case s.Context().Err() != nil:
+			s.Fail()
+			return
+		default:
+			s.SetFlags(filter.UpstreamRemoteReset)
+			s.Record.Details = "upstream_reset_after_response_started{remote_reset}"
+		}
+		s.Abort()
+	}
+	for k, vs := range resp.Trailer {
+		h[http.TrailerPrefix+k] = vs
+	}
+}
+
+// copyBody copies src to w through a pooled buffer, flushing after every
+// write when the response streams. It returns the first read or write
+// error other than io.EOF.
+func (r *Router) copyBody(w http.ResponseWriter, src io.Reader, flush bool) error {
+	bp := r.copyBufs.Get().(*[]byte)
+	defer r.copyBufs.Put(bp)
+	buf := *bp
+	fl, _ := w.(http.Flusher)
+	for {
+		n, rerr := src.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return werr
+			}
+			if flush && fl != nil {
+				fl.Flush()
+			}
+		}
+		if rerr == io.EOF {
+			return nil
+		}
+		if rerr != nil {
+			return rerr
+		}
+	}
+}
+
+// target computes the upstream authority, URL and headers.
+func (r *Router) target(s *filter.Stream, rt *route.Route, f *route.Forward, timeout time.Duration) *target {
+	h := s.Request.Header.Clone()
+	if h == nil {
+		h = http.Header{}
+	}
+	h.Del("Expect") // 100-continue is answered downstream by net/http
+	// Route header mutations run after the connection manager sanitised
+	// the request, so they may set what the client may not.
+	rt.FinalizeRequestHeaders(filter.Header(h), s.Weighted)
+	path, rewritten := rt.UpstreamPath(&s.Routing)
+	if rewritten && !r.suppress {
+		h.Set("X-Envoy-Original-Path", s.Routing.Path)
+	}
+	authority, changed := rt.UpstreamAuthority(&s.Routing, s.Weighted)
+	if changed && f.AppendXForwardedHost {
+		h.Add("X-Forwarded-Host", s.Routing.Authority)
+	}
+	if timeout > 0 && !r.suppress {
+		h.Set("X-Envoy-Expected-Rq-Timeout-Ms", strconv.FormatInt(timeout.Milliseconds(), 10))
+	}
+	return &target{authority: authority, url: upstreamURL(authority, path), header: h}
+}
+
+// routeTimeout is the route timeout, or the grpc-timeout header's when the
+// route honours it (max_stream_duration's grpc_timeout_header_max).
+func routeTimeout(s *filter.Stream, f *route.Forward) time.Duration {
+	t := f.Timeout
+	if s.GRPC && f.GRPCTimeoutHeaderMax.Set {
+		if d, ok := parseGRPCTimeout(s.Request.Header.Get("Grpc-Timeout")); ok {
+			if m := f.GRPCTimeoutHeaderMax.D; m > 0 && d > m {
+				d = m
+			}
+			if off := f.GRPCTimeoutHeaderOffset; off.Set && d > off.D {
+				d -= off.D
+			}
+			t = d
+		}
+	}
+	return t
+}
+
+// hasBody reports whether the request may carry body bytes.
+func hasBody(r *http.Request) bool {
+	return r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0
+}
+
+// drain reads a little of an abandoned response so its connection can be
+// reused, then closes it.
+func drain(rc io.ReadCloser) {
+	_, _ = io.CopyN(io.Discard, rc, 4<<10)
+	_ = rc.Close()
+}
