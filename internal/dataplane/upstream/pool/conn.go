@@ -1,0 +1,242 @@
+package pool
+
+import (
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+)
+
+// conn is one pooled connection: a net/http ClientConn over our netConn.
+// Its fields below cc are guarded by the pool's mu.
+//
+//	dial ──► ready ──take──► busy ──done (body EOF/close, error)──► ready (idle timer)
+//	           │                                                     │
+//	           └── draining (max requests, max duration, pool drain) ─┴─► closed when idle
+//	state hook: net/http reports availability (the HTTP/1.1 response was
+//	read, an HTTP/2 stream ended) and closure; netConn.Close releases limits.
+type conn struct {
+	p  *Pool
+	cc *http.ClientConn
+	nc *netConn
+
+	// inflight requests taken (by the pool's count, from take to done).
+	inflight int
+	// available is the connection's free capacity as net/http last
+	// reported it, minus what was taken since.
+	available int
+	requests  uint32
+	// draining: no new requests; closed once inflight is 0.
+	draining bool
+	// dead: net/http says the connection is unusable; it left p.conns.
+	dead      bool
+	idleSince time.Time
+	idleTimer *time.Timer
+	lifeTimer *time.Timer
+}
+
+func newConn(p *Pool, cc *http.ClientConn, nc *netConn) *conn {
+	c := &conn{p: p, cc: cc, nc: nc, available: cc.Available()}
+	nc.c.Store(c)
+	return c
+}
+
+// start installs the state hook and the max_connection_duration timer,
+// once the connection is in the pool.
+func (c *conn) start() {
+	c.cc.SetStateHook(c.onState)
+	if d := c.p.cfg.MaxConnectionDuration; d > 0 {
+		c.p.mu.Lock()
+		if !c.dead {
+			c.lifeTimer = time.AfterFunc(d, c.onExpired)
+		}
+		c.p.mu.Unlock()
+	}
+}
+
+// readyLocked reports whether the connection can take a request.
+func (c *conn) readyLocked() bool {
+	if c.dead || c.draining || c.available <= 0 {
+		return false
+	}
+	if c.p.cfg.Protocol == HTTP1 {
+		return c.inflight == 0
+	}
+	max := c.p.cfg.MaxConcurrentStreams
+	return max == 0 || c.inflight < int(max)
+}
+
+// returningLocked reports an HTTP/1.1 connection whose request is done
+// but which net/http has not handed back yet (it is reading the end of
+// the response): it will be ready in a moment, or close.
+func (c *conn) returningLocked() bool {
+	return !c.dead && !c.draining && c.inflight == 0 && c.available <= 0
+}
+
+// takeLocked counts a request on the connection and reports whether the
+// connection had carried requests before.
+func (c *conn) takeLocked() (reused bool) {
+	reused = c.requests > 0
+	c.inflight++
+	c.available--
+	c.requests++
+	if c.idleTimer != nil {
+		c.idleTimer.Stop()
+	}
+	if max := c.p.cfg.MaxRequestsPerConnection; max > 0 && c.requests >= max && !c.draining {
+		c.draining = true
+		c.p.stats.cxMaxRequests.Add(1)
+	}
+	return reused
+}
+
+// untakeLocked undoes takeLocked after net/http refused the reservation;
+// the connection counts as full until the state hook says otherwise.
+func (c *conn) untakeLocked() {
+	c.inflight--
+	c.requests--
+	c.available = 0
+	c.idleLocked()
+}
+
+// idleLocked starts the idle timer of a connection without requests.
+func (c *conn) idleLocked() {
+	d := c.p.cfg.IdleTimeout
+	if c.inflight > 0 || d <= 0 || c.dead {
+		return
+	}
+	c.idleSince = time.Now()
+	if c.idleTimer == nil {
+		c.idleTimer = time.AfterFunc(d, c.onIdle)
+	} else {
+		c.idleTimer.Reset(d)
+	}
+}
+
+// done ends a request on c: the response was read (or abandoned) or the
+// request failed. A draining connection closes with its last request.
+func (p *Pool) done(c *conn) {
+	p.mu.Lock()
+	c.inflight--
+	closeNow := c.inflight == 0 && !c.dead && (c.draining || p.draining)
+	if !closeNow {
+		c.idleLocked()
+	}
+	if p.cfg.Protocol == HTTP2 {
+		p.wakeLocked(1) // a stream slot is free (net/http's hook confirms)
+	}
+	p.mu.Unlock()
+	if closeNow {
+		_ = c.cc.Close()
+	}
+}
+
+// onState is the ClientConn's state hook: capacity changed or the
+// connection became unusable.
+func (c *conn) onState(cc *http.ClientConn) {
+	avail, err := cc.Available(), cc.Err()
+	p := c.p
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err != nil {
+		p.removeLocked(c)
+		return
+	}
+	if c.dead {
+		return
+	}
+	grew := avail > c.available
+	c.available = avail
+	if grew {
+		p.wakeLocked(avail)
+	}
+}
+
+// removeLocked takes a dead connection out of the pool.
+func (p *Pool) removeLocked(c *conn) {
+	if c.dead {
+		return
+	}
+	c.dead = true
+	for i, x := range p.conns {
+		if x == c {
+			p.conns = append(p.conns[:i], p.conns[i+1:]...)
+			break
+		}
+	}
+	if c.idleTimer != nil {
+		c.idleTimer.Stop()
+	}
+	if c.lifeTimer != nil {
+		c.lifeTimer.Stop()
+	}
+	p.wakeLocked(1) // a connection slot is free
+}
+
+// onIdle closes a connection idle for IdleTimeout.
+func (c *conn) onIdle() {
+	p := c.p
+	p.mu.Lock()
+	fire := !c.dead && c.inflight == 0 && time.Since(c.idleSince) >= p.cfg.IdleTimeout
+	if fire {
+		c.draining = true
+		p.stats.cxIdleTimeout.Add(1)
+	}
+	p.mu.Unlock()
+	if fire {
+		p.log.Debug("upstream connection idle timeout", "host", p.cfg.Host.Key())
+		_ = c.cc.Close()
+	}
+}
+
+// onExpired drains a connection at max_connection_duration.
+func (c *conn) onExpired() {
+	p := c.p
+	p.mu.Lock()
+	if c.dead {
+		p.mu.Unlock()
+		return
+	}
+	c.draining = true
+	p.stats.cxMaxDuration.Add(1)
+	closeNow := c.inflight == 0
+	p.mu.Unlock()
+	if closeNow {
+		_ = c.cc.Close()
+	}
+}
+
+// netConn is a dialled connection as net/http sees it. Its first Close
+// releases the connection's limits and takes it out of the pool, whoever
+// closes it: net/http on errors, idle timeout or Connection: close, the
+// pool, or the caller owning an upgraded (101) connection.
+type netConn struct {
+	net.Conn
+	p      *Pool
+	hold   hold
+	c      atomic.Pointer[conn]
+	closed atomic.Bool
+}
+
+func (n *netConn) Close() error {
+	err := n.Conn.Close()
+	if n.closed.CompareAndSwap(false, true) {
+		p := n.p
+		if c := n.c.Load(); c != nil {
+			p.mu.Lock()
+			p.removeLocked(c)
+			p.mu.Unlock()
+		}
+		p.releaseHold(n.hold)
+	}
+	return err
+}
+
+// CloseWrite half-closes the connection (upgraded connections relay
+// half-closes).
+func (n *netConn) CloseWrite() error {
+	if cw, ok := n.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
