@@ -49,7 +49,7 @@ func (m *Manager) ApplyClusters(res map[string]*clusterv3.Cluster) map[string]er
 	next := make(map[string]*entry, len(res))
 	for name, pc := range res {
 		prev := old[name]
-		if prev != nil && proto.Equal(prev.proto, pc) {
+		if prev != nil && (prev.proto == pc || proto.Equal(prev.proto, pc)) {
 			next[name] = prev
 			continue
 		}
@@ -176,6 +176,7 @@ func (m *Manager) reindexLocked(cur map[string]*entry) {
 	for name := range m.endpoints {
 		if byEDS[name] == nil {
 			delete(m.endpoints, name)
+			delete(m.applied, name)
 		}
 	}
 	m.retired = slices.DeleteFunc(m.retired, func(e *entry) bool { return e.empty() })
@@ -184,22 +185,28 @@ func (m *Manager) reindexLocked(cur map[string]*entry) {
 // ApplyEndpoints applies EDS resources (ClusterLoadAssignments by service
 // name) to the clusters that use them and returns the errors of the
 // rejected ones (nil when all were accepted); a rejected assignment
-// leaves its clusters' hosts as they were. A nil assignment removes the
-// service's endpoints. Names no cluster uses (yet) are kept until the
-// next ApplyClusters. Hosts that stay keep their counters, outlier state
-// and connections; hosts that leave drain their pools.
+// leaves its clusters' hosts as they were. Assignments equal to the last
+// applied one are skipped, so the xDS client may pass its complete set
+// every time; names absent from res keep their endpoints (a name goes
+// away with its last cluster). A nil assignment removes the service's
+// endpoints. Names no cluster uses (yet) are kept until the next
+// ApplyClusters. Hosts that stay keep their counters, outlier state and
+// connections; hosts that leave drain their pools.
 func (m *Manager) ApplyEndpoints(res map[string]*endpointv3.ClusterLoadAssignment) map[string]error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	errs := map[string]error{}
 	for name, cla := range res {
+		if prev, ok := m.applied[name]; ok && (prev == cla || proto.Equal(prev, cla)) {
+			continue
+		}
 		eps, err := endpointSet(name, cla)
 		if err != nil {
 			errs[name] = err
 			m.log.Warn("cluster load assignment rejected", "service", name, "error", err)
 			continue
 		}
-		m.endpoints[name] = eps
+		m.endpoints[name], m.applied[name] = eps, cla
 		for _, e := range m.byEDS[name] {
 			if err := e.update(eps); err != nil {
 				errs[name] = err

@@ -62,7 +62,12 @@
 // Instance starts fresh (upstream.Instance cannot adopt hosts). DNS TTLs
 // (respect_dns_ttl), HTTP/3 upstreams (rejected), envoy_internal_address
 // endpoints (connect failure), subset load balancing (rejected by Compile;
-// metadata_match ignored), close_connections_on_host_health_failure. A
-// pending request waiting on a cluster-wide max_connections is woken by
-// its own pool's events only, not by another host's connection closing.
+// metadata_match ignored), close_connections_on_host_health_failure,
+// drop_overload of assignments. A pending request waiting on a
+// cluster-wide max_connections is woken by its own pool's events only, not
+// by another host's connection closing. A request whose context is
+// canceled counts as a timeout for outlier detection only when its cause
+// says so (context.DeadlineExceeded, or an error with Timeout() true): the
+// router's per-try timeout cancels with a plain error today, so per-try
+// timeouts are not held against hosts.
 package manager

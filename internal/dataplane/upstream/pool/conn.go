@@ -121,9 +121,11 @@ func (p *Pool) done(c *conn) {
 	closeNow := c.inflight == 0 && !c.dead && (c.draining || p.draining)
 	if !closeNow {
 		c.idleLocked()
-	}
-	if p.cfg.Protocol == HTTP2 {
-		p.wakeLocked(1) // a stream slot is free (net/http's hook confirms)
+		// A stream slot is free, or the HTTP/1.1 connection is back if
+		// net/http's state hook came first; if it comes later, it wakes.
+		if c.readyLocked() {
+			p.wakeLocked(1)
+		}
 	}
 	p.mu.Unlock()
 	if closeNow {

@@ -342,14 +342,16 @@ type Stats struct {
 	// still serves (host or cluster removed).
 	Draining bool
 	// Lifetime counters (Envoy's upstream_cx_* and upstream_rq_*).
-	ConnectionsTotal       uint64
-	ConnectFailures        uint64
-	IdleTimeouts           uint64
-	MaxRequestsReached     uint64
-	MaxDurationReached     uint64
-	RequestsTotal          uint64
-	PendingTotal           uint64
-	PendingOrRequestsLimit uint64
+	ConnectionsTotal   uint64
+	ConnectFailures    uint64
+	IdleTimeouts       uint64
+	MaxRequestsReached uint64
+	MaxDurationReached uint64
+	RequestsTotal      uint64
+	PendingTotal       uint64
+	// Overflows counts requests refused by max_requests or
+	// max_pending_requests (upstream_rq_pending_overflow).
+	Overflows uint64
 }
 
 // Stats returns a snapshot of the pool.
@@ -376,7 +378,7 @@ func (p *Pool) Stats() Stats {
 	s.MaxDurationReached = p.stats.cxMaxDuration.Load()
 	s.RequestsTotal = p.stats.rqTotal.Load()
 	s.PendingTotal = p.stats.rqPendingTotal.Load()
-	s.PendingOrRequestsLimit = p.stats.rqOverflow.Load()
+	s.Overflows = p.stats.rqOverflow.Load()
 	return s
 }
 
