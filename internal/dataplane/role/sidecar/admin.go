@@ -18,6 +18,7 @@ import (
 //	/clusters      clusters with hosts, health, outlier state (JSON)
 //	/xds_status    the xDS client's status (JSON)
 //	/quitquitquit  POST: stop the proxy
+//	/stats/prometheus  Istio's standard metrics
 func (s *Sidecar) adminHandler(stop context.CancelFunc) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/ready", s.ready)
@@ -28,6 +29,7 @@ func (s *Sidecar) adminHandler(stop context.CancelFunc) http.Handler {
 	mux.HandleFunc("/xds_status", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, s.xds.Status())
 	})
+	mux.Handle("/stats/prometheus", s.metrics.Handler())
 	mux.HandleFunc("/quitquitquit", func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost {
 			http.Error(w, "use POST", http.StatusMethodNotAllowed)
@@ -36,6 +38,15 @@ func (s *Sidecar) adminHandler(stop context.CancelFunc) http.Handler {
 		w.Write([]byte("OK\n"))
 		stop()
 	})
+	return mux
+}
+
+// metricsHandler serves the merged metrics port (15020). The proxy's
+// metrics are all there is to merge for now: the application's are not
+// scraped yet.
+func (s *Sidecar) metricsHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/stats/prometheus", s.metrics.Handler())
 	return mux
 }
 

@@ -22,6 +22,7 @@ import (
 	"github.com/trellismesh/trellis/internal/dataplane/listener"
 	"github.com/trellismesh/trellis/internal/dataplane/route"
 	"github.com/trellismesh/trellis/internal/dataplane/tcp"
+	"github.com/trellismesh/trellis/internal/dataplane/telemetry"
 	"github.com/trellismesh/trellis/internal/dataplane/upstream/manager"
 	"github.com/trellismesh/trellis/internal/dataplane/xdsclient"
 )
@@ -39,6 +40,9 @@ type Config struct {
 	AdminAddress string
 	// HealthAddress serves /healthz/ready (default :15021; "-" disables).
 	HealthAddress string
+	// MetricsAddress serves the merged metrics, /stats/prometheus (default
+	// :15020; "-" disables).
+	MetricsAddress string
 	// BindAddress, when set, replaces the wildcard address (0.0.0.0, ::)
 	// of the listeners that bind a socket, so that several sidecars can run
 	// on one host, each on its own loopback address (local mode).
@@ -57,6 +61,7 @@ type Sidecar struct {
 	routes    *dphttp.RouteTables
 	listeners *listener.Manager
 	xds       *xdsclient.Client
+	metrics   *telemetry.Metrics
 
 	// mu guards routeNames, the RDS names currently stored.
 	mu         sync.Mutex
@@ -80,21 +85,25 @@ func New(cfg Config) (*Sidecar, error) {
 	if cfg.HealthAddress == "" {
 		cfg.HealthAddress = ":15021"
 	}
+	if cfg.MetricsAddress == "" {
+		cfg.MetricsAddress = ":15020"
+	}
 	if cfg.DrainDuration == 0 {
 		cfg.DrainDuration = 5 * time.Second
 	}
-	s := &Sidecar{cfg: cfg, log: cfg.Logger, routes: &dphttp.RouteTables{}, routeNames: map[string]bool{}}
+	s := &Sidecar{cfg: cfg, log: cfg.Logger, routes: &dphttp.RouteTables{}, routeNames: map[string]bool{},
+		metrics: telemetry.New(telemetry.Config{Local: telemetry.LocalWorkload(cfg.Node)})}
 	var err error
 	if s.clusters, err = manager.New(manager.Config{Logger: cfg.Logger.With("component", "clusters")}); err != nil {
 		return nil, err
 	}
-	tcpFilters, err := tcp.NewBuilder(tcp.Config{Upstream: s.clusters, Logger: cfg.Logger.With("component", "tcp")})
+	tcpFilters, err := tcp.NewBuilder(tcp.Config{Upstream: s.clusters, Observer: s.metrics.TCP(), Logger: cfg.Logger.With("component", "tcp")})
 	if err != nil {
 		return nil, err
 	}
 	filters := listener.Registry{
 		tcp.TypeURL:    tcpFilters,
-		dphttp.TypeURL: dphttp.NetworkFilter{Deps: dphttp.Deps{Routes: s.routes, Upstream: s.clusters, Logger: cfg.Logger.With("component", "http")}},
+		dphttp.TypeURL: dphttp.NetworkFilter{Deps: dphttp.Deps{Routes: s.routes, Upstream: s.clusters, Observer: s.metrics, Logger: cfg.Logger.With("component", "http")}},
 	}
 	if s.listeners, err = listener.New(listener.Config{
 		Filters:      filters,
@@ -120,9 +129,19 @@ func New(cfg Config) (*Sidecar, error) {
 func (s *Sidecar) Apply(typeURL string, resources map[string]proto.Message) map[string]error {
 	switch typeURL {
 	case xdsclient.ClusterType:
-		return s.clusters.ApplyClusters(typed[*clusterv3.Cluster](resources))
+		cs := typed[*clusterv3.Cluster](resources)
+		errs := s.clusters.ApplyClusters(cs)
+		if len(errs) == 0 {
+			s.metrics.SetClusters(cs)
+		}
+		return errs
 	case xdsclient.EndpointType:
-		return s.clusters.ApplyEndpoints(typed[*endpointv3.ClusterLoadAssignment](resources))
+		es := typed[*endpointv3.ClusterLoadAssignment](resources)
+		errs := s.clusters.ApplyEndpoints(es)
+		if len(errs) == 0 {
+			s.metrics.SetEndpoints(es)
+		}
+		return errs
 	case xdsclient.RouteType:
 		return s.applyRoutes(typed[*routev3.RouteConfiguration](resources))
 	case xdsclient.ListenerType:
@@ -230,6 +249,7 @@ func (s *Sidecar) Run(ctx context.Context) error {
 	}{
 		{s.cfg.AdminAddress, s.adminHandler(cancel)},
 		{s.cfg.HealthAddress, s.healthHandler()},
+		{s.cfg.MetricsAddress, s.metricsHandler()},
 	} {
 		if srv.addr == "-" {
 			continue

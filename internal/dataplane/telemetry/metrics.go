@@ -1,0 +1,391 @@
+// Package telemetry turns what the proxy observes into Istio's standard
+// metrics (istio_requests_total, istio_request_duration_milliseconds,
+// istio_request_bytes, istio_response_bytes, istio_tcp_*), with Istio's
+// names, labels and buckets, so that existing dashboards work.
+//
+//	http.Observer ──Observe(Record)──┐
+//	tcp.Observer  ──Connected/...────┼─► Metrics ─► private prometheus.Registry ─► Handler (/stats/prometheus)
+//	CDS/EDS resources ──SetClusters/SetEndpoints (service and workload metadata)
+//
+// Labels are resolved once per combination (direction, cluster, upstream
+// host, response code, flags, ...) and the resolved counters and
+// histograms are cached, so a request costs a few map look-ups and no
+// label maps. A metadata update drops the cache.
+package telemetry
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/trellismesh/trellis/internal/dataplane/http/filter"
+	"github.com/trellismesh/trellis/internal/dataplane/listener"
+	"github.com/trellismesh/trellis/internal/dataplane/tcp"
+)
+
+// Buckets are Envoy's default histogram buckets, which Istio's proxy uses
+// for its duration (milliseconds) and size (bytes) histograms.
+var Buckets = []float64{0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 600000, 1800000, 3600000}
+
+// Label names, in Istio's order.
+var (
+	commonLabels = []string{
+		"reporter",
+		"source_workload", "source_workload_namespace", "source_principal", "source_app", "source_version",
+		"source_canonical_service", "source_canonical_revision", "source_cluster",
+		"destination_workload", "destination_workload_namespace", "destination_principal", "destination_app", "destination_version",
+		"destination_service", "destination_service_name", "destination_service_namespace",
+		"destination_canonical_service", "destination_canonical_revision", "destination_cluster",
+		"request_protocol", "response_flags", "connection_security_policy",
+	}
+	httpLabels = append(append([]string(nil), commonLabels...), "response_code", "grpc_response_status")
+	tcpLabels  = commonLabels
+)
+
+// maxCached bounds the label sets cached per metadata generation; beyond
+// it, label sets are still counted, only resolved every time.
+const maxCached = 4096
+
+// Names of Istio's pass-through clusters and listener.
+const (
+	virtualInbound = "virtualInbound"
+)
+
+// Config configures Metrics.
+type Config struct {
+	// Local is the workload the proxy serves: the source of outbound
+	// traffic and the destination of inbound traffic.
+	Local Workload
+}
+
+// Metrics records Istio's standard metrics. Its HTTP and TCP methods are
+// safe for concurrent use.
+type Metrics struct {
+	local    Workload
+	registry *prometheus.Registry
+
+	requests                   *prometheus.CounterVec
+	duration, reqSize, rspSize *prometheus.HistogramVec
+	tcpSent, tcpReceived       *prometheus.CounterVec
+	tcpOpened, tcpClosed       *prometheus.CounterVec
+
+	mu   sync.Mutex // serialises SetClusters/SetEndpoints
+	meta atomic.Pointer[metadata]
+	// clusters and endpoints are the last resources set, to rebuild meta.
+	clusters  map[string]*clusterv3.Cluster
+	endpoints map[string]*endpointv3.ClusterLoadAssignment
+
+	cache    atomic.Pointer[seriesCache]
+	sessions sync.Map // *tcp.Session → *tcpSeries
+}
+
+type httpKey struct {
+	inbound   bool
+	grpc      bool
+	code      int32
+	flags     filter.Flags
+	cluster   string
+	host      string // upstream host, for its workload (outbound)
+	authority string // only when the service falls back to it
+}
+
+type tcpKey struct {
+	inbound bool
+	tls     bool
+	cluster string
+	host    string
+	flags   string
+}
+
+type httpSeries struct {
+	requests                   prometheus.Counter
+	duration, reqSize, rspSize prometheus.Observer
+}
+
+type tcpSeries struct {
+	sent, received, opened, closed prometheus.Counter
+}
+
+type seriesCache struct {
+	mu   sync.RWMutex
+	http map[httpKey]*httpSeries
+	tcp  map[tcpKey]*tcpSeries
+}
+
+func newCache() *seriesCache {
+	return &seriesCache{http: map[httpKey]*httpSeries{}, tcp: map[tcpKey]*tcpSeries{}}
+}
+
+// New returns Metrics with its own registry.
+func New(cfg Config) *Metrics {
+	m := &Metrics{local: cfg.Local, registry: prometheus.NewRegistry()}
+	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "istio_requests_total", Help: "Requests handled by the proxy."}, httpLabels)
+	hist := func(name, help string) *prometheus.HistogramVec {
+		return prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: name, Help: help, Buckets: Buckets}, httpLabels)
+	}
+	m.duration = hist("istio_request_duration_milliseconds", "Duration of requests in milliseconds.")
+	m.reqSize = hist("istio_request_bytes", "Request body sizes in bytes.")
+	m.rspSize = hist("istio_response_bytes", "Response body sizes in bytes.")
+	counter := func(name, help string) *prometheus.CounterVec {
+		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, tcpLabels)
+	}
+	m.tcpSent = counter("istio_tcp_sent_bytes_total", "Bytes sent to the downstream of TCP connections.")
+	m.tcpReceived = counter("istio_tcp_received_bytes_total", "Bytes received from the downstream of TCP connections.")
+	m.tcpOpened = counter("istio_tcp_connections_opened_total", "TCP connections opened.")
+	m.tcpClosed = counter("istio_tcp_connections_closed_total", "TCP connections closed.")
+	m.registry.MustRegister(m.requests, m.duration, m.reqSize, m.rspSize, m.tcpSent, m.tcpReceived, m.tcpOpened, m.tcpClosed)
+	m.meta.Store(&metadata{})
+	m.cache.Store(newCache())
+	return m
+}
+
+// Registry returns the private registry (to add collectors to it).
+func (m *Metrics) Registry() *prometheus.Registry { return m.registry }
+
+// Handler serves the metrics in Prometheus' formats.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{})
+}
+
+// SetClusters replaces the clusters whose metadata names destination
+// services (the complete set CDS delivered).
+func (m *Metrics) SetClusters(cs map[string]*clusterv3.Cluster) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.clusters = cs
+	m.rebuildLocked()
+}
+
+// SetEndpoints replaces the endpoint assignments whose metadata names
+// destination workloads (the complete set EDS delivered).
+func (m *Metrics) SetEndpoints(es map[string]*endpointv3.ClusterLoadAssignment) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.endpoints = es
+	m.rebuildLocked()
+}
+
+func (m *Metrics) rebuildLocked() {
+	md := &metadata{services: map[string]Service{}, edsName: map[string]string{}, workloads: map[string]map[string]Workload{}}
+	for name, c := range m.clusters {
+		if s, ok := clusterService(c); ok {
+			md.services[name] = s
+		}
+		if sn := c.GetEdsClusterConfig().GetServiceName(); sn != "" {
+			md.edsName[sn] = name
+		}
+		if la := c.GetLoadAssignment(); la != nil {
+			ws := map[string]Workload{}
+			addEndpoints(ws, la)
+			if len(ws) > 0 {
+				md.workloads[name] = ws
+			}
+		}
+	}
+	for name, cla := range m.endpoints {
+		cluster := name
+		if c, ok := md.edsName[name]; ok {
+			cluster = c
+		}
+		ws := md.workloads[cluster]
+		if ws == nil {
+			ws = map[string]Workload{}
+		}
+		addEndpoints(ws, cla)
+		if len(ws) > 0 {
+			md.workloads[cluster] = ws
+		}
+	}
+	m.meta.Store(md)
+	m.cache.Store(newCache())
+}
+
+// Observe implements the HTTP connection manager's Observer.
+func (m *Metrics) Observe(r *filter.Record) {
+	inbound := isInbound(r.Listener, r.Cluster)
+	k := httpKey{inbound: inbound, code: int32(r.ResponseCode), flags: r.Flags, cluster: r.Cluster}
+	if !inbound {
+		k.host = r.UpstreamHost
+	}
+	if ct := r.Header.Get("Content-Type"); strings.HasPrefix(ct, "application/grpc") {
+		k.grpc = true
+	}
+	md := m.meta.Load()
+	if _, ok := md.services[r.Cluster]; !ok {
+		if _, ok := serviceFromName(r.Cluster); !ok {
+			k.authority = hostOnly(r.Authority)
+		}
+	}
+	s := m.httpSeries(md, &k)
+	s.requests.Inc()
+	s.duration.Observe(float64(r.Duration.Microseconds()) / 1000)
+	s.reqSize.Observe(float64(r.BytesReceived))
+	s.rspSize.Observe(float64(r.BytesSent))
+}
+
+func (m *Metrics) httpSeries(md *metadata, k *httpKey) *httpSeries {
+	c := m.cache.Load()
+	c.mu.RLock()
+	s, ok := c.http[*k]
+	c.mu.RUnlock()
+	if ok {
+		return s
+	}
+	lv := m.labels(md, k.inbound, k.cluster, k.host, k.authority, false, k.flags.String(), httpLabels)
+	proto := "http"
+	grpcStatus := ""
+	if k.grpc {
+		proto = "grpc"
+		// The response's grpc-status (trailers) is not in the record:
+		// only an HTTP error maps to a gRPC status, as Envoy's
+		// httpToGrpcStatus.
+		if k.code != 0 && k.code != http.StatusOK {
+			grpcStatus = strconv.Itoa(filter.GRPCStatusFor(int(k.code)))
+		}
+	}
+	lv[len(commonLabels)-3] = proto
+	lv[len(commonLabels)] = strconv.Itoa(int(k.code))
+	lv[len(commonLabels)+1] = grpcStatus
+	s = &httpSeries{
+		requests: m.requests.WithLabelValues(lv...),
+		duration: m.duration.WithLabelValues(lv...),
+		reqSize:  m.reqSize.WithLabelValues(lv...),
+		rspSize:  m.rspSize.WithLabelValues(lv...),
+	}
+	c.mu.Lock()
+	if len(c.http) < maxCached {
+		c.http[*k] = s
+	}
+	c.mu.Unlock()
+	return s
+}
+
+// labels builds the label values in the order of names (the common labels
+// first); request_protocol is "tcp", the HTTP-only ones are left to the
+// caller.
+func (m *Metrics) labels(md *metadata, inbound bool, cluster, host, authority string, tls bool, flags string, names []string) []string {
+	var src, dst Workload
+	var svc Service
+	reporter, policy := "source", Unknown
+	if inbound {
+		reporter, policy = "destination", "none"
+		if tls {
+			policy = "mutual_tls"
+		}
+		dst = m.local
+		var ok bool
+		if svc, ok = md.services[cluster]; !ok {
+			svc = Service{Host: authority, Name: authority, Namespace: m.local.Namespace}
+		}
+	} else {
+		src = m.local
+		dst = md.workloads[cluster][host]
+		var ok bool
+		if svc, ok = md.services[cluster]; !ok {
+			if svc, ok = serviceFromName(cluster); !ok {
+				// PassthroughCluster, BlackHoleCluster, ...: Istio names
+				// the service by the cluster and the host by the authority.
+				svc = Service{Host: authority, Name: cluster}
+			}
+		}
+	}
+	lv := make([]string, len(names))
+	i := 0
+	put := func(vs ...string) {
+		for _, v := range vs {
+			if v == "" {
+				v = Unknown
+			}
+			lv[i] = v
+			i++
+		}
+	}
+	put(reporter,
+		src.Name, src.Namespace, src.Principal, src.App, src.Version, src.CanonicalService, src.CanonicalRevision, src.Cluster,
+		dst.Name, dst.Namespace, dst.Principal, dst.App, dst.Version,
+		svc.Host, svc.Name, svc.Namespace,
+		dst.CanonicalService, dst.CanonicalRevision, dst.Cluster,
+		"tcp", flags, policy)
+	return lv
+}
+
+// isInbound tells inbound traffic (reported by the destination) from
+// outbound: Istio's inbound|port|| clusters and the virtualInbound
+// listener (which also serves requests that found no cluster).
+func isInbound(listenerName, cluster string) bool {
+	return strings.HasPrefix(cluster, "inbound|") || strings.HasPrefix(cluster, "InboundPassthroughCluster") ||
+		listenerName == virtualInbound
+}
+
+// TCP returns the observer of tcp_proxy sessions.
+func (m *Metrics) TCP() tcp.Observer { return tcpObserver{m} }
+
+type tcpObserver struct{ m *Metrics }
+
+func (o tcpObserver) Connected(s *tcp.Session) {
+	ts := o.m.tcpSeries(s, "-")
+	o.m.sessions.Store(s, ts)
+	ts.opened.Inc()
+}
+
+func (o tcpObserver) Transferred(s *tcp.Session, d tcp.Direction, n int) {
+	v, ok := o.m.sessions.Load(s)
+	if !ok {
+		return
+	}
+	ts := v.(*tcpSeries)
+	if d == tcp.ToUpstream {
+		ts.received.Add(float64(n))
+	} else {
+		ts.sent.Add(float64(n))
+	}
+}
+
+func (o tcpObserver) Closed(s *tcp.Session) {
+	if _, ok := o.m.sessions.LoadAndDelete(s); !ok {
+		// The upstream connection failed: the downstream one was
+		// opened all the same.
+		o.m.tcpSeries(s, s.ResponseFlags()).opened.Inc()
+	}
+	o.m.tcpSeries(s, s.ResponseFlags()).closed.Inc()
+}
+
+func (m *Metrics) tcpSeries(s *tcp.Session, flags string) *tcpSeries {
+	k := tcpKey{cluster: s.Cluster, flags: flags}
+	var listenerName string
+	if d := s.Downstream; d != nil {
+		listenerName = d.Listener
+		k.tls = d.Transport == listener.TransportTLS
+	}
+	k.inbound = isInbound(listenerName, s.Cluster)
+	if !k.inbound && s.Upstream != nil {
+		k.host = s.Upstream.String()
+	}
+	c := m.cache.Load()
+	c.mu.RLock()
+	ts, ok := c.tcp[k]
+	c.mu.RUnlock()
+	if ok {
+		return ts
+	}
+	lv := m.labels(m.meta.Load(), k.inbound, k.cluster, k.host, "", k.tls, flags, tcpLabels)
+	ts = &tcpSeries{
+		sent:     m.tcpSent.WithLabelValues(lv...),
+		received: m.tcpReceived.WithLabelValues(lv...),
+		opened:   m.tcpOpened.WithLabelValues(lv...),
+		closed:   m.tcpClosed.WithLabelValues(lv...),
+	}
+	c.mu.Lock()
+	if len(c.tcp) < maxCached {
+		c.tcp[k] = ts
+	}
+	c.mu.Unlock()
+	return ts
+}

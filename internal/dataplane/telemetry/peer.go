@@ -1,0 +1,179 @@
+package telemetry
+
+import (
+	"net/netip"
+	"strconv"
+	"strings"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+)
+
+// Unknown is the value of a label whose value the proxy does not know, as
+// Istio reports it.
+const Unknown = "unknown"
+
+// istioKey is the filter_metadata key of Istio's cluster and endpoint
+// metadata.
+const istioKey = "istio"
+
+// Workload is one side of a request as Istio's labels describe it. Empty
+// fields are reported as "unknown".
+type Workload struct {
+	Name              string
+	Namespace         string
+	Principal         string
+	App               string
+	Version           string
+	CanonicalService  string
+	CanonicalRevision string
+	Cluster           string
+}
+
+// LocalWorkload derives the local workload from the xDS node as the
+// sidecar builds it (metadata NAMESPACE, LABELS, WORKLOAD_NAME, CLUSTER_ID;
+// id sidecar~ip~pod.ns~ns.svc.suffix). The principal stays unknown: it is
+// the peer certificate's business and there is no mTLS yet.
+func LocalWorkload(n *corev3.Node) Workload {
+	md := n.GetMetadata().GetFields()
+	labels := map[string]string{}
+	for k, v := range md["LABELS"].GetStructValue().GetFields() {
+		labels[k] = v.GetStringValue()
+	}
+	w := Workload{
+		Namespace: md["NAMESPACE"].GetStringValue(),
+		Name:      md["WORKLOAD_NAME"].GetStringValue(),
+		Cluster:   md["CLUSTER_ID"].GetStringValue(),
+		App:       first(labels, "app", "app.kubernetes.io/name"),
+		Version:   first(labels, "version", "app.kubernetes.io/version"),
+	}
+	parts := strings.Split(n.GetId(), "~")
+	if w.Name == "" && len(parts) == 4 {
+		// The pod name: the third field is pod.namespace.
+		w.Name = strings.TrimSuffix(parts[2], "."+w.Namespace)
+	}
+	if w.Namespace == "" && len(parts) == 4 {
+		if _, ns, ok := strings.Cut(parts[2], "."); ok {
+			w.Namespace = ns
+		}
+	}
+	w.CanonicalService = first(labels, "service.istio.io/canonical-name", "app.kubernetes.io/name", "app")
+	if w.CanonicalService == "" {
+		w.CanonicalService = w.Name
+	}
+	w.CanonicalRevision = first(labels, "service.istio.io/canonical-revision", "app.kubernetes.io/version", "version")
+	if w.CanonicalRevision == "" {
+		w.CanonicalRevision = "latest"
+	}
+	return w
+}
+
+func first(labels map[string]string, keys ...string) string {
+	for _, k := range keys {
+		if v := labels[k]; v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// Service is the destination service of a cluster.
+type Service struct {
+	Host      string // destination_service
+	Name      string // destination_service_name
+	Namespace string // destination_service_namespace
+}
+
+// metadata is what the control plane tells about clusters and endpoints,
+// replaced as a whole on every CDS/EDS update.
+type metadata struct {
+	services map[string]Service // by cluster name
+	// edsName maps a cluster's EDS service name to the cluster's name.
+	edsName map[string]string
+	// workloads by cluster name, then host address ("ip:port").
+	workloads map[string]map[string]Workload
+}
+
+// clusterService reads a cluster's service: Istio's filter_metadata
+// istio.services[0] {host, name, namespace}, else parsed from the name
+// outbound|port|subset|host.
+func clusterService(c *clusterv3.Cluster) (Service, bool) {
+	svcs := c.GetMetadata().GetFilterMetadata()[istioKey].GetFields()["services"].GetListValue().GetValues()
+	if len(svcs) > 0 {
+		f := svcs[0].GetStructValue().GetFields()
+		s := Service{Host: f["host"].GetStringValue(), Name: f["name"].GetStringValue(), Namespace: f["namespace"].GetStringValue()}
+		if s.Host != "" {
+			if s.Name == "" {
+				s.Name = s.Host
+			}
+			return s, true
+		}
+	}
+	return serviceFromName(c.GetName())
+}
+
+// serviceFromName parses outbound|port|subset|host; the name and
+// namespace come from a Kubernetes host name.svc.ns.<domain>, else the name
+// is the host and the namespace unknown.
+func serviceFromName(cluster string) (Service, bool) {
+	rest, ok := strings.CutPrefix(cluster, "outbound|")
+	if !ok {
+		return Service{}, false
+	}
+	// port|subset|host, cut without allocating: it runs per request.
+	_, rest, ok1 := strings.Cut(rest, "|")
+	_, host, ok2 := strings.Cut(rest, "|")
+	if !ok1 || !ok2 || host == "" {
+		return Service{}, false
+	}
+	s := Service{Host: host, Name: host}
+	if name, rest, ok := strings.Cut(host, "."); ok {
+		if ns, rest, ok := strings.Cut(rest, "."); ok && (rest == "svc" || strings.HasPrefix(rest, "svc.")) {
+			s.Name, s.Namespace = name, ns
+		}
+	}
+	return s, true
+}
+
+// endpointWorkload parses Istio's endpoint metadata istio.workload,
+// "name;namespace;canonical service;canonical revision;cluster" (as
+// Istio's proxy does, app and version are not part of it).
+func endpointWorkload(md *corev3.Metadata) (Workload, bool) {
+	v := md.GetFilterMetadata()[istioKey].GetFields()["workload"].GetStringValue()
+	if v == "" {
+		return Workload{}, false
+	}
+	p := strings.Split(v, ";")
+	for len(p) < 5 {
+		p = append(p, "")
+	}
+	return Workload{Name: p[0], Namespace: p[1], CanonicalService: p[2], CanonicalRevision: p[3], Cluster: p[4]}, true
+}
+
+func addEndpoints(into map[string]Workload, cla *endpointv3.ClusterLoadAssignment) {
+	for _, lle := range cla.GetEndpoints() {
+		for _, lbe := range lle.GetLbEndpoints() {
+			w, ok := endpointWorkload(lbe.GetMetadata())
+			if !ok {
+				continue
+			}
+			sa := lbe.GetEndpoint().GetAddress().GetSocketAddress()
+			ip, err := netip.ParseAddr(sa.GetAddress())
+			if err != nil {
+				continue
+			}
+			into[netip.AddrPortFrom(ip, uint16(sa.GetPortValue())).String()] = w
+		}
+	}
+}
+
+// hostOnly strips the port of an authority.
+func hostOnly(authority string) string {
+	if i := strings.LastIndexByte(authority, ':'); i >= 0 && !strings.HasSuffix(authority, "]") {
+		if _, err := strconv.Atoi(authority[i+1:]); err == nil {
+			authority = authority[:i]
+		}
+	}
+	return authority
+}
