@@ -1,13 +1,22 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"math"
 	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
 	"slices"
+	"strings"
+	"syscall"
 	"time"
+
+	flog "fortio.org/log"
 
 	"fortio.org/fortio/fhttp"
 	"fortio.org/fortio/periodic"
@@ -21,7 +30,8 @@ type loadSpec struct {
 	Duration   time.Duration
 	Resolution float64 // histogram resolution, seconds
 	Uniform    bool
-	Samples    bool // keep every latency for exact percentiles
+	Samples    bool   // keep every latency for exact percentiles
+	Host       string // Host header, if not the URL's
 }
 
 // LoadResult is what one fortio run measured.
@@ -54,6 +64,11 @@ func runLoad(ctx context.Context, spec loadSpec) (LoadResult, error) {
 	o.Uniform = spec.Uniform
 	o.Out = io.Discard
 	o.HTTPReqTimeOut = 5 * time.Second
+	if spec.Host != "" {
+		if err := o.AddAndValidateExtraHeader("Host: " + spec.Host); err != nil {
+			return LoadResult{}, err
+		}
+	}
 	o.AllowInitialErrors = false
 	aborter := periodic.NewAborter() // fortio clears o.Stop when the run ends
 	o.Stop = aborter
@@ -150,4 +165,102 @@ func percentile(sorted []float64, p float64) float64 {
 	}
 	i := int(math.Ceil(p/100*float64(len(sorted)))) - 1
 	return sorted[max(0, min(i, len(sorted)-1))]
+}
+
+// runLoadIn runs spec from network namespace ns: in this process if ns is
+// "", else in a re-executed copy of this binary (`ip netns exec ns proxybench
+// _load SPEC`) that runs the same runLoad and prints its LoadResult as JSON.
+// child is the CPU time the re-executed load used (it has exited when the
+// harness reads its own CPU time, so /proc no longer shows it).
+func runLoadIn(ctx context.Context, e *Env, ns string, spec loadSpec) (r LoadResult, child time.Duration, err error) {
+	if ns == "" {
+		r, err = runLoad(ctx, spec)
+		return r, 0, err
+	}
+	b, err := json.Marshal(spec)
+	if err != nil {
+		return r, 0, err
+	}
+	out, child, err := runInNetns(ctx, ns, e.Self, "_load", string(b))
+	if err != nil {
+		return r, child, err
+	}
+	if err := json.Unmarshal(out, &r); err != nil {
+		return r, child, fmt.Errorf("load in netns %s: bad output %q: %w", ns, out, err)
+	}
+	return r, child, nil
+}
+
+// checkChainIn is checkChain from network namespace ns ("" for this one).
+func checkChainIn(ctx context.Context, e *Env, ns, url, host string, size int) error {
+	if ns == "" {
+		return checkChain(ctx, url, host, size)
+	}
+	_, _, err := runInNetns(ctx, ns, e.Self, "_check", url, host, fmt.Sprint(size))
+	return err
+}
+
+// runInNetns runs `ip netns exec ns path args...` in its own process group
+// (killed with it on ctx's end or the harness's death) and returns its
+// stdout and CPU time.
+func runInNetns(ctx context.Context, ns, path string, args ...string) ([]byte, time.Duration, error) {
+	cmd := exec.Command("ip", append([]string{"netns", "exec", ns, path}, args...)...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return nil, 0, err
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	var err error
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-done
+		return nil, 0, errInterrupted
+	}
+	var cpu time.Duration
+	if st := cmd.ProcessState; st != nil {
+		cpu = st.UserTime() + st.SystemTime()
+	}
+	if err != nil {
+		return stdout.Bytes(), cpu, fmt.Errorf("in netns %s: %s %s: %v: %s", ns, path, args[0], err, strings.TrimSpace(stderr.String()))
+	}
+	return stdout.Bytes(), cpu, nil
+}
+
+// loadMain is "proxybench _load SPEC": runLoad(SPEC as JSON), result as JSON
+// on stdout. The harness runs it inside a client network namespace.
+func loadMain(args []string) error {
+	if len(args) != 1 {
+		return fmt.Errorf("usage: _load SPEC-JSON")
+	}
+	var spec loadSpec
+	if err := json.Unmarshal([]byte(args[0]), &spec); err != nil {
+		return err
+	}
+	flog.SetLogLevelQuiet(flog.Error)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	r, err := runLoad(ctx, spec)
+	if err != nil {
+		return err
+	}
+	return json.NewEncoder(os.Stdout).Encode(r)
+}
+
+// checkMain is "proxybench _check URL HOST SIZE": checkChain from here.
+func checkMain(args []string) error {
+	if len(args) != 3 {
+		return fmt.Errorf("usage: _check URL HOST SIZE")
+	}
+	var size int
+	if _, err := fmt.Sscan(args[2], &size); err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return checkChain(ctx, args[0], args[1], size)
 }

@@ -31,8 +31,10 @@ import (
 	"os/exec"
 	"os/signal"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -55,6 +57,7 @@ type options struct {
 	keep       bool
 	timeout    time.Duration
 	nginx      string
+	trellis    string
 	waitIdle   time.Duration
 	save       string
 }
@@ -65,7 +68,14 @@ type Env struct {
 	Certs Certs  // TLS leg between proxy A and proxy B
 	Self  string // this executable, for re-executed helpers
 	Nginx string // nginx binary, "" if not found
-	seq   atomic.Int64
+	// Trellis is the trellis binary for the sidecar pair (-trellis, or built
+	// into Dir on first use).
+	Trellis string
+	seq     atomic.Int64
+
+	topoMu  sync.Mutex
+	topo    *topology // network namespaces of the netns pairs, created on first use
+	topoErr error
 }
 
 // next returns a number unique within the benchmark, for file names.
@@ -79,6 +89,10 @@ func main() {
 			err = serverMain(os.Args[2:])
 		case "_naive":
 			err = naiveMain(os.Args[2:])
+		case "_load":
+			err = loadMain(os.Args[2:])
+		case "_check":
+			err = checkMain(os.Args[2:])
 		default:
 			os.Exit(bench())
 		}
@@ -93,7 +107,7 @@ func main() {
 
 func bench() int {
 	var o options
-	pairList := flag.String("pairs", "direct,nginx,naive,trellis", "pairs to run in each round, in order (direct first: added latency is measured against it)")
+	pairList := flag.String("pairs", "direct,nginx,naive,direct-netns,nginx-netns,trellis", "pairs to run in each round, in order (a pair's baseline, direct or direct-netns, is added if missing)")
 	flag.IntVar(&o.rounds, "rounds", 3, "interleaved rounds (≥ 3 for reported figures)")
 	flag.DurationVar(&o.duration, "duration", 30*time.Second, "measured run at -qps, per pair per round")
 	flag.DurationVar(&o.warmup, "warmup", 3*time.Second, "unmeasured run at -qps before it")
@@ -109,6 +123,7 @@ func bench() int {
 	flag.DurationVar(&o.timeout, "timeout", 0, "stop everything after this long (0: the planned time plus 2 minutes)")
 	flag.DurationVar(&o.waitIdle, "wait-idle", 0, "before each run, wait up to this long for the rest of the machine to use < 0.2 vCPU (shared machines)")
 	flag.StringVar(&o.nginx, "nginx", "", "nginx binary (default: from PATH or /usr/sbin)")
+	flag.StringVar(&o.trellis, "trellis", "", "trellis binary for the trellis pair (default: go build ./cmd/trellis into the temporary directory)")
 	flag.Parse()
 	o.pairs = strings.Split(*pairList, ",")
 	if err := o.validate(); err != nil {
@@ -165,6 +180,18 @@ func (o *options) validate() error {
 	case o.output != "table" && o.output != "json":
 		return fmt.Errorf("-o must be table or json")
 	}
+	// Each pair's baseline runs in the same round: add missing ones in front.
+	var pre []string
+	for _, name := range o.pairs {
+		name = strings.TrimSpace(name)
+		if _, err := lookupPair(name); err != nil {
+			return err
+		}
+		if b := baselineOf(name); b != "" && !slices.Contains(o.pairs, b) && !slices.Contains(pre, b) {
+			pre = append(pre, b)
+		}
+	}
+	o.pairs = append(pre, o.pairs...)
 	seen := map[string]bool{}
 	for i, name := range o.pairs {
 		name = strings.TrimSpace(name)
@@ -199,15 +226,16 @@ func run(o options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	e := &Env{Dir: dir, Nginx: o.nginx, Trellis: o.trellis}
 	defer func() {
 		killAll()
+		e.closeTopology()
 		if o.keep {
 			fmt.Fprintln(os.Stderr, "proxybench: kept", dir)
 		} else {
 			os.RemoveAll(dir)
 		}
 	}()
-	e := &Env{Dir: dir, Nginx: o.nginx}
 	if e.Nginx == "" {
 		e.Nginx = findNginx()
 	}
@@ -242,7 +270,7 @@ func run(o options) (*Result, error) {
 		return nil, fmt.Errorf("echo server: %w", err)
 	}
 	defer srv.stop()
-	if err := checkChain(ctx, "http://"+srv.addr+echoPath(o.size), o.size); err != nil {
+	if err := checkChain(ctx, "http://"+srv.addr+echoPath(o.size), "", o.size); err != nil {
 		return nil, fmt.Errorf("echo server: %w", err)
 	}
 
@@ -296,14 +324,14 @@ func runPair(ctx context.Context, e *Env, o options, p Pair, round int, upstream
 	}
 	defer inst.Stop()
 	url := "http://" + inst.Addr + echoPath(o.size)
-	if err := checkChain(ctx, url, o.size); err != nil {
+	if err := checkChainIn(ctx, e, inst.Netns, url, inst.Host, o.size); err != nil {
 		return r, err
 	}
-	spec := loadSpec{URL: url, QPS: o.qps, Conns: o.conns, Resolution: o.resolution, Uniform: o.uniform}
+	spec := loadSpec{URL: url, Host: inst.Host, QPS: o.qps, Conns: o.conns, Resolution: o.resolution, Uniform: o.uniform}
 	if o.warmup > 0 {
 		w := spec
 		w.Duration = o.warmup
-		if _, err := runLoad(ctx, w); err != nil {
+		if _, _, err := runLoadIn(ctx, e, inst.Netns, w); err != nil {
 			return r, fmt.Errorf("warm-up: %w", err)
 		}
 	}
@@ -333,9 +361,9 @@ func runPair(ctx context.Context, e *Env, o options, p Pair, round int, upstream
 	before := cpu()
 	busy0, irq0 := systemCPU()
 	ours0, t0 := cpuTime(os.Getpid()), time.Now()
-	lr, err := runLoad(ctx, m)
+	lr, loadCPU, err := runLoadIn(ctx, e, inst.Netns, m)
 	busy1, irq1 := systemCPU()
-	ours1, wall := cpuTime(os.Getpid()), time.Since(t0)
+	ours1, wall := cpuTime(os.Getpid())+loadCPU, time.Since(t0)
 	after := cpu()
 	if err != nil {
 		return r, err
@@ -364,7 +392,7 @@ func runPair(ctx context.Context, e *Env, o options, p Pair, round int, upstream
 		s.QPS = -1
 		s.Duration = o.saturation
 		before := cpu()
-		sr, err := runLoad(ctx, s)
+		sr, _, err := runLoadIn(ctx, e, inst.Netns, s)
 		after := cpu()
 		if err != nil {
 			return r, fmt.Errorf("saturation: %w", err)
@@ -420,12 +448,15 @@ func waitIdle(ctx context.Context, max time.Duration, limit float64) (others flo
 
 // checkChain sends requests through the whole path until one returns 200 with
 // a body of the expected size (up to 5 s).
-func checkChain(ctx context.Context, url string, size int) error {
+func checkChain(ctx context.Context, url, host string, size int) error {
 	c := &http.Client{Timeout: 2 * time.Second}
 	deadline := time.Now().Add(5 * time.Second)
 	var last error
 	for time.Now().Before(deadline) {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if host != "" {
+			req.Host = host
+		}
 		resp, err := c.Do(req)
 		if err == nil {
 			n, _ := io.Copy(io.Discard, resp.Body)

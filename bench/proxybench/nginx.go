@@ -100,6 +100,7 @@ http {
 `))
 
 type nginxConfig struct {
+	Netns                  string // run in this network namespace (`ip netns exec`)
 	Dir, Listen, Upstream  string
 	TLSListen, TLSUpstream bool
 	Certs                  Certs
@@ -150,8 +151,11 @@ func startNginx(ctx context.Context, e *Env, role string, c nginxConfig) (*proc,
 		return nil, err
 	}
 	// -e: the startup error log, before the configuration is read (nginx ≥ 1.19.5).
-	p, err := startProc(ctx, e, name, e.Nginx,
-		[]string{"-p", c.Dir, "-c", confPath, "-e", filepath.Join(c.Dir, "error.log")}, nil, false)
+	path, args := e.Nginx, []string{"-p", c.Dir, "-c", confPath, "-e", filepath.Join(c.Dir, "error.log")}
+	if c.Netns != "" {
+		path, args = "ip", append([]string{"netns", "exec", c.Netns, e.Nginx}, args...)
+	}
+	p, err := startProc(ctx, e, name, path, args, nil, false)
 	if err != nil {
 		return nil, err
 	}
@@ -163,4 +167,55 @@ func startNginx(ctx context.Context, e *Env, role string, c nginxConfig) (*proc,
 		return nil, err
 	}
 	return p, nil
+}
+
+// nginxNetnsPair is the nginx pair on the trellis pair's path (netns.go):
+// nginx A in the client namespace on its eth0 address, TLS 1.3 over the
+// bridge to nginx B in the server namespace, which proxies to the echo
+// server on 127.0.0.1:8080 there. The client addresses A directly (no
+// capture). Its baseline is direct-netns.
+type nginxNetnsPair struct{}
+
+func init() { registerPair(nginxNetnsPair{}) }
+
+func (nginxNetnsPair) Name() string     { return "nginx-netns" }
+func (nginxNetnsPair) Baseline() string { return "direct-netns" }
+
+func (nginxNetnsPair) Available(e *Env) error {
+	if err := netnsAvailable(); err != nil {
+		return err
+	}
+	return nginxPair{}.Available(e)
+}
+
+func (nginxNetnsPair) Start(ctx context.Context, e *Env, _ string) (*Instance, error) {
+	t, err := e.topology(ctx)
+	if err != nil {
+		return nil, err
+	}
+	addrA := t.client.addr.String() + ":15080"
+	addrB := t.server.addr.String() + ":15443"
+	b, err := startNginx(ctx, e, "netns-B", nginxConfig{Netns: t.server.name, Listen: addrB,
+		Upstream: fmt.Sprintf("127.0.0.1:%d", echoPort), TLSListen: true})
+	if err != nil {
+		return nil, err
+	}
+	a, err := startNginx(ctx, e, "netns-A", nginxConfig{Netns: t.client.name, Listen: addrA, Upstream: addrB, TLSUpstream: true})
+	if err != nil {
+		b.stop()
+		return nil, err
+	}
+	pa, errA := realPID(a.pid(), e.Nginx)
+	pb, errB := realPID(b.pid(), e.Nginx)
+	if errA != nil || errB != nil {
+		a.stop()
+		b.stop()
+		return nil, fmt.Errorf("nginx pids: %v %v", errA, errB)
+	}
+	return &Instance{
+		Addr:    addrA,
+		Netns:   t.client.name,
+		Proxies: []Proxy{{"A", pa}, {"B", pb}},
+		Stop:    func() { a.stop(); b.stop() },
+	}, nil
 }

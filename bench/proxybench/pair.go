@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 )
 
 // A Pair is one way of putting two proxies between the load generator and
@@ -36,6 +37,35 @@ type Instance struct {
 	// Stop ends every process the pair started (it is also called after a
 	// failed or interrupted run). It must be safe to call more than once.
 	Stop func()
+	// Netns, if set, is the network namespace the client (chain check and
+	// fortio load) must run in: the harness re-executes itself there
+	// (`ip netns exec <Netns> proxybench _load`), so that the namespace's
+	// capture rules apply to the client's connections.
+	Netns string
+	// Host, if set, is the Host header the client sends (a mesh service name
+	// while Addr is a workload address).
+	Host string
+}
+
+// A baseliner is a pair whose added latency is measured against another
+// reference than `direct` (the netns pairs: `direct-netns`). The harness adds
+// the baseline to the pair list if it is missing.
+type baseliner interface {
+	Baseline() string
+}
+
+// baselineOf is the reference pair of name ("" for the references
+// themselves).
+func baselineOf(name string) string {
+	if strings.HasPrefix(name, "direct") {
+		return ""
+	}
+	if p, ok := pairs[name]; ok {
+		if b, ok := p.(baseliner); ok {
+			return b.Baseline()
+		}
+	}
+	return "direct"
 }
 
 // Proxy is one measured proxy process.

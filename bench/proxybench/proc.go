@@ -34,6 +34,12 @@ var live sync.Map // *proc → struct{}
 // wantAddr is set, it waits (up to 10 s) for the child's first stdout line,
 // "LISTENING host:port".
 func startProc(ctx context.Context, e *Env, name, path string, args, env []string, wantAddr bool) (*proc, error) {
+	return startProcCred(ctx, e, name, path, args, env, wantAddr, nil)
+}
+
+// startProcCred is startProc with the child's credentials set to cred (if
+// not nil).
+func startProcCred(ctx context.Context, e *Env, name, path string, args, env []string, wantAddr bool, cred *syscall.Credential) (*proc, error) {
 	logf, err := os.Create(filepath.Join(e.Dir, name+".log"))
 	if err != nil {
 		return nil, err
@@ -43,7 +49,7 @@ func startProc(ctx context.Context, e *Env, name, path string, args, env []strin
 	cmd.Stderr = logf
 	// Setpgid: the group is killed as a whole (nginx master + worker).
 	// Pdeathsig: the leader dies with the harness even on SIGKILL.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL, Credential: cred}
 	var stdout io.ReadCloser
 	if wantAddr {
 		if stdout, err = cmd.StdoutPipe(); err != nil {

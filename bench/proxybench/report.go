@@ -130,20 +130,19 @@ func perProxy(ps []*ProxyStats, f func(*ProxyStats) float64, format string) stri
 }
 
 // addedLatency fills in the added latency of every run of one round against
-// that round's direct run.
+// that round's run of the pair's baseline (direct, or direct-netns for the
+// pairs in network namespaces).
 func addedLatency(round []*PairRun) {
-	var direct *PairRun
+	refs := map[string]*PairRun{}
 	for _, r := range round {
-		if r.Pair == "direct" && r.Error == "" {
-			direct = r
+		if baselineOf(r.Pair) == "" && r.Error == "" {
+			refs[r.Pair] = r
 		}
-	}
-	if direct == nil {
-		return
 	}
 	diff := func(a, b float64) *float64 { d := a - b; return &d }
 	for _, r := range round {
-		if r == direct || r.Error != "" {
+		direct := refs[baselineOf(r.Pair)]
+		if direct == nil || r == direct || r.Error != "" {
 			continue
 		}
 		r.AddedP50 = diff(r.Load.P50, direct.Load.P50)
@@ -158,7 +157,8 @@ func addedLatency(round []*PairRun) {
 // Summary is the median over the rounds of each figure of one pair.
 type Summary struct {
 	Pair               string   `json:"pair"`
-	Rounds             int      `json:"rounds"` // successful rounds
+	Baseline           string   `json:"baseline,omitempty"` // the reference of the added latency
+	Rounds             int      `json:"rounds"`             // successful rounds
 	P50                float64  `json:"p50ms"`
 	P90                float64  `json:"p90ms"`
 	P99                float64  `json:"p99ms"`
@@ -173,13 +173,16 @@ type Summary struct {
 	SatQPS             *float64 `json:"saturationQPS,omitempty"`
 	RSSMB              *float64 `json:"rssMBPerProxy,omitempty"`
 	AnonMB             *float64 `json:"anonMBPerProxy,omitempty"`
-	// Ratios of these medians to nginx's (pairs with proxies other than nginx).
+	// Ratios of these medians to nginx's (pairs with proxies other than
+	// nginx): to the nginx pair on the same path (VsPair: nginx-netns for the
+	// netns pairs when it ran, else nginx).
 	VsNginx map[string]float64 `json:"vsNginx,omitempty"`
+	VsPair  string             `json:"vsPair,omitempty"`
 }
 
 func (res *Result) finish() {
 	res.Medians = nil
-	var nginx *Summary
+	nginxes := map[string]*Summary{}
 	for _, name := range res.Pairs {
 		var runs []*PairRun
 		for _, r := range res.Runs {
@@ -190,7 +193,7 @@ func (res *Result) finish() {
 		if len(runs) == 0 {
 			continue
 		}
-		s := &Summary{Pair: name, Rounds: len(runs)}
+		s := &Summary{Pair: name, Baseline: baselineOf(name), Rounds: len(runs)}
 		med := func(f func(*PairRun) *float64) *float64 {
 			var v []float64
 			for _, r := range runs {
@@ -228,18 +231,21 @@ func (res *Result) finish() {
 				s.SatCPUusPerRequest = med(func(r *PairRun) *float64 { return val(r.SatCPUusPerRequest) })
 			}
 		}
-		if name == "nginx" {
-			nginx = s
+		if name == "nginx" || name == "nginx-netns" {
+			nginxes[name] = s
 		}
 		res.Medians = append(res.Medians, s)
 	}
-	if nginx == nil {
-		return
-	}
 	for _, s := range res.Medians {
-		if s == nginx || s.VCPUPer1kRPS == nil {
+		ref := "nginx"
+		if s.Baseline == "direct-netns" && nginxes["nginx-netns"] != nil {
+			ref = "nginx-netns"
+		}
+		nginx := nginxes[ref]
+		if nginx == nil || strings.HasPrefix(s.Pair, "nginx") || s.VCPUPer1kRPS == nil {
 			continue
 		}
+		s.VsPair = ref
 		s.VsNginx = map[string]float64{}
 		for k, pair := range map[string][2]*float64{
 			"addedP50":           {s.AddedP50, nginx.AddedP50},
@@ -280,7 +286,8 @@ func writeTable(w io.Writer, res *Result) {
 	m := res.Machine
 	fmt.Fprintf(w, "%d CPUs %s, Linux %s, %s, nginx %s, load average at start %s\n",
 		m.CPUs, m.CPUModel, m.Kernel, m.Go, m.Nginx, m.LoadAvgAtStart)
-	fmt.Fprintln(w, "latency in ms (fortio histogram); +pN = added vs direct in the same round; per-proxy figures are A/B;")
+	fmt.Fprintln(w, "latency in ms (fortio histogram); +pN = added vs the pair's baseline in the same round (direct on loopback;")
+	fmt.Fprintln(w, "direct-netns, client netns → server netns over the bridge, for the *-netns pairs and trellis); per-proxy figures are A/B;")
 	fmt.Fprintln(w, "RSS = VmRSS of the proxy's processes (nginx: master + worker), anon = their RssAnon (no executable pages);")
 	fmt.Fprintln(w, "others = vCPU used by processes outside the benchmark during the measured run (other work on the machine)")
 	fmt.Fprintln(w)
@@ -332,7 +339,7 @@ func writeTable(w io.Writer, res *Result) {
 			}
 			return fmt.Sprintf("%.2f×", v)
 		}
-		fmt.Fprintf(tw, "%s / nginx\t\t\t\t\t%s\t%s\t%s\t%s\t\t%s\t%s\t%s\t\n", s.Pair,
+		fmt.Fprintf(tw, "%s / %s\t\t\t\t\t%s\t%s\t%s\t%s\t\t%s\t%s\t%s\t\n", s.Pair, s.VsPair,
 			x("addedP50"), x("addedP90"), x("addedP99"), x("vcpuPer1kRps"), x("satCpuUsPerRequest"), x("rssMB"), x("anonMB"))
 	}
 	tw.Flush()

@@ -1,37 +1,285 @@
 package main
 
-import "context"
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
 
-// trellisPair is the Trellis sidecar pair. It is a placeholder until the Go
-// sidecar exists; the benchmark lists it as skipped.
+// trellisPair is the Trellis sidecar pair, measured as Istio's benchmark
+// does, with real traffic capture (see netns.go for the topology):
 //
-// To wire it (one file, this one):
-//   - Available: return nil once the sidecar can be started (for a separate
-//     binary, check e.g. a -trellis path like nginx.go checks for nginx and
-//     return a plain error if it is missing).
-//   - Start: start two sidecars like naive.go does, each with
-//     startProc(ctx, e, name, path, args, []string{"GOMAXPROCS=1"}, true) and
-//     the child printing "LISTENING host:port" on its first stdout line (or
-//     pass false, pick ports with freePort and wait with waitTCP as nginx.go
-//     does). Use a unique name per start (fmt.Sprintf("trellis-A-%d", e.next())). Sidecar A listens on
-//     plain HTTP/1.1 and sends to B over TLS 1.3 using e.Certs (CAFile,
-//     ServerName); B terminates TLS with e.Certs.CertFile/KeyFile and
-//     forwards plain HTTP/1.1 to upstream. Return
-//     &Instance{Addr: a.addr, Proxies: []Proxy{{"A", a.pid()}, {"B", b.pid()}},
-//     Stop: func() { a.stop(); b.stop() }}.
+//	fortio (client netns, root) ─ connects to 10.89.X.11:8080, Host echo.default.svc.cluster.local:8080
+//	  ─(OUTPUT nat → 15001)→ sidecar A (client netns, GID 1337, GOMAXPROCS=1)
+//	  ─(plain HTTP/1.1 over the bridge)→ server netns ─(PREROUTING nat → 15006)→ sidecar B (GID 1337, GOMAXPROCS=1)
+//	  ─(from 127.0.0.6)→ echo server 0.0.0.0:8080
 //
-// The harness does the rest: chain check, warm-up, load, CPU/RSS, table rows
-// and ratios to nginx.
+// Both sidecars are `trellis proxy sidecar` processes, configured by
+// `trellis discovery` running in the root namespace on the bridge address
+// from a config directory with a ServiceEntry for the echo service (HTTP,
+// port 8080) and WorkloadEntries for the server and the client. Each run
+// installs `trellis proxy iptables` in both namespaces, starts the sidecars
+// and waits for their readiness; Stop kills them and removes the rules.
+//
+// Caveat: the sidecars speak plain HTTP/1.1 to each other (mTLS comes with
+// the workload identity issue), while the nginx pairs do TLS 1.3 between
+// their proxies. Added latency is against direct-netns (same path, no
+// proxies); ratios are to nginx-netns when it runs.
 type trellisPair struct{}
 
 func init() { registerPair(trellisPair{}) }
 
-func (trellisPair) Name() string { return "trellis" }
+const (
+	echoHost   = "echo.default.svc.cluster.local"
+	proxyGID   = 1337 // `trellis proxy iptables` default --proxy-uid/--proxy-gid
+	healthPort = 15021
+	xdsPort    = 15010
+)
 
-func (trellisPair) Available(*Env) error {
-	return &SkipError{Reason: "the Trellis sidecar is not implemented yet; wire it in bench/proxybench/trellis.go"}
+func (trellisPair) Name() string     { return "trellis" }
+func (trellisPair) Baseline() string { return "direct-netns" }
+
+func (trellisPair) Available(e *Env) error {
+	if err := netnsAvailable(); err != nil {
+		return err
+	}
+	for _, tool := range []string{"iptables-restore", "iptables-save"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return &SkipError{Reason: "needs " + tool + " (apt-get install iptables)"}
+		}
+	}
+	if e.Trellis != "" {
+		if fi, err := os.Stat(e.Trellis); err != nil || fi.IsDir() || fi.Mode()&0o111 == 0 {
+			return fmt.Errorf("-trellis %s: not an executable", e.Trellis)
+		}
+		return nil
+	}
+	// Build the module's cmd/trellis (cached by the go command after the first time).
+	bin := filepath.Join(e.Dir, "trellis")
+	cmd := exec.Command("go", "build", "-o", bin, "github.com/trellismesh/trellis/cmd/trellis")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("building trellis (or pass -trellis PATH): %v\n%s", err, out)
+	}
+	e.Trellis = bin
+	return nil
 }
 
-func (trellisPair) Start(context.Context, *Env, string) (*Instance, error) {
-	return nil, &SkipError{Reason: "not implemented"}
+func (trellisPair) Start(ctx context.Context, e *Env, _ string) (*Instance, error) {
+	t, err := e.topology(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := t.controlPlane(ctx, e); err != nil {
+		return nil, err
+	}
+	var procs []*proc
+	var captured []string
+	stop := func() {
+		for _, p := range procs {
+			p.stop()
+		}
+		for _, ns := range captured {
+			if out, err := nsRun(ns, e.Trellis, "proxy", "iptables", "--clean"); err != nil {
+				fmt.Fprintf(os.Stderr, "proxybench: removing capture rules in %s: %v\n%s", ns, err, out)
+			}
+		}
+		procs, captured = nil, nil
+	}
+	fail := func(err error) (*Instance, error) {
+		stop()
+		return nil, err
+	}
+	type side struct {
+		role, pod, labels string
+		ns                netns
+	}
+	sides := []side{
+		{"A", "client", "app=client,version=v1", t.client},
+		{"B", "echo", "app=echo,version=v1", t.server},
+	}
+	var pids []int
+	for _, s := range sides {
+		captured = append(captured, s.ns.name)
+		out, err := nsRun(s.ns.name, e.Trellis, "proxy", "iptables")
+		if err != nil {
+			return fail(err)
+		}
+		rules, err := nsRun(s.ns.name, "iptables-save", "-t", "nat")
+		if err != nil {
+			return fail(err)
+		}
+		if !strings.Contains(rules, "ISTIO_REDIRECT") || !strings.Contains(rules, "--gid-owner 1337") {
+			return fail(fmt.Errorf("%s: capture rules not installed:\n%s\n%s", s.ns.name, out, rules))
+		}
+		name := fmt.Sprintf("trellis-%s-%d", s.role, e.next())
+		p, err := startProcCred(ctx, e, name, "ip", []string{"netns", "exec", s.ns.name, e.Trellis, "proxy", "sidecar",
+			"--xds-address", t.cpAddr,
+			"--ip", s.ns.addr.String(),
+			"--pod-name", s.pod,
+			"--namespace", "default",
+			"--labels", s.labels,
+			"--admin-address", "127.0.0.1:15000",
+			"--health-address", fmt.Sprintf(":%d", healthPort),
+		}, []string{"GOMAXPROCS=1"}, false,
+			// UID 0 so that `ip netns exec` may enter the namespace, GID 1337 so
+			// that the capture rules' --gid-owner exemption covers the sidecar's
+			// own connections (as test/e2e/sidecar does).
+			&syscall.Credential{Uid: 0, Gid: proxyGID, Groups: []uint32{}})
+		if err != nil {
+			return fail(err)
+		}
+		procs = append(procs, p)
+		pid, err := realPID(p.pid(), e.Trellis)
+		if err != nil {
+			return fail(fmt.Errorf("%s: %w", name, err))
+		}
+		pids = append(pids, pid)
+	}
+	for i, s := range sides {
+		if err := waitReady(ctx, procs[i], netip.AddrPortFrom(s.ns.addr, healthPort).String()); err != nil {
+			return fail(err)
+		}
+		if err := checkGID(pids[i]); err != nil {
+			return fail(fmt.Errorf("sidecar %s: %w", s.role, err))
+		}
+	}
+	return &Instance{
+		Addr:    t.echoAddr, // the server workload's address: captured by the client netns
+		Host:    fmt.Sprintf("%s:%d", echoHost, echoPort),
+		Netns:   t.client.name,
+		Proxies: []Proxy{{"A", pids[0]}, {"B", pids[1]}},
+		Stop:    stop,
+	}, nil
+}
+
+// controlPlane starts `trellis discovery` on the bridge address with the
+// benchmark's configuration (once per benchmark).
+func (t *topology) controlPlane(ctx context.Context, e *Env) error {
+	if t.cp != nil {
+		if err := t.cp.exited(); err != nil {
+			return fmt.Errorf("control plane: %w", err)
+		}
+		return nil
+	}
+	dir := filepath.Join(e.Dir, "trellis-config")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "bench.yaml"), []byte(t.meshConfig()), 0o644); err != nil {
+		return err
+	}
+	t.cpAddr = netip.AddrPortFrom(t.gw, xdsPort).String()
+	p, err := startProc(ctx, e, "trellis-discovery", e.Trellis, []string{"discovery",
+		"--config-dir", dir, "--xds-address", t.cpAddr, "--monitoring-address", "-"}, nil, false)
+	if err != nil {
+		return err
+	}
+	if err := waitTCP(ctx, p, t.cpAddr); err != nil {
+		p.stop()
+		return fmt.Errorf("control plane: %w", err)
+	}
+	t.cp = p
+	return nil
+}
+
+// meshConfig is the control plane's configuration: the echo service (HTTP)
+// selecting the server workload, and the client workload.
+func (t *topology) meshConfig() string {
+	return fmt.Sprintf(`# generated by bench/proxybench
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: echo
+  namespace: default
+spec:
+  hosts:
+  - %s
+  location: MESH_INTERNAL
+  ports:
+  - number: %d
+    name: http
+    protocol: HTTP
+  resolution: STATIC
+  workloadSelector:
+    labels:
+      app: echo
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata:
+  name: echo
+  namespace: default
+spec:
+  address: %s
+  labels:
+    app: echo
+    version: v1
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata:
+  name: client
+  namespace: default
+spec:
+  address: %s
+  labels:
+    app: client
+    version: v1
+`, echoHost, echoPort, t.server.addr, t.client.addr)
+}
+
+// waitReady polls a sidecar's readiness endpoint (15021, never captured) from
+// the root namespace, up to 30 s.
+func waitReady(ctx context.Context, p *proc, addr string) error {
+	c := &http.Client{Timeout: 2 * time.Second}
+	deadline := time.Now().Add(30 * time.Second)
+	var last error
+	for {
+		if err := p.exited(); err != nil {
+			return fmt.Errorf("%w (see %s.log)", err, p.name)
+		}
+		resp, err := c.Get("http://" + addr + "/healthz/ready")
+		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			err = fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(body)))
+		}
+		last = err
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s not ready after 30s: %v (see %s.log)", p.name, last, p.name)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// checkGID verifies the sidecar runs with real and filesystem GID 1337.
+func checkGID(pid int) error {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return err
+	}
+	for line := range strings.Lines(string(b)) {
+		if f := strings.Fields(line); len(f) == 5 && f[0] == "Gid:" {
+			if f[1] != "1337" || f[4] != "1337" {
+				return fmt.Errorf("%s (want real and fs GID 1337)", strings.TrimSpace(line))
+			}
+			return nil
+		}
+	}
+	return fmt.Errorf("no Gid line in /proc/%d/status", pid)
 }

@@ -23,6 +23,7 @@ type sidecarOptions struct {
 	domain         string
 	adminAddress   string
 	healthAddress  string
+	metricsAddress string
 	bindAddress    string
 	sotw           bool
 	drain          time.Duration
@@ -67,6 +68,7 @@ POD_NAMESPACE, SERVICE_ACCOUNT) when set.`,
 	f.StringVar(&o.domain, "domain", "cluster.local", "cluster DNS domain")
 	f.StringVar(&o.adminAddress, "admin-address", "127.0.0.1:15000", `admin endpoint address ("-" disables)`)
 	f.StringVar(&o.healthAddress, "health-address", ":15021", `readiness endpoint address ("-" disables)`)
+	f.StringVar(&o.metricsAddress, "metrics-address", ":15020", `Prometheus metrics address, /stats/prometheus ("-" disables)`)
 	f.StringVar(&o.bindAddress, "bind-address", "", "bind wildcard listeners (15001, 15006) to this address instead (local mode: one loopback address per workload)")
 	f.BoolVar(&o.sotw, "sotw", false, "use state-of-the-world xDS instead of delta")
 	f.DurationVar(&o.drain, "drain-duration", 5*time.Second, "how long connections of removed listeners may finish")
@@ -109,13 +111,14 @@ func (o sidecarOptions) config(d deps) (sidecar.Config, error) {
 		protocol = xdsclient.SotW
 	}
 	return sidecar.Config{
-		XDSAddress:    o.xdsAddress,
-		Node:          node,
-		Protocol:      protocol,
-		AdminAddress:  o.adminAddress,
-		HealthAddress: o.healthAddress,
-		BindAddress:   o.bindAddress,
-		DrainDuration: o.drain,
-		Logger:        d.logger,
+		XDSAddress:     o.xdsAddress,
+		Node:           node,
+		Protocol:       protocol,
+		AdminAddress:   o.adminAddress,
+		HealthAddress:  o.healthAddress,
+		MetricsAddress: o.metricsAddress,
+		BindAddress:    o.bindAddress,
+		DrainDuration:  o.drain,
+		Logger:         d.logger,
 	}, nil
 }
