@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"net/http/pprof"
 	"sort"
 
 	"google.golang.org/protobuf/encoding/protojson"
@@ -17,6 +18,7 @@ import (
 //	/config_dump   the accepted xDS resources, by type, as JSON
 //	/clusters      clusters with hosts, health, outlier state (JSON)
 //	/xds_status    the xDS client's status (JSON)
+//	/debug/pprof/  CPU, heap, allocation and goroutine profiles
 //	/quitquitquit  POST: stop the proxy
 //	/stats/prometheus  Istio's standard metrics
 func (s *Sidecar) adminHandler(stop context.CancelFunc) http.Handler {
@@ -30,6 +32,10 @@ func (s *Sidecar) adminHandler(stop context.CancelFunc) http.Handler {
 		writeJSON(w, s.xds.Status())
 	})
 	mux.Handle("/stats/prometheus", s.metrics.Handler())
+	// Profiles of the proxy itself; the admin port binds loopback by default.
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	mux.HandleFunc("/quitquitquit", func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost {
 			http.Error(w, "use POST", http.StatusMethodNotAllowed)
