@@ -47,7 +47,9 @@ func TestMetricsWiring(t *testing.T) {
 
 	for what, h := range map[string]http.Handler{"admin": s.adminHandler(nil), "merged": s.metricsHandler()} {
 		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, httptest.NewRequest("GET", "/stats/prometheus", nil))
+		req := httptest.NewRequest("GET", "/stats/prometheus", nil)
+		req.RemoteAddr = "127.0.0.1:40000" // the admin endpoint serves local callers only
+		h.ServeHTTP(rec, req)
 		body := rec.Body.String()
 		var line string
 		for l := range strings.SplitSeq(body, "\n") {

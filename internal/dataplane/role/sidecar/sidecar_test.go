@@ -1,6 +1,8 @@
 package sidecar
 
 import (
+	"net/http"
+	"net/http/httptest"
 	"testing"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -65,6 +67,34 @@ func TestRebind(t *testing.T) {
 		}
 		if tc.want != "0.0.0.0" && tc.want != "10.0.0.1" && in.GetAddress().GetSocketAddress().GetAddress() != "0.0.0.0" {
 			t.Errorf("%s: rebind modified its input", tc.name)
+		}
+	}
+}
+
+func TestAdminRefusesRemoteCallers(t *testing.T) {
+	node, err := NodeConfig{IP: "10.0.0.7", PodName: "web-1", Namespace: "shop"}.Node()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(Config{XDSAddress: "127.0.0.1:1", Node: node})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := s.adminHandler(func() {})
+	for _, tc := range []struct {
+		remote string
+		want   int
+	}{
+		{"192.0.2.10:4000", http.StatusForbidden},
+		{"[2001:db8::1]:4000", http.StatusForbidden},
+		{"127.0.0.1:4000", http.StatusMethodNotAllowed}, // reaches the handler: GET is not allowed
+	} {
+		req := httptest.NewRequest(http.MethodGet, "/quitquitquit", nil)
+		req.RemoteAddr = tc.remote
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != tc.want {
+			t.Errorf("%s: status %d, want %d", tc.remote, rec.Code, tc.want)
 		}
 	}
 }
