@@ -58,6 +58,7 @@ type options struct {
 	timeout    time.Duration
 	nginx      string
 	trellis    string
+	profile    string
 	waitIdle   time.Duration
 	save       string
 }
@@ -124,6 +125,7 @@ func bench() int {
 	flag.DurationVar(&o.waitIdle, "wait-idle", 0, "before each run, wait up to this long for the rest of the machine to use < 0.2 vCPU (shared machines)")
 	flag.StringVar(&o.nginx, "nginx", "", "nginx binary (default: from PATH or /usr/sbin)")
 	flag.StringVar(&o.trellis, "trellis", "", "trellis binary for the trellis pair (default: go build ./cmd/trellis into the temporary directory)")
+	flag.StringVar(&o.profile, "profile", "", "save CPU and allocation profiles of proxies with a pprof endpoint (trellis) during saturation into this directory")
 	flag.Parse()
 	o.pairs = strings.Split(*pairList, ",")
 	if err := o.validate(); err != nil {
@@ -391,9 +393,16 @@ func runPair(ctx context.Context, e *Env, o options, p Pair, round int, upstream
 		s := spec
 		s.QPS = -1
 		s.Duration = o.saturation
+		var profiled func()
+		if o.profile != "" {
+			profiled = startProfiles(ctx, o.profile, p.Name(), round, inst.Proxies, o.saturation)
+		}
 		before := cpu()
 		sr, _, err := runLoadIn(ctx, e, inst.Netns, s)
 		after := cpu()
+		if profiled != nil {
+			profiled()
+		}
 		if err != nil {
 			return r, fmt.Errorf("saturation: %w", err)
 		}

@@ -45,7 +45,7 @@ func (naivePair) Start(ctx context.Context, e *Env, upstream string) (*Instance,
 	}
 	return &Instance{
 		Addr:    a.addr,
-		Proxies: []Proxy{{"A", a.pid()}, {"B", b.pid()}},
+		Proxies: []Proxy{{Name: "A", PID: a.pid()}, {Name: "B", PID: b.pid()}},
 		Stop:    func() { a.stop(); b.stop() },
 	}, nil
 }

@@ -127,7 +127,7 @@ func (nginxPair) Start(ctx context.Context, e *Env, upstream string) (*Instance,
 	}
 	return &Instance{
 		Addr:    addrA,
-		Proxies: []Proxy{{"A", a.pid()}, {"B", b.pid()}},
+		Proxies: []Proxy{{Name: "A", PID: a.pid()}, {Name: "B", PID: b.pid()}},
 		Stop:    func() { a.stop(); b.stop() },
 	}, nil
 }
@@ -215,7 +215,7 @@ func (nginxNetnsPair) Start(ctx context.Context, e *Env, _ string) (*Instance, e
 	return &Instance{
 		Addr:    addrA,
 		Netns:   t.client.name,
-		Proxies: []Proxy{{"A", pa}, {"B", pb}},
+		Proxies: []Proxy{{Name: "A", PID: pa}, {Name: "B", PID: pb}},
 		Stop:    func() { a.stop(); b.stop() },
 	}, nil
 }

@@ -72,6 +72,10 @@ func baselineOf(name string) string {
 type Proxy struct {
 	Name string
 	PID  int
+	// Netns and Admin, if set, locate the proxy's pprof endpoints
+	// (http://Admin/debug/pprof/..., reached inside Netns) for -profile.
+	Netns string
+	Admin string
 }
 
 // SkipError marks a pair that cannot run yet or here; the benchmark goes on

@@ -152,11 +152,14 @@ func (trellisPair) Start(ctx context.Context, e *Env, _ string) (*Instance, erro
 		}
 	}
 	return &Instance{
-		Addr:    t.echoAddr, // the server workload's address: captured by the client netns
-		Host:    fmt.Sprintf("%s:%d", echoHost, echoPort),
-		Netns:   t.client.name,
-		Proxies: []Proxy{{"A", pids[0]}, {"B", pids[1]}},
-		Stop:    stop,
+		Addr:  t.echoAddr, // the server workload's address: captured by the client netns
+		Host:  fmt.Sprintf("%s:%d", echoHost, echoPort),
+		Netns: t.client.name,
+		Proxies: []Proxy{
+			{Name: "A", PID: pids[0], Netns: t.client.name, Admin: "127.0.0.1:15000"},
+			{Name: "B", PID: pids[1], Netns: t.server.name, Admin: "127.0.0.1:15000"},
+		},
+		Stop: stop,
 	}, nil
 }
 

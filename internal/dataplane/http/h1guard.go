@@ -164,73 +164,94 @@ func headDone(h []byte) bool {
 // endHead checks a complete request head and sets the framing of what
 // follows.
 func (g *h1guard) endHead() *protocolError {
-	head := string(g.head)
+	err := g.checkHead(g.head)
 	if cap(g.head) > 8<<10 {
 		g.head = nil // do not keep a large head's buffer for the connection
 	} else {
 		g.head = g.head[:0]
 	}
-	lines := strings.Split(head, "\n")
-	reqLine := strings.TrimSuffix(lines[0], "\r")
-	method, _, _ := strings.Cut(reqLine, " ")
-	proto := reqLine[strings.LastIndexByte(reqLine, ' ')+1:]
-	if method == "PRI" && proto == "HTTP/2.0" {
+	return err
+}
+
+// checkHead does endHead's work on the head's bytes without copying them
+// (per request, on every connection): the lines are walked in place and
+// the Content-Length and Transfer-Encoding values compared as they come.
+// head is not retained.
+func (g *h1guard) checkHead(head []byte) *protocolError {
+	rest := head
+	reqLine, rest, _ := bytes.Cut(rest, []byte("\n"))
+	reqLine = bytes.TrimSuffix(reqLine, []byte("\r"))
+	method, _, _ := bytes.Cut(reqLine, []byte(" "))
+	proto := reqLine[bytes.LastIndexByte(reqLine, ' ')+1:]
+	if string(method) == "PRI" && string(proto) == "HTTP/2.0" {
 		g.stepAside() // the HTTP/2 connection preface
 		return nil
 	}
-	var cl, te []string
+	// The first Content-Length and Transfer-Encoding values, and how many
+	// of each; whether later Content-Length values differ from the first.
+	var cl0, te0 []byte
+	ncl, nte := 0, 0
+	clDiffer := false
 	upgrade := false
-	for _, line := range lines[1:] {
-		line = strings.TrimSuffix(line, "\r")
-		if line == "" {
+	for len(rest) > 0 {
+		var line []byte
+		line, rest, _ = bytes.Cut(rest, []byte("\n"))
+		line = bytes.TrimSuffix(line, []byte("\r"))
+		if len(line) == 0 {
 			continue
 		}
 		if line[0] == ' ' || line[0] == '\t' {
 			return &protocolError{"obs-fold header continuation"}
 		}
-		name, value, ok := strings.Cut(line, ":")
-		if !ok || name == "" || strings.ContainsAny(name, " \t") {
+		name, value, ok := bytes.Cut(line, []byte(":"))
+		if !ok || len(name) == 0 || bytes.ContainsAny(name, " \t") {
 			return &protocolError{"malformed header line"}
 		}
-		value = strings.Trim(value, " \t")
+		value = bytes.Trim(value, " \t")
 		switch {
-		case strings.EqualFold(name, "Content-Length"):
-			cl = append(cl, value)
-		case strings.EqualFold(name, "Transfer-Encoding"):
-			te = append(te, value)
-		case strings.EqualFold(name, "Upgrade"):
-			if value != "" && !strings.EqualFold(value, "h2c") {
+		case equalFold(name, "Content-Length"):
+			if ncl == 0 {
+				cl0 = value
+			} else if !bytes.Equal(value, cl0) {
+				clDiffer = true
+			}
+			ncl++
+		case equalFold(name, "Transfer-Encoding"):
+			if nte == 0 {
+				te0 = value
+			}
+			nte++
+		case equalFold(name, "Upgrade"):
+			if len(value) != 0 && !equalFold(value, "h2c") {
 				upgrade = true
 			}
 		}
 	}
 	next, remain := gsHead, uint64(0)
 	switch {
-	case len(te) > 0:
+	case nte > 0:
 		switch {
-		case len(cl) > 0:
+		case ncl > 0:
 			return &protocolError{"Content-Length with Transfer-Encoding"}
-		case proto != "HTTP/1.1":
-			return &protocolError{"Transfer-Encoding on " + proto}
-		case len(te) != 1 || !strings.EqualFold(te[0], "chunked"):
+		case string(proto) != "HTTP/1.1":
+			return &protocolError{"Transfer-Encoding on " + string(proto)}
+		case nte != 1 || !equalFold(te0, "chunked"):
 			return &protocolError{"unsupported Transfer-Encoding"}
 		}
 		next = gsChunkLine
-	case len(cl) > 0:
-		n, ok := parseContentLength(cl[0])
+	case ncl > 0:
+		n, ok := parseContentLength(cl0)
 		if !ok {
 			return &protocolError{"invalid Content-Length"}
 		}
-		for _, v := range cl[1:] {
-			if v != cl[0] {
-				return &protocolError{"differing Content-Length values"}
-			}
+		if clDiffer {
+			return &protocolError{"differing Content-Length values"}
 		}
 		if n > 0 {
 			next, remain = gsBody, n
 		}
 	}
-	if upgrade || method == "CONNECT" {
+	if upgrade || string(method) == "CONNECT" {
 		// What follows is the upgraded protocol, or nothing: the
 		// handler takes the connection over or closes it.
 		g.stepAside()
@@ -238,6 +259,14 @@ func (g *h1guard) endHead() *protocolError {
 	}
 	g.state, g.remain = next, remain
 	return nil
+}
+
+// equalFold is strings.EqualFold(string(b), s) without a heap copy
+// (s is short; its conversion stays on the stack). It folds as
+// strings.EqualFold does (Unicode simple folding), so the guard's
+// decisions do not change.
+func equalFold(b []byte, s string) bool {
+	return bytes.EqualFold(b, []byte(s))
 }
 
 // endChunkLine parses a chunk-size line as net/http does: CRLF-terminated,
@@ -292,8 +321,8 @@ func (g *h1guard) endTrailerLine() *protocolError {
 }
 
 // parseContentLength accepts 1 to 19 decimal digits.
-func parseContentLength(v string) (uint64, bool) {
-	if v == "" || len(v) > 19 {
+func parseContentLength(v []byte) (uint64, bool) {
+	if len(v) == 0 || len(v) > 19 {
 		return 0, false
 	}
 	var n uint64

@@ -18,11 +18,13 @@ import (
 // ServeHTTP is one request's way through the connection manager; see the
 // package doc for the order of the steps.
 func (m *Manager) ServeHTTP(w nethttp.ResponseWriter, r *nethttp.Request) {
-	lc := &listener.Conn{}
+	var lc *listener.Conn
 	var ts *tls.ConnectionState
 	cs, hasConn := r.Context().Value(connKey{}).(*connState)
 	if hasConn {
 		lc, ts = cs.lc, cs.tls
+	} else {
+		lc = &listener.Conn{} // allocated only when there is no connection state
 	}
 	if ts == nil {
 		ts = r.TLS
@@ -40,13 +42,14 @@ func (m *Manager) ServeHTTP(w nethttp.ResponseWriter, r *nethttp.Request) {
 		body = &countingBody{rc: r.Body}
 		r.Body = body
 	}
-	var timers streamTimers
+	// The timers are allocated only when a timeout is armed (startTimers).
+	var timers *streamTimers
 	defer m.finish(s, body, &timers)
 	m.serve(s, body, &timers, ts)
 }
 
 // serve runs the steps up to the filter chain.
-func (m *Manager) serve(s *filter.Stream, body *countingBody, timers *streamTimers, ts *tls.ConnectionState) {
+func (m *Manager) serve(s *filter.Stream, body *countingBody, timers **streamTimers, ts *tls.ConnectionState) {
 	r, lc, rec := s.Request, s.Conn, &s.Record
 	rec.Protocol, rec.Method = r.Proto, r.Method
 	rec.Listener, rec.StatPrefix = lc.Listener, m.cfg.statPrefix
@@ -157,9 +160,11 @@ func requestTarget(r *nethttp.Request) string {
 // finish records the request and hands the record to the observer. A
 // panic (the router's stream reset included) is recorded, then goes on up
 // to net/http.
-func (m *Manager) finish(s *filter.Stream, body *countingBody, timers *streamTimers) {
+func (m *Manager) finish(s *filter.Stream, body *countingBody, timers **streamTimers) {
 	p := recover()
-	timers.stop()
+	if t := *timers; t != nil {
+		t.stop()
+	}
 	rec := &s.Record
 	rec.Duration = time.Since(rec.Start)
 	if body != nil {
@@ -192,8 +197,9 @@ type streamTimers struct {
 // startTimers arms the stream idle timeout (the route's idle_timeout, else
 // stream_idle_timeout; activity is request body bytes read and response
 // bytes written) and the request timeout (until the request body has been
-// read). Without either, the request's context is used as it is.
-func (m *Manager) startTimers(s *filter.Stream, body *countingBody, t *streamTimers) {
+// read). Without either, the request's context is used as it is and *tp
+// stays nil.
+func (m *Manager) startTimers(s *filter.Stream, body *countingBody, tp **streamTimers) {
 	idle := m.cfg.timeouts.streamIdle
 	if s.Route != nil {
 		if f, ok := s.Route.Action.(*route.Forward); ok && f.IdleTimeout.Set {
@@ -207,6 +213,8 @@ func (m *Manager) startTimers(s *filter.Stream, body *countingBody, t *streamTim
 	if idle <= 0 && reqTimeout <= 0 {
 		return
 	}
+	t := &streamTimers{}
+	*tp = t
 	ctx, cancel := context.WithCancelCause(s.Request.Context())
 	s.Request = s.Request.WithContext(ctx)
 	t.cancel, t.start, t.d = cancel, time.Now(), idle

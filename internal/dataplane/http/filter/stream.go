@@ -69,13 +69,20 @@ type Stream struct {
 	hooks  []func(status int, h http.Header)
 	random func() uint64
 	touch  func()
+
+	// rw and hookBuf back w and hooks, so that a stream is one
+	// allocation for the common case (up to len(hookBuf) hooks).
+	rw      responseWriter
+	hookBuf [4]func(status int, h http.Header)
 }
 
 // NewStream starts a stream over w and r. random draws the stream's
 // random values (nil: never random, always 0).
 func NewStream(w http.ResponseWriter, r *http.Request, random func() uint64) *Stream {
 	s := &Stream{Request: r, random: random}
-	s.w = &responseWriter{ResponseWriter: w, s: s}
+	s.rw = responseWriter{ResponseWriter: w, s: s}
+	s.w = &s.rw
+	s.hooks = s.hookBuf[:0]
 	return s
 }
 
