@@ -82,14 +82,12 @@ func (r *Router) mirror(s *filter.Stream, f *route.Forward, tg *target, body []b
 		u := *tg.url
 		u.Host = host
 		req := &http.Request{
-			Method:     s.Request.Method,
-			URL:        &u,
-			Proto:      "HTTP/1.1",
-			ProtoMajor: 1,
-			ProtoMinor: 1,
-			Header:     tg.header.Clone(),
-			Host:       host,
+			Method: s.Request.Method,
+			URL:    &u,
+			Header: tg.header.Clone(),
+			Host:   host,
 		}
+		setUpstreamProto(req, s.Request)
 		if len(body) > 0 {
 			req.Body = io.NopCloser(bytes.NewReader(body))
 			req.ContentLength = int64(len(body))

@@ -12,11 +12,23 @@ import (
 )
 
 // errPerTryTimeout cancels an attempt at the route's per_try_timeout;
-// errRouteTimeout cancels the whole request at the route timeout.
+// errRouteTimeout cancels the whole request at the route timeout. Both are
+// timeouts (Timeout() reports true) so that the Upstream, seeing them as
+// the cause of its context's end, counts a local-origin timeout against
+// the host (outlier detection) rather than a downstream cancellation.
 var (
-	errPerTryTimeout = errors.New("upstream per-try timeout")
-	errRouteTimeout  = errors.New("upstream request timeout")
+	errPerTryTimeout error = &timeoutError{"upstream per-try timeout"}
+	errRouteTimeout  error = &timeoutError{"upstream request timeout"}
 )
+
+// timeoutError is a cancellation cause that is a timeout, as net.Error's
+// Timeout and upstream/pool.IsTimeout understand it.
+type timeoutError struct{ msg string }
+
+func (e *timeoutError) Error() string { return e.msg }
+
+// Timeout reports true.
+func (e *timeoutError) Timeout() bool { return true }
 
 // result is one attempt's outcome.
 type result struct {

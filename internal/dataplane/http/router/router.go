@@ -293,14 +293,12 @@ func (r *Router) try(ctx context.Context, s *filter.Stream, f *route.Forward, tg
 	actx, cancel := context.WithCancelCause(ctx)
 	u := *tg.url // the Upstream sets URL.Host to the host it picks
 	req := &http.Request{
-		Method:     s.Request.Method,
-		URL:        &u,
-		Proto:      "HTTP/1.1",
-		ProtoMajor: 1,
-		ProtoMinor: 1,
-		Header:     tg.header,
-		Host:       tg.authority,
+		Method: s.Request.Method,
+		URL:    &u,
+		Header: tg.header,
+		Host:   tg.authority,
 	}
+	setUpstreamProto(req, s.Request)
 	if pick.Attempt > 0 {
 		// The earlier attempt's transport may still read its headers.
 		req.Header = tg.header.Clone()
@@ -335,6 +333,20 @@ func (r *Router) try(ctx context.Context, s *filter.Stream, f *route.Forward, tg
 		err = errors.New("upstream returned no response")
 	}
 	return result{resp: resp, info: info, err: err}, cancel
+}
+
+// setUpstreamProto marks req, an upstream request, with the protocol of
+// the downstream request down: HTTP/2 when down is HTTP/2 or HTTP/3
+// (Envoy sends HTTP/3 downstreams to use_downstream_protocol clusters over
+// HTTP/2 unless they enable HTTP/3), HTTP/1.1 otherwise (1.0 included).
+// The Upstream reads it for clusters with use_downstream_protocol; net/http
+// transports ignore it, so it does not change what any pool speaks.
+func setUpstreamProto(req, down *http.Request) {
+	if down.ProtoMajor >= 2 {
+		req.Proto, req.ProtoMajor, req.ProtoMinor = "HTTP/2.0", 2, 0
+		return
+	}
+	req.Proto, req.ProtoMajor, req.ProtoMinor = "HTTP/1.1", 1, 1
 }
 
 // fail answers a request whose final attempt failed.

@@ -37,9 +37,8 @@
 // max_connection_duration, HTTP/2 max_concurrent_streams, windows and
 // keepalive. HTTP/2 is spoken with prior knowledge (h2c) when the cluster
 // says explicit HTTP/2, or use_downstream_protocol and the request is
-// HTTP/2 (req.ProtoMajor == 2: the router builds its upstream requests as
-// HTTP/1.1 today, so until it passes the downstream protocol on,
-// use_downstream_protocol clusters get HTTP/1.1).
+// HTTP/2 (req.ProtoMajor == 2: the router sets it from the downstream
+// request, HTTP/2 for HTTP/2 and HTTP/3 downstreams).
 //
 // # Transport sockets
 //
