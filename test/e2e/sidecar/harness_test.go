@@ -292,13 +292,15 @@ type backend struct {
 	name     string
 	requests atomic.Int64 // all requests
 	flaky    atomic.Int64 // requests to /flaky
+	fail     atomic.Bool  // when set, every request is answered 503
 
-	mu   sync.Mutex
-	last reply
+	mu    sync.Mutex
+	last  reply
+	hosts map[string]int // requests by Host header
 }
 
 func startBackend(t *testing.T, ns *framework.Netns, name string) *backend {
-	b := &backend{name: name}
+	b := &backend{name: name, hosts: map[string]int{}}
 	l := ns.Listen(t, "tcp", fmt.Sprintf("0.0.0.0:%d", reviewsPort))
 	srv := &http.Server{Handler: b, ReadHeaderTimeout: 10 * time.Second}
 	go srv.Serve(l)
@@ -306,20 +308,37 @@ func startBackend(t *testing.T, ns *framework.Netns, name string) *backend {
 	return b
 }
 
-// ServeHTTP answers with JSON; /flaky fails every other request with 503.
+// ServeHTTP answers with JSON; /flaky fails every other request with 503;
+// in fail mode every request is answered 503.
 func (b *backend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	b.requests.Add(1)
 	io.Copy(io.Discard, r.Body)
 	rep := reply{Name: b.name, Host: r.Host, Path: r.URL.Path, Remote: r.RemoteAddr, Headers: r.Header.Clone()}
 	b.mu.Lock()
 	b.last = rep
+	b.hosts[r.Host]++
 	b.mu.Unlock()
+	if b.fail.Load() {
+		http.Error(w, b.name+": failing", http.StatusServiceUnavailable)
+		return
+	}
 	if r.URL.Path == "/flaky" && b.flaky.Add(1)%2 == 1 {
 		http.Error(w, b.name+": flaky failure", http.StatusServiceUnavailable)
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
 	json.NewEncoder(w).Encode(rep)
+}
+
+// hostCounts is a copy of the requests-by-Host histogram.
+func (b *backend) hostCounts() map[string]int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	c := make(map[string]int, len(b.hosts))
+	for h, n := range b.hosts {
+		c[h] = n
+	}
+	return c
 }
 
 func (b *backend) lastReply() reply {

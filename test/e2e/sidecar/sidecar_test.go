@@ -318,6 +318,9 @@ spec:
 			t.Errorf("backend saw %d attempts for 200 requests without retries", attempts)
 		}
 	})
+
+	t.Run("MirrorV1ToV3", func(t *testing.T) { testMirror(t, m) })
+	t.Run("OutlierDetectionEjectsFailingEndpoint", func(t *testing.T) { testOutlierEjection(t, m) })
 }
 
 // eventually polls cond until propagation passes.
