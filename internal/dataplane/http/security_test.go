@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -291,6 +292,11 @@ func TestHeaderLimits(t *testing.T) {
 		}()
 		_ = c.SetReadDeadline(time.Now().Add(waitFor))
 		_, err = io.ReadAll(c)
+		// Closing a connection with unread bytes from the slow client sends
+		// a reset instead of a FIN: both mean the proxy closed it.
+		if errors.Is(err, syscall.ECONNRESET) {
+			err = nil
+		}
 		if d := time.Since(start); err != nil || d > 2*time.Second {
 			t.Errorf("connection closed after %v (%v), want ~300ms", d, err)
 		}
