@@ -86,6 +86,11 @@ func run(o options) error {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, o.trellis, "discovery", "--config-dir", dir,
 		"--xds-address", xdsAddr, "--monitoring-address", monAddr, "--debounce", o.debounce.String())
+	// XDSLOAD_CP_GOGC sets the control plane's GOGC alone (the simulated
+	// proxies keep the benchmark process's own setting).
+	if v := os.Getenv("XDSLOAD_CP_GOGC"); v != "" {
+		cmd.Env = append(os.Environ(), "GOGC="+v)
+	}
 	cmd.Stderr = io.Discard
 	if os.Getenv("XDSLOAD_VERBOSE") != "" {
 		cmd.Stderr = os.Stderr

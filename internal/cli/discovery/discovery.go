@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime/debug"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -26,6 +27,7 @@ type Options struct {
 	Debounce          time.Duration
 	MeshConfigFile    string
 	DomainSuffix      string
+	GCPercent         int
 }
 
 // NewCommand returns `trellis discovery`. newLogger builds the process logger.
@@ -46,6 +48,9 @@ are served on --monitoring-address at /metrics.`,
 			if err != nil {
 				return err
 			}
+			if _, set := os.LookupEnv("GOGC"); !set && o.GCPercent > 0 {
+				debug.SetGCPercent(o.GCPercent)
+			}
 			srv, err := discovery.New(cfg)
 			if err != nil {
 				return err
@@ -60,6 +65,7 @@ are served on --monitoring-address at /metrics.`,
 	f.DurationVar(&o.Debounce, "debounce", 100*time.Millisecond, "quiet time before configuration changes are pushed")
 	f.StringVar(&o.MeshConfigFile, "mesh-config", "", "Istio MeshConfig YAML file (defaults as Istio's)")
 	f.StringVar(&o.DomainSuffix, "domain", model.DefaultDomainSuffix, "DNS domain suffix used to complete short host names")
+	f.IntVar(&o.GCPercent, "gc-percent", 200, "Go GC target percentage (GOGC) unless GOGC is set: the control plane keeps a small live heap and allocates heavily while pushing, so a higher target trades some memory for less GC work (see docs/benchmarks.md)")
 	return cmd
 }
 
