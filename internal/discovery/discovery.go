@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
-	"net/netip"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -25,6 +24,7 @@ import (
 	"github.com/trellismesh/trellis/internal/config/schema"
 	"github.com/trellismesh/trellis/internal/config/store"
 	"github.com/trellismesh/trellis/internal/config/store/file"
+	"github.com/trellismesh/trellis/internal/localonly"
 	"github.com/trellismesh/trellis/internal/model"
 	"github.com/trellismesh/trellis/internal/registry"
 	"github.com/trellismesh/trellis/internal/registry/serviceentry"
@@ -337,19 +337,7 @@ func (s *Server) monitoringHandler() http.Handler {
 		}
 	})
 	// Profiles only for callers on this host (SECURITY.md E9).
-	mux.Handle("/debug/pprof/", loopbackOnly(http.HandlerFunc(pprof.Index)))
-	mux.Handle("/debug/pprof/profile", loopbackOnly(http.HandlerFunc(pprof.Profile)))
+	mux.Handle("/debug/pprof/", localonly.Wrap(http.HandlerFunc(pprof.Index), "the debug endpoint"))
+	mux.Handle("/debug/pprof/profile", localonly.Wrap(http.HandlerFunc(pprof.Profile), "the debug endpoint"))
 	return mux
-}
-
-// loopbackOnly refuses requests that do not come from a loopback address.
-func loopbackOnly(h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		host, _, err := net.SplitHostPort(r.RemoteAddr)
-		if ip, perr := netip.ParseAddr(host); err != nil || perr != nil || !ip.IsLoopback() {
-			http.Error(w, "debug endpoints are only served to local callers", http.StatusForbidden)
-			return
-		}
-		h.ServeHTTP(w, r)
-	})
 }

@@ -193,14 +193,7 @@ func (r *Router) forward(s *filter.Stream, rt *route.Route, f *route.Forward) {
 		}()
 	}
 
-	pick := PickContext{
-		Priority:        f.Priority,
-		MetadataMatch:   f.MetadataMatch,
-		AutoHostRewrite: f.AutoHostRewrite,
-		Source:          s.Conn.Source,
-		Destination:     s.Conn.Destination,
-		Restored:        s.Conn.Restored,
-	}
+	pick := routePick(s, f)
 	if f.Hash != nil {
 		var cookies []route.SetCookie
 		pick.Hash, pick.HasHash, cookies = f.Hash.HashWithCookies(&s.Routing, nil)
@@ -516,4 +509,17 @@ func hasBody(r *http.Request) bool {
 func drain(rc io.ReadCloser) {
 	_, _ = io.CopyN(io.Discard, rc, 4<<10)
 	_ = rc.Close()
+}
+
+// routePick is the part of a PickContext that comes from the route and the
+// downstream connection; callers add the hash their way.
+func routePick(s *filter.Stream, f *route.Forward) PickContext {
+	return PickContext{
+		Priority:        f.Priority,
+		MetadataMatch:   f.MetadataMatch,
+		AutoHostRewrite: f.AutoHostRewrite,
+		Source:          s.Conn.Source,
+		Destination:     s.Conn.Destination,
+		Restored:        s.Conn.Restored,
+	}
 }

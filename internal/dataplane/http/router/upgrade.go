@@ -44,14 +44,7 @@ func (r *Router) upgrade(s *filter.Stream, rt *route.Route, f *route.Forward) {
 		Header:     tg.header,
 		Host:       tg.authority,
 	}).WithContext(ctx)
-	pick := PickContext{
-		Priority:        f.Priority,
-		MetadataMatch:   f.MetadataMatch,
-		AutoHostRewrite: f.AutoHostRewrite,
-		Source:          s.Conn.Source,
-		Destination:     s.Conn.Destination,
-		Restored:        s.Conn.Restored,
-	}
+	pick := routePick(s, f)
 	if f.Hash != nil {
 		pick.Hash, pick.HasHash = f.Hash.Hash(&s.Routing)
 	}

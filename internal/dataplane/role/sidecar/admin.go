@@ -3,15 +3,14 @@ package sidecar
 import (
 	"context"
 	"encoding/json"
-	"net"
 	"net/http"
 	"net/http/pprof"
-	"net/netip"
 	"sort"
 
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/trellismesh/trellis/internal/dataplane/xdsclient"
+	"github.com/trellismesh/trellis/internal/localonly"
 )
 
 // adminHandler serves the admin endpoint (bound to loopback by default):
@@ -46,22 +45,9 @@ func (s *Sidecar) adminHandler(stop context.CancelFunc) http.Handler {
 		w.Write([]byte("OK\n"))
 		stop()
 	})
-	return localOnly(mux)
-}
-
-// localOnly refuses callers that are not on this host, whatever address the
-// admin endpoint binds (SECURITY.md E9): config dumps, profiles and
-// quitquitquit are for local operators only.
-func localOnly(h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		host, _, err := net.SplitHostPort(r.RemoteAddr)
-		ip, perr := netip.ParseAddr(host)
-		if err != nil || perr != nil || !ip.Unmap().IsLoopback() {
-			http.Error(w, "the admin endpoint only serves local callers", http.StatusForbidden)
-			return
-		}
-		h.ServeHTTP(w, r)
-	})
+	// Config dumps, profiles and quitquitquit are for local operators only,
+	// whatever address the admin endpoint binds.
+	return localonly.Wrap(mux, "the admin endpoint")
 }
 
 // metricsHandler serves the merged metrics port (15020). The proxy's
