@@ -1,0 +1,86 @@
+package ca
+
+import (
+	"bytes"
+	"crypto/x509"
+	"encoding/pem"
+	"slices"
+)
+
+// Bundle is an ordered set of trusted root certificates, duplicates removed
+// (by DER). It is a value: the methods return new bundles and never modify
+// the receiver, so a Bundle can be shared between goroutines.
+//
+// Order carries meaning: the first root is the one the CA issues under, so a
+// consumer that reads only the first certificate of root-cert.pem still gets
+// the right anchor.
+type Bundle struct {
+	certs []*x509.Certificate
+}
+
+// NewBundle returns the roots in order, later duplicates dropped.
+func NewBundle(roots ...*x509.Certificate) Bundle {
+	var b Bundle
+	for _, r := range roots {
+		if r != nil && !b.Contains(r) {
+			b.certs = append(b.certs, r)
+		}
+	}
+	return b
+}
+
+// Certs returns a copy of the roots in order.
+func (b Bundle) Certs() []*x509.Certificate { return slices.Clone(b.certs) }
+
+// Len is the number of roots.
+func (b Bundle) Len() int { return len(b.certs) }
+
+// Contains reports whether c is in the bundle.
+func (b Bundle) Contains(c *x509.Certificate) bool { return b.index(c) >= 0 }
+
+func (b Bundle) index(c *x509.Certificate) int {
+	return slices.IndexFunc(b.certs, func(x *x509.Certificate) bool { return bytes.Equal(x.Raw, c.Raw) })
+}
+
+// With returns the bundle with c appended (unchanged if already present).
+func (b Bundle) With(c *x509.Certificate) Bundle {
+	return NewBundle(append(b.Certs(), c)...)
+}
+
+// Without returns the bundle without c.
+func (b Bundle) Without(c *x509.Certificate) Bundle {
+	i := b.index(c)
+	if i < 0 {
+		return b
+	}
+	return Bundle{certs: slices.Delete(b.Certs(), i, i+1)}
+}
+
+// Front returns the bundle with c first (added if absent), the others in
+// their order.
+func (b Bundle) Front(c *x509.Certificate) Bundle {
+	return NewBundle(append([]*x509.Certificate{c}, b.Certs()...)...)
+}
+
+// Pool returns the roots as a verification pool.
+func (b Bundle) Pool() *x509.CertPool {
+	p := x509.NewCertPool()
+	for _, c := range b.certs {
+		p.AddCert(c)
+	}
+	return p
+}
+
+// PEM encodes the roots in order, as root-cert.pem holds them.
+func (b Bundle) PEM() []byte {
+	var buf bytes.Buffer
+	for _, c := range b.certs {
+		pem.Encode(&buf, &pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
+	}
+	return buf.Bytes()
+}
+
+// Equal reports whether both bundles hold the same roots in the same order.
+func (b Bundle) Equal(o Bundle) bool {
+	return slices.EqualFunc(b.certs, o.certs, func(x, y *x509.Certificate) bool { return bytes.Equal(x.Raw, y.Raw) })
+}
