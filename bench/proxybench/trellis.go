@@ -181,7 +181,7 @@ func (t *topology) controlPlane(ctx context.Context, e *Env) error {
 	}
 	t.cpAddr = netip.AddrPortFrom(t.gw, xdsPort).String()
 	p, err := startProc(ctx, e, "trellis-discovery", e.Trellis, []string{"discovery",
-		"--config-dir", dir, "--xds-address", t.cpAddr, "--monitoring-address", "-"}, nil, false)
+		"--config-dir", dir, "--xds-address", t.cpAddr, "--monitoring-address", "-", "--secure-grpc-address", "-"}, nil, false)
 	if err != nil {
 		return err
 	}

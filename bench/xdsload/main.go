@@ -85,7 +85,7 @@ func run(o options) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	cmd := exec.CommandContext(ctx, o.trellis, "discovery", "--config-dir", dir,
-		"--xds-address", xdsAddr, "--monitoring-address", monAddr, "--debounce", o.debounce.String())
+		"--xds-address", xdsAddr, "--monitoring-address", monAddr, "--secure-grpc-address", "-", "--debounce", o.debounce.String())
 	// XDSLOAD_CP_GOGC sets the control plane's GOGC alone (the simulated
 	// proxies keep the benchmark process's own setting).
 	if v := os.Getenv("XDSLOAD_CP_GOGC"); v != "" {
