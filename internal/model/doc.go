@@ -7,6 +7,12 @@
 //	              ├─► Snapshot (immutable, versioned) ─► generators(snapshot, proxy)
 //	registry ─────┘
 //
+// PeerAuthentication is resolved here (peer_authentication.go) with Istio's
+// precedence: workload-selector policy in the workload's namespace, then
+// the namespace-wide one, then the mesh-wide one in the root namespace,
+// default PERMISSIVE; UNSET inherits; portLevelMtls overrides per workload
+// port; the oldest policy wins a tie.
+//
 // Nothing in this package performs I/O or imports Kubernetes libraries.
 // Values reachable from a published Snapshot are never mutated.
 package model

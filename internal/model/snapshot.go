@@ -43,6 +43,8 @@ type Snapshot struct {
 	scopes sync.Map
 	// rulesByNS indexes DestinationRules by namespace, in Istio's order.
 	rulesByNS map[string][]destinationRule
+	// peerAuthn indexes PeerAuthentications by namespace, in Istio's order.
+	peerAuthn peerAuthnIndex
 }
 
 // destinationRule is an indexed DestinationRule with its resolved host.
@@ -86,6 +88,7 @@ func NewSnapshot(in SnapshotInput) *Snapshot {
 	for _, list := range s.byKind {
 		SortConfigs(list)
 	}
+	s.peerAuthn = newPeerAuthnIndex(s.byKind[schema.PeerAuthentication])
 	s.rulesByNS = map[string][]destinationRule{}
 	drs := s.byKind[schema.DestinationRule]
 	for i := range drs {

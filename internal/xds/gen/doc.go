@@ -10,7 +10,8 @@
 //
 // The cache key names every input the generators read: the snapshot
 // version, the resource type and requested names, and the proxy fields
-// Key lists (type, generator, namespace, labels, locality, network,
+// Key lists (type, generator, namespace, labels, service account (whether
+// the proxy has an identity decides its inbound mTLS chains), locality, network,
 // interception mode, IP family, the service instances at its addresses, and
 // the addresses themselves when instances or Sidecar ingress make the output
 // depend on them). Generators must not read any other field of

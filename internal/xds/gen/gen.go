@@ -43,8 +43,11 @@ type Key struct {
 	Generator string
 	Namespace string
 	Labels    uint64
-	Locality  string
-	Network   string
+	// ServiceAccount is node metadata SERVICE_ACCOUNT: whether the proxy
+	// has an identity decides its inbound mTLS chains.
+	ServiceAccount string
+	Locality       string
+	Network        string
 	// Interception is node metadata INTERCEPTION_MODE.
 	Interception string
 	// Family is "4", "6" or "46": the IP families of the proxy's addresses.
@@ -60,18 +63,19 @@ type Key struct {
 func KeyFor(snap *model.Snapshot, p *model.Proxy, typeURL string, names []string) Key {
 	insts := snap.ProxyInstances(p)
 	k := Key{
-		Version:      snap.Version,
-		TypeURL:      typeURL,
-		ProxyType:    p.Type,
-		Generator:    p.Generator,
-		Namespace:    p.Namespace,
-		Labels:       hashMap(p.Labels),
-		Locality:     p.Locality,
-		Network:      p.Network,
-		Interception: p.Metadata[model.MetaInterception],
-		Family:       family(p.IPAddresses),
-		Instances:    hashInstances(insts),
-		Names:        hashStrings(names),
+		Version:        snap.Version,
+		TypeURL:        typeURL,
+		ProxyType:      p.Type,
+		Generator:      p.Generator,
+		Namespace:      p.Namespace,
+		Labels:         hashMap(p.Labels),
+		ServiceAccount: p.ServiceAccount,
+		Locality:       p.Locality,
+		Network:        p.Network,
+		Interception:   p.Metadata[model.MetaInterception],
+		Family:         family(p.IPAddresses),
+		Instances:      hashInstances(insts),
+		Names:          hashStrings(names),
 	}
 	if len(insts) > 0 || hasIngress(snap, p) {
 		k.Addresses = hashStrings(p.IPAddresses)

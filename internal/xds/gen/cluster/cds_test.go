@@ -51,6 +51,11 @@ func TestGolden(t *testing.T) {
 		})},
 		{name: "sidecar_ingress", files: files("sidecar_ingress.yaml", "inbound.yaml")},
 		{name: "peer_authentication", files: files("peer_authentication.yaml")},
+		{name: "tls_port_level", files: files("tls_port_level.yaml")},
+		{name: "tls_trust_domain_aliases", files: files("tls_port_level.yaml"), mesh: mesh(func(m *meshconfig.MeshConfig) {
+			m.TrustDomain = "prod.example"
+			m.TrustDomainAliases = []string{"old.example"}
+		})},
 		{name: "interception_none", proxy: func() *model.Proxy {
 			p := productpage()
 			p.Metadata[model.MetaInterception] = "NONE"

@@ -2,41 +2,24 @@ package cluster
 
 import (
 	"errors"
-	"net/netip"
-	"sort"
 	"strings"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	rawbufferv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/raw_buffer/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
-	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/types/known/structpb"
 	networking "istio.io/api/networking/v1alpha3"
 
 	"github.com/trellismesh/trellis/internal/config/schema"
 	"github.com/trellismesh/trellis/internal/model"
 	"github.com/trellismesh/trellis/internal/xds/gen/endpoint"
+	"github.com/trellismesh/trellis/internal/xds/gen/mtls"
 )
 
-// SDS resource names. "default" and "ROOTCA" are the workload's own
-// certificate and the mesh root; "file-cert:<chain>~<key>" and
-// "file-root:<ca>" name certificates mounted in the workload (resolved by
-// the proxy's identity manager, as istio-agent does); credentialName
-// secrets are "kubernetes://<name>" and "kubernetes://<name>-cacert".
-const (
-	SDSDefault = "default"
-	SDSRootCA  = "ROOTCA"
-)
-
-// ALPN values Istio advertises upstream: in-mesh mTLS announces metadata
-// exchange and "istio" (plus h2 for HTTP/2 clusters); TLS origination
-// announces h2 for HTTP/2 clusters only.
-const (
-	alpnPeerExchange = "istio-peer-exchange"
-	alpnIstio        = "istio"
-	alpnH2           = "h2"
-)
+// ALPN a TLS-originating (SIMPLE/MUTUAL) cluster offers for HTTP/2; mesh
+// ALPN comes from the mtls package.
+const alpnH2 = "h2"
 
 const (
 	tlsSocketName       = "envoy.transport_sockets.tls"
@@ -134,15 +117,17 @@ func (b *builder) serviceMTLSDisabled(t target) bool {
 	}
 	off, ok := b.nsMTLSOff[t.svc.Namespace]
 	if !ok {
-		off = endpoint.PeerMTLSDisabled(snap, t.svc.Namespace, nil, 0)
+		off = snap.NamespaceMTLSMode(t.svc.Namespace) == model.MTLSDisable
 		b.nsMTLSOff[t.svc.Namespace] = off
 	}
 	return off
 }
 
-// serviceAccounts returns the identities allowed to serve svc, sorted:
-// those the service declares (ServiceEntry subjectAltNames) and the SPIFFE
-// IDs of its endpoints' service accounts.
+// serviceAccounts returns the identities allowed to serve svc (secure
+// naming), sorted: those the service declares (ServiceEntry
+// subjectAltNames) and the SPIFFE IDs of its endpoints' service accounts in
+// the mesh trust domain, each SPIFFE ID also in every trustDomainAliases
+// domain (Istio's PushContext.ServiceAccounts).
 func (b *builder) serviceAccounts(svc *model.Service) []string {
 	if sans, ok := b.sans[svc.Key()]; ok {
 		return sans
@@ -153,10 +138,7 @@ func (b *builder) serviceAccounts(svc *model.Service) []string {
 }
 
 func (b *builder) computeServiceAccounts(svc *model.Service) []string {
-	td := b.mesh.GetTrustDomain()
-	if td == "" {
-		td = "cluster.local"
-	}
+	td := mtls.TrustDomain(b.mesh)
 	set := map[string]bool{}
 	for _, sa := range svc.ServiceAccounts {
 		set[sa] = true
@@ -173,17 +155,13 @@ func (b *builder) computeServiceAccounts(svc *model.Service) []string {
 		if ns == "" {
 			ns = svc.Namespace
 		}
-		set["spiffe://"+td+"/ns/"+ns+"/sa/"+ep.ServiceAccount] = true
+		set[mtls.Identity(td, ns, ep.ServiceAccount)] = true
 	}
-	if len(set) == 0 {
-		return nil
-	}
-	out := make([]string, 0, len(set))
+	ids := make([]string, 0, len(set))
 	for sa := range set {
-		out = append(out, sa)
+		ids = append(ids, sa)
 	}
-	sort.Strings(out)
-	return out
+	return mtls.ExpandTrustDomains(ids, b.mesh.GetTrustDomainAliases())
 }
 
 var errMissingClientCert = errors.New("MUTUAL TLS needs clientCertificate and privateKey")
@@ -207,19 +185,19 @@ func (b *builder) tlsContext(w *wrapper, t target, tls *networking.ClientTLSSett
 			CommonTlsContext: defaultCommonTLSContext(),
 			Sni:              tls.GetSni(),
 		}
-		ctx.CommonTlsContext.TlsCertificateSdsSecretConfigs = []*tlsv3.SdsSecretConfig{sdsSecret(SDSDefault)}
+		ctx.CommonTlsContext.TlsCertificateSdsSecretConfigs = []*tlsv3.SdsSecretConfig{mtls.SecretConfig(mtls.SecretDefault)}
 		ctx.CommonTlsContext.ValidationContextType = &tlsv3.CommonTlsContext_CombinedValidationContext{
 			CombinedValidationContext: &tlsv3.CommonTlsContext_CombinedCertificateValidationContext{
-				DefaultValidationContext:         &tlsv3.CertificateValidationContext{MatchTypedSubjectAltNames: sanMatchers(tls.GetSubjectAltNames())},
-				ValidationContextSdsSecretConfig: sdsSecret(SDSRootCA),
+				DefaultValidationContext:         &tlsv3.CertificateValidationContext{MatchTypedSubjectAltNames: mtls.SANMatchers(tls.GetSubjectAltNames())},
+				ValidationContextSdsSecretConfig: mtls.SecretConfig(mtls.SecretRootCA),
 			},
 		}
 		if ctx.Sni == "" {
 			ctx.Sni = w.c.Name
 		}
-		ctx.CommonTlsContext.AlpnProtocols = []string{alpnPeerExchange, alpnIstio}
+		ctx.CommonTlsContext.AlpnProtocols = mtls.ALPNInMesh()
 		if isH2(w) {
-			ctx.CommonTlsContext.AlpnProtocols = append(ctx.CommonTlsContext.AlpnProtocols, alpnH2)
+			ctx.CommonTlsContext.AlpnProtocols = mtls.ALPNInMeshH2()
 		}
 		return ctx, nil
 	case networking.ClientTLSSettings_SIMPLE, networking.ClientTLSSettings_MUTUAL:
@@ -253,13 +231,13 @@ func (b *builder) userTLSContext(w *wrapper, t target, tls *networking.ClientTLS
 	cc := ctx.CommonTlsContext
 	if cred := tls.GetCredentialName(); cred != "" {
 		if mutual {
-			cc.TlsCertificateSdsSecretConfigs = []*tlsv3.SdsSecretConfig{sdsSecret(credentialResource(cred))}
+			cc.TlsCertificateSdsSecretConfigs = []*tlsv3.SdsSecretConfig{mtls.SecretConfig(mtls.CredentialSecret(cred))}
 		}
 		if !skipVerify {
 			cc.ValidationContextType = &tlsv3.CommonTlsContext_CombinedValidationContext{
 				CombinedValidationContext: &tlsv3.CommonTlsContext_CombinedCertificateValidationContext{
-					DefaultValidationContext:         &tlsv3.CertificateValidationContext{MatchTypedSubjectAltNames: sanMatchers(sans)},
-					ValidationContextSdsSecretConfig: sdsSecret(credentialResource(cred + "-cacert")),
+					DefaultValidationContext:         &tlsv3.CertificateValidationContext{MatchTypedSubjectAltNames: mtls.SANMatchers(sans)},
+					ValidationContextSdsSecretConfig: mtls.SecretConfig(mtls.CredentialSecret(cred + mtls.SecretCACertSuffix)),
 				},
 			}
 		}
@@ -269,7 +247,7 @@ func (b *builder) userTLSContext(w *wrapper, t target, tls *networking.ClientTLS
 				return nil, errMissingClientCert
 			}
 			cc.TlsCertificateSdsSecretConfigs = []*tlsv3.SdsSecretConfig{
-				sdsSecret("file-cert:" + tls.GetClientCertificate() + "~" + tls.GetPrivateKey()),
+				mtls.SecretConfig(mtls.FileCertSecret(tls.GetClientCertificate(), tls.GetPrivateKey())),
 			}
 		}
 		ca := tls.GetCaCertificates()
@@ -279,14 +257,14 @@ func (b *builder) userTLSContext(w *wrapper, t target, tls *networking.ClientTLS
 		if skipVerify {
 			cc.ValidationContextType = &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{}}
 		} else {
-			vc := &tlsv3.CertificateValidationContext{MatchTypedSubjectAltNames: sanMatchers(sans)}
+			vc := &tlsv3.CertificateValidationContext{MatchTypedSubjectAltNames: mtls.SANMatchers(sans)}
 			if crl := tls.GetCaCrl(); crl != "" {
 				vc.Crl = &core.DataSource{Specifier: &core.DataSource_Filename{Filename: crl}}
 			}
 			cc.ValidationContextType = &tlsv3.CommonTlsContext_CombinedValidationContext{
 				CombinedValidationContext: &tlsv3.CommonTlsContext_CombinedCertificateValidationContext{
 					DefaultValidationContext:         vc,
-					ValidationContextSdsSecretConfig: sdsSecret("file-root:" + ca),
+					ValidationContextSdsSecretConfig: mtls.SecretConfig(mtls.FileRootSecret(ca)),
 				},
 			}
 		}
@@ -305,51 +283,9 @@ func (b *builder) userTLSContext(w *wrapper, t target, tls *networking.ClientTLS
 	return ctx, nil
 }
 
-// credentialResource is the SDS name of a credentialName: as written when
-// it has a scheme (kubernetes://, configmap://, ...), else kubernetes://.
-func credentialResource(name string) string {
-	if strings.Contains(name, "://") {
-		return name
-	}
-	return "kubernetes://" + name
-}
-
 func defaultCommonTLSContext() *tlsv3.CommonTlsContext {
 	return &tlsv3.CommonTlsContext{TlsParams: &tlsv3.TlsParameters{
 		TlsMinimumProtocolVersion: tlsv3.TlsParameters_TLSv1_2,
 		TlsMaximumProtocolVersion: tlsv3.TlsParameters_TLSv1_3,
 	}}
-}
-
-// sdsSecret names an SDS secret fetched over the ADS stream.
-func sdsSecret(name string) *tlsv3.SdsSecretConfig {
-	return &tlsv3.SdsSecretConfig{
-		Name: name,
-		SdsConfig: &core.ConfigSource{
-			ConfigSourceSpecifier: &core.ConfigSource_Ads{Ads: &core.AggregatedConfigSource{}},
-			ResourceApiVersion:    core.ApiVersion_V3,
-		},
-	}
-}
-
-// sanMatchers matches each name exactly, typed by its form: URI for
-// "scheme://..." (SPIFFE IDs), IP_ADDRESS for IP literals, DNS otherwise.
-func sanMatchers(sans []string) []*tlsv3.SubjectAltNameMatcher {
-	if len(sans) == 0 {
-		return nil
-	}
-	out := make([]*tlsv3.SubjectAltNameMatcher, 0, len(sans))
-	for _, s := range sans {
-		typ := tlsv3.SubjectAltNameMatcher_DNS
-		if strings.Contains(s, "://") {
-			typ = tlsv3.SubjectAltNameMatcher_URI
-		} else if _, err := netip.ParseAddr(s); err == nil {
-			typ = tlsv3.SubjectAltNameMatcher_IP_ADDRESS
-		}
-		out = append(out, &tlsv3.SubjectAltNameMatcher{
-			SanType: typ,
-			Matcher: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: s}},
-		})
-	}
-	return out
 }

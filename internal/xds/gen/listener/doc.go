@@ -22,11 +22,41 @@
 // resolves by dropping a service from a listener (port conflicts) are returned
 // as Conflicts by BuildWithConflicts; the caller decides how to report them.
 //
-// The proxy fields read are Type, Namespace, Labels and its service
-// instances (Snapshot.ProxyInstances), all part of the generator cache key
-// (xds/gen.Key); binds are IPv4 (0.0.0.0) for that reason.
+// The proxy fields read are Type, Namespace, Labels, ServiceAccount and its
+// service instances (Snapshot.ProxyInstances), all part of the generator
+// cache key (xds/gen.Key); binds are IPv4 (0.0.0.0) for that reason.
 //
-// Seams left for later issues: inboundTLSMode / downstreamTransportSocket
-// (mTLS; plaintext only today), httpFilters (authn, authz, stats, wasm) and
+// Inbound mTLS (listener_mtls.go) follows PeerAuthentication for the
+// proxy's namespace and labels (model.Snapshot.PeerAuthentication), per
+// target port. Each inbound port gets Istio's filter chains for its mode
+// and protocol (inboundMatchOptions): STRICT only chains matching
+// transport_protocol "tls" that terminate mTLS; PERMISSIVE those plus
+// raw_buffer chains (and, on TCP and sniffed ports, a chain passing
+// application TLS through untouched); DISABLE raw_buffer only. The
+// passthrough chains use the workload's mode, plus per-port passthrough
+// chains for portLevelMtls ports no service declares. The TLS inspector is
+// added wherever a chain matches on "tls". Terminating chains carry
+// envoy.transport_sockets.tls with a DownstreamTlsContext: certificate SDS
+// "default", validation SDS "ROOTCA" with URI-SAN prefix matchers
+// spiffe://<td>/ for the trust domain and each alias,
+// require_client_certificate, TLS 1.2 (meshMTLS.minProtocolVersion) to
+// 1.3, Istio's server ciphers (meshMTLS.cipherSuites), ALPN h2,http/1.1
+// (TCP chains: istio-peer-exchange first). The SDS references and what a
+// proxy must do with them are specified in package gen/mtls. A proxy
+// without a service account has no identity: PERMISSIVE gives it
+// plaintext chains only, STRICT still TLS-only chains. Inbound HCMs set
+// forward_client_cert_details APPEND_FORWARD and
+// set_current_client_cert_details {subject, uri, dns}, as Istio.
+//
+// HCMs carry the mesh config's access log (accessLogFile, accessLogFormat,
+// accessLogEncoding) and tracing (tracing.go: defaultProviders.tracing →
+// an opentelemetry extension provider exported over gRPC to its outbound
+// cluster, or enableTracing; defaultConfig.tracing.sampling, default 1%).
+// The Telemetry API is not read yet (no schema for it): per-workload
+// providers, sampling and custom tags are left for it.
+//
+// Seams left for later issues: httpFilters (authn, authz, stats, wasm, and
+// Istio's outbound ALPN override istio-http/1.0|1.1|istio-h2, which lets
+// a server pick its HTTP mTLS chain on sniffed ports) and
 // tcpNetworkFilters (RBAC, stats) — each is the single place to extend.
 package listener

@@ -63,7 +63,7 @@ func (b *builder) hcmFilter(o hcmOpts) []*listenerv3.Filter {
 // httpConnectionManager configures an HCM as Istio does for sidecars: AUTO
 // codec, path normalisation from the mesh config, websocket upgrades, no
 // stream idle timeout, never trusting the remote address, request IDs on,
-// tracing off.
+// tracing from the mesh config (tracing.go).
 func (b *builder) httpConnectionManager(o hcmOpts) *hcmv3.HttpConnectionManager {
 	h := &hcmv3.HttpConnectionManager{
 		CodecType:                    hcmv3.HttpConnectionManager_AUTO,
@@ -75,11 +75,20 @@ func (b *builder) httpConnectionManager(o hcmOpts) *hcmv3.HttpConnectionManager 
 		UpgradeConfigs:               []*hcmv3.HttpConnectionManager_UpgradeConfig{{UpgradeType: "websocket"}},
 		HttpFilters:                  b.httpFilters(o),
 		AccessLog:                    b.accessLogs(),
+		Tracing:                      b.tracing(),
 	}
 	b.applyPathNormalization(h)
 	if o.class == classInbound && o.protocol.IsHTTP2() {
 		// gRPC and HTTP/2 servers: accept prior-knowledge HTTP/2.
 		h.Http2ProtocolOptions = &corev3.Http2ProtocolOptions{}
+	}
+	if o.class == classInbound {
+		// Istio's sidecar defaults: the peer's certificate details (mTLS
+		// chains) reach the application in x-forwarded-client-cert.
+		h.ForwardClientCertDetails = hcmv3.HttpConnectionManager_APPEND_FORWARD
+		h.SetCurrentClientCertDetails = &hcmv3.HttpConnectionManager_SetCurrentClientCertDetails{
+			Subject: wrapperspb.Bool(true), Uri: true, Dns: true,
+		}
 	}
 	if o.rds != "" {
 		h.RouteSpecifier = &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{

@@ -111,6 +111,8 @@ type builder struct {
 	mesh      *meshconfig.MeshConfig
 	wildcard  string
 	conflicts []Conflict
+	// peer memoizes the workload's PeerAuthentication (listener_mtls.go).
+	peer *model.PeerAuthnPolicy
 }
 
 func newBuilder(sc *model.Scope) *builder {

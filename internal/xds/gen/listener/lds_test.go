@@ -381,6 +381,17 @@ func goldenCases() []goldenCase {
 			}
 		}},
 		{name: "sidecar-egress", build: bookinfoProxy("productpage-v1", egressSidecar)},
+		{name: "tracing-otel", build: fromYAML(otelCollector, "client-1", otelMesh), check: func(t *testing.T, ls []*listenerv3.Listener, _ []Conflict) {
+			trs := hcmTracing(t, ls)
+			for _, tr := range trs {
+				if tr.GetProvider().GetName() != "envoy.tracers.opentelemetry" {
+					t.Errorf("HCM without the OpenTelemetry tracer: %v", tr)
+				}
+			}
+			if len(trs) == 0 {
+				t.Error("no HCMs")
+			}
+		}},
 		{name: "port-conflicts", build: fromYAML(portConflicts, "server-1", nil), check: func(t *testing.T, ls []*listenerv3.Listener, conflicts []Conflict) {
 			var got []string
 			for _, c := range conflicts {

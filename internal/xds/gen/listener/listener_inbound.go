@@ -15,9 +15,11 @@ import (
 // inboundChain is one inbound port of the proxy: the service port that
 // claimed the endpoint's target port first.
 type inboundChain struct {
-	host       string
-	port       model.Port
-	targetPort uint32 // 0 for the passthrough chains
+	host string
+	port model.Port
+	// targetPort is the workload port; 0 for the catch-all passthrough
+	// chains (per-port passthrough chains carry their port).
+	targetPort uint32
 	cluster    string
 	// passthrough marks the built-in chains for traffic to ports no service
 	// declares.
@@ -36,58 +38,6 @@ func (c inboundChain) name(b *builder, http bool) string {
 	return Name(b.wildcard, c.targetPort)
 }
 
-// tlsMode is the inbound transport security of a port.
-type tlsMode int
-
-const (
-	// tlsDisabled: plaintext only. The only mode until mTLS lands.
-	tlsDisabled tlsMode = iota
-	// Later: tlsPermissive (mTLS and plaintext), tlsStrict (mTLS only).
-)
-
-// inboundTLSMode decides the transport security of an inbound port (0 for
-// the passthrough chains). It is the mTLS seam: PeerAuthentication will be
-// read here. Today every port is plaintext.
-func (b *builder) inboundTLSMode(targetPort uint32) tlsMode { return tlsDisabled }
-
-// matchOption is one filter chain to build for an inbound port.
-type matchOption struct {
-	http      bool // HCM (else tcp_proxy)
-	transport string
-	alpn      []string
-	// tls: the chain terminates (m)TLS. Never set while only tlsDisabled exists.
-	tls bool
-}
-
-// inboundMatchOptions lists the chains of an inbound port per protocol and
-// TLS mode, as Istio's getFilterChainMatchOptions does for mode DISABLE:
-// HTTP → one HCM chain, TCP → one tcp_proxy chain, sniffed → an HCM chain
-// for cleartext HTTP ALPNs and a tcp_proxy chain for the rest.
-func inboundMatchOptions(mode tlsMode, lp listenerProtocol) []matchOption {
-	_ = mode // only tlsDisabled so far; PERMISSIVE/STRICT add TLS chains.
-	switch lp {
-	case lpHTTP:
-		return []matchOption{{http: true, transport: transportRawBuffer}}
-	case lpAuto:
-		return []matchOption{
-			{http: true, transport: transportRawBuffer, alpn: httpALPNs()},
-			{transport: transportRawBuffer},
-		}
-	default:
-		return []matchOption{{transport: transportRawBuffer}}
-	}
-}
-
-// downstreamTransportSocket is the transport socket of an inbound chain:
-// nil (plaintext) unless the option terminates TLS, which needs the mTLS
-// issue's certificates (SDS) and so is not built yet.
-func (b *builder) downstreamTransportSocket(mode tlsMode, opt matchOption) *corev3.TransportSocket {
-	// No mode terminates TLS yet (opt.tls is never set): the mTLS issue
-	// builds the DownstreamTlsContext (SDS certificates, ALPN) here.
-	_, _ = mode, opt
-	return nil
-}
-
 // virtualInboundListener is the listener iptables redirects inbound traffic
 // to: a blackhole chain for 15006 itself, passthrough chains for ports no
 // service declares, then the chains of each inbound port by target port.
@@ -98,13 +48,17 @@ func (b *builder) virtualInboundListener() *listenerv3.Listener {
 		FilterChainMatch: &listenerv3.FilterChainMatch{DestinationPort: wrapperspb.UInt32(port)},
 		Filters:          b.tcpNetworkFilters(b.tcpProxy(BlackHoleCluster, BlackHoleCluster)),
 	}}
-	passthrough := inboundChain{
-		port:        model.Port{Name: VirtualInboundListenerName, Protocol: model.ProtocolUnsupported},
-		cluster:     InboundPassthroughCluster,
-		passthrough: true,
+	served := b.inboundChains()
+	for _, port := range b.passthroughPorts(served) {
+		passthrough := inboundChain{
+			port:        model.Port{Name: VirtualInboundListenerName, Protocol: model.ProtocolUnsupported},
+			targetPort:  port,
+			cluster:     InboundPassthroughCluster,
+			passthrough: true,
+		}
+		chains = append(chains, b.inboundFilterChains(passthrough)...)
 	}
-	chains = append(chains, b.inboundFilterChains(passthrough)...)
-	for _, c := range b.inboundChains() {
+	for _, c := range served {
 		chains = append(chains, b.inboundFilterChains(c)...)
 	}
 	return &listenerv3.Listener{
