@@ -1,5 +1,5 @@
 // Command trellis-proxy is the slim data-plane binary that container images
-// run: the `trellis proxy` commands (sidecar, iptables) without the control
+// run: the `trellis proxy` commands (sidecar, iptables, wait) without the control
 // plane or any Kubernetes client.
 package main
 

@@ -16,6 +16,8 @@ import (
 	"github.com/trellismesh/trellis/internal/cli/analyze"
 	clidiscovery "github.com/trellismesh/trellis/internal/cli/discovery"
 	cliproxy "github.com/trellismesh/trellis/internal/cli/proxy"
+	"github.com/trellismesh/trellis/internal/cli/proxyconfig"
+	"github.com/trellismesh/trellis/internal/cli/proxystatus"
 	"github.com/trellismesh/trellis/internal/cli/version"
 )
 
@@ -41,6 +43,7 @@ func run(ctx context.Context, args []string) int {
 		analyze.NewCommand(),
 		cliproxy.NewCommand(logger),
 		version.NewCommand(buildVersion),
+		proxystatus.NewCommand(), proxyconfig.NewCommand(),
 	)
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)

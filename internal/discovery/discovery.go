@@ -54,7 +54,15 @@ type Config struct {
 	Mesh *meshconfig.MeshConfig
 	// DomainSuffix completes short host names (default cluster.local).
 	DomainSuffix string
-	Logger       *slog.Logger
+	// SecureGRPCAddress serves Istio's CA service over TLS (the command
+	// passes ":15012"); "" disables the CA.
+	SecureGRPCAddress string
+	// CADir holds the CA files, created with a self-signed root on first
+	// start (see package ca); bootstrap tokens live in CADir/bootstrap.
+	CADir string
+	// TrustDomain overrides the mesh config's trustDomain for the CA.
+	TrustDomain string
+	Logger      *slog.Logger
 }
 
 // Server is a running control plane.
@@ -72,6 +80,7 @@ type Server struct {
 	mu        sync.Mutex
 	xdsAddr   net.Addr
 	monAddr   net.Addr
+	secAddr   net.Addr
 	ready     chan struct{}
 	readyOnce sync.Once
 }
@@ -181,10 +190,30 @@ func (s *Server) Run(ctx context.Context) error {
 			return fmt.Errorf("monitoring listener on %s: %w", s.cfg.MonitoringAddress, err)
 		}
 	}
+	var sgs *grpc.Server
+	var sl net.Listener
+	if s.cfg.SecureGRPCAddress != "" {
+		if sgs, err = s.secureGRPC(); err == nil {
+			sl, err = net.Listen("tcp", s.cfg.SecureGRPCAddress)
+			if err != nil {
+				err = fmt.Errorf("secure gRPC listener on %s: %w", s.cfg.SecureGRPCAddress, err)
+			}
+		}
+		if err != nil {
+			xl.Close()
+			if ml != nil {
+				ml.Close()
+			}
+			return err
+		}
+	}
 	s.mu.Lock()
 	s.xdsAddr = xl.Addr()
 	if ml != nil {
 		s.monAddr = ml.Addr()
+	}
+	if sl != nil {
+		s.secAddr = sl.Addr()
 	}
 	s.mu.Unlock()
 
@@ -196,12 +225,19 @@ func (s *Server) Run(ctx context.Context) error {
 	wg.Go(func() { s.registry.Run(ctx) })
 	wg.Go(func() { s.xds.Run(ctx) })
 	wg.Go(func() { s.snapshotLoop(ctx) })
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	wg.Go(func() {
 		if err := gs.Serve(xl); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 			errc <- fmt.Errorf("xds server: %w", err)
 		}
 	})
+	if sl != nil {
+		wg.Go(func() {
+			if err := sgs.Serve(sl); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+				errc <- fmt.Errorf("secure gRPC server: %w", err)
+			}
+		})
+	}
 	var hs *http.Server
 	if ml != nil {
 		hs = &http.Server{Handler: s.monitoringHandler(), ReadHeaderTimeout: 10 * time.Second}
@@ -215,7 +251,11 @@ func (s *Server) Run(ctx context.Context) error {
 	if ml != nil {
 		mon = ml.Addr().String()
 	}
-	s.log.Info("control plane serving", "xds", xl.Addr().String(), "monitoring", mon, "configDir", s.cfg.ConfigDir)
+	sec := "disabled"
+	if sl != nil {
+		sec = sl.Addr().String()
+	}
+	s.log.Info("control plane serving", "xds", xl.Addr().String(), "secureGRPC", sec, "monitoring", mon, "configDir", s.cfg.ConfigDir)
 
 	var runErr error
 	select {
@@ -224,6 +264,9 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	cancel()
 	gs.Stop()
+	if sgs != nil {
+		sgs.Stop()
+	}
 	if hs != nil {
 		hs.Close()
 	}
@@ -309,6 +352,13 @@ func (s *Server) XDSAddr() net.Addr {
 	return s.xdsAddr
 }
 
+// SecureGRPCAddr returns the CA listener's address (nil if disabled).
+func (s *Server) SecureGRPCAddr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.secAddr
+}
+
 // MonitoringAddr returns the monitoring listener's address (nil if disabled).
 func (s *Server) MonitoringAddr() net.Addr {
 	s.mu.Lock()
@@ -339,5 +389,7 @@ func (s *Server) monitoringHandler() http.Handler {
 	// Profiles only for callers on this host (SECURITY.md E9).
 	mux.Handle("/debug/pprof/", localonly.Wrap(http.HandlerFunc(pprof.Index), "the debug endpoint"))
 	mux.Handle("/debug/pprof/profile", localonly.Wrap(http.HandlerFunc(pprof.Profile), "the debug endpoint"))
+	// Proxies' sync status and config (proxy-status, proxy-config).
+	mux.Handle("/debug/", localonly.Wrap(s.xds.DebugHandler(server.DebugConfig{}), "the debug endpoint"))
 	return mux
 }

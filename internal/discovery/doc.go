@@ -11,6 +11,11 @@
 //	                                           ▼
 //	                       xds server (debounce, push) ◄── gen.Generator
 //
+// With Config.SecureGRPCAddress set (the command's default :15012), Run
+// also loads or creates the CA in Config.CADir (package ca) and serves
+// Istio's CA service over TLS there (package ca/server), authenticating
+// workloads by mesh certificate or by bootstrap token from CADir/bootstrap.
+//
 // The snapshot loop owns change collection: store and registry handlers only
 // record what changed and wake it; it builds one immutable snapshot per wake
 // and hands it to the xDS server, which debounces and pushes.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"runtime/debug"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	meshconfig "istio.io/api/mesh/v1alpha1"
 	"sigs.k8s.io/yaml"
 
+	"github.com/trellismesh/trellis/internal/ca"
 	"github.com/trellismesh/trellis/internal/discovery"
 	"github.com/trellismesh/trellis/internal/model"
 )
@@ -28,6 +30,9 @@ type Options struct {
 	MeshConfigFile    string
 	DomainSuffix      string
 	GCPercent         int
+	SecureGRPCAddress string
+	CADir             string
+	TrustDomain       string
 }
 
 // NewCommand returns `trellis discovery`. newLogger builds the process logger.
@@ -41,7 +46,13 @@ func NewCommand(logger *slog.Logger) *cobra.Command {
 In local mode it reads Istio YAML from --config-dir, watches it for changes,
 builds services from ServiceEntry and WorkloadEntry objects and serves Envoy
 xDS (ADS, state-of-the-world and delta) on --xds-address. Prometheus metrics
-are served on --monitoring-address at /metrics.`,
+are served on --monitoring-address at /metrics.
+
+The CA (Istio's IstioCertificateService) is served over TLS on
+--secure-grpc-address. It keeps its root in --ca-dir, generated on first
+start; put an operator's intermediate there instead (ca-cert.pem, ca-key.pem,
+cert-chain.pem, root-cert.pem) to plug in your own root. Local workloads get
+their first certificate with a bootstrap token from <ca-dir>/bootstrap.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := o.Config(logger)
@@ -65,6 +76,9 @@ are served on --monitoring-address at /metrics.`,
 	f.DurationVar(&o.Debounce, "debounce", 100*time.Millisecond, "quiet time before configuration changes are pushed")
 	f.StringVar(&o.MeshConfigFile, "mesh-config", "", "Istio MeshConfig YAML file (defaults as Istio's)")
 	f.StringVar(&o.DomainSuffix, "domain", model.DefaultDomainSuffix, "DNS domain suffix used to complete short host names")
+	f.StringVar(&o.SecureGRPCAddress, "secure-grpc-address", envOr("TRELLIS_SECURE_GRPC_ADDRESS", ":15012"), "TLS listen address of the CA service (\"-\" disables the CA); xDS over mutual TLS will join it")
+	f.StringVar(&o.CADir, "ca-dir", envOr("TRELLIS_CA_DIR", filepath.Join(".trellis", "ca")), "CA directory: a plugged-in CA's four files, or where the self-signed root is generated and kept (env TRELLIS_CA_DIR)")
+	f.StringVar(&o.TrustDomain, "trust-domain", "", "SPIFFE trust domain of issued identities (default: the mesh config's trustDomain, cluster.local)")
 	f.IntVar(&o.GCPercent, "gc-percent", 200, "Go GC target percentage (GOGC) unless GOGC is set: the control plane keeps a small live heap and allocates heavily while pushing, so a higher target trades some memory for less GC work (see docs/benchmarks.md)")
 	return cmd
 }
@@ -88,7 +102,22 @@ func (o Options) Config(logger *slog.Logger) (discovery.Config, error) {
 	if err != nil {
 		return discovery.Config{}, err
 	}
+	secure := o.SecureGRPCAddress
+	if secure == "-" {
+		secure = ""
+	}
+	if secure != "" && o.CADir == "" {
+		return discovery.Config{}, fmt.Errorf("--ca-dir is required when the CA is enabled (--secure-grpc-address %q)", secure)
+	}
+	if o.TrustDomain != "" {
+		if err := ca.ValidateTrustDomain(o.TrustDomain); err != nil {
+			return discovery.Config{}, fmt.Errorf("--trust-domain: %w", err)
+		}
+	}
 	return discovery.Config{
+		SecureGRPCAddress: secure,
+		CADir:             o.CADir,
+		TrustDomain:       o.TrustDomain,
 		ConfigDir:         o.ConfigDir,
 		XDSAddress:        o.XDSAddress,
 		MonitoringAddress: o.MonitoringAddress,

@@ -6,6 +6,12 @@
 //	                         traffic capture rules: Istio's istio-iptables /
 //	                         istio-init, same flags and environment variables;
 //	                         see internal/dataplane/capture
+//	trellis proxy sidecar    run the sidecar (role/sidecar); the first SIGTERM
+//	                         drains for --drain-duration, a second exits at once;
+//	                         --explicit-proxy, --app-metrics-url (or
+//	                         ISTIO_PROMETHEUS_ANNOTATIONS)
+//	trellis proxy wait       poll the readiness URL until 200 (pilot-agent wait);
+//	                         exit 1 with the last error after --timeoutSeconds
 //
 // Errors name the flag (and the environment variable, if the value came from
 // one).

@@ -3,6 +3,8 @@ package proxy
 import (
 	"log/slog"
 	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -17,12 +19,16 @@ type deps struct {
 	logger *slog.Logger
 	getenv env
 	runner capture.Runner // runs iptables-restore / iptables-save
+	// signals, when set, receives the termination signals after the
+	// first (which cancels the command's context): the sidecar stops at
+	// once on the next one. Nil in tests.
+	signals func() (<-chan os.Signal, func())
 }
 
 // NewCommand returns `trellis proxy`, the data-plane command group. Each
 // subcommand lives in its own file and is added here.
 func NewCommand(logger *slog.Logger) *cobra.Command {
-	return newCommand(deps{logger: logger, getenv: os.Getenv, runner: capture.ExecRunner{}})
+	return newCommand(deps{logger: logger, getenv: os.Getenv, runner: capture.ExecRunner{}, signals: terminationSignals})
 }
 
 func newCommand(d deps) *cobra.Command {
@@ -36,6 +42,14 @@ before them (what Istio's init container and pilot-agent do).`,
 	cmd.AddCommand(
 		newIptablesCommand(d),
 		newSidecarCommand(d),
+		newWaitCommand(d),
 	)
 	return cmd
+}
+
+// terminationSignals subscribes to SIGTERM and SIGINT.
+func terminationSignals() (<-chan os.Signal, func()) {
+	ch := make(chan os.Signal, 2)
+	signal.Notify(ch, syscall.SIGTERM, os.Interrupt)
+	return ch, func() { signal.Stop(ch) }
 }

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"time"
@@ -27,6 +28,8 @@ type sidecarOptions struct {
 	bindAddress    string
 	sotw           bool
 	drain          time.Duration
+	explicitProxy  string
+	appMetricsURL  string
 }
 
 func newSidecarCommand(d deps) *cobra.Command {
@@ -54,6 +57,27 @@ POD_NAMESPACE, SERVICE_ACCOUNT) when set.`,
 			if err != nil {
 				return err
 			}
+			if d.signals != nil {
+				// The first SIGTERM/SIGINT cancels the context: Run drains
+				// for --drain-duration. The next one stops at once.
+				sigs, stop := d.signals()
+				defer stop()
+				done := make(chan struct{})
+				defer close(done)
+				go func() {
+					seen := 0
+					for {
+						select {
+						case <-sigs:
+							if seen++; seen >= 2 {
+								s.Stop()
+							}
+						case <-done:
+							return
+						}
+					}
+				}()
+			}
 			return s.Run(cmd.Context())
 		},
 	}
@@ -71,7 +95,9 @@ POD_NAMESPACE, SERVICE_ACCOUNT) when set.`,
 	f.StringVar(&o.metricsAddress, "metrics-address", ":15020", `Prometheus metrics address, /stats/prometheus ("-" disables)`)
 	f.StringVar(&o.bindAddress, "bind-address", "", "bind wildcard listeners (15001, 15006) to this address instead (local mode: one loopback address per workload)")
 	f.BoolVar(&o.sotw, "sotw", false, "use state-of-the-world xDS instead of delta")
-	f.DurationVar(&o.drain, "drain-duration", 5*time.Second, "how long connections of removed listeners may finish")
+	f.DurationVar(&o.drain, "drain-duration", 5*time.Second, "on SIGTERM, how long inbound listeners keep serving (clients asked to go away) before the proxy exits; a second signal exits at once. Also the drain time of replaced listeners (Istio's terminationDrainDuration)")
+	f.StringVar(&o.explicitProxy, "explicit-proxy", "", "serve an HTTP forward proxy (absolute-form requests, Host routing, CONNECT) on this ip:port: the outbound routes without traffic capture, for local mode without root (see docs/local-mode.md)")
+	f.StringVar(&o.appMetricsURL, "app-metrics-url", "", "the application's Prometheus endpoint, merged into /stats/prometheus on the metrics port (default from ISTIO_PROMETHEUS_ANNOTATIONS)")
 	return cmd
 }
 
@@ -110,6 +136,22 @@ func (o sidecarOptions) config(d deps) (sidecar.Config, error) {
 	if o.sotw {
 		protocol = xdsclient.SotW
 	}
+	appURL := o.appMetricsURL
+	if appURL == "" {
+		if v := d.getenv("ISTIO_PROMETHEUS_ANNOTATIONS"); v != "" {
+			var ann map[string]string
+			if err := json.Unmarshal([]byte(v), &ann); err != nil {
+				return sidecar.Config{}, fmt.Errorf("env ISTIO_PROMETHEUS_ANNOTATIONS: want a JSON object of strings: %w", err)
+			}
+			host := "localhost" // the application's side of the pod
+			if o.bindAddress != "" {
+				host = o.bindAddress // local mode: the workload's own loopback address
+			}
+			if appURL, err = sidecar.AppMetricsURL(ann, host); err != nil {
+				return sidecar.Config{}, fmt.Errorf("env ISTIO_PROMETHEUS_ANNOTATIONS: %w", err)
+			}
+		}
+	}
 	return sidecar.Config{
 		XDSAddress:     o.xdsAddress,
 		Node:           node,
@@ -120,5 +162,8 @@ func (o sidecarOptions) config(d deps) (sidecar.Config, error) {
 		BindAddress:    o.bindAddress,
 		DrainDuration:  o.drain,
 		Logger:         d.logger,
+
+		ExplicitProxyAddress: o.explicitProxy,
+		AppMetricsURL:        appURL,
 	}, nil
 }

@@ -7,12 +7,15 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	nethttp "net/http"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/trellismesh/trellis/internal/dataplane/http/filter"
 	"github.com/trellismesh/trellis/internal/dataplane/http/filter/cors"
@@ -111,7 +114,8 @@ type Manager struct {
 	routes      *RouteSlot
 	chain       filter.Handler
 	closers     []io.Closer
-	srv         *nethttp.Server
+	srv         atomic.Pointer[nethttp.Server] // swapped by Drain
+	h1          *h1Server
 	log         *slog.Logger
 	observer    Observer
 	random      func() uint64
@@ -129,10 +133,11 @@ type Manager struct {
 // not is_optional, a chain not ending with exactly one terminal filter,
 // CONNECT and h2c upgrade configs and upgrade filter chains,
 // path_normalization_options, early header mutations. Ignored (telemetry
-// and tuning handled elsewhere or not yet): access_log, tracing,
-// local_reply_config, request_id_extension, max_connection_duration,
+// and tuning handled elsewhere or not yet): local_reply_config,
+// request_id_extension, max_connection_duration,
 // max_stream_duration, max_requests_per_connection, drain and delayed
-// close timeouts, internal_address_config.
+// close timeouts, internal_address_config. access_log and tracing are
+// built from the registry (see buildTelemetry).
 func Compile(h *hcmv3.HttpConnectionManager, deps Deps) (*Manager, error) {
 	if h == nil {
 		return nil, &Error{Err: errors.New("nil configuration")}
@@ -200,7 +205,12 @@ func Compile(h *hcmv3.HttpConnectionManager, deps Deps) (*Manager, error) {
 		m.Close()
 		return nil, &Error{StatPrefix: prefix, Field: "http_filters", Err: err}
 	}
-	m.srv = m.newServer()
+	if field, err := m.buildTelemetry(h, reg); err != nil {
+		m.Close()
+		return nil, &Error{StatPrefix: prefix, Field: field, Err: err}
+	}
+	m.srv.Store(m.newServer())
+	m.h1 = m.newH1Server()
 	return m, nil
 }
 
@@ -281,6 +291,113 @@ func (m *Manager) buildChain(hfs []*hcmv3.HttpFilter, reg filter.Registry) error
 	}
 	m.chain = h
 	return nil
+}
+
+// TracingTypeURL is the registry key of the tracer's factory: it builds a
+// filter from the connection manager's tracing settings
+// (HttpConnectionManager.Tracing packed in an Any).
+const TracingTypeURL = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.Tracing"
+
+// buildTelemetry builds the access loggers and the tracer from the
+// registry, by typed_config type URL, as it builds filters: each access_log
+// entry's factory must build an Observer (it gets every record after
+// Deps.Observer); the tracer's factory (TracingTypeURL, used when tracing
+// names a provider) builds a filter placed first in the chain, and an
+// Observer if it ends spans there. An access logger or tracer the registry
+// does not know is an error, as in Envoy; so are access log filters.
+// Last, the chain is wrapped so that every record carries the response
+// headers and gRPC status (recordResponse). It returns the offending
+// field with an error.
+func (m *Manager) buildTelemetry(h *hcmv3.HttpConnectionManager, reg filter.Registry) (string, error) {
+	var obs observers
+	if m.observer != nil {
+		obs = append(obs, m.observer)
+	}
+	for i, al := range h.GetAccessLog() {
+		field := fmt.Sprintf("access_log[%d] (%s)", i, al.GetName())
+		if al.GetFilter() != nil {
+			return field + ".filter", errors.New("access log filters are not supported")
+		}
+		tc := al.GetTypedConfig()
+		fac, ok := reg[tc.GetTypeUrl()]
+		if tc == nil || !ok {
+			return field, fmt.Errorf("unsupported access logger type %q", tc.GetTypeUrl())
+		}
+		f, err := fac.Build(al.GetName(), tc)
+		if err != nil {
+			return field, err
+		}
+		o, ok := f.(Observer)
+		if !ok {
+			return field, fmt.Errorf("type %q does not build an access logger", tc.GetTypeUrl())
+		}
+		obs = append(obs, o)
+	}
+	if tr := h.GetTracing(); tr.GetProvider() != nil {
+		fac, ok := reg[TracingTypeURL]
+		if !ok {
+			return "tracing", errors.New("this proxy has no tracer")
+		}
+		tc, err := anypb.New(tr)
+		if err != nil {
+			return "tracing", err
+		}
+		f, err := fac.Build(tr.GetProvider().GetName(), tc)
+		if err != nil {
+			return "tracing", err
+		}
+		m.chain = f.Wrap(m.chain)
+		if o, ok := f.(Observer); ok {
+			obs = append(obs, o)
+		}
+	}
+	m.chain = recordResponse{next: m.chain}
+	if len(obs) > 1 {
+		m.observer = obs
+	}
+	return "", nil
+}
+
+// observers hands each record to several observers, in order.
+type observers []Observer
+
+func (o observers) Observe(r *filter.Record) {
+	for _, x := range o {
+		x.Observe(r)
+	}
+}
+
+// recordResponse is the chain's outermost handler: once the chain is done
+// (also when it resets the stream), it leaves in the record what the
+// observers read from the response: its headers (trailers under
+// http.TrailerPrefix), the gRPC status, and the connection's server name.
+type recordResponse struct{ next filter.Handler }
+
+func (h recordResponse) ServeStream(s *filter.Stream) {
+	defer recordResponseOf(s)
+	h.next.ServeStream(s)
+}
+
+func recordResponseOf(s *filter.Stream) {
+	rec := &s.Record
+	if s.Conn != nil {
+		rec.ServerName = s.Conn.SNI
+	}
+	if !s.HeadersSent() || s.Hijacked() {
+		return
+	}
+	hdr := s.Writer().Header()
+	rec.ResponseHeader = hdr
+	if !s.GRPC {
+		return
+	}
+	v := hdr.Get("Grpc-Status")
+	if v == "" {
+		v = hdr.Get(nethttp.TrailerPrefix + "Grpc-Status")
+	}
+	if c, err := strconv.Atoi(v); err == nil {
+		rec.GRPCStatus, rec.GRPCStatusSet = c, true
+	}
 }
 
 // switchable runs a filter unless the route disables it

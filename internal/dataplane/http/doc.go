@@ -5,13 +5,14 @@
 // whose last filter, the router, forwards it upstream.
 //
 //	HttpConnectionManager ──Compile(h, Deps)──► *Manager (immutable; *Error names the field → NACK)
-//	   settings · route slot (RDS name, or the inline table) · filter chain · one *http.Server
+//	   settings · route slot (RDS name, or the inline table) · filter chain · h1Server · *http.Server
 //
-//	listener ──Serve(ctx, *listener.Conn)──► one-connection listener ──► http.Server (net/http)
-//	   plaintext: h1guard (HTTP/1 framing, smuggling) ─► HTTP/1.1 │ HTTP/2 prior knowledge
-//	   *tls.Conn with ALPN h2 ─► HTTP/2 (a later TLS transport hands these)
-//	                                    │ one goroutine per connection, one per request (net/http's)
-//	                                    ▼
+//	listener ──Serve(ctx, *listener.Conn)──┬─► h1Server (h1*.go): plaintext, TLS without h2
+//	                                       │     one goroutine per connection, requests in order
+//	                                       │     (the HTTP/2 preface is handed to net/http) ─┐
+//	                                       └─► net/http (one-connection listener): TLS ALPN h2,
+//	                                             plaintext with codec_type HTTP2 ─────────────┤
+//	                                                                                         ▼
 //	ServeHTTP (handler.go), in this order:
 //	 1. limits      HTTP/1.0 (426 unless accept_http_10), Host (400), CONNECT (403),
 //	                max_headers_count (431), underscores (400 or drop)
@@ -31,7 +32,10 @@
 //
 // Connections: Serve returns when the connection ends; when its context
 // ends (listener drain over, manager closed) the connection is closed and
-// requests in flight see a downstream disconnect (DC). Mesh-internal
+// requests in flight see a downstream disconnect (DC). Before that, the
+// listener's drain calls Manager.Drain (listener.Drainer): HTTP/1
+// responses then carry "Connection: close" and HTTP/2 connections get a
+// GOAWAY, so clients move to another connection (drain.go). Mesh-internal
 // headers are trusted only from an authenticated mesh peer (a TLS
 // connection with a client certificate); every other downstream is a
 // first hop and has them stripped (SECURITY B1).
@@ -40,28 +44,89 @@
 // filter.Registry value; Deps.Filters adds more), validated at Compile,
 // wrapped once, and closed by Manager.Close (the router's mirrors).
 //
-// # What net/http does and what this package adds
+// # The HTTP/1 codec
 //
-// net/http parses both protocols and rejects, on its own: a missing or
-// repeated Host (HTTP/1.1), invalid header names (spaces included) and
-// values (CR, LF, NUL), malformed request lines and URIs (NUL, CR, LF),
-// unsupported or repeated Transfer-Encoding (501), differing
-// Content-Length values, bare LF in chunk lines, oversized heads (431),
-// and on HTTP/2 connection-specific and upper-case header names,
-// misplaced or repeated pseudo-headers (stream errors). It bounds HTTP/2
-// concurrency (MaxConcurrentStreams handlers per connection; streams reset
-// early beyond four times that close the connection: rapid reset), header
-// list size and CONTINUATION floods (MaxHeaderBytes), and queued control
+// HTTP/1 is served by the package's own codec rather than net/http's
+// server: it is the proxy's hottest path, and net/http spends per request
+// a goroutine and a read syscall (its background read), a
+// net/textproto parse with its allocations, and a clone of the response
+// headers. The codec (h1server.go, h1parse.go, h1body.go, h1writer.go):
+//
+//   - serves a connection on Serve's goroutine, requests in order
+//     (pipelined ones included), reading through one pooled 4 KiB buffer
+//     that grows for a larger head (up to max_request_headers_kb) for that
+//     request only;
+//   - parses the head in place — request line, then the header map built
+//     directly with canonical keys, every string a substring of one copy
+//     of the head — and rejects, with 400 (501 for an unknown transfer
+//     coding, 505 for a version other than 1.x, 431 for a head over
+//     max_request_headers_kb, 417 for an Expect other than 100-continue)
+//     and a closed connection, before any handler runs: Content-Length
+//     with Transfer-Encoding, Transfer-Encoding on HTTP/1.0, repeated or
+//     non-chunked Transfer-Encoding, differing or non-decimal
+//     Content-Length, obs-fold, a CR that does not end a line, invalid
+//     header names (whitespace before the colon) and values (controls),
+//     control bytes in the request target, a missing, repeated or invalid
+//     Host on HTTP/1.1 (SECURITY B2–B4, B6); lines may end with a bare LF;
+//   - reads bodies by Content-Length or chunked (chunk lines must end with
+//     CRLF and chunk data with CRLF; trailers become Request.Trailer,
+//     obs-fold refused); a framing error fails the body's Read and is the
+//     connection's protocol error (filter.Stream.ConnError: the router
+//     answers 400 and closes); "100 Continue" is sent when the handler
+//     first reads a body that expects it;
+//   - after the response, drains up to 256 KiB of unread body to keep the
+//     connection (else closes it, half-closing first so the response is
+//     not lost to a reset); Connection: close, HTTP/1.0 without
+//     keep-alive, and a request with an Upgrade (other than h2c) or
+//     CONNECT that was not taken over close the connection after the
+//     response, so that nothing after them is read as a request (B8);
+//   - bounds the wait for a request with idle_timeout (the first request
+//     with request_headers_timeout, as net/http), and a head that does not
+//     arrive in one read with request_headers_timeout (C6); a head that
+//     arrives whole costs two deadline updates and no timer;
+//   - writes responses through its own ResponseWriter (Flusher, Hijacker,
+//     and http.ResponseController's deadlines and EnableFullDuplex): the
+//     head is a snapshot at WriteHeader, serialised without cloning the
+//     header map, and goes out with the body in one write when the body
+//     fits the 16 KiB pooled buffer; framing is net/http's choice
+//     (the handler's Content-Length; a computed one when the handler
+//     returns with the body buffered; chunked on HTTP/1.1 otherwise, with
+//     trailers declared by Trailer or set with http.TrailerPrefix; closing
+//     on HTTP/1.0; no body for HEAD, 1xx, 204, 304), with a Date header;
+//     unlike net/http it does not sniff a missing Content-Type;
+//   - on a hijack (WebSocket upgrades) replays what it had read past the
+//     head through the returned reader; on a handler panic
+//     (http.ErrAbortHandler: the stream reset) closes the connection.
+//
+// Downstream close while a request waits for its upstream: the
+// connection is not read in the background for every request. A request
+// that has been in flight for 50 ms and whose body is read gets one
+// goroutine reading one byte: EOF or an error cancels the connection's
+// context (every request context derives from it, so the request sees a
+// downstream disconnect, DC); a byte is a pipelined request and is kept
+// for the next read; when the request ends, a past read deadline stops
+// the read. Requests shorter than that — nearly all of them — cost no
+// goroutine and no syscall for it, and a client that leaves is seen
+// within 50 ms. The connection's context is also cancelled when Serve's
+// context ends (listener drain, manager closed), which closes the
+// connection.
+//
+// # What net/http does for HTTP/2 and what this package adds
+//
+// net/http serves HTTP/2 and rejects, on its own: connection-specific and
+// upper-case header names, misplaced or repeated pseudo-headers, invalid
+// values (stream errors). It bounds HTTP/2 concurrency
+// (MaxConcurrentStreams handlers per connection; streams reset early
+// beyond four times that close the connection: rapid reset), header list
+// size and CONTINUATION floods (MaxHeaderBytes), and queued control
 // frames (PING/SETTINGS floods close the connection). It does not offer
 // h2c upgrades.
 //
-// Added here: h1guard rejects what net/http tolerates on HTTP/1 —
-// Content-Length with Transfer-Encoding (net/http drops the length),
-// Transfer-Encoding on HTTP/1.0, obs-fold lines — with 400 and a closed
-// connection, before the request reaches a handler; an empty Host (400);
-// the header count limit; path normalisation; header sanitising and the
-// proxy headers; Envoy's response flags, local replies (gRPC
-// trailers-only for gRPC requests) and timeouts.
+// Added here for both protocols: an empty Host (400); the header count
+// limit (max_headers_count, 431, with a request record); path
+// normalisation; header sanitising and the proxy headers; Envoy's
+// response flags, local replies (gRPC trailers-only for gRPC requests)
+// and timeouts.
 //
 // Settings read from the HttpConnectionManager: codec_type (AUTO, HTTP1,
 // HTTP2), stat_prefix, rds / route_config, http_filters, normalize_path,
@@ -71,7 +136,8 @@
 // slowloris; 0 disables), common_http_protocol_options (idle_timeout
 // default 1 h, max_headers_count default 100,
 // headers_with_underscores_action), max_request_headers_kb (default 60;
-// net/http allows 4 KiB of slack above it), use_remote_address,
+// on HTTP/1 the request line and header lines, exactly; net/http's HTTP/2
+// allows 4 KiB of slack above it), use_remote_address,
 // xff_num_trusted_hops, skip_xff_append, generate_request_id,
 // preserve_external_request_id, always_set_request_id_in_response, via,
 // upgrade_configs, server_name and server_header_transformation,

@@ -14,19 +14,20 @@ import (
 	"github.com/trellismesh/trellis/internal/dataplane/listener"
 )
 
-// newServer builds the net/http server that parses this manager's
-// connections. It never listens: Serve hands it one connection at a time
-// through a one-connection listener, on the caller's goroutine.
+// newServer builds the net/http server that serves this manager's HTTP/2
+// connections (and, for an HTTP2-only codec_type, refuses HTTP/1 ones).
+// It never listens: Serve hands it one connection at a time through a
+// one-connection listener, on the caller's goroutine.
 //
 // What net/http provides and how it is set (see doc.go for the rest):
-// HTTP/1.1 and HTTP/2 (prior knowledge on plaintext connections, ALPN "h2"
-// on TLS ones; no h2c upgrade) per codec_type; request parsing and its
+// HTTP/2 (prior knowledge on plaintext connections, ALPN "h2" on TLS
+// ones; no h2c upgrade) per codec_type; request parsing and its
 // rejections; ReadHeaderTimeout (request_headers_timeout); IdleTimeout
-// (common_http_protocol_options.idle_timeout, both protocols);
-// MaxHeaderBytes (max_request_headers_kb: 431 on HTTP/1, also HTTP/2's
-// SETTINGS_MAX_HEADER_LIST_SIZE and CONTINUATION limit); HTTP/2
-// MaxConcurrentStreams (at most that many handlers per connection, the
-// rapid-reset bound), flow-control windows and keepalive pings.
+// (common_http_protocol_options.idle_timeout); MaxHeaderBytes
+// (max_request_headers_kb: HTTP/2's SETTINGS_MAX_HEADER_LIST_SIZE and
+// CONTINUATION limit); MaxConcurrentStreams (at most that many handlers
+// per connection, the rapid-reset bound), flow-control windows and
+// keepalive pings.
 func (m *Manager) newServer() *nethttp.Server {
 	var p nethttp.Protocols
 	switch m.cfg.codec {
@@ -67,8 +68,8 @@ type connState struct {
 	tls  *tls.ConnectionState
 	done chan struct{}
 	once sync.Once
-	// protoErr is the HTTP/1 guard's verdict, set by the reader goroutine
-	// and read by handlers.
+	// protoErr is a framing error the HTTP/1 codec found in a request
+	// body, set by the body's reader and read by handlers.
 	protoErr atomic.Pointer[protocolError]
 }
 
@@ -80,8 +81,8 @@ func (c *connState) protocolErr() error {
 	return nil
 }
 
-// finish marks the connection over (closed by net/http, by the upgrade
-// path after a hijack, or by Serve when its context ends).
+// finish marks a connection served by net/http over (closed by net/http,
+// or by Serve when its context ends).
 func (c *connState) finish() { c.once.Do(func() { close(c.done) }) }
 
 // Serve implements listener.ConnHandler: it serves c's HTTP/1.1 or HTTP/2
@@ -89,36 +90,58 @@ func (c *connState) finish() { c.once.Do(func() { close(c.done) }) }
 // done (the connection is then closed; requests in flight see their
 // contexts cancelled, which is a downstream disconnect for them).
 //
-// A plaintext connection (and HTTP/1.1 over TLS) is read through the
-// HTTP/1 framing guard (h1guard.go); the guard steps aside for HTTP/2. A
-// *tls.Conn whose ALPN chose "h2" goes to net/http as is, which needs the
-// concrete type to serve HTTP/2 over TLS.
+// HTTP/1 connections (plaintext, or TLS without ALPN h2) are served by
+// the package's own codec (h1server.go), which hands a plaintext
+// connection opening with the HTTP/2 preface to net/http. A *tls.Conn
+// whose ALPN chose "h2" goes to net/http as is (it needs the concrete
+// type to serve HTTP/2 over TLS), and so does every connection of an
+// HTTP2-only codec_type.
 func (m *Manager) Serve(ctx context.Context, c *listener.Conn) {
 	cs := &connState{lc: c, done: make(chan struct{})}
-	var nc net.Conn
 	if tc, ok := c.Conn.(*tls.Conn); ok {
 		st := tc.ConnectionState()
 		cs.tls = &st
 		if st.NegotiatedProtocol == "h2" {
-			nc = tc
-			m.tlsConns.Store(nc, cs)
-			defer m.tlsConns.Delete(nc)
+			m.tlsConns.Store(net.Conn(tc), cs)
+			defer m.tlsConns.Delete(net.Conn(tc))
+			m.serveNetHTTP(ctx, tc, cs)
+			return
 		}
 	}
-	if nc == nil {
-		nc = &guardConn{Conn: c, cs: cs, guard: h1guard{maxHead: m.cfg.limits.maxHeaderBytes + 4096 + 1}}
+	if m.cfg.codec == hcmv3.HttpConnectionManager_HTTP2 {
+		m.serveNetHTTP(ctx, &netConn{Conn: c, cs: cs}, cs)
+		return
 	}
+	m.h1.serve(ctx, cs)
+}
+
+// serveNetHTTP serves nc with the net/http server through a
+// one-connection listener, until the connection is over.
+func (m *Manager) serveNetHTTP(ctx context.Context, nc net.Conn, cs *connState) {
 	stop := context.AfterFunc(ctx, func() {
 		_ = nc.Close()
 		cs.finish()
 	})
 	defer stop()
 	l := &connListener{conn: nc, cs: cs, ctx: context.WithValue(ctx, connKey{}, cs)}
-	_ = m.srv.Serve(l)
+	_ = m.srv.Load().Serve(l)
+}
+
+// newH1Server builds the HTTP/1 codec of this manager.
+func (m *Manager) newH1Server() *h1Server {
+	return &h1Server{
+		handler:       m,
+		log:           m.log,
+		maxHead:       m.cfg.limits.maxHeaderBytes,
+		headerTimeout: m.cfg.timeouts.requestHeaders,
+		idleTimeout:   m.cfg.timeouts.idle,
+		closeCheck:    defaultCloseCheck,
+		handoff:       m.serveNetHTTP,
+	}
 }
 
 // connStateHook ends an HTTP/2-over-TLS connection's Serve when net/http
-// closes it (guarded connections signal through Close).
+// closes it (other connections signal through netConn.Close).
 func (m *Manager) connStateHook(c net.Conn, st nethttp.ConnState) {
 	if st != nethttp.StateClosed {
 		return
@@ -153,37 +176,3 @@ func (l *connListener) Accept() (net.Conn, error) {
 func (l *connListener) Close() error { return nil }
 
 func (l *connListener) Addr() net.Addr { return l.conn.LocalAddr() }
-
-// guardConn is a downstream connection as net/http reads it: through the
-// HTTP/1 framing guard, with Close ending Serve.
-type guardConn struct {
-	*listener.Conn
-	cs    *connState
-	guard h1guard
-	err   error // sticky guard error
-}
-
-func (g *guardConn) Read(p []byte) (int, error) {
-	if g.err != nil {
-		return 0, g.err
-	}
-	n, err := g.Conn.Read(p)
-	if n > 0 && !g.guard.off {
-		k, gerr := g.guard.scan(p[:n])
-		if gerr != nil {
-			g.err = gerr
-			g.cs.protoErr.Store(gerr)
-			if k > 0 {
-				return k, nil
-			}
-			return 0, gerr
-		}
-	}
-	return n, err
-}
-
-func (g *guardConn) Close() error {
-	err := g.Conn.Close()
-	g.cs.finish()
-	return err
-}

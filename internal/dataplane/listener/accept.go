@@ -173,30 +173,41 @@ func (m *Manager) generationOf(t *tracked) *generation {
 // retrack moves t to the generation it was handed off to.
 func (m *Manager) retrack(t *tracked, to *generation) bool {
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	if m.closed || to.killed {
+		m.mu.Unlock()
 		return false
 	}
-	m.removeLocked(t)
+	done := m.removeLocked(t)
 	t.gen = to
 	to.conns[t] = struct{}{}
 	m.gens[to] = struct{}{}
+	m.mu.Unlock()
+	if done != nil {
+		done.release()
+	}
 	return true
 }
 
 func (m *Manager) untrack(t *tracked) {
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.removeLocked(t)
+	done := m.removeLocked(t)
+	m.mu.Unlock()
+	if done != nil {
+		done.release()
+	}
 }
 
-func (m *Manager) removeLocked(t *tracked) {
+// removeLocked forgets t; it returns t's generation if that was retired
+// and t its last connection, for the caller to release once unlocked.
+func (m *Manager) removeLocked(t *tracked) *generation {
 	g := t.gen
 	delete(g.conns, t)
 	if g.retired && len(g.conns) == 0 {
 		g.markDrainedLocked()
 		delete(m.gens, g)
+		return g
 	}
+	return nil
 }
 
 // kill ends a connection: its handler's context is cancelled and the

@@ -308,6 +308,7 @@ func compileChain(fc *listenerv3.FilterChain, index int, filters NetworkFilters)
 			h = handlers[i].(Wrapper).Wrap(h)
 		}
 		c.handler = h
+		c.parts = handlers
 	}
 	return c, nil
 }

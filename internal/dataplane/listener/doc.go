@@ -14,6 +14,12 @@
 //	   │  unchanged listener (proto.Equal) ─► kept as is
 //	   │  changed listener ─► new generation; the socket is kept; old connections drain
 //	   └  removed listener ─► socket closed; its connections drain (Config.DrainTimeout)
+//	   draining = the old generation's handlers get Drainer.Drain (HTTP: Connection: close,
+//	   GOAWAY) and, once its last connection ended, io.Closer.Close
+//
+//	Manager.Drain(Selector)          Drainer.Drain on the selected listeners (also those a
+//	                                 later Update changes); they keep accepting (graceful drain)
+//	Manager.StopListening(Selector)  close the selected sockets for good; connections go on
 //
 //	accept (per bound socket; connection limit, C8)
 //	   └─► one goroutine per connection:

@@ -125,6 +125,9 @@ type Manager struct {
 	closed  bool
 	gens    map[*generation]struct{} // current and draining generations
 	quit    chan struct{}
+	// drainSel and stopSel are what Drain and StopListening selected.
+	drainSel Selector
+	stopSel  Selector
 
 	wg sync.WaitGroup // accept loops, connections, drain timers
 }
@@ -148,6 +151,9 @@ type generation struct {
 	killed  bool
 	drained chan struct{} // closed when retired with no connections left
 	isDone  bool          // drained is closed
+
+	drainOnce   sync.Once // Drainers told
+	releaseOnce sync.Once // io.Closers closed
 }
 
 // markDrainedLocked closes drained once. Called with Manager.mu held.
@@ -172,7 +178,8 @@ type socket struct {
 	ln      net.Listener
 	owner   atomic.Pointer[generation]
 	active  atomic.Int64
-	started bool // guarded by Manager.updateMu
+	stopped atomic.Bool // closed by StopListening
+	started bool        // guarded by Manager.updateMu
 }
 
 // New returns a Manager. It does no I/O.
@@ -261,11 +268,16 @@ func (m *Manager) Close() error {
 	m.closed = true
 	close(m.quit)
 	var conns []*tracked
+	gens := make([]*generation, 0, len(m.gens)+len(m.state.Load().byName))
 	for g := range m.gens {
 		g.killed = true
+		gens = append(gens, g)
 		for t := range g.conns {
 			conns = append(conns, t)
 		}
+	}
+	for _, g := range m.state.Load().byName {
+		gens = append(gens, g) // a listener never connected to is not in gens
 	}
 	m.mu.Unlock()
 	for _, s := range m.sockets {
@@ -277,6 +289,9 @@ func (m *Manager) Close() error {
 		t.kill()
 	}
 	m.wg.Wait()
+	for _, g := range gens {
+		g.release()
+	}
 	return nil
 }
 
@@ -284,7 +299,7 @@ func (m *Manager) Close() error {
 // with port 0), if it is bound.
 func (m *Manager) Addr(name string) (net.Addr, bool) {
 	g := m.state.Load().byName[name]
-	if g == nil || g.sock == nil {
+	if g == nil || g.sock == nil || g.sock.stopped.Load() {
 		return nil, false
 	}
 	return g.sock.ln.Addr(), true

@@ -35,6 +35,9 @@ type Chain struct {
 	// handler serves the chain's connections; nil when the chain has no
 	// network filters (Envoy then closes the connection).
 	handler ConnHandler
+	// parts are the handlers of each network filter, in order (for
+	// Drainer and io.Closer).
+	parts []ConnHandler
 }
 
 // Name is the filter chain's name ("" if unnamed).

@@ -66,7 +66,7 @@ func (m *Manager) Update(listeners []*listenerv3.Listener) error {
 	var bound []*socket
 	for _, n := range names {
 		g := next.byName[n]
-		if !g.l.bind || errs[n] != nil {
+		if !g.l.bind || errs[n] != nil || m.stoppedLocked(g.l) {
 			continue
 		}
 		key, network, address := socketKey(g.l)
@@ -158,13 +158,34 @@ func (m *Manager) commit(cur, next *state, fresh []*generation, socks map[string
 	for _, g := range fresh {
 		m.gens[g] = struct{}{}
 	}
+	var retired, empty []*generation
 	for name, g := range cur.byName {
 		if next.byName[name] != g {
-			m.retireLocked(g)
+			retired = append(retired, g)
+			if m.retireLocked(g) {
+				empty = append(empty, g)
+			}
 		}
 	}
 	running := m.running
+	drainSel := m.drainSel
 	m.mu.Unlock()
+	// Connections of replaced and removed listeners are asked to move
+	// away (Envoy drains them); new listeners that Drain selected start
+	// drained.
+	for _, g := range retired {
+		g.drain()
+	}
+	for _, g := range empty {
+		g.release()
+	}
+	if drainSel != nil {
+		for _, g := range fresh {
+			if drainSel(g.l) {
+				g.drain()
+			}
+		}
+	}
 	if running {
 		for _, s := range bound {
 			m.startAccepting(s)
@@ -173,24 +194,26 @@ func (m *Manager) commit(cur, next *state, fresh []*generation, socks map[string
 }
 
 // retireLocked marks g replaced: it drains, and is forgotten once empty.
-func (m *Manager) retireLocked(g *generation) {
+// It reports whether g had no connections left (the caller releases it).
+func (m *Manager) retireLocked(g *generation) bool {
 	if g.retired {
-		return
+		return false
 	}
 	g.retired = true
 	if len(g.conns) == 0 {
 		g.markDrainedLocked()
 		delete(m.gens, g)
-		return
+		return true
 	}
 	if d := m.cfg.DrainTimeout; d > 0 {
 		m.wg.Add(1)
-		go m.drain(g, d)
+		go m.drainTimer(g, d)
 	}
+	return false
 }
 
-// drain closes g's remaining connections after d.
-func (m *Manager) drain(g *generation, d time.Duration) {
+// drainTimer closes g's remaining connections after d.
+func (m *Manager) drainTimer(g *generation, d time.Duration) {
 	defer m.wg.Done()
 	t := time.NewTimer(d)
 	defer t.Stop()

@@ -33,9 +33,12 @@
 //
 // Rejected by Compile: on_demand, tunneling_config (HBONE comes with its
 // own package), metadata_match, upstream_connect_mode other than
-// IMMEDIATE, hash policies other than source_ip. Access logs are the
-// telemetry layer's, fed by the Observer. Like Envoy, the proxy does not
-// read downstream bytes before the upstream connection is up.
+// IMMEDIATE, hash policies other than source_ip. access_log entries are
+// compiled by the Builder's AccessLogs (the telemetry layer's access
+// loggers; an error rejects the filter) and called with each session once
+// it is closed, after the Observer; without AccessLogs they are ignored.
+// Like Envoy, the proxy does not read downstream bytes before the upstream
+// connection is up.
 //
 // Goroutines: Serve runs in the listener's connection goroutine and starts
 // two copying goroutines, which it waits for before returning.

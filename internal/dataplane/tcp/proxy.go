@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"time"
 
+	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	tcpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
@@ -61,8 +62,8 @@ type WeightedCluster struct {
 // would change where or how traffic flows and are not implemented are
 // rejected: on_demand, tunneling_config, metadata_match,
 // upstream_connect_mode other than IMMEDIATE, hash policies other than
-// source_ip. Access logs are the telemetry layer's (see Observer) and are
-// not read here.
+// source_ip. Access logs are compiled by Builder.Build (Config.AccessLogs),
+// not here.
 func Compile(tp *tcpv3.TcpProxy) (*Settings, error) {
 	if tp == nil {
 		return nil, errors.New("tcp_proxy: config is nil")
@@ -204,6 +205,16 @@ type Config struct {
 	// Rand returns a uniform number in [0, n) (n > 0), for weighted
 	// clusters and back-off jitter. Default math/rand/v2.
 	Rand func(n uint64) uint64
+	// AccessLogs compiles the tcp_proxy's access_log entries; nil ignores
+	// them.
+	AccessLogs AccessLogs
+}
+
+// AccessLogs compiles a tcp_proxy's access_log entries into the function
+// called with each session once it is closed (nil: nothing to log). An
+// error names the entry and rejects the filter (NACK).
+type AccessLogs interface {
+	CompileTCP(logs []*accesslogv3.AccessLog) (func(*Session), error)
 }
 
 // Builder builds tcp_proxy handlers: it is the listener.NetworkFilters
@@ -243,7 +254,13 @@ func (b *Builder) Build(f *listenerv3.Filter) (listener.ConnHandler, error) {
 	if err != nil {
 		return nil, err
 	}
-	return b.Proxy(s), nil
+	p := b.Proxy(s)
+	if b.cfg.AccessLogs != nil {
+		if p.log, err = b.cfg.AccessLogs.CompileTCP(tp.GetAccessLog()); err != nil {
+			return nil, fmt.Errorf("tcp_proxy: %w", err)
+		}
+	}
+	return p, nil
 }
 
 // Proxy returns the handler of compiled settings.
@@ -256,6 +273,7 @@ func (b *Builder) Proxy(s *Settings) *Proxy {
 type Proxy struct {
 	s   *Settings
 	cfg Config
+	log func(*Session) // access logs, nil for none
 }
 
 // Settings returns the proxy's compiled configuration.

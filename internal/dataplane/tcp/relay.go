@@ -33,13 +33,21 @@ func (p *Proxy) Serve(ctx context.Context, c *listener.Conn) {
 	if err != nil {
 		p.cfg.Logger.Debug("tcp_proxy: no upstream connection", "stat_prefix", s.StatPrefix, "cluster", s.Cluster, "flags", s.ResponseFlags(), "error", err)
 		c.Close()
-		p.cfg.Observer.Closed(s)
+		p.closed(s)
 		return
 	}
 	s.Upstream = up.RemoteAddr()
 	p.cfg.Observer.Connected(s)
 	p.relay(ctx, c, up, s)
+	p.closed(s)
+}
+
+// closed reports the end of a session to the observer and access logs.
+func (p *Proxy) closed(s *Session) {
 	p.cfg.Observer.Closed(s)
+	if p.log != nil {
+		p.log(s)
+	}
 }
 
 // maxDuration is MaxDuration plus its random jitter.

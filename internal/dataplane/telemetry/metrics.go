@@ -7,6 +7,15 @@
 //	tcp.Observer  ──Connected/...────┼─► Metrics ─► private prometheus.Registry ─► Handler (/stats/prometheus)
 //	CDS/EDS resources ──SetClusters/SetEndpoints (service and workload metadata)
 //
+// grpc_response_status is the grpc-status the response carried
+// (Record.GRPCStatus: trailers, or a trailers-only response); without one,
+// an HTTP error status maps to a gRPC status as Envoy's httpToGrpcStatus.
+// CounterFunc adds the proxy's own counters (access log and tracing drops).
+//
+// Access logs (package accesslog) and tracing (package tracing) observe
+// the same records, as further observers the connection manager builds
+// from the HttpConnectionManager's access_log and tracing.
+//
 // Labels are resolved once per combination (direction, cluster, upstream
 // host, response code, flags, ...) and the resolved counters and
 // histograms are cached, so a request costs a few map look-ups and no
@@ -89,6 +98,7 @@ type Metrics struct {
 type httpKey struct {
 	inbound   bool
 	grpc      bool
+	grpcCode  int32 // the response's grpc-status; -1 when none was seen
 	code      int32
 	flags     filter.Flags
 	cluster   string
@@ -215,7 +225,10 @@ func (m *Metrics) Observe(r *filter.Record) {
 		k.host = r.UpstreamHost
 	}
 	if ct := r.Header.Get("Content-Type"); strings.HasPrefix(ct, "application/grpc") {
-		k.grpc = true
+		k.grpc, k.grpcCode = true, -1
+		if r.GRPCStatusSet {
+			k.grpcCode = int32(r.GRPCStatus)
+		}
 	}
 	md := m.meta.Load()
 	if _, ok := md.services[r.Cluster]; !ok {
@@ -243,10 +256,14 @@ func (m *Metrics) httpSeries(md *metadata, k *httpKey) *httpSeries {
 	grpcStatus := ""
 	if k.grpc {
 		proto = "grpc"
-		// The response's grpc-status (trailers) is not in the record:
-		// only an HTTP error maps to a gRPC status, as Envoy's
-		// httpToGrpcStatus.
-		if k.code != 0 && k.code != http.StatusOK {
+		switch {
+		case k.grpcCode >= 0:
+			// grpc-status from the trailers, or from a trailers-only
+			// response (local replies included).
+			grpcStatus = strconv.Itoa(int(k.grpcCode))
+		case k.code != 0 && k.code != http.StatusOK:
+			// No grpc-status: an HTTP error maps to one, as Envoy's
+			// httpToGrpcStatus.
 			grpcStatus = strconv.Itoa(filter.GRPCStatusFor(int(k.code)))
 		}
 	}

@@ -282,3 +282,37 @@ func TestServiceFromName(t *testing.T) {
 		}
 	}
 }
+
+// TestGRPCResponseStatus: grpc_response_status is the grpc-status the
+// response carried (trailers or trailers-only), which an HTTP 200 hides;
+// without one, an HTTP error maps to a gRPC status; plain HTTP has none.
+func TestGRPCResponseStatus(t *testing.T) {
+	m := newMetrics(t)
+	grpcReq := http.Header{"Content-Type": {"application/grpc"}}
+	cluster := "outbound|9080||reviews.shop.svc.cluster.local"
+	for _, r := range []*filter.Record{
+		{Cluster: cluster, ResponseCode: 200, Header: grpcReq, GRPCStatus: 0, GRPCStatusSet: true, Path: "/ok"},
+		{Cluster: cluster, ResponseCode: 200, Header: grpcReq, GRPCStatus: 5, GRPCStatusSet: true, Path: "/notfound"},
+		{Cluster: cluster, ResponseCode: 200, Header: grpcReq, GRPCStatus: 5, GRPCStatusSet: true, Path: "/notfound"},
+		{Cluster: cluster, ResponseCode: 503, Header: grpcReq, Path: "/reset"},
+		{Cluster: cluster, ResponseCode: 200, Header: grpcReq, Path: "/cut"},
+		{Cluster: cluster, ResponseCode: 200, Header: http.Header{}, GRPCStatus: 3, GRPCStatusSet: true, Path: "/http"},
+	} {
+		m.Observe(r)
+	}
+	body := scrape(t, m.Handler())
+	for _, c := range []struct {
+		labels map[string]string
+		want   string
+	}{
+		{map[string]string{"request_protocol": "grpc", "response_code": "200", "grpc_response_status": "0"}, "1"},
+		{map[string]string{"request_protocol": "grpc", "response_code": "200", "grpc_response_status": "5"}, "2"},
+		{map[string]string{"request_protocol": "grpc", "response_code": "503", "grpc_response_status": "14"}, "1"},
+		{map[string]string{"request_protocol": "grpc", "response_code": "200", "grpc_response_status": ""}, "1"},
+		{map[string]string{"request_protocol": "http", "response_code": "200", "grpc_response_status": ""}, "1"},
+	} {
+		if v, _, ok := sample(body, "istio_requests_total", c.labels); !ok || v != c.want {
+			t.Errorf("istio_requests_total%v = %q, want %s\n%s", c.labels, v, c.want, body)
+		}
+	}
+}

@@ -26,6 +26,9 @@ type connection struct {
 	s     *Server
 	id    string // set by register
 	proxy *model.Proxy
+	// agent is the proxy's software and version (ISTIO_VERSION metadata,
+	// else the node's user agent), for proxy-status.
+	agent string
 	delta bool
 	since time.Time
 	// snap is the snapshot of the last push event this connection processed
@@ -38,6 +41,11 @@ type connection struct {
 	types [numTypes]*typeState
 
 	signal chan struct{} // capacity 1: a push is pending
+	// inspect carries debug requests (config_dump) to the stream goroutine,
+	// which answers with a copy of its state; quit is closed when the
+	// stream goroutine has left its loop.
+	inspect chan chan<- view
+	quit    <-chan struct{}
 
 	mu      sync.Mutex
 	pending *pushEvent // under mu: deliver-latest mailbox
@@ -108,7 +116,8 @@ func serve[Req any](s *Server, ctx context.Context, delta bool, recv func() (*Re
 			return status.Errorf(codes.PermissionDenied, "proxy %q: %v", proxy.ID, err)
 		}
 	}
-	c := &connection{s: s, proxy: proxy, delta: delta, since: time.Now(), signal: make(chan struct{}, 1)}
+	c := &connection{s: s, proxy: proxy, agent: agentOf(proxy, node(first)), delta: delta, since: time.Now(),
+		signal: make(chan struct{}, 1), inspect: make(chan chan<- view), quit: done}
 	if !s.register(c) {
 		return errStopping
 	}
@@ -125,6 +134,8 @@ func serve[Req any](s *Server, ctx context.Context, delta bool, recv func() (*Re
 			if ev := c.take(); ev != nil {
 				err = h.push(ev)
 			}
+		case reply := <-c.inspect:
+			reply <- c.view()
 		case e := <-recvErr:
 			err = streamEnd(e)
 			if err == nil {
@@ -262,7 +273,7 @@ func (c *connection) nack(i int, ts *typeState, msg string) {
 		msg = msg[:maxNACKLen]
 	}
 	c.mu.Lock()
-	ts.nack = msg
+	ts.nack, ts.nackedNonce = msg, ts.nonce
 	c.mu.Unlock()
 	ts.pushStart = 0
 	c.s.metrics.rejects.WithLabelValues(metricType(i)).Inc()

@@ -29,6 +29,17 @@
 // resource — whose name strings are those of the generator's shared
 // Resources rather than the copies unmarshalled from requests.
 //
+// Debugging (debug.go): DebugHandler serves /debug/syncz, every stream's
+// per-type versions and nonces sent and ACKed with its state (SYNCED, STALE,
+// NACKED, NOT SENT) and last NACK error, read under connection.mu like
+// Clients(); and /debug/config_dump?proxyID=, an Envoy admin ConfigDump of
+// what the proxy is sent. Since no bodies are kept, the dump asks the stream
+// goroutine, through the connection's inspect channel, for a copy of its
+// subscriptions and last processed snapshot (it answers between requests
+// and pushes; a stream blocked in Send makes the dump time out rather than
+// race), then generates the resources again on the HTTP goroutine with a
+// generation slot held.
+//
 // Protocol decisions are documented on the sotw and delta types; unknown
 // type URLs are ignored (see typeIndex). Goroutines: Run owns the debounce
 // loop; gRPC owns the stream goroutines, which end when their stream ends or

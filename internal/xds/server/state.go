@@ -105,6 +105,7 @@ type typeState struct {
 	nonce        uint64 // last sent nonce (0: none)
 	ackedNonce   uint64
 	nack         string // error of the most recent NACK
+	nackedNonce  uint64 // nonce of the most recent NACKed response
 }
 
 // entry is one delta resource name with the hash of the version last sent.

@@ -9,8 +9,17 @@ import (
 type ClientStatus struct {
 	ProxyID      string
 	ConnectionID string
-	Delta        bool
-	ConnectedAt  time.Time
+	// Name is the proxy's name (pod.namespace), Type its role; Namespace
+	// and ClusterID come from its node metadata.
+	Name      string
+	Type      string
+	Namespace string
+	ClusterID string
+	// Version is the proxy's software version: its ISTIO_VERSION metadata,
+	// else its node's user agent name and version ("" if it sent neither).
+	Version     string
+	Delta       bool
+	ConnectedAt time.Time
 	// Types lists the types the proxy asked for, in push order.
 	Types []TypeStatus
 }
@@ -23,10 +32,13 @@ type TypeStatus struct {
 	// version it was generated from. Empty if nothing was sent.
 	SentVersion string
 	SentNonce   string
-	// AckedVersion is the version of the last ACKed response.
+	// AckedVersion and AckedNonce are those of the last ACKed response.
 	AckedVersion string
-	// Acked reports whether the last response sent has been ACKed.
-	Acked bool
+	AckedNonce   string
+	// Acked reports whether the last response sent has been ACKed, NACKed
+	// whether it has been rejected.
+	Acked  bool
+	NACKed bool
 	// LastNACK is the error of the most recent NACK on this stream, kept
 	// after later ACKs; empty if the proxy never rejected this type.
 	LastNACK string
@@ -55,7 +67,8 @@ func (s *Server) Clients() []ClientStatus {
 }
 
 func (c *connection) status() ClientStatus {
-	st := ClientStatus{ProxyID: c.proxy.ID, ConnectionID: c.id, Delta: c.delta, ConnectedAt: c.since}
+	st := ClientStatus{ProxyID: c.proxy.ID, ConnectionID: c.id, Name: c.proxy.Name, Type: string(c.proxy.Type),
+		Namespace: c.proxy.Namespace, ClusterID: c.proxy.ClusterID, Version: c.agent, Delta: c.delta, ConnectedAt: c.since}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for i, ts := range c.types {
@@ -67,10 +80,14 @@ func (c *connection) status() ClientStatus {
 			SentVersion:  ts.version,
 			AckedVersion: ts.ackedVersion,
 			Acked:        ts.nonce != 0 && ts.ackedNonce == ts.nonce,
+			NACKed:       ts.nonce != 0 && ts.nackedNonce == ts.nonce,
 			LastNACK:     ts.nack,
 		}
 		if ts.nonce != 0 {
 			t.SentNonce = formatNonce(ts.nonce)
+		}
+		if ts.ackedNonce != 0 {
+			t.AckedNonce = formatNonce(ts.ackedNonce)
 		}
 		st.Types = append(st.Types, t)
 	}

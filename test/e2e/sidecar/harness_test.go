@@ -51,7 +51,10 @@ type mesh struct {
 	client   *workload
 	reviews  map[string]*workload // by version
 	echo     *workload
-	backends map[string]*backend // by version
+	backends map[string]*backend    // by version
+	grpc     map[string]*grpcServer // by version, grpcPort in the reviews namespaces
+	tls      map[string]*tlsBackend // by version, tlsPort in the reviews namespaces
+	tlsCA    *framework.CA          // issued the TLS backends' certificates
 	echoSrv  *echoServer
 
 	http *http.Client // sockets in the client namespace (captured)
@@ -66,7 +69,8 @@ func newMesh(t *testing.T) *mesh {
 		t.Fatalf("building trellis: %v", buildErr)
 	}
 	logAlways := os.Getenv("TRELLIS_E2E_LOGS") != ""
-	m := &mesh{t: t, reviews: map[string]*workload{}, backends: map[string]*backend{}}
+	m := &mesh{t: t, reviews: map[string]*workload{}, backends: map[string]*backend{},
+		grpc: map[string]*grpcServer{}, tls: map[string]*tlsBackend{}, tlsCA: framework.NewCA(t, "e2e sidecar test CA")}
 
 	// 1. The bridge (its address must exist before the control plane binds it).
 	m.bridge = framework.NewBridge(t, fmt.Sprintf("trl%d", os.Getpid()%10000), netip.MustParsePrefix("10.88.0.0/24"))
@@ -80,6 +84,8 @@ func newMesh(t *testing.T) *mesh {
 		w.ns = m.bridge.AddNetns(t, w.name, addr(byte(11+i)))
 		m.reviews[v] = w
 		m.backends[v] = startBackend(t, w.ns, w.name)
+		m.grpc[v] = startGRPCServer(t, w.ns, w.name)
+		m.tls[v] = startTLSBackend(t, w.ns, w.name, m.tlsCA.Server(t, tlsNames[v]))
 	}
 	m.echo = &workload{name: "tcp-echo", labels: "app=tcp-echo,version=v1"}
 	m.echo.ns = m.bridge.AddNetns(t, "tcp-echo", addr(14))
@@ -99,6 +105,7 @@ func newMesh(t *testing.T) *mesh {
 	m.xdsAddr = m.cp.XDSAddr().String()
 	m.cp.WriteFile(t, "services.yaml", servicesYAML(m))
 	m.cp.WriteFile(t, "destination-rule.yaml", readSample(t, "destination-rule-reviews.yaml"))
+	m.cp.WriteFile(t, "destination-rule-grpc-tls.yaml", subsetsDR("grpc-echo", grpcHost)+"---\n"+subsetsDR("tls-backend", tlsHost))
 
 	// 4. Capture and sidecars.
 	all := []*workload{m.client, m.reviews["v1"], m.reviews["v2"], m.reviews["v3"], m.echo}
@@ -110,6 +117,16 @@ func newMesh(t *testing.T) *mesh {
 		}
 		m.startSidecar(t, w, logAlways)
 	}
+	// Sidecars drain for --drain-duration (5s) on SIGTERM: stop them all at
+	// once (registered last, so run first; Process.Stop is idempotent)
+	// rather than one after another in their own cleanups.
+	t.Cleanup(func() {
+		var wg sync.WaitGroup
+		for _, w := range all {
+			wg.Go(w.proxy.Stop)
+		}
+		wg.Wait()
+	})
 	for _, w := range all {
 		m.waitReady(t, w)
 		checkProxyCreds(t, w)
@@ -256,7 +273,43 @@ spec:
   workloadSelector:
     labels:
       app: tcp-echo
-`, reviewsHost, reviewsPort, echoHost, echoPort)
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: grpc-echo
+  namespace: default
+spec:
+  hosts:
+  - %s
+  location: MESH_INTERNAL
+  ports:
+  - number: %d
+    name: grpc
+    protocol: GRPC
+  resolution: STATIC
+  workloadSelector:
+    labels:
+      app: reviews
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: tls-backend
+  namespace: default
+spec:
+  hosts:
+  - %s
+  location: MESH_INTERNAL
+  ports:
+  - number: %d
+    name: tls
+    protocol: TLS
+  resolution: STATIC
+  workloadSelector:
+    labels:
+      app: reviews
+`, reviewsHost, reviewsPort, echoHost, echoPort, grpcHost, grpcPort, tlsHost, tlsPort)
 	for _, w := range []*workload{m.client, m.reviews["v1"], m.reviews["v2"], m.reviews["v3"], m.echo} {
 		fmt.Fprintf(&b, `---
 apiVersion: networking.istio.io/v1
@@ -274,6 +327,57 @@ spec:
 		}
 	}
 	return b.String()
+}
+
+// subsetsDR is a DestinationRule named name for host with subsets v1..v3
+// by the version label (the Bookinfo reviews rule's shape).
+func subsetsDR(name, host string) string {
+	return fmt.Sprintf(`apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: %s
+  namespace: default
+spec:
+  host: %s
+  subsets:
+  - name: v1
+    labels:
+      version: v1
+  - name: v2
+    labels:
+      version: v2
+  - name: v3
+    labels:
+      version: v3
+`, name, host)
+}
+
+// waitListener waits until the workload's sidecar has the listener named
+// name (for example "0.0.0.0_7070") in its configuration. A client must not
+// connect to a port before its sidecar has the port's outbound listener: the
+// connection would be tcp-proxied to its original destination through the
+// passthrough chain and keep that path for as long as it lives (as in
+// Envoy, listeners added later do not take over accepted connections), and
+// clients that reuse one connection (gRPC's HTTP/2) would never see the new
+// listener.
+func (w *workload) waitListener(t *testing.T, name string) {
+	t.Helper()
+	framework.Eventually(t, propagation, func() error {
+		out, err := w.admin("/config_dump")
+		if err != nil {
+			return fmt.Errorf("%s sidecar /config_dump: %w", w.name, err)
+		}
+		var dump struct {
+			Listeners map[string]json.RawMessage `json:"listeners"`
+		}
+		if err := json.Unmarshal([]byte(out), &dump); err != nil {
+			return fmt.Errorf("%s sidecar /config_dump: %w", w.name, err)
+		}
+		if _, ok := dump.Listeners[name]; !ok {
+			return fmt.Errorf("%s sidecar has no listener %s yet", w.name, name)
+		}
+		return nil
+	})
 }
 
 // ---- backends ----
@@ -309,8 +413,13 @@ func startBackend(t *testing.T, ns *framework.Netns, name string) *backend {
 }
 
 // ServeHTTP answers with JSON; /flaky fails every other request with 503;
-// in fail mode every request is answered 503.
+// in fail mode every request is answered 503; wsPath upgrades to a
+// WebSocket echo (websocket_test.go).
 func (b *backend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == wsPath {
+		b.serveWebSocket(w, r) // not counted: a long-lived connection, not a request
+		return
+	}
 	b.requests.Add(1)
 	io.Copy(io.Discard, r.Body)
 	rep := reply{Name: b.name, Host: r.Host, Path: r.URL.Path, Remote: r.RemoteAddr, Headers: r.Header.Clone()}
@@ -368,8 +477,11 @@ func directGet(ip netip.Addr) (reply, error) {
 	return rep, err
 }
 
-// echoServer answers each connection with "tcp-echo peer=<remote>\n" and
-// then echoes every line.
+// echoServer answers each connection with "tcp-echo peer=<remote>\n",
+// echoes everything it reads and, once the client has half-closed (EOF),
+// writes "eof after <n> bytes\n" and closes: that last line can only reach
+// the client if its half-close travelled through both sidecars while the
+// other direction stayed open.
 type echoServer struct{ conns atomic.Int64 }
 
 func startEcho(t *testing.T, ns *framework.Netns) *echoServer {
@@ -386,7 +498,10 @@ func startEcho(t *testing.T, ns *framework.Netns) *echoServer {
 				defer c.Close()
 				c.SetDeadline(time.Now().Add(30 * time.Second))
 				fmt.Fprintf(c, "tcp-echo peer=%s\n", c.RemoteAddr())
-				io.Copy(c, c)
+				n, err := io.Copy(c, c)
+				if err == nil {
+					fmt.Fprintf(c, "eof after %d bytes\n", n)
+				}
 			}()
 		}
 	}()

@@ -4,6 +4,7 @@ package sidecar
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -12,20 +13,34 @@ import (
 	"time"
 )
 
-// trellisBin is the trellis binary TestMain builds; buildErr says why it is
-// missing.
+// binEnv names a prebuilt trellis binary to use instead of building
+// ./cmd/trellis (for CI that builds once, or to test a given build).
+const binEnv = "TRELLIS_E2E_BIN"
+
+// trellisBin is the trellis binary TestMain builds (or binEnv names);
+// buildErr says why it is missing.
 var (
 	trellisBin string
 	buildErr   error
 )
 
 func TestMain(m *testing.M) {
+	if spec := os.Getenv(fortioEnv); spec != "" {
+		os.Exit(fortioChild(spec))
+	}
 	dir, err := os.MkdirTemp("", "trellis-e2e-sidecar-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
-	trellisBin, buildErr = build(dir)
+	if bin := os.Getenv(binEnv); bin != "" {
+		trellisBin = bin
+		if _, err := os.Stat(bin); err != nil {
+			buildErr = fmt.Errorf("%s=%s: %w", binEnv, bin, err)
+		}
+	} else {
+		trellisBin, buildErr = build(dir)
+	}
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
@@ -63,4 +78,19 @@ func moduleRoot() (string, error) {
 		}
 		dir = parent
 	}
+}
+
+// fortioChild is this binary re-executed in a namespace to run one fortio
+// load (see fortioEnv): the result goes to stdout as JSON.
+func fortioChild(spec string) int {
+	var s fortioSpec
+	if err := json.Unmarshal([]byte(spec), &s); err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", fortioEnv, err)
+		return 2
+	}
+	if err := runFortio(s, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
 }

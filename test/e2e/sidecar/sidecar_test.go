@@ -321,6 +321,16 @@ spec:
 
 	t.Run("MirrorV1ToV3", func(t *testing.T) { testMirror(t, m) })
 	t.Run("OutlierDetectionEjectsFailingEndpoint", func(t *testing.T) { testOutlierEjection(t, m) })
+	t.Run("TCPHalfCloseThroughBothSidecars", func(t *testing.T) { testTCPHalfClose(t, m) })
+	t.Run("GRPCUnaryThroughBothSidecars", func(t *testing.T) { testGRPCUnary(t, m) })
+	t.Run("GRPCMetadataRoutingAndStatusAbort", func(t *testing.T) { testGRPCMetadataRouting(t, m) })
+	t.Run("GRPCServerStreamingInOrder", func(t *testing.T) { testGRPCServerStreaming(t, m) })
+	t.Run("GRPCBidiStreamLivingSeconds", func(t *testing.T) { testGRPCBidiLongLived(t, m) })
+	t.Run("WebSocketEchoThroughBothSidecars", func(t *testing.T) { testWebSocketEcho(t, m) })
+	t.Run("TLSPassthroughRoutedBySNI", func(t *testing.T) { testTLSPassthroughBySNI(t, m) })
+	t.Run("CurlHeaderRoutingJasonV2OthersV3", func(t *testing.T) { testCurlHeaderRouting(t, m) })
+	t.Run("CurlFaultAbort500", func(t *testing.T) { testCurlFaultAbort(t, m) })
+	t.Run("FortioWeightedSplit20_30_50", func(t *testing.T) { testFortioWeightedSplit(t, m) })
 }
 
 // eventually polls cond until propagation passes.

@@ -57,4 +57,25 @@ type Record struct {
 	// Client is the trusted client address derived from the remote
 	// address and x-forwarded-for (use_remote_address, xff_num_trusted_hops).
 	Client string
+	// ServerName is the downstream TLS server name (SNI), "" for none.
+	ServerName string
+
+	// ResponseHeader is the response's header map as sent downstream,
+	// trailers included under http.TrailerPrefix; nil when the request
+	// was answered before the filter chain (refused by the connection
+	// manager's checks). Read it only during Observe.
+	ResponseHeader http.Header
+	// GRPCStatus is the grpc-status of a gRPC response, from its
+	// trailers or from the headers of a trailers-only response (local
+	// replies included); GRPCStatusSet says one was seen.
+	GRPCStatus    int
+	GRPCStatusSet bool
+
+	// TraceID, SpanID and ParentSpanID are the request's span when a
+	// tracer is configured (ParentSpanID zero for a root span);
+	// TraceSampled is its sampling decision. All zero without a tracer.
+	TraceID      [16]byte
+	SpanID       [8]byte
+	ParentSpanID [8]byte
+	TraceSampled bool
 }

@@ -6,23 +6,30 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"sort"
+	"sync"
 
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/trellismesh/trellis/internal/dataplane/xdsclient"
 	"github.com/trellismesh/trellis/internal/localonly"
+	"github.com/trellismesh/trellis/internal/opaque"
 )
 
 // adminHandler serves the admin endpoint (bound to loopback by default):
 //
-//	/ready         200 LIVE once listeners are configured, else 503
-//	/config_dump   the accepted xDS resources, by type, as JSON
-//	/clusters      clusters with hosts, health, outlier state (JSON)
-//	/xds_status    the xDS client's status (JSON)
-//	/debug/pprof/  CPU, heap, allocation and goroutine profiles
-//	/quitquitquit  POST: stop the proxy
-//	/stats/prometheus  Istio's standard metrics
-func (s *Sidecar) adminHandler(stop context.CancelFunc) http.Handler {
+//	/ready              200 LIVE once listeners are configured, else 503
+//	                    (DRAINING while terminating or health checks fail)
+//	/config_dump        the accepted xDS resources, by type, as JSON
+//	/clusters           clusters with hosts, health, outlier state (JSON)
+//	/xds_status         the xDS client's status (JSON)
+//	/debug/pprof/       CPU, heap, allocation and goroutine profiles
+//	/drain_listeners    POST, ?inboundonly ?graceful: Envoy's listener drain
+//	/healthcheck/fail   POST: fail readiness (Envoy's), /healthcheck/ok undoes it
+//	/quitquitquit       POST: stop the proxy at once
+//	/stats/prometheus   Istio's standard metrics
+//
+// runCtx and bg own the goroutines that graceful drains start.
+func (s *Sidecar) adminHandler(runCtx context.Context, bg *sync.WaitGroup) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/ready", s.ready)
 	mux.HandleFunc("/config_dump", s.configDump)
@@ -37,25 +44,31 @@ func (s *Sidecar) adminHandler(stop context.CancelFunc) http.Handler {
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mux.HandleFunc("/drain_listeners", s.drainListeners(runCtx, bg))
+	mux.HandleFunc("/healthcheck/fail", s.healthcheck(true))
+	mux.HandleFunc("/healthcheck/ok", s.healthcheck(false))
 	mux.HandleFunc("/quitquitquit", func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost {
 			http.Error(w, "use POST", http.StatusMethodNotAllowed)
 			return
 		}
 		w.Write([]byte("OK\n"))
-		stop()
+		s.Stop()
 	})
-	// Config dumps, profiles and quitquitquit are for local operators only,
-	// whatever address the admin endpoint binds.
+	// Config dumps, profiles, drains and quitquitquit are for local
+	// operators only, whatever address the admin endpoint binds.
 	return localonly.Wrap(mux, "the admin endpoint")
 }
 
-// metricsHandler serves the merged metrics port (15020). The proxy's
-// metrics are all there is to merge for now: the application's are not
-// scraped yet.
+// metricsHandler serves the merged metrics port (15020): the proxy's
+// metrics, followed by the application's when AppMetricsURL is set.
 func (s *Sidecar) metricsHandler() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("/stats/prometheus", s.metrics.Handler())
+	if s.app != nil {
+		mux.Handle("/stats/prometheus", s.app.merged(s.metrics.Registry()))
+	} else {
+		mux.Handle("/stats/prometheus", s.metrics.Handler())
+	}
 	return mux
 }
 
@@ -67,8 +80,8 @@ func (s *Sidecar) healthHandler() http.Handler {
 }
 
 func (s *Sidecar) ready(w http.ResponseWriter, _ *http.Request) {
-	if !s.Ready() {
-		http.Error(w, "not ready: waiting for configuration from the control plane", http.StatusServiceUnavailable)
+	if why := s.readiness(); why != "" {
+		http.Error(w, why, http.StatusServiceUnavailable)
 		return
 	}
 	w.Write([]byte("LIVE\n"))
@@ -77,6 +90,7 @@ func (s *Sidecar) ready(w http.ResponseWriter, _ *http.Request) {
 // configDump writes {"<type short name>": {"<name>": <resource JSON>}}.
 func (s *Sidecar) configDump(w http.ResponseWriter, _ *http.Request) {
 	out := map[string]map[string]json.RawMessage{}
+	types := &opaque.Resolver{} // extension configs this binary does not link print as their @type
 	for short, typeURL := range map[string]string{
 		"clusters":  xdsclient.ClusterType,
 		"endpoints": xdsclient.EndpointType,
@@ -91,7 +105,7 @@ func (s *Sidecar) configDump(w http.ResponseWriter, _ *http.Request) {
 		sort.Strings(names)
 		m := map[string]json.RawMessage{}
 		for _, n := range names {
-			b, err := protojson.Marshal(res[n])
+			b, err := protojson.MarshalOptions{Resolver: types}.Marshal(res[n])
 			if err != nil {
 				b, _ = json.Marshal(map[string]string{"error": err.Error()})
 			}

@@ -9,9 +9,31 @@
 //	          ──Apply(LDS)──► listener.Manager.Update
 //	                              filter chains: tcp_proxy ─► manager.Dial
 //	                                             http_connection_manager ─► router ─► manager.RoundTrip
-//	admin 127.0.0.1:15000  /ready /config_dump /clusters /quitquitquit
-//	health :15021          /healthz/ready
+//	admin 127.0.0.1:15000  /ready /config_dump /clusters /xds_status /stats/prometheus
+//	                       POST /drain_listeners[?inboundonly][&graceful] /healthcheck/fail|ok /quitquitquit
+//	health :15021          /healthz/ready (503 DRAINING while terminating)
+//	metrics :15020         /stats/prometheus: the proxy's metrics, then the application's
+//	                       (AppMetricsURL, fetched per scrape; appmetrics.go)
+//	explicit proxy         ExplicitProxyAddress: HTTP forward proxy for local mode
+//	                       without root (explicit.go, docs/local-mode.md)
+//
+// Telemetry (telemetry.go): Istio metrics observe every request and tcp
+// session; the access logs (telemetry/accesslog) and the tracer
+// (telemetry/tracing, collectors dialled through the cluster manager) are
+// shared by all connection managers (registry entries in Deps.Filters)
+// and tcp proxies (tcp.Config.AccessLogs), flushed by one goroutine of Run;
+// their drop and failure counters are on /stats/prometheus.
 //
 // A rejected resource is NACKed with the component's error and the last
 // good configuration keeps serving.
+//
+// # Termination (drain.go)
+//
+// Run(ctx) ends gracefully when ctx is done (SIGTERM): readiness fails at
+// once, inbound listeners are drained (listener.Manager.Drain: their
+// handlers' listener.Drainer) but keep accepting, outbound listeners and
+// the explicit proxy keep serving; after DrainDuration everything is
+// closed and Run returns nil. Stop (/quitquitquit, a second signal) ends
+// it at once. Components run on their own context so that they outlive
+// ctx by the drain period.
 package sidecar

@@ -1,9 +1,11 @@
 package sidecar
 
 import (
+	"context"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -45,7 +47,7 @@ func TestMetricsWiring(t *testing.T) {
 	s.metrics.Observe(&filter.Record{Listener: "0.0.0.0_80", Cluster: name, ResponseCode: 503,
 		Flags: filter.NoHealthyUpstream, Duration: 3 * time.Millisecond})
 
-	for what, h := range map[string]http.Handler{"admin": s.adminHandler(nil), "merged": s.metricsHandler()} {
+	for what, h := range map[string]http.Handler{"admin": s.adminHandler(context.Background(), &sync.WaitGroup{}), "merged": s.metricsHandler()} {
 		rec := httptest.NewRecorder()
 		req := httptest.NewRequest("GET", "/stats/prometheus", nil)
 		req.RemoteAddr = "127.0.0.1:40000" // the admin endpoint serves local callers only

@@ -47,10 +47,23 @@ type Config struct {
 	// of the listeners that bind a socket, so that several sidecars can run
 	// on one host, each on its own loopback address (local mode).
 	BindAddress string
-	// DrainDuration is how long established connections of removed
-	// listeners may finish (default 5s).
+	// DrainDuration is how long the proxy keeps serving once told to
+	// terminate (ctx done, SIGTERM), with inbound clients asked to go away,
+	// before it closes its listeners and connections; also how long
+	// connections of replaced or removed listeners may finish, and the
+	// graceful period of /drain_listeners?graceful. Istio's
+	// terminationDrainDuration; default 5s.
 	DrainDuration time.Duration
-	Logger        *slog.Logger
+	// ExplicitProxyAddress, when set (ip:port), opens an HTTP forward
+	// proxy there: the outbound routes reached without traffic capture
+	// (local mode without root). See explicit.go.
+	ExplicitProxyAddress string
+	// AppMetricsURL, when set, is the application's Prometheus endpoint
+	// whose metrics the merged metrics port appends to the proxy's.
+	AppMetricsURL string
+	// AppMetricsTimeout bounds each scrape of AppMetricsURL (default 5s).
+	AppMetricsTimeout time.Duration
+	Logger            *slog.Logger
 }
 
 // Sidecar is a running sidecar proxy.
@@ -62,10 +75,16 @@ type Sidecar struct {
 	listeners *listener.Manager
 	xds       *xdsclient.Client
 	metrics   *telemetry.Metrics
+	tel       *telemetryOut  // access logs and tracing (telemetry.go)
+	app       *appMetrics    // nil without AppMetricsURL
+	explicit  *explicitProxy // nil without ExplicitProxyAddress
+	life      lifecycle
 
-	// mu guards routeNames, the RDS names currently stored.
+	// mu guards routeNames, the RDS names currently stored, and bound,
+	// the addresses the admin, health and metrics servers listen on.
 	mu         sync.Mutex
 	routeNames map[string]bool
+	bound      map[string]net.Addr
 }
 
 // New builds a sidecar; it does no I/O.
@@ -92,18 +111,41 @@ func New(cfg Config) (*Sidecar, error) {
 		cfg.DrainDuration = 5 * time.Second
 	}
 	s := &Sidecar{cfg: cfg, log: cfg.Logger, routes: &dphttp.RouteTables{}, routeNames: map[string]bool{},
-		metrics: telemetry.New(telemetry.Config{Local: telemetry.LocalWorkload(cfg.Node)})}
+		bound:   map[string]net.Addr{},
+		metrics: telemetry.New(telemetry.Config{Local: telemetry.LocalWorkload(cfg.Node)}),
+		life:    newLifecycle()}
 	var err error
 	if s.clusters, err = manager.New(manager.Config{Logger: cfg.Logger.With("component", "clusters")}); err != nil {
 		return nil, err
 	}
-	tcpFilters, err := tcp.NewBuilder(tcp.Config{Upstream: s.clusters, Observer: s.metrics.TCP(), Logger: cfg.Logger.With("component", "tcp")})
+	if s.tel, err = newTelemetryOut(s.clusters, s.metrics, cfg.Logger.With("component", "telemetry")); err != nil {
+		return nil, err
+	}
+	tcpFilters, err := tcp.NewBuilder(tcp.Config{Upstream: s.clusters, Observer: s.metrics.TCP(), AccessLogs: s.tel.logs, Logger: cfg.Logger.With("component", "tcp")})
 	if err != nil {
 		return nil, err
 	}
+	httpFilters := dphttp.NetworkFilter{Deps: dphttp.Deps{Routes: s.routes, Upstream: s.clusters, Observer: s.metrics, Filters: s.tel.filters(), Logger: cfg.Logger.With("component", "http")}}
 	filters := listener.Registry{
 		tcp.TypeURL:    tcpFilters,
-		dphttp.TypeURL: dphttp.NetworkFilter{Deps: dphttp.Deps{Routes: s.routes, Upstream: s.clusters, Observer: s.metrics, Logger: cfg.Logger.With("component", "http")}},
+		dphttp.TypeURL: httpFilters,
+	}
+	if cfg.AppMetricsURL != "" {
+		if s.app, err = newAppMetrics(cfg.AppMetricsURL, cfg.AppMetricsTimeout, s.metrics.Registry(), cfg.Logger.With("component", "metrics")); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.ExplicitProxyAddress != "" {
+		if s.explicit, err = newExplicitProxy(explicitConfig{
+			Address:      cfg.ExplicitProxyAddress,
+			Node:         cfg.Node,
+			HTTP:         httpFilters,
+			TCP:          tcpFilters,
+			DrainTimeout: cfg.DrainDuration,
+			Logger:       cfg.Logger.With("component", "explicit_proxy"),
+		}); err != nil {
+			return nil, err
+		}
 	}
 	if s.listeners, err = listener.New(listener.Config{
 		Filters:      filters,
@@ -133,6 +175,9 @@ func (s *Sidecar) Apply(typeURL string, resources map[string]proto.Message) map[
 		errs := s.clusters.ApplyClusters(cs)
 		if len(errs) == 0 {
 			s.metrics.SetClusters(cs)
+			if s.explicit != nil {
+				s.explicit.setClusters(cs)
+			}
 		}
 		return errs
 	case xdsclient.EndpointType:
@@ -176,6 +221,10 @@ func (s *Sidecar) applyRoutes(rcs map[string]*routev3.RouteConfiguration) map[st
 	if len(errs) > 0 {
 		return errs
 	}
+	if s.explicit != nil {
+		// The explicit proxy's merged table; never a reason to NACK.
+		s.routes.Set(explicitRouteName, s.explicit.routes(rcs))
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for name, t := range tables {
@@ -207,6 +256,10 @@ func (s *Sidecar) applyListeners(ls map[string]*listenerv3.Listener) map[string]
 	}
 	err := s.listeners.Update(list)
 	if err == nil {
+		if s.explicit != nil {
+			// The explicit proxy follows the outbound HTTP settings.
+			s.explicit.setTemplate(list)
+		}
 		return nil
 	}
 	var ue *listener.UpdateError
@@ -238,18 +291,71 @@ func (s *Sidecar) rebind(l *listenerv3.Listener) *listenerv3.Listener {
 	return c
 }
 
-// Run runs the sidecar until ctx is done or /quitquitquit is called.
+// Run runs the sidecar until ctx is done, then terminates it gracefully
+// (see terminate): not ready, inbound listeners drained for
+// DrainDuration, then everything closed; it returns nil then. Stop (and
+// POST /quitquitquit) ends it at once, also during the drain. A component
+// failing ends it with that error.
 func (s *Sidecar) Run(ctx context.Context) error {
-	ctx, cancel := context.WithCancel(ctx)
+	// Components outlive ctx by the drain period: they stop on runCtx.
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
+	var bg sync.WaitGroup // admin-started drains
+	defer bg.Wait()
+	servers, err := s.serve(runCtx, &bg)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		for _, hs := range servers {
+			hs.Close()
+		}
+	}()
+	if s.explicit != nil {
+		if err := s.explicit.start(); err != nil {
+			return err
+		}
+	}
+
+	var wg sync.WaitGroup
+	errc := make(chan error, 5)
+	run := func(name string, f func(context.Context) error) {
+		wg.Go(func() {
+			if err := f(runCtx); err != nil && runCtx.Err() == nil {
+				errc <- fmt.Errorf("%s: %w", name, err)
+			}
+		})
+	}
+	run("clusters", s.clusters.Run)
+	run("listeners", s.listeners.Run)
+	run("telemetry", s.tel.run)
+	if s.explicit != nil {
+		run("explicit proxy", s.explicit.run)
+	}
+	run("xds", s.xds.Run)
+	s.log.Info("sidecar running", "xds", s.cfg.XDSAddress, "node", s.cfg.Node.GetId(), "admin", s.cfg.AdminAddress)
+	select {
+	case <-ctx.Done():
+		err = s.terminate(errc)
+	case <-s.life.stop:
+		s.log.Info("stopping now")
+	case err = <-errc:
+	}
+	cancel()
+	wg.Wait()
+	return err
+}
+
+// serve starts the admin, health and metrics servers.
+func (s *Sidecar) serve(runCtx context.Context, bg *sync.WaitGroup) ([]*http.Server, error) {
 	var servers []*http.Server
 	for _, srv := range []struct {
-		addr    string
-		handler http.Handler
+		name, addr string
+		handler    http.Handler
 	}{
-		{s.cfg.AdminAddress, s.adminHandler(cancel)},
-		{s.cfg.HealthAddress, s.healthHandler()},
-		{s.cfg.MetricsAddress, s.metricsHandler()},
+		{"admin", s.cfg.AdminAddress, s.adminHandler(runCtx, bg)},
+		{"health", s.cfg.HealthAddress, s.healthHandler()},
+		{"metrics", s.cfg.MetricsAddress, s.metricsHandler()},
 	} {
 		if srv.addr == "-" {
 			continue
@@ -259,43 +365,41 @@ func (s *Sidecar) Run(ctx context.Context) error {
 			for _, hs := range servers {
 				hs.Close()
 			}
-			return fmt.Errorf("listening on %s: %w", srv.addr, err)
+			return nil, fmt.Errorf("%s: listening on %s: %w", srv.name, srv.addr, err)
 		}
+		s.mu.Lock()
+		s.bound[srv.name] = l.Addr()
+		s.mu.Unlock()
 		hs := &http.Server{Handler: srv.handler, ReadHeaderTimeout: 10 * time.Second}
 		servers = append(servers, hs)
 		go hs.Serve(l)
 	}
-	defer func() {
-		for _, hs := range servers {
-			hs.Close()
-		}
-	}()
-
-	var wg sync.WaitGroup
-	errc := make(chan error, 3)
-	run := func(name string, f func(context.Context) error) {
-		wg.Go(func() {
-			if err := f(ctx); err != nil && ctx.Err() == nil {
-				errc <- fmt.Errorf("%s: %w", name, err)
-			}
-		})
-	}
-	run("clusters", s.clusters.Run)
-	run("listeners", s.listeners.Run)
-	run("xds", s.xds.Run)
-	s.log.Info("sidecar running", "xds", s.cfg.XDSAddress, "node", s.cfg.Node.GetId(), "admin", s.cfg.AdminAddress)
-	var err error
-	select {
-	case <-ctx.Done():
-	case err = <-errc:
-	}
-	cancel()
-	wg.Wait()
-	return err
+	return servers, nil
 }
 
-// Ready reports whether the proxy has listeners from the control plane.
+// Addr returns the address the "admin", "health", "metrics" or
+// "explicit_proxy" server is bound to, once Run has bound it.
+func (s *Sidecar) Addr(server string) (net.Addr, bool) {
+	if server == explicitListenerName {
+		if s.explicit == nil {
+			return nil, false
+		}
+		return s.explicit.addr()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a, ok := s.bound[server]
+	return a, ok
+}
+
+// Ready reports whether the proxy has listeners from the control plane
+// and is neither draining nor failing health checks.
 func (s *Sidecar) Ready() bool {
+	return s.readiness() == ""
+}
+
+// configured reports whether listeners came from the control plane.
+func (s *Sidecar) configured() bool {
 	for _, t := range s.xds.Status().Types {
 		if t.TypeURL == xdsclient.ListenerType && !t.LastUpdate.IsZero() {
 			return true

@@ -1,8 +1,10 @@
 package sidecar
 
 import (
+	"context"
 	"net/http"
 	"net/http/httptest"
+	"sync"
 	"testing"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -80,7 +82,7 @@ func TestAdminRefusesRemoteCallers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := s.adminHandler(func() {})
+	h := s.adminHandler(context.Background(), &sync.WaitGroup{})
 	for _, tc := range []struct {
 		remote string
 		want   int

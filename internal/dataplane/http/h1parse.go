@@ -1,0 +1,422 @@
+package http
+
+import (
+	"context"
+	nethttp "net/http"
+	"net/textproto"
+	"net/url"
+	"strings"
+
+	"golang.org/x/net/http/httpguts"
+)
+
+// protocolError is an HTTP/1 request the codec refuses: it is answered
+// with Status (and its reason as the body) and the connection is closed.
+// Errors found in a request body (chunked framing) are reported to the
+// handler through the body's Read and connState.protocolErr.
+type protocolError struct {
+	status int
+	reason string
+}
+
+func (e *protocolError) Error() string { return "http/1 protocol error: " + e.reason }
+
+func badRequest(reason string) *protocolError {
+	return &protocolError{status: nethttp.StatusBadRequest, reason: reason}
+}
+
+// Limits of the HTTP/1 codec that are not configurable.
+const (
+	// maxChunkLine bounds a chunk-size line (net/http's limit).
+	maxChunkLine = 4096
+	// maxPostHandlerDrain is how much of an unread request body is read
+	// and discarded after the response, to keep the connection; a longer
+	// rest closes it (net/http's maxPostHandlerReadBytes).
+	maxPostHandlerDrain = 256 << 10
+)
+
+// requestHead is a parsed HTTP/1 request head: what becomes the
+// *http.Request, plus the framing and connection facts the codec acts on.
+type requestHead struct {
+	method, uri, proto string
+	major, minor       int
+	header             nethttp.Header
+	host               string
+	hasHost            bool
+
+	contentLength int64 // -1: chunked; 0: no body
+	chunked       bool
+	// closeAfter: Connection: close, or HTTP/1.0 without keep-alive.
+	closeAfter bool
+	// keepAlive10: an HTTP/1.0 request with Connection: keep-alive.
+	keepAlive10 bool
+	// expect is the Expect header ("" when absent).
+	expect string
+	// upgrade: an Upgrade header other than h2c (what follows the
+	// request is another protocol, or nothing).
+	upgrade bool
+}
+
+// findHeadEnd looks for the end of a request head in b, scanning from
+// from (what an earlier call already scanned; 0 the first time). It
+// returns the head's length including its empty line, or 0 with the
+// offset to resume from. Leading empty lines (RFC 9112 2.2) must have been
+// skipped by the caller.
+func findHeadEnd(b []byte, from int) (end, next int) {
+	for i := from; i < len(b); i++ {
+		if b[i] != '\n' {
+			continue
+		}
+		// An empty line: "\n\n" or "\n\r\n".
+		if i >= 1 && b[i-1] == '\n' {
+			return i + 1, 0
+		}
+		if i >= 2 && b[i-1] == '\r' && b[i-2] == '\n' {
+			return i + 1, 0
+		}
+	}
+	// Resume two bytes back, so a "\n\r" at the end is seen again.
+	return 0, max(len(b)-2, 0)
+}
+
+// skipEmptyLines returns how many leading CR and LF bytes b has.
+func skipEmptyLines(b []byte) int {
+	i := 0
+	for i < len(b) && (b[i] == '\r' || b[i] == '\n') {
+		i++
+	}
+	return i
+}
+
+// parseHead parses a complete request head (the request line, header
+// lines and the empty line, as findHeadEnd delimits it). The header map
+// is built directly, with canonical keys; every string is a substring of
+// one copy of the head. It applies the framing rules a proxy must
+// (request smuggling, SECURITY B2–B4, B6):
+//
+//   - lines end with CRLF or a bare LF; a CR anywhere else is rejected;
+//   - obs-fold continuation lines are rejected;
+//   - header names must be tokens (no whitespace before the colon) and
+//     values free of control characters other than HTAB;
+//   - Content-Length must be decimal, and repeated only with one value;
+//   - Transfer-Encoding must be exactly "chunked", once, on HTTP/1.1, and
+//     never together with Content-Length (400; another coding is 501);
+//   - HTTP/1.1 needs exactly one valid Host header (HTTP/1.0 may have
+//     none; the handler decides).
+func parseHead(b []byte, h *requestHead) *protocolError {
+	s := string(b) // the one copy every string below points into
+	line, rest := cutLine(s)
+	method, target, proto, perr := parseRequestLine(line)
+	if perr != nil {
+		return perr
+	}
+	*h = requestHead{method: method, uri: target, proto: proto}
+	var ok bool
+	if h.major, h.minor, ok = parseVersion(proto); !ok {
+		return badRequest("malformed HTTP version")
+	}
+	if h.major != 1 {
+		return &protocolError{status: nethttp.StatusHTTPVersionNotSupported, reason: "unsupported HTTP version"}
+	}
+
+	// Count the header lines first, to size the map and the one backing
+	// array of the values (as net/textproto does).
+	n := strings.Count(rest, "\n")
+	hdr := make(nethttp.Header, n)
+	strs := make([]string, n)
+	var (
+		cl0, te0     string
+		ncl, nte     int
+		clDiffer     bool
+		nhost        int
+		conn         []string
+		upgradeValue string
+	)
+	for {
+		line, rest = cutLine(rest)
+		if line == "" {
+			break
+		}
+		if line[0] == ' ' || line[0] == '\t' {
+			return badRequest("obs-fold header continuation")
+		}
+		colon := strings.IndexByte(line, ':')
+		if colon <= 0 {
+			return badRequest("malformed header line")
+		}
+		name := line[:colon]
+		if !httpguts.ValidHeaderFieldName(name) {
+			return badRequest("invalid header name")
+		}
+		value := trimOWS(line[colon+1:])
+		if !httpguts.ValidHeaderFieldValue(value) {
+			return badRequest("invalid header value")
+		}
+		key := canonicalKey(name)
+		switch key {
+		case "Host":
+			nhost++
+			h.host = value
+			continue // net/http moves it to Request.Host
+		case "Content-Length":
+			ncl++
+			if ncl > 1 {
+				if value != cl0 {
+					clDiffer = true
+				}
+				continue // one value is kept
+			}
+			cl0 = value
+		case "Transfer-Encoding":
+			nte++
+			if nte == 1 {
+				te0 = value
+			}
+		case "Connection":
+			conn = append(conn, value)
+		case "Upgrade":
+			upgradeValue = value
+		case "Expect":
+			h.expect = value
+		}
+		if vs := hdr[key]; vs != nil {
+			hdr[key] = append(vs, value)
+		} else {
+			strs[0] = value
+			hdr[key] = strs[:1:1]
+			strs = strs[1:]
+		}
+	}
+	h.header = hdr
+
+	switch {
+	case nte > 0:
+		switch {
+		case ncl > 0:
+			return badRequest("Content-Length with Transfer-Encoding")
+		case h.major == 1 && h.minor == 0:
+			return badRequest("Transfer-Encoding on HTTP/1.0")
+		case nte > 1:
+			return badRequest("repeated Transfer-Encoding")
+		case !strings.EqualFold(te0, "chunked"):
+			return &protocolError{status: nethttp.StatusNotImplemented, reason: "unsupported transfer encoding"}
+		}
+		h.chunked, h.contentLength = true, -1
+	case ncl > 0:
+		v, ok := parseContentLength(cl0)
+		if !ok {
+			return badRequest("invalid Content-Length")
+		}
+		if clDiffer {
+			return badRequest("differing Content-Length values")
+		}
+		h.contentLength = v
+	}
+
+	switch {
+	case nhost > 1:
+		return badRequest("too many Host headers")
+	case nhost == 1:
+		if !httpguts.ValidHostHeader(h.host) {
+			return badRequest("malformed Host header")
+		}
+		h.hasHost = true
+	case h.minor >= 1 && method != "CONNECT":
+		return badRequest("missing required Host header")
+	}
+
+	hasClose := httpguts.HeaderValuesContainsToken(conn, "close")
+	if h.minor == 0 {
+		h.keepAlive10 = httpguts.HeaderValuesContainsToken(conn, "keep-alive")
+		h.closeAfter = hasClose || !h.keepAlive10
+	} else {
+		h.closeAfter = hasClose
+	}
+	h.upgrade = upgradeValue != "" && !strings.EqualFold(upgradeValue, "h2c")
+	return nil
+}
+
+// cutLine splits the first line off s, without its CRLF or LF. A CR that
+// does not end the line is an error the caller sees as a control
+// character in the line (the request line and header checks reject it).
+func cutLine(s string) (line, rest string) {
+	i := strings.IndexByte(s, '\n')
+	if i < 0 {
+		return s, ""
+	}
+	line, rest = s[:i], s[i+1:]
+	if len(line) > 0 && line[len(line)-1] == '\r' {
+		line = line[:len(line)-1]
+	}
+	return line, rest
+}
+
+// parseRequestLine splits "METHOD SP request-target SP HTTP-version" as
+// net/http does, and checks the method and the target's bytes.
+func parseRequestLine(line string) (method, target, proto string, err *protocolError) {
+	method, rest, ok1 := strings.Cut(line, " ")
+	target, proto, ok2 := strings.Cut(rest, " ")
+	if !ok1 || !ok2 || target == "" {
+		return "", "", "", badRequest("malformed request line")
+	}
+	if !validMethod(method) {
+		return "", "", "", badRequest("invalid method")
+	}
+	for i := 0; i < len(target); i++ {
+		if c := target[i]; c <= ' ' || c == 0x7f {
+			return "", "", "", badRequest("invalid request target")
+		}
+	}
+	return method, target, proto, nil
+}
+
+func validMethod(m string) bool {
+	if m == "" {
+		return false
+	}
+	for i := 0; i < len(m); i++ {
+		if !httpguts.IsTokenRune(rune(m[i])) {
+			return false
+		}
+	}
+	return true
+}
+
+// parseVersion parses "HTTP/x.y" with one-digit numbers.
+func parseVersion(v string) (major, minor int, ok bool) {
+	switch v {
+	case "HTTP/1.1":
+		return 1, 1, true
+	case "HTTP/1.0":
+		return 1, 0, true
+	}
+	if len(v) != 8 || !strings.HasPrefix(v, "HTTP/") || v[6] != '.' {
+		return 0, 0, false
+	}
+	if v[5] < '0' || v[5] > '9' || v[7] < '0' || v[7] > '9' {
+		return 0, 0, false
+	}
+	return int(v[5] - '0'), int(v[7] - '0'), true
+}
+
+// parseContentLength accepts 1 to 18 decimal digits (an int64).
+func parseContentLength(v string) (int64, bool) {
+	if v == "" || len(v) > 18 {
+		return 0, false
+	}
+	var n int64
+	for i := 0; i < len(v); i++ {
+		if v[i] < '0' || v[i] > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(v[i]-'0')
+	}
+	return n, true
+}
+
+// trimOWS trims spaces and tabs (optional whitespace) on both ends.
+func trimOWS(s string) string {
+	for s != "" && (s[0] == ' ' || s[0] == '\t') {
+		s = s[1:]
+	}
+	for s != "" && (s[len(s)-1] == ' ' || s[len(s)-1] == '\t') {
+		s = s[:len(s)-1]
+	}
+	return s
+}
+
+// canonicalKey is textproto.CanonicalMIMEHeaderKey for a valid header
+// name, without allocating for names already canonical or common.
+func canonicalKey(name string) string {
+	upper := true
+	canonical := true
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if upper && 'a' <= c && c <= 'z' || !upper && 'A' <= c && c <= 'Z' {
+			canonical = false
+			break
+		}
+		upper = c == '-'
+	}
+	if canonical {
+		return name
+	}
+	if len(name) > 64 {
+		return textproto.CanonicalMIMEHeaderKey(name)
+	}
+	var buf [64]byte
+	b := buf[:len(name)]
+	upper = true
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case upper && 'a' <= c && c <= 'z':
+			c -= 'a' - 'A'
+		case !upper && 'A' <= c && c <= 'Z':
+			c += 'a' - 'A'
+		}
+		b[i] = c
+		upper = c == '-'
+	}
+	if k, ok := commonHeaders[string(b)]; ok {
+		return k
+	}
+	return string(b)
+}
+
+// commonHeaders interns the canonical form of frequent header names, so
+// that lower-case names (as HTTP/2-minded clients send) do not allocate.
+// It is never modified.
+var commonHeaders = func() map[string]string {
+	m := map[string]string{}
+	for _, k := range []string{
+		"Accept", "Accept-Charset", "Accept-Encoding", "Accept-Language", "Accept-Ranges",
+		"Authorization", "Cache-Control", "Connection", "Content-Encoding", "Content-Language",
+		"Content-Length", "Content-Type", "Cookie", "Date", "Expect", "Forwarded", "From",
+		"Grpc-Accept-Encoding", "Grpc-Encoding", "Grpc-Timeout", "Host", "If-Match",
+		"If-Modified-Since", "If-None-Match", "If-Range", "If-Unmodified-Since", "Keep-Alive",
+		"Max-Forwards", "Origin", "Pragma", "Proxy-Authorization", "Proxy-Connection", "Range",
+		"Referer", "Te", "Trailer", "Traceparent", "Tracestate", "Transfer-Encoding", "Upgrade",
+		"User-Agent", "Via", "X-B3-Parentspanid", "X-B3-Sampled", "X-B3-Spanid", "X-B3-Traceid",
+		"X-Envoy-Attempt-Count", "X-Envoy-Expected-Rq-Timeout-Ms", "X-Envoy-Internal",
+		"X-Envoy-Original-Path", "X-Forwarded-Client-Cert", "X-Forwarded-For",
+		"X-Forwarded-Host", "X-Forwarded-Proto", "X-Real-Ip", "X-Request-Id",
+	} {
+		m[k] = k
+	}
+	return m
+}()
+
+// request builds the *http.Request of a parsed head, as net/http's
+// readRequest would: the URL from the target (authority-form for CONNECT),
+// Host from an absolute-form target or the Host header. Body, RemoteAddr
+// and TLS are the caller's to set.
+func (h *requestHead) request(ctx context.Context) (*nethttp.Request, *protocolError) {
+	raw := h.uri
+	justAuthority := h.method == nethttp.MethodConnect && !strings.HasPrefix(raw, "/")
+	if justAuthority {
+		raw = "http://" + raw
+	}
+	u, err := url.ParseRequestURI(raw)
+	if err != nil {
+		return nil, badRequest("malformed request target")
+	}
+	if justAuthority {
+		u.Scheme = ""
+	}
+	r := nethttp.Request{
+		Method:     h.method,
+		URL:        u,
+		Proto:      h.proto,
+		ProtoMajor: h.major,
+		ProtoMinor: h.minor,
+		Header:     h.header,
+		Host:       u.Host,
+		RequestURI: h.uri,
+		Close:      h.closeAfter,
+	}
+	if r.Host == "" {
+		r.Host = h.host
+	}
+	return r.WithContext(ctx), nil
+}

@@ -1,0 +1,128 @@
+package sidecar
+
+import (
+	"context"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/trellismesh/trellis/internal/dataplane/listener"
+)
+
+// lifecycle is the sidecar's termination state, shared by Run, the admin
+// endpoint and the readiness handlers.
+type lifecycle struct {
+	// draining is set once termination started: readiness fails
+	// ("DRAINING") from then on.
+	draining atomic.Bool
+	// hcFailed is set by /healthcheck/fail and cleared by /healthcheck/ok.
+	hcFailed atomic.Bool
+	// stop is closed by Stop: Run ends at once.
+	stop     chan struct{}
+	stopOnce *sync.Once
+}
+
+func newLifecycle() lifecycle {
+	return lifecycle{stop: make(chan struct{}), stopOnce: &sync.Once{}}
+}
+
+// Stop ends Run at once, without a drain period (POST /quitquitquit, or a
+// second termination signal). It may be called from any goroutine, any
+// number of times.
+func (s *Sidecar) Stop() {
+	s.life.stopOnce.Do(func() { close(s.life.stop) })
+}
+
+// readiness is "" when ready, else why not.
+func (s *Sidecar) readiness() string {
+	switch {
+	case s.life.draining.Load():
+		return "DRAINING"
+	case s.life.hcFailed.Load():
+		return "DRAINING: health checks failed (POST /healthcheck/ok to undo)"
+	case !s.configured():
+		return "not ready: waiting for configuration from the control plane"
+	}
+	return ""
+}
+
+// terminate is Istio's graceful termination (pilot-agent on SIGTERM, then
+// Envoy's /drain_listeners?inboundonly&graceful): readiness fails at once
+// so that endpoints are taken out of load balancing; the inbound listeners
+// keep accepting and serving for DrainDuration while their HTTP
+// connection managers ask clients to move away (HTTP/1 "Connection:
+// close", HTTP/2 GOAWAY, through listener.Drainer); outbound listeners
+// keep serving as usual, so that the application's own calls still work
+// while it shuts down. Then Run closes every listener and connection.
+// Stop cuts the period short; a component error ends it with that error.
+func (s *Sidecar) terminate(errc <-chan error) error {
+	s.life.draining.Store(true)
+	s.listeners.Drain(listener.Inbound)
+	s.log.Info("terminating: draining inbound listeners", "drain_duration", s.cfg.DrainDuration)
+	t := time.NewTimer(s.cfg.DrainDuration)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		s.log.Info("drain period over: closing listeners")
+	case <-s.life.stop:
+		s.log.Info("stopping now: drain period cut short")
+	case err := <-errc:
+		return err
+	}
+	return nil
+}
+
+// drainListeners serves Envoy's POST /drain_listeners: ?inboundonly limits
+// it to inbound listeners; ?graceful first drains them (they keep serving,
+// clients are asked to move away) for DrainDuration, then stops them;
+// without it they stop accepting at once. Established connections go on
+// either way; readiness is not changed (see /healthcheck/fail).
+func (s *Sidecar) drainListeners(runCtx context.Context, bg *sync.WaitGroup) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			http.Error(w, "use POST", http.StatusMethodNotAllowed)
+			return
+		}
+		q := r.URL.Query()
+		var sel listener.Selector
+		if q.Has("inboundonly") {
+			sel = listener.Inbound
+		}
+		if !q.Has("graceful") {
+			s.listeners.StopListening(sel)
+			if s.explicit != nil && sel == nil {
+				s.explicit.stopListening()
+			}
+			w.Write([]byte("OK\n"))
+			return
+		}
+		s.listeners.Drain(sel)
+		bg.Go(func() {
+			t := time.NewTimer(s.cfg.DrainDuration)
+			defer t.Stop()
+			select {
+			case <-t.C:
+				s.listeners.StopListening(sel)
+				if s.explicit != nil && sel == nil {
+					s.explicit.stopListening()
+				}
+			case <-runCtx.Done():
+			}
+		})
+		w.Write([]byte("OK\n"))
+	}
+}
+
+// healthcheck serves POST /healthcheck/fail and /healthcheck/ok: readiness
+// fails (or recovers) while everything keeps serving, as Envoy's.
+func (s *Sidecar) healthcheck(fail bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			http.Error(w, "use POST", http.StatusMethodNotAllowed)
+			return
+		}
+		s.life.hcFailed.Store(fail)
+		w.Write([]byte("OK\n"))
+	}
+}
