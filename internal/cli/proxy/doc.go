@@ -9,7 +9,10 @@
 //	trellis proxy sidecar    run the sidecar (role/sidecar); the first SIGTERM
 //	                         drains for --drain-duration, a second exits at once;
 //	                         --explicit-proxy, --app-metrics-url (or
-//	                         ISTIO_PROMETHEUS_ANNOTATIONS)
+//	                         ISTIO_PROMETHEUS_ANNOTATIONS); --ca-address (or
+//	                         CA_ADDR), --ca-root-cert, --bootstrap-token,
+//	                         --trust-domain: the workload identity from the
+//	                         mesh CA (dataplane/identity); none when empty
 //	trellis proxy wait       poll the readiness URL until 200 (pilot-agent wait);
 //	                         exit 1 with the last error after --timeoutSeconds
 //

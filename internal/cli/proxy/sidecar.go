@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/trellismesh/trellis/internal/dataplane/identity"
 	"github.com/trellismesh/trellis/internal/dataplane/role/sidecar"
 	"github.com/trellismesh/trellis/internal/dataplane/xdsclient"
 )
@@ -30,6 +31,10 @@ type sidecarOptions struct {
 	drain          time.Duration
 	explicitProxy  string
 	appMetricsURL  string
+	caAddress      string
+	caRootCert     string
+	bootstrapToken string
+	trustDomain    string
 }
 
 func newSidecarCommand(d deps) *cobra.Command {
@@ -98,6 +103,10 @@ POD_NAMESPACE, SERVICE_ACCOUNT) when set.`,
 	f.DurationVar(&o.drain, "drain-duration", 5*time.Second, "on SIGTERM, how long inbound listeners keep serving (clients asked to go away) before the proxy exits; a second signal exits at once. Also the drain time of replaced listeners (Istio's terminationDrainDuration)")
 	f.StringVar(&o.explicitProxy, "explicit-proxy", "", "serve an HTTP forward proxy (absolute-form requests, Host routing, CONNECT) on this ip:port: the outbound routes without traffic capture, for local mode without root (see docs/local-mode.md)")
 	f.StringVar(&o.appMetricsURL, "app-metrics-url", "", "the application's Prometheus endpoint, merged into /stats/prometheus on the metrics port (default from ISTIO_PROMETHEUS_ANNOTATIONS)")
+	f.StringVar(&o.caAddress, "ca-address", d.getenv("CA_ADDR"), "the mesh CA (Istio's CreateCertificate over TLS, e.g. 127.0.0.1:15012 in local mode); empty: no workload identity, no mesh TLS (env CA_ADDR)")
+	f.StringVar(&o.caRootCert, "ca-root-cert", "./var/run/secrets/istio/root-cert.pem", "PEM roots that authenticate the CA and seed the mesh trust bundle (re-read when changed)")
+	f.StringVar(&o.bootstrapToken, "bootstrap-token", "", "file holding the local-mode bootstrap token (trellis-bootstrap/v1/...) that proves the identity for the first certificate")
+	f.StringVar(&o.trustDomain, "trust-domain", "cluster.local", "the mesh trust domain of the workload's SPIFFE identity")
 	return cmd
 }
 
@@ -152,7 +161,12 @@ func (o sidecarOptions) config(d deps) (sidecar.Config, error) {
 			}
 		}
 	}
+	id, err := o.identity()
+	if err != nil {
+		return sidecar.Config{}, err
+	}
 	return sidecar.Config{
+		Identity:       id,
 		XDSAddress:     o.xdsAddress,
 		Node:           node,
 		Protocol:       protocol,
@@ -165,5 +179,27 @@ func (o sidecarOptions) config(d deps) (sidecar.Config, error) {
 
 		ExplicitProxyAddress: o.explicitProxy,
 		AppMetricsURL:        appURL,
+	}, nil
+}
+
+// identity validates the CA flags (none when --ca-address is empty).
+func (o sidecarOptions) identity() (identity.Config, error) {
+	if o.caAddress == "" {
+		return identity.Config{}, nil
+	}
+	switch {
+	case o.serviceAccount == "":
+		return identity.Config{}, fmt.Errorf("--ca-address needs --service-account (or SERVICE_ACCOUNT): it names the workload's identity")
+	case o.bootstrapToken == "":
+		return identity.Config{}, fmt.Errorf("--ca-address needs --bootstrap-token: the file that proves the identity for the first certificate")
+	case o.caRootCert == "":
+		return identity.Config{}, fmt.Errorf("--ca-address needs --ca-root-cert: the roots that authenticate the CA")
+	}
+	if _, err := identity.SPIFFEID(o.trustDomain, o.namespace, o.serviceAccount); err != nil {
+		return identity.Config{}, fmt.Errorf("--trust-domain/--namespace/--service-account: %w", err)
+	}
+	return identity.Config{
+		CAAddress: o.caAddress, RootCertFile: o.caRootCert, TokenFile: o.bootstrapToken,
+		TrustDomain: o.trustDomain, Namespace: o.namespace, ServiceAccount: o.serviceAccount,
 	}, nil
 }

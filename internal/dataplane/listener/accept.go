@@ -2,9 +2,12 @@ package listener
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"net"
 	"time"
+
+	"github.com/trellismesh/trellis/internal/dataplane/tlssock"
 )
 
 // accept is a socket's accept loop; it ends when the socket is closed.
@@ -90,8 +93,17 @@ func (m *Manager) serve(s *socket, g *generation, raw net.Conn) {
 	if err := cs.clearDeadline(); err != nil {
 		return
 	}
-	chain.handler.Serve(ctx, &Conn{
-		Conn:         newReplayConn(raw, cs.buf),
+	conn := newReplayConn(raw, cs.buf)
+	var st *tls.ConnectionState
+	if chain.tls != nil {
+		tc, state := m.handshake(ctx, g, chain, cs)
+		if tc == nil {
+			return
+		}
+		conn, st = tc, state
+	}
+	c := &Conn{
+		Conn:         conn,
 		Listener:     g.l.name,
 		Chain:        chain.name,
 		DefaultChain: chain.IsDefault(),
@@ -103,7 +115,17 @@ func (m *Manager) serve(s *socket, g *generation, raw net.Conn) {
 		ALPN:         cs.alpn,
 		Transport:    cs.transport,
 		Accepted:     cs.accepted,
-	})
+		TLS:          st,
+	}
+	if st != nil && len(st.PeerCertificates) > 0 {
+		// A presented client certificate has been verified by the
+		// chain's validation context (the handshake fails otherwise).
+		c.MutualTLS = chain.tls.Verifies()
+		if c.MutualTLS {
+			c.PeerIdentity = tlssock.PeerIdentity(st)
+		}
+	}
+	chain.handler.Serve(ctx, c)
 }
 
 // inspect runs the listener filters of t's generation and, for

@@ -10,6 +10,8 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/trellismesh/trellis/internal/dataplane/tlssock"
 )
 
 // ConnHandler serves the connections of a filter chain: the HTTP
@@ -117,7 +119,9 @@ func (l *Listener) Match(in MatchInput) *Chain {
 // Errors name the listener and the offending part, for the NACK. What
 // changes traffic and is not implemented is rejected, never ignored: UDP,
 // API and internal listeners, additional addresses, the filter chain
-// matcher, FCDS, downstream TLS termination, unknown listener filters.
+// matcher, FCDS, transport sockets other than raw_buffer and tls, unknown
+// listener filters. TLS contexts are compiled by package tlssock; their
+// secrets are read per handshake from Config.Secrets.
 func Compile(l *listenerv3.Listener, filters NetworkFilters) (*Listener, error) {
 	if l == nil {
 		return nil, errors.New("listener is nil")
@@ -278,10 +282,17 @@ func compileChain(fc *listenerv3.FilterChain, index int, filters NetworkFilters)
 	if fc.GetUseProxyProto().GetValue() {
 		return nil, errors.New("use_proxy_proto is not supported")
 	}
-	if ts := fc.GetTransportSocket(); ts != nil && !isRawBuffer(ts) {
-		return nil, fmt.Errorf("transport_socket %q: downstream TLS termination is not supported yet", ts.GetName())
-	}
 	c := &Chain{name: fc.GetName(), index: index}
+	if ts := fc.GetTransportSocket(); ts != nil && !isRawBuffer(ts) {
+		if !tlssock.IsTLS(ts) {
+			return nil, fmt.Errorf("transport_socket %q: unsupported transport socket (raw_buffer and tls only)", ts.GetName())
+		}
+		srv, err := tlssock.CompileServer(ts)
+		if err != nil {
+			return nil, err
+		}
+		c.tls = srv
+	}
 	fs := fc.GetFilters()
 	handlers := make([]ConnHandler, len(fs))
 	for i, f := range fs {

@@ -8,6 +8,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	tlsinspectorv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -88,9 +89,20 @@ func TestCompileErrors(t *testing.T) {
 		{"non-terminal filter last", func(l *listenerv3.Listener) {
 			l.FilterChains[0].Filters = []*listenerv3.Filter{namedFilter("wrapper")}
 		}, `network filter 0 ("wrapper") is not a terminal filter but is the last in the chain`},
-		{"TLS termination", func(l *listenerv3.Listener) {
+		{"TLS without typed_config", func(l *listenerv3.Listener) {
 			l.FilterChains[0].TransportSocket = &corev3.TransportSocket{Name: "envoy.transport_sockets.tls"}
-		}, "downstream TLS termination is not supported yet"},
+		}, `transport_socket "envoy.transport_sockets.tls": typed_config is required`},
+		{"TLS with an unknown cipher", func(l *listenerv3.Listener) {
+			l.FilterChains[0].TransportSocket = &corev3.TransportSocket{Name: "envoy.transport_sockets.tls", ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: anyOf(t, &tlsv3.DownstreamTlsContext{
+				CommonTlsContext: &tlsv3.CommonTlsContext{
+					TlsCertificateSdsSecretConfigs: []*tlsv3.SdsSecretConfig{{Name: "default"}},
+					TlsParams:                      &tlsv3.TlsParameters{CipherSuites: []string{"RC4-MD5"}},
+				},
+			})}}
+		}, `DownstreamTlsContext: common_tls_context: tls_params: cipher_suites: [0]: unknown or unsupported cipher suite "RC4-MD5"`},
+		{"unknown transport socket", func(l *listenerv3.Listener) {
+			l.FilterChains[0].TransportSocket = &corev3.TransportSocket{Name: "envoy.transport_sockets.alts"}
+		}, `transport_socket "envoy.transport_sockets.alts": unsupported transport socket`},
 		{"default chain", func(l *listenerv3.Listener) {
 			l.DefaultFilterChain = &listenerv3.FilterChain{Filters: []*listenerv3.Filter{namedFilter("fail")}}
 		}, `default_filter_chain: network filter 0 ("fail"): bad config`},

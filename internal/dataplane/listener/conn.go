@@ -57,6 +57,17 @@ type Conn struct {
 
 	// Accepted is when the connection was accepted.
 	Accepted time.Time
+
+	// TLS is the state of the TLS session the filter chain terminated
+	// (Conn is then a *tls.Conn); nil for plaintext.
+	TLS *tls.ConnectionState
+	// MutualTLS reports that the peer presented a client certificate that
+	// was verified against the chain's trust bundle and SAN matchers
+	// (telemetry's connection_security_policy "mutual_tls").
+	MutualTLS bool
+	// PeerIdentity is the verified client certificate's first URI SAN
+	// (its SPIFFE ID: telemetry's source_principal); "" without one.
+	PeerIdentity string
 }
 
 type closeWriter interface{ CloseWrite() error }

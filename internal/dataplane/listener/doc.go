@@ -30,7 +30,11 @@
 //	        │       else 0.0.0.0:port / [::]:port ─► its listener filters run too (no further hand-off)
 //	        ├─ transport_protocol defaults to "raw_buffer"
 //	        ├─ Match ─► chain, else default_filter_chain, else close
-//	        └─► ConnHandler.Serve(ctx, *Conn)   Conn replays the buffered bytes, then reads the socket
+//	        ├─ tls transport socket ─► TLS handshake (package tlssock) on this goroutine, within
+//	        │       Config.HandshakeTimeout from the accept; failure ─► TLSMetrics, close
+//	        └─► ConnHandler.Serve(ctx, *Conn)   Conn replays the buffered bytes, then reads the
+//	                socket (a *tls.Conn when the chain terminates TLS; Conn.TLS, MutualTLS,
+//	                PeerIdentity describe the session)
 //
 // # Filter chain matching
 //
@@ -77,9 +81,24 @@
 //
 // UDP, API and internal listeners, additional_addresses,
 // filter_chain_matcher, FCDS, ECDS, PROXY protocol, transparent (TPROXY),
-// downstream TLS termination (transport_socket other than raw_buffer),
-// listener filters other than the three above. Socket options, backlog and
-// buffer limits are not applied.
+// transport sockets other than raw_buffer and tls (and the TLS fields
+// package tlssock rejects), listener filters other than the three above.
+// Socket options, backlog and buffer limits are not applied.
+//
+// # Downstream TLS
+//
+// A filter chain with an envoy.transport_sockets.tls DownstreamTlsContext
+// terminates TLS before its network filters: the context is compiled by
+// tlssock.CompileServer (errors are the listener's NACK) and its SDS names
+// ("default", "ROOTCA", ...) are resolved per handshake from
+// Config.Secrets, so a rotated certificate or bundle applies to the next
+// connection and established ones are untouched; a name that is not ready
+// is waited for within the handshake timeout. A listener with such a chain
+// is rejected when the manager has no Secrets. PERMISSIVE ports work by
+// filter chain matching: the TLS inspector's transport "tls" and
+// ClientHello ALPN pick the TLS chains, plain text the raw_buffer ones.
+// Failed handshakes are counted by reason through TLSMetrics (an optional
+// interface of Metrics).
 //
 // # Goroutines and state
 //

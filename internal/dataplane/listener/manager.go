@@ -15,6 +15,7 @@ import (
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 
 	"github.com/trellismesh/trellis/internal/dataplane/capture"
+	"github.com/trellismesh/trellis/internal/dataplane/secrets"
 )
 
 // Defaults of Config.
@@ -56,8 +57,25 @@ type Config struct {
 	DrainTimeout time.Duration
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
-	// Metrics defaults to no metrics.
+	// Metrics defaults to no metrics. A Metrics that also implements
+	// TLSMetrics receives TLS handshake failures.
 	Metrics Metrics
+	// Secrets resolves the SDS names of filter chains that terminate TLS
+	// (certificates and trust bundles, read on every handshake). Required
+	// once a listener has a tls transport socket: Update rejects such a
+	// listener without it.
+	Secrets secrets.Store
+}
+
+// TLSMetrics is implemented by a Metrics that counts failed downstream TLS
+// handshakes (Envoy's ssl.connection_error, ssl.fail_verify_no_cert,
+// ssl.fail_verify_error, ssl.fail_verify_san, by reason). reason is a
+// tlssock reason label: "no_client_certificate", "unknown_ca",
+// "certificate_expired", "bad_certificate", "san_mismatch",
+// "protocol_version", "no_shared_cipher", "no_sni", "secret_not_ready",
+// "timeout", "remote_close", "handshake_error".
+type TLSMetrics interface {
+	TLSHandshakeFailed(listener, reason string)
 }
 
 // Metrics receives the manager's counters (Envoy's listener statistics).

@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+
+	"github.com/trellismesh/trellis/internal/dataplane/tlssock"
 )
 
 // MatchInput is what filter chain matching looks at, Envoy's connection
@@ -38,7 +40,13 @@ type Chain struct {
 	// parts are the handlers of each network filter, in order (for
 	// Drainer and io.Closer).
 	parts []ConnHandler
+	// tls terminates TLS before the handler (a tls transport socket);
+	// nil for raw_buffer.
+	tls *tlssock.Server
 }
+
+// TLS reports whether the chain terminates TLS.
+func (c *Chain) TLS() bool { return c.tls != nil }
 
 // Name is the filter chain's name ("" if unnamed).
 func (c *Chain) Name() string { return c.name }

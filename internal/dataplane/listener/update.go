@@ -48,6 +48,10 @@ func (m *Manager) Update(listeners []*listenerv3.Listener) error {
 			errs[name] = err
 			continue
 		}
+		if m.cfg.Secrets == nil && c.terminatesTLS() {
+			errs[name] = fmt.Errorf("listener %q: a filter chain terminates TLS but the proxy has no secret store", name)
+			continue
+		}
 		g := &generation{l: c, proto: l, conns: map[*tracked]struct{}{}, drained: make(chan struct{})}
 		next.byName[name] = g
 		fresh = append(fresh, g)

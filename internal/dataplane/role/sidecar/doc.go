@@ -24,6 +24,14 @@
 // and tcp proxies (tcp.Config.AccessLogs), flushed by one goroutine of Run;
 // their drop and failure counters are on /stats/prometheus.
 //
+// Identity and secrets: with Config.Identity.CAAddress set, the identity
+// manager (dataplane/identity) obtains and renews the workload certificate
+// from the mesh CA, and readiness waits for it. The secret store
+// (dataplane/secrets.Local, Secrets()) serves it as "default"/"ROOTCA"
+// plus file-based secrets, and is given to the listener manager
+// (downstream TLS) and the cluster manager (upstream TLS transports).
+// Its metrics are on /stats/prometheus.
+//
 // A rejected resource is NACKed with the component's error and the last
 // good configuration keeps serving.
 //

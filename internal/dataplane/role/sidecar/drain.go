@@ -43,6 +43,8 @@ func (s *Sidecar) readiness() string {
 		return "DRAINING: health checks failed (POST /healthcheck/ok to undo)"
 	case !s.configured():
 		return "not ready: waiting for configuration from the control plane"
+	case s.id != nil && !s.id.Ready():
+		return "not ready: waiting for the workload certificate from the CA (" + s.cfg.Identity.CAAddress + ")"
 	}
 	return ""
 }

@@ -19,8 +19,10 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	dphttp "github.com/trellismesh/trellis/internal/dataplane/http"
+	"github.com/trellismesh/trellis/internal/dataplane/identity"
 	"github.com/trellismesh/trellis/internal/dataplane/listener"
 	"github.com/trellismesh/trellis/internal/dataplane/route"
+	"github.com/trellismesh/trellis/internal/dataplane/secrets"
 	"github.com/trellismesh/trellis/internal/dataplane/tcp"
 	"github.com/trellismesh/trellis/internal/dataplane/telemetry"
 	"github.com/trellismesh/trellis/internal/dataplane/upstream/manager"
@@ -63,7 +65,12 @@ type Config struct {
 	AppMetricsURL string
 	// AppMetricsTimeout bounds each scrape of AppMetricsURL (default 5s).
 	AppMetricsTimeout time.Duration
-	Logger            *slog.Logger
+	// Identity, when Identity.CAAddress is set, obtains and renews the
+	// workload certificate from the mesh CA (its Metrics and Logger are
+	// filled here); readiness then waits for it. Without it the proxy has
+	// no mesh identity: "default" and "ROOTCA" are not available.
+	Identity identity.Config
+	Logger   *slog.Logger
 }
 
 // Sidecar is a running sidecar proxy.
@@ -75,9 +82,11 @@ type Sidecar struct {
 	listeners *listener.Manager
 	xds       *xdsclient.Client
 	metrics   *telemetry.Metrics
-	tel       *telemetryOut  // access logs and tracing (telemetry.go)
-	app       *appMetrics    // nil without AppMetricsURL
-	explicit  *explicitProxy // nil without ExplicitProxyAddress
+	tel       *telemetryOut     // access logs and tracing (telemetry.go)
+	app       *appMetrics       // nil without AppMetricsURL
+	explicit  *explicitProxy    // nil without ExplicitProxyAddress
+	id        *identity.Manager // nil without Identity.CAAddress
+	secrets   *secrets.Local
 	life      lifecycle
 
 	// mu guards routeNames, the RDS names currently stored, and bound,
@@ -115,7 +124,25 @@ func New(cfg Config) (*Sidecar, error) {
 		metrics: telemetry.New(telemetry.Config{Local: telemetry.LocalWorkload(cfg.Node)}),
 		life:    newLifecycle()}
 	var err error
-	if s.clusters, err = manager.New(manager.Config{Logger: cfg.Logger.With("component", "clusters")}); err != nil {
+	if cfg.Identity.CAAddress != "" {
+		idc := cfg.Identity
+		idc.Logger = cfg.Logger.With("component", "identity")
+		if idc.Metrics, err = identity.NewPrometheus(s.metrics.Registry()); err != nil {
+			return nil, fmt.Errorf("sidecar: identity metrics: %w", err)
+		}
+		if s.id, err = identity.New(idc); err != nil {
+			return nil, fmt.Errorf("sidecar: %w", err)
+		}
+	}
+	scfg := secrets.Config{Logger: cfg.Logger.With("component", "secrets")}
+	if s.id != nil {
+		scfg.Workload = s.id
+	}
+	s.secrets = secrets.New(scfg)
+	if s.clusters, err = manager.New(manager.Config{
+		Transports: manager.TLSTransports(s.secrets),
+		Logger:     cfg.Logger.With("component", "clusters"),
+	}); err != nil {
 		return nil, err
 	}
 	if s.tel, err = newTelemetryOut(s.clusters, s.metrics, cfg.Logger.With("component", "telemetry")); err != nil {
@@ -149,6 +176,7 @@ func New(cfg Config) (*Sidecar, error) {
 	}
 	if s.listeners, err = listener.New(listener.Config{
 		Filters:      filters,
+		Secrets:      s.secrets,
 		DrainTimeout: cfg.DrainDuration,
 		Logger:       cfg.Logger.With("component", "listeners"),
 	}); err != nil {
@@ -318,7 +346,7 @@ func (s *Sidecar) Run(ctx context.Context) error {
 	}
 
 	var wg sync.WaitGroup
-	errc := make(chan error, 5)
+	errc := make(chan error, 8)
 	run := func(name string, f func(context.Context) error) {
 		wg.Go(func() {
 			if err := f(runCtx); err != nil && runCtx.Err() == nil {
@@ -331,6 +359,9 @@ func (s *Sidecar) Run(ctx context.Context) error {
 	run("telemetry", s.tel.run)
 	if s.explicit != nil {
 		run("explicit proxy", s.explicit.run)
+	}
+	if s.id != nil {
+		run("identity", s.id.Run)
 	}
 	run("xds", s.xds.Run)
 	s.log.Info("sidecar running", "xds", s.cfg.XDSAddress, "node", s.cfg.Node.GetId(), "admin", s.cfg.AdminAddress)
@@ -407,6 +438,11 @@ func (s *Sidecar) configured() bool {
 	}
 	return false
 }
+
+// Secrets is the proxy's secret store: the SDS names of generated TLS
+// contexts ("default", "ROOTCA", file-cert:..., file-root:...) resolved to
+// live material, for the transport sockets.
+func (s *Sidecar) Secrets() secrets.Store { return s.secrets }
 
 // Status returns the xDS client's status.
 func (s *Sidecar) Status() xdsclient.Status { return s.xds.Status() }

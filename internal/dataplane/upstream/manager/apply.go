@@ -106,7 +106,7 @@ func (m *Manager) build(name string, pc *clusterv3.Cluster, prev *entry) (*entry
 	if err != nil {
 		return nil, fmt.Errorf("cluster %q: %w", name, err)
 	}
-	e := newEntry(name, pc, c, dialer{bind: bind, keepalive: keepaliveConfig(c.ConnectionOptions), sockets: socks}, m.log)
+	e := newEntry(name, pc, c, dialer{bind: bind, keepalive: keepaliveConfig(c.ConnectionOptions), sockets: socks, httpALPN: alpnOverride(pc)}, m.log)
 	if prev != nil && sameInstance(prev.proto, pc) {
 		e.in = prev.in
 		e.adopt(prev)

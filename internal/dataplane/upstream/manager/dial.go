@@ -22,6 +22,9 @@ type dialer struct {
 	bind      binding
 	keepalive net.KeepAliveConfig
 	sockets   sockets
+	// httpALPN is the ALPN override of HTTP connections by protocol (nil:
+	// the socket's own), see alpnOverride.
+	httpALPN [pool.NumProtocols][]string
 }
 
 // binding is upstream_bind_config: a source address per IP family.
@@ -98,7 +101,8 @@ func keepaliveConfig(o *clusterv3.UpstreamConnectionOptions) net.KeepAliveConfig
 }
 
 // dial connects to h; the caller bounds ctx with the connect timeout.
-func (d *dialer) dial(ctx context.Context, h *host.Host) (net.Conn, error) {
+// alpn overrides the transport socket's ALPN protocols (nil: none).
+func (d *dialer) dial(ctx context.Context, h *host.Host, alpn []string) (net.Conn, error) {
 	sk := d.sockets.forEndpoint(h.Endpoint())
 	if sk.err != nil {
 		return nil, fmt.Errorf("transport socket %q: %w", sk.name, sk.err)
@@ -131,10 +135,10 @@ func (d *dialer) dial(ctx context.Context, h *host.Host) (net.Conn, error) {
 	if sk.transport == nil {
 		return c, nil
 	}
-	sc, err := sk.transport.Client(ctx, c, h)
+	sc, err := sk.transport.Client(ctx, c, h, alpn)
 	if err != nil {
 		c.Close()
-		return nil, err
+		return nil, fmt.Errorf("transport socket %q: %w", sk.name, err)
 	}
 	return sc, nil
 }

@@ -45,14 +45,27 @@
 // The transport socket is chosen per endpoint as Envoy does
 // (transport_socket_matches against the endpoint's
 // envoy.transport_socket_match metadata, else transport_socket) and built
-// by Config.Transports. The default, PlaintextOnly, knows raw_buffer only:
-// an endpoint that needs TLS — Istio's auto mTLS picks tlsMode-istio for
-// endpoints with a sidecar, ISTIO_MUTUAL and SIMPLE DestinationRules set
-// the cluster's socket — fails to connect (UF, "transport socket ... is not
-// implemented yet; refusing to fall back to plaintext") without counting
-// against the host's outlier detection, while tlsMode-disabled endpoints
-// of the same cluster get plaintext. A TLS Transports slots in without
-// changes here (HTTP/2 over TLS then needs ALPN, see package pool).
+// by Config.Transports. TLSTransports(store) provides raw_buffer and
+// envoy.transport_sockets.tls (package tlssock: SNI, ALPN, client
+// certificate and trust bundle from the secrets.Store per handshake,
+// server verification with match_typed_subject_alt_names — secure naming —
+// or none without a validation context, protocol versions, ciphers); a TLS
+// context with an unsupported field rejects the cluster. A failed
+// handshake is a connect failure (UF) whose error carries the reason
+// (san_mismatch, unknown_ca, ...), held against the host as a local-origin
+// connect failure, as Envoy does. Istio's ALPN override: HTTP connections
+// on sockets that offer "istio" (ISTIO_MUTUAL) offer istio-http/1.1,
+// istio, http/1.1 (HTTP/2: istio-h2, istio, h2) unless the cluster's istio
+// metadata says alpn_override "false"; TCP connections keep the
+// configured protocols. HTTP/2 pools speak HTTP/2 over the TLS connection
+// as they do over plaintext (prior knowledge, as Envoy with explicit
+// HTTP/2; the generated cluster offers h2).
+//
+// The default, PlaintextOnly, knows raw_buffer only: an endpoint that
+// needs TLS fails to connect (UF, "transport socket ... is not implemented
+// yet; refusing to fall back to plaintext") without counting against the
+// host's outlier detection, while tlsMode-disabled endpoints of the same
+// cluster get plaintext.
 //
 // # Not supported
 //
@@ -62,7 +75,9 @@
 // (respect_dns_ttl), HTTP/3 upstreams (rejected), envoy_internal_address
 // endpoints (connect failure), subset load balancing (rejected by Compile;
 // metadata_match ignored), close_connections_on_host_health_failure,
-// drop_overload of assignments. A pending request waiting on a
+// drop_overload of assignments. auto_sni and auto_san_validation
+// (upstream_http_protocol_options: a per-request SNI) are not applied: the
+// socket's sni is used. A pending request waiting on a
 // cluster-wide max_connections is woken by its own pool's events only, not
 // by another host's connection closing. A request whose context is
 // canceled counts as a timeout for outlier detection only when its cause

@@ -235,7 +235,7 @@ func (e *entry) poolConfig(h *host.Host, proto pool.Protocol, prio circuit.Prior
 		Breakers:                 e.in.Breakers(prio),
 		PerHostMaxConnections:    e.c.PerHostMaxConnections[prio],
 		Protocol:                 proto,
-		Dial:                     func(ctx context.Context) (net.Conn, error) { return e.dial.dial(ctx, h) },
+		Dial:                     func(ctx context.Context) (net.Conn, error) { return e.dial.dial(ctx, h, e.dial.httpALPN[proto]) },
 		ConnectTimeout:           e.c.ConnectTimeout,
 		IdleTimeout:              hc.IdleTimeout,
 		MaxConnectionDuration:    hc.MaxConnectionDuration,

@@ -65,7 +65,7 @@ func (m *Manager) Dial(ctx context.Context, cluster string, c *listener.Conn) (n
 		dctx, cancel = context.WithTimeoutCause(ctx, d, errConnectTimeout)
 		defer cancel()
 	}
-	conn, err := e.dial.dial(dctx, h)
+	conn, err := e.dial.dial(dctx, h, nil)
 	if err != nil {
 		br.Release(circuit.Connections)
 		h.ReleaseConnection()

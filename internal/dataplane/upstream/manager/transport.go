@@ -17,10 +17,11 @@ import (
 )
 
 // Transport secures a freshly dialled connection to a host: the client
-// side of a transport socket (TLS, later). It runs within the connect
-// timeout.
+// side of a transport socket (TLS). It runs within the connect timeout.
+// alpn, when not nil, replaces the socket's configured ALPN protocols
+// (Istio's ALPN override for HTTP connections).
 type Transport interface {
-	Client(ctx context.Context, c net.Conn, h *host.Host) (net.Conn, error)
+	Client(ctx context.Context, c net.Conn, h *host.Host, alpn []string) (net.Conn, error)
 }
 
 // Transports builds the Transport of a transport socket configuration.
