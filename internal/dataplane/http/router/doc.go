@@ -13,6 +13,9 @@
 //	          attempts: Upstream.RoundTrip(ctx, cluster, PickContext, req)
 //	             per-try timeout, retry_on (retry.go), jittered back-off,
 //	             previous_hosts; URX when retries run out
+//	             contexts: attempts run on the request's context (with the
+//	             route timeout, if any); only with a per-try timeout does
+//	             each get its own, canceled by one timer re-armed per attempt
 //	          response: headers (hop-by-hop dropped, route ops, server header),
 //	             body streamed with pooled buffers (flushed when streaming),
 //	             trailers; mirrors dispatched (mirror.go)

@@ -20,7 +20,9 @@ func copyResponseHeader(dst, src http.Header) {
 		dst[k] = vs
 	}
 	for _, v := range src["Connection"] {
-		for _, tok := range strings.Split(v, ",") {
+		for v != "" {
+			var tok string
+			tok, v, _ = strings.Cut(v, ",")
 			if tok = textproto.TrimString(tok); tok != "" {
 				dst.Del(tok)
 			}
@@ -39,7 +41,14 @@ func copyResponseHeader(dst, src http.Header) {
 // Path and RawPath are set so that net/http sends the path byte for byte
 // (RequestURI), escaped slashes included.
 func upstreamURL(authority, path string) *url.URL {
-	u := &url.URL{Scheme: "http", Host: authority}
+	u := new(url.URL)
+	setUpstreamURL(u, authority, path)
+	return u
+}
+
+// setUpstreamURL sets u to upstreamURL(authority, path).
+func setUpstreamURL(u *url.URL, authority, path string) {
+	*u = url.URL{Scheme: "http", Host: authority}
 	raw, query, hasQuery := strings.Cut(path, "?")
 	if hasQuery {
 		u.RawQuery = query
@@ -54,7 +63,6 @@ func upstreamURL(authority, path string) *url.URL {
 		p = raw
 	}
 	u.Path, u.RawPath = p, raw
-	return u
 }
 
 // escapeForURL percent-encodes the bytes net/url would not keep as they

@@ -79,7 +79,7 @@ func (r *Router) mirror(s *filter.Stream, f *route.Forward, tg *target, body []b
 			r.mirrors.dropped.Add(1)
 			continue
 		}
-		u := *tg.url
+		u := tg.url
 		u.Host = host
 		req := &http.Request{
 			Method: s.Request.Method,

@@ -143,8 +143,50 @@ func (r *Router) ServeStream(s *filter.Stream) {
 // headers, computed once for every attempt.
 type target struct {
 	authority string
-	url       *url.URL
+	url       url.URL
 	header    http.Header
+	// spare is room for values of fields the router adds (set).
+	spare []string
+}
+
+// set sets a header field to v, its value slice taken from spare.
+func (tg *target) set(k, v string) {
+	if n := len(tg.spare); n < cap(tg.spare) {
+		tg.spare = append(tg.spare, v)
+		tg.header[k] = tg.spare[n : n+1 : n+1]
+		return
+	}
+	tg.header[k] = []string{v}
+}
+
+// addedFields is how many fields the router may add to a request's
+// headers: X-Envoy-Original-Path, X-Forwarded-Host,
+// X-Envoy-Expected-Rq-Timeout-Ms and X-Envoy-Attempt-Count.
+const addedFields = 4
+
+// cloneHeader copies h with room for extra more fields: one map and one
+// backing array for every value, the extra ones' included (returned as
+// spare, empty).
+func cloneHeader(h http.Header, extra int) (http.Header, []string) {
+	nv := 0
+	for _, vs := range h {
+		nv += len(vs)
+	}
+	sv := make([]string, nv, nv+extra)
+	// Room in the map for the two fields most requests get (the expected
+	// timeout, the attempt count): a hint beyond 8 fields costs a bigger
+	// table up front.
+	out := make(http.Header, len(h)+2)
+	for k, vs := range h {
+		if vs == nil {
+			out[k] = nil
+			continue
+		}
+		n := copy(sv, vs)
+		out[k] = sv[:n:n]
+		sv = sv[n:]
+	}
+	return out, sv[:0]
 }
 
 // forward sends the request upstream, with retries, and streams the
@@ -214,8 +256,14 @@ func (r *Router) forward(s *filter.Stream, rt *route.Route, f *route.Forward) {
 		pick.SelectionRetries = uint32(max(retry.policy.HostSelectionMaxAttempts, 0))
 	}
 	start := time.Now()
-	res, cancelAttempt := r.attempts(ctx, s, f, tg, body, pick, retry)
-	defer cancelAttempt(nil)
+	var pt *perTry
+	if p := f.Retry; p != nil && p.PerTryTimeout > 0 {
+		pt = newPerTry(p.PerTryTimeout)
+	}
+	res, cancelAttempt := r.attempts(ctx, s, tg, body, pick, retry, pt)
+	if cancelAttempt != nil {
+		defer cancelAttempt(nil)
+	}
 
 	if res.err != nil {
 		r.fail(s, f, ctx, body, res.err)
@@ -231,8 +279,9 @@ func (r *Router) forward(s *filter.Stream, rt *route.Route, f *route.Forward) {
 }
 
 // attempts runs the first attempt and the retries. The returned result's
-// response stays bound to the returned attempt context.
-func (r *Router) attempts(ctx context.Context, s *filter.Stream, f *route.Forward, tg *target, body *replayBody, pick PickContext, retry *retryState) (result, context.CancelCauseFunc) {
+// response stays bound to the returned attempt context, if any (only
+// attempts with a per-try timeout have their own; others run on ctx).
+func (r *Router) attempts(ctx context.Context, s *filter.Stream, tg *target, body *replayBody, pick PickContext, retry *retryState, pt *perTry) (result, context.CancelCauseFunc) {
 	var prev result
 	var prevCancel context.CancelCauseFunc
 	discard := func(res result, cancel context.CancelCauseFunc) {
@@ -245,18 +294,20 @@ func (r *Router) attempts(ctx context.Context, s *filter.Stream, f *route.Forwar
 	}
 	for attempt := uint32(0); ; attempt++ {
 		pick.Attempt = attempt
-		res, cancel := r.try(ctx, s, f, tg, body, pick)
+		res, cancel := r.try(ctx, s, tg, body, pick, pt)
 		s.Record.Attempts = attempt + 1
 		if res.info.Host != "" {
 			s.Record.UpstreamHost = res.info.Host
 		}
 		if attempt > 0 && errors.Is(res.err, ErrRetryOverflow) {
 			// The retry budget is spent: the previous outcome stands.
-			cancel(nil)
+			if cancel != nil {
+				cancel(nil)
+			}
 			s.Record.Attempts = attempt
 			return prev, prevCancel
 		}
-		if prevCancel != nil {
+		if attempt > 0 {
 			discard(prev, prevCancel)
 		}
 		prev, prevCancel = res, cancel
@@ -281,40 +332,98 @@ func (r *Router) attempts(ctx context.Context, s *filter.Stream, f *route.Forwar
 	}
 }
 
-// try is one attempt.
-func (r *Router) try(ctx context.Context, s *filter.Stream, f *route.Forward, tg *target, body *replayBody, pick PickContext) (result, context.CancelCauseFunc) {
-	actx, cancel := context.WithCancelCause(ctx)
-	u := *tg.url // the Upstream sets URL.Host to the host it picks
-	req := &http.Request{
+// perTry is the per_try_timeout of one request's attempts: each attempt
+// with one runs on its own context, which one timer, re-armed for every
+// attempt, cancels through the stored cancel func.
+type perTry struct {
+	d     time.Duration
+	timer *time.Timer
+	// wg counts the armed timer: stop waits for a timer function that
+	// started, so that a late one never cancels the next attempt.
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	cancel context.CancelCauseFunc
+}
+
+func newPerTry(d time.Duration) *perTry { return &perTry{d: d} }
+
+// start arms the timer for the attempt whose context cancel ends.
+func (p *perTry) start(cancel context.CancelCauseFunc) {
+	p.mu.Lock()
+	p.cancel = cancel
+	p.mu.Unlock()
+	p.wg.Add(1)
+	if p.timer == nil {
+		p.timer = time.AfterFunc(p.d, p.fire)
+	} else {
+		p.timer.Reset(p.d)
+	}
+}
+
+func (p *perTry) fire() {
+	defer p.wg.Done()
+	p.mu.Lock()
+	cancel := p.cancel
+	p.mu.Unlock()
+	cancel(errPerTryTimeout)
+}
+
+// stop disarms the timer and reports whether it fired for this attempt.
+func (p *perTry) stop() (fired bool) {
+	if p.timer.Stop() {
+		p.wg.Done()
+		return false
+	}
+	p.wg.Wait()
+	return true
+}
+
+// try is one attempt. Without a per-try timeout it runs on ctx and
+// returns no cancel func.
+func (r *Router) try(ctx context.Context, s *filter.Stream, tg *target, body *replayBody, pick PickContext, pt *perTry) (result, context.CancelCauseFunc) {
+	var cancel context.CancelCauseFunc
+	actx := ctx
+	if pt != nil {
+		actx, cancel = context.WithCancelCause(ctx)
+	}
+	up := http.Request{
 		Method: s.Request.Method,
-		URL:    &u,
+		URL:    &tg.url,
 		Header: tg.header,
 		Host:   tg.authority,
 	}
-	setUpstreamProto(req, s.Request)
+	setUpstreamProto(&up, s.Request)
+	countAttempts := s.Route.VirtualHost.IncludeRequestAttemptCount && !r.suppress
 	if pick.Attempt > 0 {
-		// The earlier attempt's transport may still read its headers.
-		req.Header = tg.header.Clone()
+		// The Upstream sets URL.Host to the host it picks, and an
+		// earlier attempt's transport may still read its URL and headers.
+		u := tg.url
+		up.URL = &u
 	}
-	if s.Route.VirtualHost.IncludeRequestAttemptCount && !r.suppress {
-		req.Header.Set("X-Envoy-Attempt-Count", strconv.Itoa(int(pick.Attempt)+1))
+	if countAttempts {
+		count := strconv.Itoa(int(pick.Attempt) + 1)
+		if pick.Attempt > 0 {
+			up.Header = tg.header.Clone()
+			up.Header["X-Envoy-Attempt-Count"] = []string{count}
+		} else {
+			tg.set("X-Envoy-Attempt-Count", count)
+		}
 	}
 	if body != nil {
 		rb, ok := body.attempt()
 		if !ok {
 			return result{err: errBodyNotReplayable}, cancel
 		}
-		req.Body = rb
-		req.ContentLength = s.Request.ContentLength
+		up.Body = rb
+		up.ContentLength = s.Request.ContentLength
 	}
-	req = req.WithContext(actx)
+	req := up.WithContext(actx)
 
-	var timer *time.Timer
-	if p := f.Retry; p != nil && p.PerTryTimeout > 0 {
-		timer = time.AfterFunc(p.PerTryTimeout, func() { cancel(errPerTryTimeout) })
+	if pt != nil {
+		pt.start(cancel)
 	}
 	resp, info, err := r.up.RoundTrip(actx, s.Cluster, pick, req)
-	if timer != nil && !timer.Stop() {
+	if pt != nil && pt.stop() {
 		// The per-try timeout fired: the attempt is lost even if its
 		// response headers raced in.
 		if resp != nil {
@@ -459,26 +568,31 @@ func (r *Router) copyBody(w http.ResponseWriter, src io.Reader, flush bool) erro
 
 // target computes the upstream authority, URL and headers.
 func (r *Router) target(s *filter.Stream, rt *route.Route, f *route.Forward, timeout time.Duration) *target {
-	h := s.Request.Header.Clone()
-	if h == nil {
-		h = http.Header{}
-	}
-	h.Del("Expect") // 100-continue is answered downstream by net/http
+	tg := &target{}
+	tg.header, tg.spare = cloneHeader(s.Request.Header, addedFields)
+	h := tg.header
+	delete(h, "Expect") // 100-continue is answered downstream by net/http
 	// Route header mutations run after the connection manager sanitised
 	// the request, so they may set what the client may not.
 	rt.FinalizeRequestHeaders(filter.Header(h), s.Weighted)
 	path, rewritten := rt.UpstreamPath(&s.Routing)
 	if rewritten && !r.suppress {
-		h.Set("X-Envoy-Original-Path", s.Routing.Path)
+		tg.set("X-Envoy-Original-Path", s.Routing.Path)
 	}
 	authority, changed := rt.UpstreamAuthority(&s.Routing, s.Weighted)
 	if changed && f.AppendXForwardedHost {
-		h.Add("X-Forwarded-Host", s.Routing.Authority)
+		if _, ok := h["X-Forwarded-Host"]; ok {
+			h.Add("X-Forwarded-Host", s.Routing.Authority)
+		} else {
+			tg.set("X-Forwarded-Host", s.Routing.Authority)
+		}
 	}
 	if timeout > 0 && !r.suppress {
-		h.Set("X-Envoy-Expected-Rq-Timeout-Ms", strconv.FormatInt(timeout.Milliseconds(), 10))
+		tg.set("X-Envoy-Expected-Rq-Timeout-Ms", strconv.FormatInt(timeout.Milliseconds(), 10))
 	}
-	return &target{authority: authority, url: upstreamURL(authority, path), header: h}
+	tg.authority = authority
+	setUpstreamURL(&tg.url, authority, path)
+	return tg
 }
 
 // routeTimeout is the route timeout, or the grpc-timeout header's when the

@@ -37,7 +37,7 @@ func (r *Router) upgrade(s *filter.Stream, rt *route.Route, f *route.Forward) {
 
 	req := (&http.Request{
 		Method:     s.Request.Method,
-		URL:        tg.url,
+		URL:        &tg.url,
 		Proto:      "HTTP/1.1",
 		ProtoMajor: 1,
 		ProtoMinor: 1,

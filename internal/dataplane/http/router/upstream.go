@@ -21,9 +21,10 @@ import (
 // it with the chosen host's address; nothing else of req may be changed.
 // req.ProtoMajor is the downstream protocol (2 for HTTP/2 and HTTP/3
 // downstreams, 1 otherwise): clusters with use_downstream_protocol speak
-// HTTP/2 to their hosts when it is 2. The ctx of an attempt that reaches
-// the route's per_try_timeout ends with a cause whose Timeout() reports
-// true (a timeout, held against the host), not a cancellation.
+// HTTP/2 to their hosts when it is 2. req's context is ctx. The ctx of
+// an attempt that reaches the route's per_try_timeout ends with a cause
+// whose Timeout() reports true (a timeout, held against the host), not a
+// cancellation.
 // req.Body is read at most once per call and may be read after RoundTrip
 // returns (a request body still streaming upstream).
 //

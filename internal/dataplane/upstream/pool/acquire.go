@@ -57,8 +57,8 @@ func (p *Pool) acquire(ctx context.Context) (c *conn, reused bool, err error) {
 			reused := c.takeLocked()
 			p.mu.Unlock()
 			if err := c.cc.Reserve(); err != nil {
-				// The connection was not really free: a response still
-				// being read (HTTP/1.1), the peer's stream limit or a
+				// The connection was not really free: the peer closed it
+				// while idle (HTTP/1.1), the peer's stream limit or a
 				// GOAWAY (HTTP/2), or it just closed. The state hook
 				// will tell when it changes.
 				p.mu.Lock()
@@ -234,8 +234,8 @@ type dialState struct {
 	nc   *netConn
 }
 
-// dialContext is the Transport's DialContext: the configured Dial,
-// wrapped so that closing the connection releases its limits.
+// dialContext is the HTTP/2 Transport's DialContext: the configured
+// Dial, wrapped so that closing the connection releases its limits.
 func (p *Pool) dialContext(ctx context.Context, _, _ string) (net.Conn, error) {
 	st, _ := ctx.Value(dialKey{}).(*dialState)
 	if st == nil {
@@ -249,6 +249,29 @@ func (p *Pool) dialContext(ctx context.Context, _, _ string) (net.Conn, error) {
 	return st.nc, nil
 }
 
+// connect dials the host and starts the protocol's client. On failure
+// the hold is released.
+func (p *Pool) connect(dctx context.Context, h hold) (client, *netConn, error) {
+	if p.cfg.Protocol == HTTP1 {
+		raw, err := p.cfg.Dial(dctx)
+		if err != nil {
+			p.releaseHold(h)
+			return nil, nil, err
+		}
+		nc := &netConn{Conn: raw, p: p, hold: h}
+		return newH1Conn(nc, raw, &p.bufs), nc, nil
+	}
+	st := &dialState{hold: h}
+	cc, err := p.tr.NewClientConn(context.WithValue(dctx, dialKey{}, st), "http", p.addr)
+	if err != nil {
+		if st.nc == nil { // else closing the connection released it
+			p.releaseHold(h)
+		}
+		return nil, nil, err
+	}
+	return h2Conn{cc}, st.nc, nil
+}
+
 // dial opens a connection for the calling request (p.connecting was
 // counted) and returns it taken. On failure, waiters that counted on this
 // connection are failed with the same error when no other connection is
@@ -260,16 +283,12 @@ func (p *Pool) dial(ctx context.Context, h hold) (*conn, error) {
 		dctx, cancel = context.WithTimeoutCause(ctx, d, errConnectTimeout)
 		defer cancel()
 	}
-	st := &dialState{hold: h}
 	p.stats.cxTotal.Add(1)
-	cc, err := p.tr.NewClientConn(context.WithValue(dctx, dialKey{}, st), "http", p.addr)
+	cc, nc, err := p.connect(dctx, h)
 	if err != nil {
-		if st.nc == nil { // else closing the connection released it
-			p.releaseHold(h)
-		}
 		return nil, p.dialFailed(ctx, dctx, err)
 	}
-	c := newConn(p, cc, st.nc)
+	c := newConn(p, cc, nc)
 	p.mu.Lock()
 	p.connecting--
 	closed := p.closed

@@ -1,8 +1,8 @@
 package pool
 
 import (
+	"context"
 	"io"
-	"net/http"
 	"sync/atomic"
 )
 
@@ -17,10 +17,12 @@ type readWriteCloser interface {
 // is classified (Error) and reported to outlier detection; reads after
 // Close are not.
 type body struct {
-	rc    io.ReadCloser
-	p     *Pool
-	c     *conn
-	req   *http.Request // for its context: was a read error our timeout?
+	rc io.ReadCloser
+	p  *Pool
+	c  *conn
+	// ctx is the attempt's (request-scoped, like an http.Request's): was
+	// a read error our timeout?
+	ctx   context.Context
 	retry bool
 	ended atomic.Bool
 }
@@ -35,7 +37,7 @@ func (b *body) Read(buf []byte) (int, error) {
 		}
 	default:
 		if b.ended.CompareAndSwap(false, true) {
-			kind := b.p.classify(b.req.Context(), b.c, err)
+			kind := b.p.classify(b.ctx, b.c, err)
 			b.end()
 			err = b.p.fail(kind, err)
 		}
@@ -44,8 +46,8 @@ func (b *body) Read(buf []byte) (int, error) {
 }
 
 // Close ends the request. Closing before EOF abandons the rest of the
-// response: net/http then closes an HTTP/1.1 connection (an HTTP/2 stream
-// is reset).
+// response: an HTTP/1.1 connection then closes (unless the rest was
+// already buffered), an HTTP/2 stream is reset.
 func (b *body) Close() error {
 	first := b.ended.CompareAndSwap(false, true)
 	err := b.rc.Close()
@@ -62,11 +64,14 @@ func (b *body) end() {
 
 // upgradeBody is the body of a 101 Switching Protocols response: the raw
 // connection, readable and writable, which now belongs to the caller. It
-// keeps counting as one of the host's connections until closed.
+// keeps counting as one of the host's connections, and its request as in
+// flight, until closed: EOF only ends the upstream's direction.
 type upgradeBody struct {
 	body
 	rw readWriteCloser
 }
+
+func (u *upgradeBody) Read(p []byte) (int, error) { return u.rw.Read(p) }
 
 func (u *upgradeBody) Write(p []byte) (int, error) { return u.rw.Write(p) }
 

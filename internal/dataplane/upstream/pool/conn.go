@@ -1,41 +1,97 @@
 package pool
 
 import (
+	"context"
 	"net"
 	"net/http"
 	"sync/atomic"
 	"time"
 )
 
-// conn is one pooled connection: a net/http ClientConn over our netConn.
-// Its fields below cc are guarded by the pool's mu.
+// client is the protocol side of a pooled connection: our h1Conn for
+// HTTP/1.1, net/http's ClientConn (h2Conn) for HTTP/2.
+type client interface {
+	// Reserve claims capacity for one request, or fails when there is
+	// none (or the connection just closed).
+	Reserve() error
+	// RoundTrip sends a reserved request; ctx aborts it until the
+	// response body ends.
+	RoundTrip(ctx context.Context, req *http.Request) (*http.Response, error)
+	// Available is the capacity left for requests.
+	Available() int
+	// Err is why the connection is unusable, nil while it is usable.
+	Err() error
+	Close() error
+	// SetStateHook sets the function called when Available grows or
+	// Err becomes non-nil.
+	SetStateHook(func())
+}
+
+// h2Conn is net/http's HTTP/2 ClientConn as a client.
+type h2Conn struct{ cc *http.ClientConn }
+
+func (h h2Conn) Reserve() error        { return h.cc.Reserve() }
+func (h h2Conn) Available() int        { return h.cc.Available() }
+func (h h2Conn) Err() error            { return h.cc.Err() }
+func (h h2Conn) Close() error          { return h.cc.Close() }
+func (h h2Conn) SetStateHook(f func()) { h.cc.SetStateHook(func(*http.ClientConn) { f() }) }
+
+// RoundTrip runs req on ctx, which net/http takes from the request.
+func (h h2Conn) RoundTrip(ctx context.Context, req *http.Request) (*http.Response, error) {
+	if req.Context() != ctx {
+		req = req.WithContext(ctx)
+	}
+	return h.cc.RoundTrip(withoutDefaultUserAgent(req))
+}
+
+// withoutDefaultUserAgent returns req, or when it has no User-Agent a
+// shallow copy whose header carries an empty one, which net/http takes
+// as "send none" (a proxy must not invent one).
+func withoutDefaultUserAgent(req *http.Request) *http.Request {
+	if _, ok := req.Header["User-Agent"]; ok {
+		return req
+	}
+	r := *req
+	h := make(http.Header, len(req.Header)+1)
+	for k, v := range req.Header {
+		h[k] = v
+	}
+	h["User-Agent"] = []string{""}
+	r.Header = h
+	return &r
+}
+
+// conn is one pooled connection: a client over our netConn. Its fields
+// below cc are guarded by the pool's mu.
 //
 //	dial ──► ready ──take──► busy ──done (body EOF/close, error)──► ready (idle timer)
 //	           │                                                     │
 //	           └── draining (max requests, max duration, pool drain) ─┴─► closed when idle
-//	state hook: net/http reports availability (the HTTP/1.1 response was
-//	read, an HTTP/2 stream ended) and closure; netConn.Close releases limits.
+//	state hook: the client reports availability (the HTTP/1.1 response
+//	was read to its end, an HTTP/2 stream ended) and closure;
+//	netConn.Close releases limits.
 type conn struct {
 	p  *Pool
-	cc *http.ClientConn
+	cc client
 	nc *netConn
 
 	// inflight requests taken (by the pool's count, from take to done).
 	inflight int
-	// available is the connection's free capacity as net/http last
+	// available is the connection's free capacity as the client last
 	// reported it, minus what was taken since.
 	available int
 	requests  uint32
 	// draining: no new requests; closed once inflight is 0.
 	draining bool
-	// dead: net/http says the connection is unusable; it left p.conns.
+	// dead: the client says the connection is unusable (or it closed);
+	// it left p.conns.
 	dead      bool
 	idleSince time.Time
 	idleTimer *time.Timer
 	lifeTimer *time.Timer
 }
 
-func newConn(p *Pool, cc *http.ClientConn, nc *netConn) *conn {
+func newConn(p *Pool, cc client, nc *netConn) *conn {
 	c := &conn{p: p, cc: cc, nc: nc, available: cc.Available()}
 	nc.c.Store(c)
 	return c
@@ -67,8 +123,9 @@ func (c *conn) readyLocked() bool {
 }
 
 // returningLocked reports an HTTP/1.1 connection whose request is done
-// but which net/http has not handed back yet (it is reading the end of
-// the response): it will be ready in a moment, or close.
+// for the pool but whose client has not reported it available yet: it
+// will be ready in a moment, or close. (Our HTTP/1.1 client reports the
+// end of a response before the pool's done, so this is a brief window.)
 func (c *conn) returningLocked() bool {
 	return !c.dead && !c.draining && c.inflight == 0 && c.available <= 0
 }
@@ -90,7 +147,7 @@ func (c *conn) takeLocked() (reused bool) {
 	return reused
 }
 
-// untakeLocked undoes takeLocked after net/http refused the reservation;
+// untakeLocked undoes takeLocked after the client refused the reservation;
 // the connection counts as full until the state hook says otherwise.
 func (c *conn) untakeLocked() {
 	c.inflight--
@@ -122,7 +179,7 @@ func (p *Pool) done(c *conn) {
 	if !closeNow {
 		c.idleLocked()
 		// A stream slot is free, or the HTTP/1.1 connection is back if
-		// net/http's state hook came first; if it comes later, it wakes.
+		// the client's state hook came first; if it comes later, it wakes.
 		if c.readyLocked() {
 			p.wakeLocked(1)
 		}
@@ -133,10 +190,10 @@ func (p *Pool) done(c *conn) {
 	}
 }
 
-// onState is the ClientConn's state hook: capacity changed or the
+// onState is the client's state hook: capacity changed or the
 // connection became unusable.
-func (c *conn) onState(cc *http.ClientConn) {
-	avail, err := cc.Available(), cc.Err()
+func (c *conn) onState() {
+	avail, err := c.cc.Available(), c.cc.Err()
 	p := c.p
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -208,10 +265,11 @@ func (c *conn) onExpired() {
 	}
 }
 
-// netConn is a dialled connection as net/http sees it. Its first Close
+// netConn is a dialled connection as the client sees it. Its first Close
 // releases the connection's limits and takes it out of the pool, whoever
-// closes it: net/http on errors, idle timeout or Connection: close, the
-// pool, or the caller owning an upgraded (101) connection.
+// closes it: the client on errors or Connection: close, the pool (idle
+// timeout, limits, drain), or the caller owning an upgraded (101)
+// connection.
 type netConn struct {
 	net.Conn
 	p      *Pool

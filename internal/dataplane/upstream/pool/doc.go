@@ -12,45 +12,78 @@
 //	           │  per-host max_connections ──► Dial (connect_timeout) ──► UF
 //	           └─ else wait (FIFO) for a connection to come back, free a
 //	              stream, close or be dialled; ctx ends the wait
-//	  ClientConn.RoundTrip ──► status to outlier detection
+//	  client.RoundTrip (ours: HTTP/1.1; net/http: HTTP/2) ──► status to outlier detection
 //	  resp.Body: EOF / Close / read error ends the request
 //	      ──► done: a draining connection (max_requests_per_connection,
 //	          max_connection_duration, pool drain) closes once idle;
 //	          others arm the idle timer
 //
-// # Why net/http's ClientConn
+// # HTTP/1.1 is ours, HTTP/2 is net/http's ClientConn
 //
-// Connections are net/http ClientConns (Transport.NewClientConn, Go
-// 1.26), for HTTP/1.1 and for HTTP/2 with prior knowledge alike; the pool
-// around them is ours. golang.org/x/net/http2's ClientConn was the other
-// candidate for HTTP/2, but its NewClientConn is deprecated in favour of
-// net/http's and becomes a wrapper of it in Go 1.27. For HTTP/1.1 a
-// ClientConn brings what a small own client would have had to get right:
-// request framing that rejects header injection, writing the request body
-// while reading an early response, 1xx responses, 101 upgrades handed to
-// the caller, trailers, and reading to the end of a response before the
-// connection is reused. net/http.Transport's own pool was not an option:
-// it has no pending-request limit, no per-connection request limit, no
-// lifetime limit, cannot keep a cluster-wide connection count, and hides
-// which connection served a request.
+// HTTP/2 connections (prior knowledge) are net/http ClientConns
+// (Transport.NewClientConn, Go 1.26). golang.org/x/net/http2's ClientConn
+// was the other candidate, but its NewClientConn is deprecated in favour
+// of net/http's and becomes a wrapper of it in Go 1.27. net/http's
+// Transport pool was never an option: it has no pending-request limit, no
+// per-connection request limit, no lifetime limit, cannot keep a
+// cluster-wide connection count, and hides which connection served a
+// request.
 //
-// The price: net/http runs two goroutines per HTTP/1.1 connection (one per
-// HTTP/2 connection), allocates a few objects per request internally, and
-// adds a User-Agent to requests without one (the pool sends an empty one,
-// which net/http omits, through a shallow copy of the request) and
-// Accept-Encoding (the Transport has compression disabled). The pool itself
-// adds one allocation per request (the body wrapper).
+// HTTP/1.1 connections are our own client (h1conn.go, h1write.go,
+// h1read.go). net/http's ClientConn served them before, but cost a proxy
+// more than it gave: two goroutines per connection (readLoop, writeLoop)
+// with channel handoffs for every request, its own per-request state,
+// header cloning, a request copy (WithContext, a default User-Agent to
+// suppress) and net/textproto's allocations per header value. Ours runs a
+// request in the caller's goroutine:
+//
+//	Reserve: a connection back from idle is first peeked at without
+//	  blocking (MSG_PEEK|MSG_DONTWAIT on Linux sockets; a transport
+//	  socket's connection, TLS, is not): a close or stray bytes from the
+//	  peer while idle closes it and the pool takes another, since no
+//	  goroutine watches idle connections
+//	write: request line and fields from a per-connection buffer, checked
+//	  first (CR, LF, NUL or other controls in a method, target, Host, name
+//	  or value fail the request before anything is written:
+//	  ErrInvalidRequest, Reset, not held against the host), with the
+//	  body when its length is known and at most 16 KiB: one write; larger
+//	  and streaming (chunked) bodies are written by a goroutine while the
+//	  response is read, so that an early response (413, 5xx) is still
+//	  read; Expect gets no special treatment (the router answers
+//	  100-continue downstream and never forwards it)
+//	read: heads from the connection's bufio.Reader, without net/textproto
+//	  (one string per head, field values are substrings of it, canonical
+//	  keys); 1xx heads other than 101 skipped; heads bounded to 64 KiB
+//	  and 100 fields; bodies by Content-Length, chunked (trailers into
+//	  resp.Trailer), until close, or none (HEAD, 1xx, 204, 304); both
+//	  Transfer-Encoding and Content-Length, other codings, obs-fold and
+//	  bad chunking are malformed (ErrMalformedResponse, failed as Reset:
+//	  UR), a connection ending early is a connection termination (UC)
+//	101: the raw connection is the caller's (resp.Body, an
+//	  io.ReadWriteCloser), until the caller closes it
+//	end: reused only after the body's EOF (or a Close when the rest is
+//	  already buffered), keep-alive on both sides (Connection: close, or
+//	  HTTP/1.0 without keep-alive, closes it), and the body writer done
+//	  within 50 ms; else closed
+//	ctx: watched (context.AfterFunc) from the request's start to the
+//	  body's end; its end closes the connection and the request fails with
+//	  its cause (Timeout or Canceled)
+//
+// The pool adds one allocation per request (the body wrapper). Request
+// trailers are not sent.
 //
 // # State
 //
-// net/http reports a connection's capacity and closure through the
-// ClientConn state hook; the pool mirrors it (conn.available) and treats
-// ClientConn.Reserve as the truth: a mirror that was too optimistic costs
+// A connection's client (conn.go: client) reports its capacity and
+// closure through a state hook: ours when a response ended and the
+// connection can be reused, or when it closed; net/http's as HTTP/2
+// streams end. The pool mirrors it (conn.available) and treats the
+// client's Reserve as the truth: a mirror that was too optimistic costs
 // one failed Reserve and a look at the next connection. Connection limits
 // are held by the dialled net.Conn and released by its first Close,
 // whoever closes it. Every field of the pool and its connections is
-// guarded by Pool.mu, which is always taken last (never while calling into
-// net/http).
+// guarded by Pool.mu, which is always taken last (never while calling
+// into a client).
 //
 // # Not here
 //

@@ -94,14 +94,16 @@ type Info struct {
 // It is safe for concurrent use.
 //
 // Locking: mu guards the connection list, waiters and every conn's
-// bookkeeping. No net/http ClientConn method and no net.Conn Close is ever
-// called with mu held: net/http calls back into the pool (state hooks,
-// net.Conn.Close) with its own locks held, so mu always comes last.
+// bookkeeping. No client method and no net.Conn Close is ever called with
+// mu held: clients call back into the pool (state hooks, net.Conn.Close)
+// with their own locks held, so mu always comes last.
 type Pool struct {
 	cfg  Config
-	tr   *http.Transport
+	tr   *http.Transport // HTTP/2 only
 	addr string
 	log  *slog.Logger
+	// bufs are the HTTP/1.1 request body copy buffers (*[]byte).
+	bufs sync.Pool
 
 	mu         sync.Mutex
 	conns      []*conn // usable or busy; not dead
@@ -149,21 +151,20 @@ func New(cfg Config) (*Pool, error) {
 	if ap, ok := cfg.Host.Address().AddrPort(); ok {
 		p.addr = ap.String()
 	}
-	protocols := new(http.Protocols)
+	p.bufs.New = func() any { b := make([]byte, bodyBufferSize); return &b }
 	if cfg.Protocol == HTTP2 {
+		// The Transport is only a connection factory (NewClientConn): its
+		// own cache, proxy and idle handling are never used. A TLS
+		// transport socket would set DialTLSContext and use the "https"
+		// scheme so that ALPN picks the protocol.
+		protocols := new(http.Protocols)
 		protocols.SetUnencryptedHTTP2(true)
-	} else {
-		protocols.SetHTTP1(true)
-	}
-	// The Transport is only a connection factory (NewClientConn): its own
-	// cache, proxy and idle handling are never used. A TLS transport
-	// socket would set DialTLSContext and use the "https" scheme so that
-	// ALPN picks the protocol.
-	p.tr = &http.Transport{
-		DialContext:        p.dialContext,
-		DisableCompression: true, // a proxy forwards Accept-Encoding as it is
-		Protocols:          protocols,
-		HTTP2:              cfg.HTTP2,
+		p.tr = &http.Transport{
+			DialContext:        p.dialContext,
+			DisableCompression: true, // a proxy forwards Accept-Encoding as it is
+			Protocols:          protocols,
+			HTTP2:              cfg.HTTP2,
+		}
 	}
 	return p, nil
 }
@@ -178,12 +179,14 @@ func (p *Pool) Host() *host.Host { return p.cfg.Host }
 // headers; the body streams from resp.Body, which the caller must close
 // (reading it to EOF or closing it ends the request). retry says the
 // attempt is a retry: it takes the retry circuit breaker for its duration.
+// ctx is the attempt's context: its end aborts the request, response body
+// included (req's own context is only used by HTTP/2, which gets ctx).
 //
 // The request counts against max_requests from the start and against
 // max_pending_requests while it waits for a connection; results go to the
 // host's outlier detection (the status code, or a local-origin event). A
-// request without a User-Agent is sent without one (net/http would add
-// its own): req is then shallow-copied, never modified.
+// request without a User-Agent is sent without one; req is never
+// modified (HTTP/2 shallow-copies it to stop net/http adding its own).
 func (p *Pool) RoundTrip(ctx context.Context, req *http.Request, retry bool) (*http.Response, Info, error) {
 	info := Info{Host: p.cfg.Host, Protocol: p.cfg.Protocol}
 	br := p.cfg.Breakers
@@ -212,7 +215,7 @@ func (p *Pool) RoundTrip(ctx context.Context, req *http.Request, retry bool) (*h
 	info.Reused = reused
 	p.report(outlier.Result{Event: outlier.LocalOriginConnectSuccess})
 
-	resp, err := c.cc.RoundTrip(withoutDefaultUserAgent(req))
+	resp, err := c.cc.RoundTrip(ctx, req)
 	if err != nil {
 		kind := p.classify(ctx, c, err)
 		p.done(c)
@@ -227,32 +230,15 @@ func (p *Pool) RoundTrip(ctx context.Context, req *http.Request, retry bool) (*h
 	}
 	if rw, ok := resp.Body.(readWriteCloser); ok && resp.StatusCode == http.StatusSwitchingProtocols {
 		u := &upgradeBody{rw: rw}
-		u.body = body{rc: rw, p: p, c: c, req: req, retry: retry}
+		u.body = body{rc: rw, p: p, c: c, ctx: ctx, retry: retry}
 		resp.Body = u
 	} else {
-		resp.Body = &body{rc: resp.Body, p: p, c: c, req: req, retry: retry}
+		resp.Body = &body{rc: resp.Body, p: p, c: c, ctx: ctx, retry: retry}
 	}
 	return resp, info, nil
 }
 
-// withoutDefaultUserAgent returns req, or when it has no User-Agent a
-// shallow copy whose header carries an empty one, which net/http takes
-// as "send none" (a proxy must not invent one).
-func withoutDefaultUserAgent(req *http.Request) *http.Request {
-	if _, ok := req.Header["User-Agent"]; ok {
-		return req
-	}
-	r := *req
-	h := make(http.Header, len(req.Header)+1)
-	for k, v := range req.Header {
-		h[k] = v
-	}
-	h["User-Agent"] = []string{""}
-	r.Header = h
-	return &r
-}
-
-// classify maps a RoundTrip error.
+// classify maps a RoundTrip or body read error.
 func (p *Pool) classify(ctx context.Context, c *conn, err error) Kind {
 	switch {
 	case ctx.Err() != nil:
@@ -261,6 +247,11 @@ func (p *Pool) classify(ctx context.Context, c *conn, err error) Kind {
 			p.report(outlier.Result{Event: outlier.LocalOriginTimeout, Status: http.StatusGatewayTimeout})
 		}
 		return kind
+	case errors.Is(err, ErrInvalidRequest):
+		return Reset // not the host's doing
+	case errors.Is(err, ErrMalformedResponse):
+		p.report(outlier.Result{Event: outlier.LocalOriginConnectFailed})
+		return Reset
 	case refused(err):
 		p.report(outlier.Result{Event: outlier.LocalOriginConnectFailed})
 		return RefusedStream

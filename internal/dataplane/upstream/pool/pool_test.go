@@ -58,7 +58,7 @@ func newServer(t *testing.T) *server {
 
 func (s *server) release() { s.once.Do(func() { close(s.hold) }) }
 
-func newPool(t *testing.T, addr string, th circuit.Thresholds, proto pool.Protocol, dial func(context.Context) (net.Conn, error)) *pool.Pool {
+func newPool(t testing.TB, addr string, th circuit.Thresholds, proto pool.Protocol, dial func(context.Context) (net.Conn, error)) *pool.Pool {
 	t.Helper()
 	ap := netip.MustParseAddrPort(addr)
 	h := host.New(host.Endpoint{Address: host.Address{Kind: host.Socket, Host: ap.Addr().String(), IP: ap.Addr(), Port: uint32(ap.Port())}}, nil)

@@ -1,0 +1,582 @@
+package pool
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+
+	"golang.org/x/net/http/httpguts"
+)
+
+// bodyMode is how a response body is framed.
+type bodyMode uint8
+
+const (
+	bodyNone    bodyMode = iota
+	bodyLength           // Content-Length
+	bodyChunked          // Transfer-Encoding: chunked
+	bodyClose            // until the connection closes
+)
+
+func malformed(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrMalformedResponse, fmt.Sprintf(format, args...))
+}
+
+// readResponse reads the response to req: heads of 1xx responses other
+// than 101 are skipped (their bytes count against the head limit), as
+// net/http does.
+func (c *h1Conn) readResponse(_ context.Context, req *http.Request) (*http.Response, error) {
+	limit := maxHeadBytes
+	for {
+		head, err := readHead(c.br, c.hbuf[:0], limit, false)
+		if cap(head) <= maxHeadBytes/4 {
+			c.hbuf = head[:0] // keep a modest buffer for the next head
+		}
+		if err != nil {
+			return nil, err
+		}
+		limit -= len(head)
+		resp, err := parseHead(string(head))
+		if err != nil {
+			return nil, err
+		}
+		if resp.StatusCode/100 == 1 && resp.StatusCode != http.StatusSwitchingProtocols {
+			continue
+		}
+		resp.Request = req
+		return c.startBody(resp)
+	}
+}
+
+// startBody frames the response body and ends the request at once when
+// there is none.
+func (c *h1Conn) startBody(resp *http.Response) (*http.Response, error) {
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		c.upgraded()
+		resp.Body = h1Upgrade{c}
+		return resp, nil
+	}
+	mode, n, err := framing(resp, c.reqMethod)
+	if err != nil {
+		return nil, err
+	}
+	keepAlive := hasToken(resp.Header["Connection"], "keep-alive")
+	if resp.ProtoMinor > 0 {
+		keepAlive = !hasToken(resp.Header["Connection"], "close")
+	}
+	resp.Close = !keepAlive || mode == bodyClose
+	c.reqKeepAlive = c.reqKeepAlive && !resp.Close
+	if mode == bodyNone {
+		resp.Body = http.NoBody
+		c.finish(true)
+		return resp, nil
+	}
+	resp.Body = &h1Body{c: c, resp: resp, mode: mode, n: n}
+	return resp, nil
+}
+
+// readHead reads one head from br up to its empty line, appending to buf,
+// and returns it without the empty line. limit bounds its size; empty
+// allows a head without lines (trailers).
+func readHead(br *bufio.Reader, buf []byte, limit int, empty bool) ([]byte, error) {
+	start := 0 // of the current line in buf
+	for {
+		line, err := br.ReadSlice('\n')
+		if len(buf)+len(line) > limit {
+			return buf, malformed("head over %d bytes", maxHeadBytes)
+		}
+		buf = append(buf, line...)
+		switch {
+		case err == bufio.ErrBufferFull:
+			continue
+		case err == io.EOF && len(buf) > 0:
+			return buf, io.ErrUnexpectedEOF
+		case err != nil:
+			return buf, err
+		}
+		l := buf[start:]
+		if len(l) == 1 || len(l) == 2 && l[0] == '\r' {
+			if start == 0 && !empty {
+				return buf, malformed("empty status line")
+			}
+			return buf[:start], nil
+		}
+		start = len(buf)
+	}
+}
+
+// cutLine splits s after its first line, whose LF (and a CR before it)
+// are dropped.
+func cutLine(s string) (line, rest string) {
+	i := strings.IndexByte(s, '\n')
+	if i < 0 {
+		line, rest = s, ""
+	} else {
+		line, rest = s[:i], s[i+1:]
+	}
+	if n := len(line); n > 0 && line[n-1] == '\r' {
+		line = line[:n-1]
+	}
+	return line, rest
+}
+
+// parseHead parses a response head (status line and fields, without the
+// empty line). Header keys are canonical; values are substrings of s.
+func parseHead(s string) (*http.Response, error) {
+	line, rest := cutLine(s)
+	if len(line) < 12 || line[:7] != "HTTP/1." || line[8] != ' ' || len(line) > 12 && line[12] != ' ' {
+		return nil, malformed("status line %q", line)
+	}
+	resp := &http.Response{Status: line[9:], ProtoMajor: 1}
+	switch line[7] {
+	case '0':
+		resp.Proto = "HTTP/1.0"
+	case '1':
+		resp.Proto, resp.ProtoMinor = "HTTP/1.1", 1
+	default:
+		return nil, malformed("unsupported version in status line %q", line)
+	}
+	for _, c := range []byte(line[9:12]) {
+		if c < '0' || c > '9' {
+			return nil, malformed("status code in %q", line)
+		}
+		resp.StatusCode = resp.StatusCode*10 + int(c-'0')
+	}
+	if resp.StatusCode < 100 {
+		return nil, malformed("status code in %q", line)
+	}
+	if !httpguts.ValidHeaderFieldValue(line[9:]) {
+		return nil, malformed("reason phrase in %q", line)
+	}
+	n := strings.Count(rest, "\n")
+	if n > maxHeaderFields {
+		return nil, malformed("more than %d header fields", maxHeaderFields)
+	}
+	resp.Header = make(http.Header, n)
+	if err := parseFields(rest, resp.Header, make([]string, n)); err != nil {
+		return nil, err
+	}
+	return resp, nil
+}
+
+// parseFields adds the field lines of s to h, taking the first value of
+// each name from vals (sized for every line) so that fields cost no
+// allocation of their own. Obsolete line folding is refused.
+func parseFields(s string, h http.Header, vals []string) error {
+	for s != "" {
+		var line string
+		line, s = cutLine(s)
+		if line == "" || line[0] == ' ' || line[0] == '\t' {
+			return malformed("folded or empty header line")
+		}
+		i := strings.IndexByte(line, ':')
+		if i <= 0 || !httpguts.ValidHeaderFieldName(line[:i]) {
+			return malformed("header line %q", line)
+		}
+		v := trimOWS(line[i+1:])
+		if !httpguts.ValidHeaderFieldValue(v) {
+			return malformed("header value of %q", line[:i])
+		}
+		k := canonicalKey(line[:i])
+		if vs, ok := h[k]; ok {
+			h[k] = append(vs, v)
+			continue
+		}
+		vals[0] = v
+		h[k] = vals[:1:1]
+		vals = vals[1:]
+	}
+	return nil
+}
+
+// framing decides how the body of resp, the response to a request with
+// method, is delimited, and sets resp.ContentLength and
+// resp.TransferEncoding as net/http does. A response with both
+// Transfer-Encoding and Content-Length is refused (a smuggling vector;
+// Envoy refuses it too), as are other transfer codings than chunked.
+func framing(resp *http.Response, method string) (bodyMode, int64, error) {
+	h := resp.Header
+	cl := int64(-1)
+	if vs, ok := h["Content-Length"]; ok {
+		for _, v := range vs {
+			n, ok := parseLength(v)
+			if !ok || cl >= 0 && n != cl {
+				return 0, 0, malformed("Content-Length %q", vs)
+			}
+			cl = n
+		}
+		h["Content-Length"] = vs[:1]
+	}
+	te, chunked := h["Transfer-Encoding"]
+	if chunked {
+		switch {
+		case resp.ProtoMinor == 0:
+			return 0, 0, malformed("Transfer-Encoding in an HTTP/1.0 response")
+		case len(te) != 1 || !strings.EqualFold(te[0], "chunked"):
+			return 0, 0, malformed("unsupported Transfer-Encoding %q", te)
+		case cl >= 0:
+			return 0, 0, malformed("both Transfer-Encoding and Content-Length")
+		}
+		delete(h, "Transfer-Encoding")
+		resp.TransferEncoding = []string{"chunked"}
+	}
+	code := resp.StatusCode
+	if method == http.MethodHead || code/100 == 1 || code == http.StatusNoContent || code == http.StatusNotModified {
+		resp.ContentLength = 0
+		if method == http.MethodHead {
+			resp.ContentLength = cl
+		}
+		return bodyNone, 0, nil
+	}
+	switch {
+	case chunked:
+		resp.ContentLength = -1
+		if err := declareTrailers(resp); err != nil {
+			return 0, 0, err
+		}
+		return bodyChunked, 0, nil
+	case cl == 0:
+		resp.ContentLength = 0
+		return bodyNone, 0, nil
+	case cl > 0:
+		resp.ContentLength = cl
+		return bodyLength, cl, nil
+	}
+	resp.ContentLength = -1
+	return bodyClose, 0, nil
+}
+
+// declareTrailers moves the names a chunked response announces in its
+// Trailer field to resp.Trailer, as net/http does (values come at the
+// end of the body).
+func declareTrailers(resp *http.Response) error {
+	vs, ok := resp.Header["Trailer"]
+	if !ok {
+		return nil
+	}
+	t := http.Header{}
+	for _, v := range vs {
+		for v != "" {
+			var k string
+			k, v, _ = strings.Cut(v, ",")
+			if k = trimOWS(k); k == "" {
+				continue
+			}
+			if !httpguts.ValidHeaderFieldName(k) {
+				return malformed("Trailer %q", vs)
+			}
+			k = canonicalKey(k)
+			switch k {
+			case "Transfer-Encoding", "Trailer", "Content-Length":
+				return malformed("Trailer %q", vs)
+			}
+			t[k] = nil
+		}
+	}
+	delete(resp.Header, "Trailer")
+	resp.Trailer = t
+	return nil
+}
+
+// parseLength parses a Content-Length value: decimal digits only.
+func parseLength(v string) (int64, bool) {
+	if v == "" || len(v) > 18 {
+		return 0, false
+	}
+	var n int64
+	for _, c := range []byte(v) {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n, true
+}
+
+// h1Body is a response body. The request ends at its end (EOF, the
+// connection may be reused), at a read error or at Close (the connection
+// closes unless the rest of a Content-Length body is already buffered).
+// Close may come from another goroutine than Read.
+type h1Body struct {
+	c    *h1Conn
+	resp *http.Response
+	mode bodyMode
+	n    int64 // left in the body (bodyLength) or the chunk (bodyChunked)
+	crlf bool  // a chunk's data was read; its CRLF was not
+
+	mu      sync.Mutex
+	reading bool
+	ended   bool
+	err     error // returned by reads after the end
+}
+
+func (b *h1Body) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	if b.ended {
+		err := b.err
+		b.mu.Unlock()
+		return 0, err
+	}
+	if len(p) == 0 {
+		b.mu.Unlock()
+		return 0, nil
+	}
+	b.reading = true
+	b.mu.Unlock()
+	n, err := b.read(p)
+	b.mu.Lock()
+	b.reading = false
+	if b.ended { // closed meanwhile
+		err = b.err
+		b.mu.Unlock()
+		return n, err
+	}
+	if err != nil {
+		b.ended = true
+		if err != io.EOF {
+			b.c.closeWith(err)
+			err = b.c.Err()
+		}
+		b.err = err
+	}
+	b.mu.Unlock()
+	switch {
+	case err == io.EOF:
+		b.c.finish(b.mode != bodyClose)
+	case err != nil:
+		b.c.finish(false)
+	}
+	return n, err
+}
+
+func (b *h1Body) read(p []byte) (int, error) {
+	br := b.c.br
+	switch b.mode {
+	case bodyLength:
+		if int64(len(p)) > b.n {
+			p = p[:b.n]
+		}
+		n, err := br.Read(p)
+		b.n -= int64(n)
+		switch {
+		case b.n == 0:
+			return n, io.EOF
+		case err == io.EOF:
+			return n, io.ErrUnexpectedEOF
+		}
+		return n, err
+	case bodyChunked:
+		return b.readChunked(p)
+	}
+	n, err := br.Read(p)
+	return n, err
+}
+
+// lastChunk is a chunk's CRLF, the last chunk and the end of a body
+// without trailers.
+const lastChunk = "\r\n0\r\n\r\n"
+
+func (b *h1Body) readChunked(p []byte) (int, error) {
+	br := b.c.br
+	for b.n == 0 {
+		if b.crlf {
+			if err := readCRLF(br); err != nil {
+				return 0, err
+			}
+			b.crlf = false
+		}
+		size, err := readChunkSize(br)
+		if err != nil {
+			return 0, err
+		}
+		if size == 0 {
+			return 0, b.readTrailers()
+		}
+		b.n = size
+	}
+	if int64(len(p)) > b.n {
+		p = p[:b.n]
+	}
+	n, err := br.Read(p)
+	b.n -= int64(n)
+	if b.n == 0 {
+		b.crlf = true
+		// The end of the body is usually right behind the last data:
+		// report EOF with it when it is already buffered.
+		if br.Buffered() >= len(lastChunk) {
+			if peek, _ := br.Peek(len(lastChunk)); string(peek) == lastChunk {
+				_, _ = br.Discard(len(lastChunk))
+				return n, io.EOF
+			}
+		}
+	}
+	if err == io.EOF {
+		err = io.ErrUnexpectedEOF
+	}
+	return n, err
+}
+
+func readCRLF(br *bufio.Reader) error {
+	var two [2]byte
+	if _, err := io.ReadFull(br, two[:]); err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return err
+	}
+	if two != [2]byte{'\r', '\n'} {
+		return malformed("chunk data not followed by CRLF")
+	}
+	return nil
+}
+
+// readChunkSize reads a chunk size line (extensions ignored).
+func readChunkSize(br *bufio.Reader) (int64, error) {
+	line, err := br.ReadSlice('\n')
+	switch {
+	case err == bufio.ErrBufferFull:
+		return 0, malformed("chunk size line too long")
+	case err == io.EOF:
+		return 0, io.ErrUnexpectedEOF
+	case err != nil:
+		return 0, err
+	}
+	line = bytes.TrimSuffix(line[:len(line)-1], []byte{'\r'})
+	if i := bytes.IndexByte(line, ';'); i >= 0 {
+		line = line[:i]
+	}
+	line = bytes.TrimRight(line, " \t")
+	if len(line) == 0 || len(line) > 15 {
+		return 0, malformed("chunk size %q", line)
+	}
+	var n int64
+	for _, c := range line {
+		var d byte
+		switch {
+		case '0' <= c && c <= '9':
+			d = c - '0'
+		case 'a' <= c && c <= 'f':
+			d = c - 'a' + 10
+		case 'A' <= c && c <= 'F':
+			d = c - 'A' + 10
+		default:
+			return 0, malformed("chunk size %q", line)
+		}
+		n = n<<4 | int64(d)
+	}
+	return n, nil
+}
+
+// readTrailers reads the trailer section after the last chunk into
+// resp.Trailer and returns io.EOF.
+func (b *h1Body) readTrailers() error {
+	c := b.c
+	head, err := readHead(c.br, c.hbuf[:0], maxHeadBytes, true)
+	if err != nil {
+		return err
+	}
+	if len(head) == 0 {
+		return io.EOF
+	}
+	s := string(head)
+	n := strings.Count(s, "\n")
+	if n > maxHeaderFields {
+		return malformed("more than %d trailer fields", maxHeaderFields)
+	}
+	t := http.Header{}
+	if err := parseFields(s, t, make([]string, n)); err != nil {
+		return err
+	}
+	if b.resp.Trailer == nil {
+		b.resp.Trailer = make(http.Header, len(t))
+	}
+	for k, vs := range t {
+		b.resp.Trailer[k] = vs
+	}
+	return io.EOF
+}
+
+// Close ends the response. Before EOF, the connection is kept only when
+// the rest of a Content-Length body is already buffered (it is skipped);
+// otherwise it closes.
+func (b *h1Body) Close() error {
+	b.mu.Lock()
+	if b.ended {
+		b.mu.Unlock()
+		return nil
+	}
+	b.ended, b.err = true, errReadOnClosed
+	reading := b.reading
+	b.mu.Unlock()
+	br := b.c.br
+	if !reading && b.mode == bodyLength && b.n <= int64(br.Buffered()) {
+		_, _ = br.Discard(int(b.n))
+		b.c.finish(true)
+		return nil
+	}
+	b.c.closeWith(errBodyClosed)
+	b.c.finish(false)
+	return nil
+}
+
+// canonicalKey returns the canonical form of a valid header name: k
+// itself when it already is, a shared string for common names, else a
+// new string.
+func canonicalKey(k string) string {
+	upper := true
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		if upper && 'a' <= c && c <= 'z' || !upper && 'A' <= c && c <= 'Z' {
+			return canonicalSlow(k)
+		}
+		upper = c == '-'
+	}
+	return k
+}
+
+func canonicalSlow(k string) string {
+	var buf [40]byte
+	if len(k) > len(buf) {
+		return http.CanonicalHeaderKey(k)
+	}
+	b := buf[:len(k)]
+	upper := true
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		switch {
+		case upper && 'a' <= c && c <= 'z':
+			c -= 'a' - 'A'
+		case !upper && 'A' <= c && c <= 'Z':
+			c += 'a' - 'A'
+		}
+		b[i] = c
+		upper = c == '-'
+	}
+	if s, ok := commonKeys[string(b)]; ok {
+		return s
+	}
+	return string(b)
+}
+
+// commonKeys interns the canonical names of common response fields, so
+// that lower-case names cost no allocation.
+var commonKeys = func() map[string]string {
+	m := map[string]string{}
+	for _, k := range []string{
+		"Accept-Ranges", "Access-Control-Allow-Origin", "Age", "Alt-Svc", "Cache-Control",
+		"Connection", "Content-Disposition", "Content-Encoding", "Content-Language",
+		"Content-Length", "Content-Range", "Content-Security-Policy", "Content-Type", "Date", "Etag",
+		"Expires", "Grpc-Message", "Grpc-Status", "Keep-Alive", "Last-Modified", "Link", "Location",
+		"Retry-After", "Server", "Set-Cookie", "Strict-Transport-Security", "Trailer",
+		"Transfer-Encoding", "Vary", "Via", "Www-Authenticate", "X-Content-Type-Options",
+		"X-Envoy-Upstream-Service-Time", "X-Frame-Options", "X-Powered-By", "X-Request-Id",
+	} {
+		m[k] = k
+	}
+	return m
+}()
