@@ -1,9 +1,12 @@
 # The two commands of the README.
 .PHONY: demo test build
 
-# Run the control plane on the local Bookinfo configuration (Ctrl-C stops it).
-demo:
-	GOTOOLCHAIN=local go run ./cmd/trellis discovery --config-dir examples/bookinfo/config
+# Run the Bookinfo mesh on this machine: control plane, sidecars and the
+# sample's services; http://127.0.0.1:9080/productpage (Ctrl-C stops it).
+# Built rather than `go run` so that Ctrl-C reaches trellis alone and it
+# exits 0 after stopping everything.
+demo: build
+	bin/trellis up
 
 # Run the whole test suite, as CI does.
 test:

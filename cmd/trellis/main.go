@@ -14,10 +14,12 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/trellismesh/trellis/internal/cli/analyze"
+	"github.com/trellismesh/trellis/internal/cli/bookinfo"
 	clidiscovery "github.com/trellismesh/trellis/internal/cli/discovery"
 	cliproxy "github.com/trellismesh/trellis/internal/cli/proxy"
 	"github.com/trellismesh/trellis/internal/cli/proxyconfig"
 	"github.com/trellismesh/trellis/internal/cli/proxystatus"
+	cliup "github.com/trellismesh/trellis/internal/cli/up"
 	"github.com/trellismesh/trellis/internal/cli/version"
 )
 
@@ -44,6 +46,7 @@ func run(ctx context.Context, args []string) int {
 		cliproxy.NewCommand(logger),
 		version.NewCommand(buildVersion),
 		proxystatus.NewCommand(), proxyconfig.NewCommand(),
+		cliup.NewCommand(cliup.Deps{Executable: os.Executable, Geteuid: os.Geteuid}), bookinfo.NewCommand(os.Getenv),
 	)
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)

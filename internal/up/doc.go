@@ -1,0 +1,36 @@
+// Package up runs a whole mesh on one machine from a directory of Istio
+// YAML: what `trellis up` does, without root.
+//
+//	DIR ──► plan (analysis.Load: validate, WorkloadEntries + annotations)
+//	         │  any rejected object → InvalidConfigError, nothing started
+//	         ▼
+//	preflight: every listen address free? else PortInUseError
+//	         ▼
+//	control plane (discovery.Server, in this process; watches DIR)
+//	         ▼  per WorkloadEntry, in name order
+//	sidecar  = <trellis> proxy sidecar --ip/--bind-address ADDR
+//	           --explicit-proxy ADDR:15080, admin/health/metrics on ADDR
+//	           ready when ADDR:15021/healthz/ready answers 200
+//	workload = trellis.dev/run annotation (a template; "trellis" = this binary)
+//	           ready when it accepts on the ports its services give it
+//	         ▼
+//	front door: --ingress (127.0.0.1:9080) ─TCP relay─► the workload
+//	            annotated trellis.dev/ingress (Bookinfo: productpage)
+//
+// Each child runs in its own process group, with Pdeathsig on Linux, its
+// output in StateDir/<component>.log. A component that fails to start
+// stops everything started before it (StartError names it, its log and
+// its last lines). When the context ends, Run stops the front door, the
+// workloads, the sidecars (which drain for DrainDuration) and the control
+// plane, in that order, and returns nil.
+//
+// Routing and security changes in DIR apply live through the control
+// plane's file store. WorkloadEntries added or removed while running are
+// not started or stopped: that needs a restart (not done yet). --netns
+// (network namespaces and transparent capture, as root) is not done yet.
+//
+// Ownership: Run's goroutine owns the running set; the accessors (PIDs,
+// IngressAddr, XDSAddr, StateDir) read under Up.mu. Each child has one
+// goroutine waiting on it; the front door one accept goroutine and two
+// per relayed connection.
+package up

@@ -1,0 +1,209 @@
+package up
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"sort"
+	"strconv"
+	"strings"
+	"text/template"
+
+	networking "istio.io/api/networking/v1alpha3"
+
+	"github.com/trellismesh/trellis/internal/analysis"
+	"github.com/trellismesh/trellis/internal/config"
+	"github.com/trellismesh/trellis/internal/config/schema"
+	"github.com/trellismesh/trellis/internal/config/store"
+	"github.com/trellismesh/trellis/internal/model"
+)
+
+// Annotations on a WorkloadEntry that tell `trellis up` how to run it.
+const (
+	// AnnotationRun is the workload's command line, a text/template over
+	// RunData. Words are separated by spaces (no shell quoting); a first
+	// word "trellis" means the trellis binary running `up` itself.
+	AnnotationRun = "trellis.dev/run"
+	// AnnotationIngress is a port of the workload that the front door
+	// (--ingress) forwards to; at most one WorkloadEntry may carry it.
+	AnnotationIngress = "trellis.dev/ingress"
+	// AnnotationIngressPath is the path printed with the front door's URL.
+	AnnotationIngressPath = "trellis.dev/ingress-path"
+)
+
+// RunData is what AnnotationRun's template sees.
+type RunData struct {
+	Name      string            // the WorkloadEntry's name
+	Namespace string            // its namespace
+	Address   string            // its address (127.0.0.x)
+	Labels    map[string]string // its labels: {{.Labels.version}}
+	Proxy     string            // its sidecar's explicit proxy, ip:port
+}
+
+// Workload is one WorkloadEntry of the directory, with what up runs for it.
+type Workload struct {
+	Name, Namespace string
+	Address         netip.Addr
+	Labels          map[string]string
+	ServiceAccount  string
+	// Command is the rendered AnnotationRun, nil when the directory does
+	// not say how to run the workload (its sidecar still starts).
+	Command []string
+	// Ports are the workload's ports that serve a service: up waits for
+	// them to accept connections.
+	Ports []uint32
+	// IngressPort and IngressPath come from AnnotationIngress(-Path).
+	IngressPort uint32
+	IngressPath string
+	// Source is where the WorkloadEntry was written.
+	Source config.Source
+}
+
+// ID names the workload in messages and log files: "name.namespace".
+func (w Workload) ID() string { return w.Name + "." + w.Namespace }
+
+// InvalidConfigError lists the directory's problems that rejected objects.
+type InvalidConfigError struct {
+	Dir      string
+	Problems []store.Problem
+}
+
+func (e *InvalidConfigError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "invalid configuration in %s (nothing was started):", e.Dir)
+	for _, p := range e.Problems {
+		b.WriteString("\n  ")
+		b.WriteString(p.Error())
+	}
+	b.WriteString("\nfix the objects above (trellis analyze " + e.Dir + " shows every finding) and run trellis up again")
+	return b.String()
+}
+
+// plan reads dir once, as the control plane will, and returns its
+// workloads sorted by namespace and name. proxyPort is the explicit proxy's
+// port on each workload's address. Any rejected object, or an annotation
+// that does not parse, fails the plan.
+func plan(ctx context.Context, dir string, proxyPort uint16) ([]Workload, error) {
+	in, err := analysis.Load(ctx, analysis.LoadConfig{Dirs: []string{dir}})
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", dir, err)
+	}
+	var bad []store.Problem
+	for _, p := range in.Problems {
+		if p.Severity == store.SeverityError {
+			bad = append(bad, p)
+		}
+	}
+	if len(bad) > 0 {
+		return nil, &InvalidConfigError{Dir: dir, Problems: bad}
+	}
+	snap := in.Snapshot
+	var out []Workload
+	var ingress []string
+	for _, c := range snap.Configs(schema.WorkloadEntry) {
+		w, err := workload(c, snap, proxyPort)
+		if err != nil {
+			return nil, &InvalidConfigError{Dir: dir, Problems: []store.Problem{{
+				Severity: store.SeverityError, Source: c.Source, Key: c.Key(), Message: err.Error(),
+			}}}
+		}
+		if w.IngressPort != 0 {
+			ingress = append(ingress, w.ID())
+		}
+		out = append(out, w)
+	}
+	if len(ingress) > 1 {
+		return nil, fmt.Errorf("invalid configuration in %s: %d WorkloadEntries carry %s (%s); the front door forwards to one", dir, len(ingress), AnnotationIngress, strings.Join(ingress, ", "))
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID() < out[j].ID() })
+	seen := map[netip.Addr]string{}
+	for _, w := range out {
+		if other, ok := seen[w.Address]; ok {
+			return nil, fmt.Errorf("invalid configuration in %s: WorkloadEntries %s and %s have the same address %s; in local mode each workload needs its own loopback address", dir, other, w.ID(), w.Address)
+		}
+		seen[w.Address] = w.ID()
+	}
+	return out, nil
+}
+
+// workload reads one WorkloadEntry.
+func workload(c config.Config, snap *model.Snapshot, proxyPort uint16) (Workload, error) {
+	spec, ok := c.Spec.(*networking.WorkloadEntry)
+	if !ok {
+		return Workload{}, fmt.Errorf("unexpected spec type %T", c.Spec)
+	}
+	addr, err := netip.ParseAddr(spec.GetAddress())
+	if err != nil || !addr.IsLoopback() {
+		return Workload{}, fmt.Errorf("spec.address: %q: trellis up (without --netns) needs a loopback IP address such as 127.0.0.10", spec.GetAddress())
+	}
+	w := Workload{
+		Name: c.Name, Namespace: c.Namespace, Address: addr,
+		Labels: spec.GetLabels(), ServiceAccount: spec.GetServiceAccount(), Source: c.Source,
+		Ports: ports(snap, c.Name, c.Namespace, spec.GetAddress()),
+	}
+	if v, ok := c.Annotations[AnnotationIngress]; ok {
+		n, err := strconv.ParseUint(v, 10, 16)
+		if err != nil || n == 0 {
+			return Workload{}, fmt.Errorf("metadata.annotations[%s]: %q is not a port number", AnnotationIngress, v)
+		}
+		w.IngressPort = uint32(n)
+		w.IngressPath = c.Annotations[AnnotationIngressPath]
+		if w.IngressPath == "" {
+			w.IngressPath = "/"
+		}
+		if !strings.HasPrefix(w.IngressPath, "/") {
+			return Workload{}, fmt.Errorf("metadata.annotations[%s]: %q must start with /", AnnotationIngressPath, w.IngressPath)
+		}
+	}
+	if tmpl, ok := c.Annotations[AnnotationRun]; ok {
+		w.Command, err = render(tmpl, RunData{
+			Name: c.Name, Namespace: c.Namespace, Address: addr.String(), Labels: w.Labels,
+			Proxy: netip.AddrPortFrom(addr, proxyPort).String(),
+		})
+		if err != nil {
+			return Workload{}, fmt.Errorf("metadata.annotations[%s]: %w", AnnotationRun, err)
+		}
+	}
+	return w, nil
+}
+
+// render executes a run template and splits it into words.
+func render(tmpl string, d RunData) ([]string, error) {
+	t, err := template.New("run").Option("missingkey=error").Parse(tmpl)
+	if err != nil {
+		return nil, err
+	}
+	var b strings.Builder
+	if err := t.Execute(&b, d); err != nil {
+		return nil, err
+	}
+	words := strings.Fields(b.String())
+	if len(words) == 0 {
+		return nil, fmt.Errorf("%q is an empty command", tmpl)
+	}
+	return words, nil
+}
+
+// ports returns the ports at which the workload serves the services that
+// select it, as the registry computed them.
+func ports(snap *model.Snapshot, name, ns, addr string) []uint32 {
+	set := map[uint32]bool{}
+	for _, svc := range snap.Services() {
+		for _, e := range snap.Endpoints(svc.Key()) {
+			if e.WorkloadName != name || e.Namespace != ns || e.Address != addr {
+				continue
+			}
+			for _, p := range svc.Ports {
+				if n := e.PortFor(p); n != 0 {
+					set[n] = true
+				}
+			}
+		}
+	}
+	out := make([]uint32, 0, len(set))
+	for p := range set {
+		out = append(out, p)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}

@@ -1,0 +1,642 @@
+package up
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/trellismesh/trellis/internal/discovery"
+)
+
+// Defaults of Config.
+const (
+	DefaultXDSAddress        = "127.0.0.1:15010"
+	DefaultMonitoringAddress = "127.0.0.1:15014"
+	DefaultIngressAddress    = "127.0.0.1:9080"
+	DefaultDrainDuration     = 2 * time.Second
+	DefaultReadyTimeout      = 60 * time.Second
+)
+
+// The sidecar's capture listeners, bound to the workload's address by
+// --bind-address: up checks they are free before starting.
+const (
+	outboundCapturePort = 15001
+	inboundCapturePort  = 15006
+)
+
+// Ports are the ports of each sidecar on its workload's own address.
+type Ports struct {
+	Admin, Health, Metrics uint16
+	// ExplicitProxy is the sidecar's HTTP forward proxy, the outbound
+	// address the workload sends its calls to. It cannot be 15001: the
+	// sidecar's outbound capture listener binds that port on the same
+	// address.
+	ExplicitProxy uint16
+}
+
+// DefaultPorts are Istio's sidecar ports, plus 15080 for the explicit
+// proxy.
+var DefaultPorts = Ports{Admin: 15000, Health: 15021, Metrics: 15020, ExplicitProxy: 15080}
+
+// Config is what `trellis up` runs. Zero fields take the defaults above.
+type Config struct {
+	// Dir is the directory of Istio YAML. Required.
+	Dir string
+	// Executable is the trellis binary run as `proxy sidecar` and for
+	// commands whose first word is "trellis" (the CLI passes
+	// os.Executable(); tests a freshly built binary). Required.
+	Executable string
+	// XDSAddress and MonitoringAddress are the control plane's listeners.
+	XDSAddress, MonitoringAddress string
+	// IngressAddress is the front door to the workload annotated with
+	// AnnotationIngress; "-" disables it.
+	IngressAddress string
+	// StateDir holds the components' log files (default: a new temporary
+	// directory, kept after exit so that the logs can be read).
+	StateDir string
+	// Ports of the sidecars (zero fields: DefaultPorts).
+	Ports Ports
+	// DrainDuration is the sidecars' --drain-duration.
+	DrainDuration time.Duration
+	// ReadyTimeout bounds the wait for each component to become ready.
+	ReadyTimeout time.Duration
+	// Out receives the progress lines (nil: discarded).
+	Out io.Writer
+}
+
+// Up runs a local mesh: the control plane in-process, a sidecar process
+// per WorkloadEntry and the workloads the directory says how to run.
+type Up struct {
+	cfg   Config
+	out   io.Writer
+	ready chan struct{}
+
+	// mu guards procs and the addresses, written by Run and read by the
+	// accessors.
+	mu         sync.Mutex
+	procs      []*process
+	ingress    string
+	monitoring string
+	xds        string
+}
+
+// New checks the configuration. It does no I/O.
+func New(cfg Config) (*Up, error) {
+	if cfg.Dir == "" {
+		return nil, errors.New("up: a configuration directory is required")
+	}
+	if cfg.Executable == "" {
+		return nil, errors.New("up: the trellis executable is required")
+	}
+	def := func(s *string, d string) {
+		if *s == "" {
+			*s = d
+		}
+	}
+	def(&cfg.XDSAddress, DefaultXDSAddress)
+	def(&cfg.MonitoringAddress, DefaultMonitoringAddress)
+	def(&cfg.IngressAddress, DefaultIngressAddress)
+	defPort := func(p *uint16, d uint16) {
+		if *p == 0 {
+			*p = d
+		}
+	}
+	defPort(&cfg.Ports.Admin, DefaultPorts.Admin)
+	defPort(&cfg.Ports.Health, DefaultPorts.Health)
+	defPort(&cfg.Ports.Metrics, DefaultPorts.Metrics)
+	defPort(&cfg.Ports.ExplicitProxy, DefaultPorts.ExplicitProxy)
+	if cfg.Ports.ExplicitProxy == outboundCapturePort || cfg.Ports.ExplicitProxy == inboundCapturePort {
+		return nil, fmt.Errorf("up: explicit proxy port %d is taken by the sidecar's capture listener", cfg.Ports.ExplicitProxy)
+	}
+	if cfg.DrainDuration <= 0 {
+		cfg.DrainDuration = DefaultDrainDuration
+	}
+	if cfg.ReadyTimeout <= 0 {
+		cfg.ReadyTimeout = DefaultReadyTimeout
+	}
+	out := cfg.Out
+	if out == nil {
+		out = io.Discard
+	}
+	return &Up{cfg: cfg, out: out, ready: make(chan struct{})}, nil
+}
+
+// Ready is closed once every component is ready and the summary printed.
+func (u *Up) Ready() <-chan struct{} { return u.ready }
+
+// IngressAddr is the front door's address ("" before ready or without one).
+func (u *Up) IngressAddr() string {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.ingress
+}
+
+// XDSAddr is the control plane's xDS address ("" before it listens).
+func (u *Up) XDSAddr() string {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.xds
+}
+
+// PIDs returns the process IDs of every child started so far.
+func (u *Up) PIDs() []int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	out := make([]int, len(u.procs))
+	for i, p := range u.procs {
+		out[i] = p.pid()
+	}
+	return out
+}
+
+// StateDir is where the log files are (set once Run has started).
+func (u *Up) StateDir() string {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.cfg.StateDir
+}
+
+// StartError says which component failed to start, where its log is and
+// what to do about it. Everything started before it has been stopped.
+type StartError struct {
+	Component string
+	Err       error
+	Log       string // log file path, "" if none
+	Tail      string // its last lines
+	Fix       string
+}
+
+func (e *StartError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s failed to start: %v (everything started has been stopped)", e.Component, e.Err)
+	if e.Log != "" {
+		fmt.Fprintf(&b, "\n  log: %s", e.Log)
+		if e.Tail != "" {
+			b.WriteString("\n  last lines:\n    ")
+			b.WriteString(strings.ReplaceAll(e.Tail, "\n", "\n    "))
+		}
+	}
+	if e.Fix != "" {
+		fmt.Fprintf(&b, "\n  fix: %s", e.Fix)
+	}
+	return b.String()
+}
+
+func (e *StartError) Unwrap() error { return e.Err }
+
+// PortInUseError is a listen address that is taken before anything starts.
+type PortInUseError struct {
+	Address string
+	What    string // "the control plane's xDS address"
+	Fix     string
+	Err     error
+}
+
+func (e *PortInUseError) Error() string {
+	return fmt.Sprintf("port in use: %s (%s) is not free: %v (nothing was started)\n  fix: %s", e.Address, e.What, e.Err, e.Fix)
+}
+
+func (e *PortInUseError) Unwrap() error { return e.Err }
+
+// Run starts everything, prints where to send traffic and blocks until ctx
+// ends; then it stops the front door, the workloads, the sidecars (which
+// drain) and the control plane, in that order. A component failing to
+// start stops everything started before it and returns a *StartError; a
+// directory that does not validate returns an *InvalidConfigError and a
+// taken address a *PortInUseError, both before anything starts. Run
+// returns nil when ctx ends.
+func (u *Up) Run(ctx context.Context) error {
+	cfg := u.cfg
+	fmt.Fprintf(u.out, "reading %s\n", cfg.Dir)
+	workloads, err := plan(ctx, cfg.Dir, cfg.Ports.ExplicitProxy)
+	if err != nil {
+		return err
+	}
+	if err := u.preflight(workloads); err != nil {
+		return err
+	}
+	if cfg.StateDir == "" {
+		if cfg.StateDir, err = os.MkdirTemp("", "trellis-up-"); err != nil {
+			return fmt.Errorf("creating the state directory: %w", err)
+		}
+	} else if err := os.MkdirAll(cfg.StateDir, 0o755); err != nil {
+		return fmt.Errorf("creating the state directory: %w", err)
+	}
+	u.mu.Lock()
+	u.cfg.StateDir = cfg.StateDir
+	u.mu.Unlock()
+	fmt.Fprintf(u.out, "logs in %s\n", cfg.StateDir)
+
+	r := &running{up: u}
+	defer r.stop()
+	if err := r.controlPlane(ctx); err != nil {
+		return u.startFailed(ctx, err)
+	}
+	for _, w := range workloads {
+		if err := r.workload(ctx, w); err != nil {
+			return u.startFailed(ctx, err)
+		}
+	}
+	if err := r.frontDoor(workloads); err != nil {
+		return u.startFailed(ctx, err)
+	}
+	u.summary(workloads)
+	close(u.ready)
+	r.watch(ctx)
+	fmt.Fprintln(u.out, "stopping")
+	return nil
+}
+
+// startFailed turns an interrupted start into a clean exit.
+func (u *Up) startFailed(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		fmt.Fprintln(u.out, "interrupted while starting; stopping")
+		return nil
+	}
+	return err
+}
+
+// preflight checks that every address up will listen on is free, so that
+// a taken one fails before anything starts, with the flag or object to
+// change.
+func (u *Up) preflight(ws []Workload) error {
+	cfg := u.cfg
+	type want struct{ addr, what, fix string }
+	wants := []want{
+		{cfg.XDSAddress, "the control plane's xDS address", "stop what uses it (another trellis up or trellis discovery?) or pass --xds-address"},
+	}
+	if cfg.MonitoringAddress != "-" {
+		wants = append(wants, want{cfg.MonitoringAddress, "the control plane's monitoring address", "stop what uses it or pass --monitoring-address"})
+	}
+	if cfg.IngressAddress != "-" && hasIngress(ws) {
+		wants = append(wants, want{cfg.IngressAddress, "the front door", "stop what uses it or pass --ingress"})
+	}
+	for _, w := range ws {
+		fix := fmt.Sprintf("stop what uses it (another trellis up?) or give WorkloadEntry %s another spec.address in %s", w.ID(), w.Source.File)
+		ports := []uint16{cfg.Ports.Admin, cfg.Ports.Health, cfg.Ports.Metrics, cfg.Ports.ExplicitProxy, outboundCapturePort, inboundCapturePort}
+		for _, p := range ports {
+			wants = append(wants, want{netip.AddrPortFrom(w.Address, p).String(), "the sidecar of " + w.ID(), fix})
+		}
+		if w.Command != nil {
+			for _, p := range w.Ports {
+				wants = append(wants, want{netip.AddrPortFrom(w.Address, uint16(p)).String(), "workload " + w.ID(), fix})
+			}
+		}
+	}
+	for _, w := range wants {
+		ln, err := net.Listen("tcp", w.addr)
+		if err != nil {
+			return &PortInUseError{Address: w.addr, What: w.what, Fix: w.fix, Err: err}
+		}
+		ln.Close()
+	}
+	return nil
+}
+
+func hasIngress(ws []Workload) bool {
+	for _, w := range ws {
+		if w.IngressPort != 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// summary prints where to send traffic.
+func (u *Up) summary(ws []Workload) {
+	u.mu.Lock()
+	ingress, mon, xds := u.ingress, u.monitoring, u.xds
+	u.mu.Unlock()
+	fmt.Fprintln(u.out, "")
+	fmt.Fprintf(u.out, "mesh is up: control plane (xDS %s) and %d workloads\n", xds, len(ws))
+	for _, w := range ws {
+		if w.IngressPort != 0 && ingress != "" {
+			fmt.Fprintf(u.out, "  send traffic to  http://%s%s\n", ingress, w.IngressPath)
+		}
+	}
+	if mon != "" {
+		fmt.Fprintf(u.out, "  control plane    http://%s/metrics (the dashboard is not built yet)\n", mon)
+	}
+	for _, w := range ws {
+		fmt.Fprintf(u.out, "  %-24s %s:%s  outbound proxy %s:%d  admin %s:%d\n",
+			w.ID(), w.Address, joinPorts(w.Ports), w.Address, u.cfg.Ports.ExplicitProxy, w.Address, u.cfg.Ports.Admin)
+	}
+	fmt.Fprintf(u.out, "  edit %s to change the routing; Ctrl-C stops everything\n", u.cfg.Dir)
+}
+
+func joinPorts(ps []uint32) string {
+	s := make([]string, len(ps))
+	for i, p := range ps {
+		s[i] = strconv.FormatUint(uint64(p), 10)
+	}
+	if len(s) == 0 {
+		return "-"
+	}
+	return strings.Join(s, ",")
+}
+
+// running is what one Run has started, for stopping it in order.
+type running struct {
+	up        *Up
+	cpCancel  context.CancelFunc
+	cpDone    chan error
+	door      *frontDoor
+	sidecars  []*process
+	workloads []*process
+}
+
+// controlPlane starts the control plane in this process.
+func (r *running) controlPlane(ctx context.Context) error {
+	cfg := r.up.cfg
+	const name = "control plane"
+	r.up.progress(name, "starting")
+	logFile := logPath(cfg.StateDir, "control-plane")
+	f, err := os.OpenFile(logFile, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	if err != nil {
+		return &StartError{Component: name, Err: fmt.Errorf("log file: %w", err)}
+	}
+	srv, err := discovery.New(discovery.Config{
+		ConfigDir:         cfg.Dir,
+		XDSAddress:        cfg.XDSAddress,
+		MonitoringAddress: cfg.MonitoringAddress,
+		Logger:            slog.New(slog.NewTextHandler(f, &slog.HandlerOptions{Level: slog.LevelInfo})),
+	})
+	if err != nil {
+		f.Close()
+		return &StartError{Component: name, Err: err, Log: logFile, Tail: tail(logFile, 20)}
+	}
+	cpCtx, cancel := context.WithCancel(context.Background())
+	r.cpCancel = cancel
+	r.cpDone = make(chan error, 1)
+	go func() {
+		err := srv.Run(cpCtx)
+		f.Close()
+		r.cpDone <- err
+	}()
+	t := time.NewTimer(cfg.ReadyTimeout)
+	defer t.Stop()
+	select {
+	case <-srv.Ready():
+	case err := <-r.cpDone:
+		r.cpDone <- err // for stop
+		return &StartError{Component: name, Err: err, Log: logFile, Tail: tail(logFile, 20),
+			Fix: "if an address is in use, stop what uses it or pass --xds-address / --monitoring-address"}
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return &StartError{Component: name, Err: fmt.Errorf("not ready after %v", cfg.ReadyTimeout), Log: logFile, Tail: tail(logFile, 20)}
+	}
+	r.up.mu.Lock()
+	r.up.xds = srv.XDSAddr().String()
+	if a := srv.MonitoringAddr(); a != nil {
+		r.up.monitoring = a.String()
+	}
+	r.up.mu.Unlock()
+	r.up.progress(name, "ready (xDS "+srv.XDSAddr().String()+")")
+	return nil
+}
+
+// workload starts a workload's sidecar, waits for it to be ready, then
+// starts the workload itself if the directory says how.
+func (r *running) workload(ctx context.Context, w Workload) error {
+	cfg := r.up.cfg
+	name := "sidecar " + w.ID()
+	r.up.progress(name, "starting")
+	p, err := r.up.start(name, r.up.sidecarArgs(w))
+	if err != nil {
+		return &StartError{Component: name, Err: err, Fix: "check that " + cfg.Executable + " is a trellis binary"}
+	}
+	r.sidecars = append(r.sidecars, p)
+	health := "http://" + netip.AddrPortFrom(w.Address, cfg.Ports.Health).String() + "/healthz/ready"
+	if err := r.up.waitReady(ctx, p, func() error { return httpReady(health) }); err != nil {
+		fix := "see the log; the sidecar reads its configuration from the control plane at " + r.up.XDSAddr()
+		if strings.Contains(tail(p.log, 50), "NACK") {
+			fix = "the sidecar rejected its configuration (NACK in the log). Local-mode sidecars have no certificates yet: if the NACK is about TLS, add a PeerAuthentication with spec.mtls.mode DISABLE to the directory (as examples/bookinfo/config/peer-authentication.yaml does)"
+		}
+		return r.up.startError(p, err, fix)
+	}
+	r.up.progress(name, "ready")
+	if w.Command == nil {
+		r.up.progress("workload "+w.ID(), fmt.Sprintf("not started (no %s annotation): run it on %s, sending its calls to %s:%d", AnnotationRun, w.Address, w.Address, cfg.Ports.ExplicitProxy))
+		return nil
+	}
+	name = "workload " + w.ID()
+	argv := append([]string(nil), w.Command...)
+	if argv[0] == "trellis" {
+		argv[0] = cfg.Executable
+	}
+	r.up.progress(name, "starting: "+strings.Join(w.Command, " "))
+	if p, err = r.up.start(name, argv); err != nil {
+		return &StartError{Component: name, Err: err, Fix: fmt.Sprintf("check the %s annotation of WorkloadEntry %s in %s", AnnotationRun, w.ID(), w.Source.File)}
+	}
+	r.workloads = append(r.workloads, p)
+	if err := r.up.waitReady(ctx, p, func() error { return tcpReady(w.Address, w.Ports) }); err != nil {
+		return r.up.startError(p, err, fmt.Sprintf("the workload must listen on %s port %s; check the %s annotation of WorkloadEntry %s in %s", w.Address, joinPorts(w.Ports), AnnotationRun, w.ID(), w.Source.File))
+	}
+	r.up.progress(name, "ready")
+	return nil
+}
+
+// frontDoor opens the ingress listener.
+func (r *running) frontDoor(ws []Workload) error {
+	cfg := r.up.cfg
+	if cfg.IngressAddress == "-" {
+		return nil
+	}
+	for _, w := range ws {
+		if w.IngressPort == 0 {
+			continue
+		}
+		target := netip.AddrPortFrom(w.Address, uint16(w.IngressPort)).String()
+		ln, err := net.Listen("tcp", cfg.IngressAddress)
+		if err != nil {
+			return &StartError{Component: "front door", Err: err, Fix: "stop what uses " + cfg.IngressAddress + " or pass --ingress"}
+		}
+		r.door = newFrontDoor(ln, target)
+		go r.door.serve()
+		r.up.mu.Lock()
+		r.up.ingress = ln.Addr().String()
+		r.up.mu.Unlock()
+		r.up.progress("front door", fmt.Sprintf("ready: %s → %s (%s)", ln.Addr(), target, w.ID()))
+	}
+	return nil
+}
+
+// watch reports children that exit while the mesh runs, until ctx ends.
+func (r *running) watch(ctx context.Context) {
+	exited := make(chan *process)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	defer func() { close(stop); wg.Wait() }()
+	for _, p := range append(append([]*process(nil), r.sidecars...), r.workloads...) {
+		wg.Go(func() {
+			select {
+			case <-p.done:
+				select {
+				case exited <- p:
+				case <-stop:
+				}
+			case <-stop:
+			}
+		})
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case p := <-exited:
+			fmt.Fprintf(r.up.out, "warning: %s exited (%v); the rest keeps running. log: %s\n    %s\n",
+				p.name, p.err, p.log, strings.ReplaceAll(tail(p.log, 10), "\n", "\n    "))
+		}
+	}
+}
+
+// stop stops what was started: front door, workloads, sidecars (they
+// drain), control plane.
+func (r *running) stop() {
+	if r.door != nil {
+		r.door.close()
+	}
+	grace := 5 * time.Second
+	r.up.stopAll(r.workloads, grace)
+	r.up.stopAll(r.sidecars, r.up.cfg.DrainDuration+grace)
+	if r.cpCancel != nil {
+		r.cpCancel()
+		if err := <-r.cpDone; err != nil {
+			fmt.Fprintf(r.up.out, "control plane stopped with: %v\n", err)
+		}
+	}
+}
+
+// stopAll stops the processes in parallel.
+func (u *Up) stopAll(ps []*process, grace time.Duration) {
+	var wg sync.WaitGroup
+	for _, p := range ps {
+		wg.Go(func() {
+			if err := p.stop(grace); err != nil {
+				fmt.Fprintf(u.out, "%s exited with %v (log: %s)\n", p.name, err, p.log)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// start starts a child and records it.
+func (u *Up) start(name string, argv []string) (*process, error) {
+	p, err := startProcess(name, logPath(u.cfg.StateDir, name), argv)
+	if err != nil {
+		return nil, err
+	}
+	u.mu.Lock()
+	u.procs = append(u.procs, p)
+	u.mu.Unlock()
+	return p, nil
+}
+
+// sidecarArgs is the sidecar's command line.
+func (u *Up) sidecarArgs(w Workload) []string {
+	cfg := u.cfg
+	at := func(p uint16) string { return netip.AddrPortFrom(w.Address, p).String() }
+	keys := make([]string, 0, len(w.Labels))
+	for k := range w.Labels {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	labels := make([]string, len(keys))
+	for i, k := range keys {
+		labels[i] = k + "=" + w.Labels[k]
+	}
+	args := []string{cfg.Executable, "proxy", "sidecar",
+		"--xds-address", u.XDSAddr(),
+		"--ip", w.Address.String(), "--bind-address", w.Address.String(),
+		"--pod-name", w.Name, "--namespace", w.Namespace, "--workload-name", w.Name,
+		"--admin-address", at(cfg.Ports.Admin),
+		"--health-address", at(cfg.Ports.Health),
+		"--metrics-address", at(cfg.Ports.Metrics),
+		"--explicit-proxy", at(cfg.Ports.ExplicitProxy),
+		"--drain-duration", cfg.DrainDuration.String(),
+	}
+	if len(labels) > 0 {
+		args = append(args, "--labels", strings.Join(labels, ","))
+	}
+	if w.ServiceAccount != "" {
+		args = append(args, "--service-account", w.ServiceAccount)
+	}
+	return args
+}
+
+// waitReady polls check until it succeeds, the process exits, ctx ends or
+// the ready timeout passes.
+func (u *Up) waitReady(ctx context.Context, p *process, check func() error) error {
+	deadline := time.NewTimer(u.cfg.ReadyTimeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		err := check()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-p.done:
+			return fmt.Errorf("exited before it was ready: %v", p.err)
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-deadline.C:
+			return fmt.Errorf("not ready after %v: %w", u.cfg.ReadyTimeout, err)
+		case <-tick.C:
+		}
+	}
+}
+
+// startError describes a child that failed to become ready.
+func (u *Up) startError(p *process, err error, fix string) error {
+	if errors.Is(err, context.Canceled) {
+		return err
+	}
+	// Stop it first so that its last words are in the log.
+	_ = p.stop(time.Second)
+	return &StartError{Component: p.name, Err: err, Log: p.log, Tail: tail(p.log, 20), Fix: fix}
+}
+
+func (u *Up) progress(component, state string) {
+	fmt.Fprintf(u.out, "  %-36s %s\n", component, state)
+}
+
+// httpReady is nil once url answers 200.
+func httpReady(url string) error {
+	c := http.Client{Timeout: time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	res, err := c.Get(url)
+	if err != nil {
+		return err
+	}
+	io.Copy(io.Discard, res.Body)
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", url, res.Status)
+	}
+	return nil
+}
+
+// tcpReady is nil once every port of addr accepts connections.
+func tcpReady(addr netip.Addr, ports []uint32) error {
+	for _, p := range ports {
+		c, err := net.DialTimeout("tcp", netip.AddrPortFrom(addr, uint16(p)).String(), time.Second)
+		if err != nil {
+			return err
+		}
+		c.Close()
+	}
+	return nil
+}
