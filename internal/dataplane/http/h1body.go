@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 
 	"golang.org/x/net/http/httpguts"
+
+	"github.com/trellismesh/trellis/internal/dataplane/h1wire"
 )
 
 // Chunked body states.
@@ -240,36 +242,13 @@ func (b *reqBody) readLine() ([]byte, error) {
 	}
 }
 
-// parseChunkSize parses a chunk-size line as net/http does: the
-// extension after ';' dropped, trailing whitespace trimmed, 1 to 16 hex
-// digits.
+// parseChunkSize parses a chunk-size line (h1wire.ParseChunkSize).
 func parseChunkSize(line []byte) (int64, *protocolError) {
-	if i := bytes.IndexByte(line, ';'); i >= 0 {
-		line = line[:i]
-	}
-	line = bytes.TrimRight(line, " \t")
-	if len(line) == 0 || len(line) > 16 {
+	n, ok := h1wire.ParseChunkSize(line)
+	if !ok {
 		return 0, badRequest("invalid chunk size")
 	}
-	var n uint64
-	for _, c := range line {
-		var d byte
-		switch {
-		case '0' <= c && c <= '9':
-			d = c - '0'
-		case 'a' <= c && c <= 'f':
-			d = c - 'a' + 10
-		case 'A' <= c && c <= 'F':
-			d = c - 'A' + 10
-		default:
-			return 0, badRequest("invalid chunk size")
-		}
-		n = n<<4 | uint64(d)
-	}
-	if n > 1<<62 {
-		return 0, badRequest("invalid chunk size")
-	}
-	return int64(n), nil
+	return n, nil
 }
 
 // trailerLine adds one trailer field to the request's Trailer.
@@ -282,14 +261,14 @@ func (b *reqBody) trailerLine(line []byte) *protocolError {
 	if !ok || !httpguts.ValidHeaderFieldName(name) {
 		return badRequest("malformed trailer line")
 	}
-	value = trimOWS(value)
+	value = h1wire.TrimOWS(value)
 	if !httpguts.ValidHeaderFieldValue(value) {
 		return badRequest("invalid trailer value")
 	}
 	if b.req.Trailer == nil {
 		b.req.Trailer = nethttp.Header{}
 	}
-	b.req.Trailer.Add(canonicalKey(name), value)
+	b.req.Trailer.Add(h1wire.CanonicalKey(name), value)
 	return nil
 }
 

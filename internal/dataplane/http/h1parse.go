@@ -3,11 +3,12 @@ package http
 import (
 	"context"
 	nethttp "net/http"
-	"net/textproto"
 	"net/url"
 	"strings"
 
 	"golang.org/x/net/http/httpguts"
+
+	"github.com/trellismesh/trellis/internal/dataplane/h1wire"
 )
 
 // protocolError is an HTTP/1 request the codec refuses: it is answered
@@ -105,7 +106,7 @@ func skipEmptyLines(b []byte) int {
 //     none; the handler decides).
 func parseHead(b []byte, h *requestHead) *protocolError {
 	s := string(b) // the one copy every string below points into
-	line, rest := cutLine(s)
+	line, rest := h1wire.CutLine(s)
 	method, target, proto, perr := parseRequestLine(line)
 	if perr != nil {
 		return perr
@@ -133,7 +134,7 @@ func parseHead(b []byte, h *requestHead) *protocolError {
 		upgradeValue string
 	)
 	for {
-		line, rest = cutLine(rest)
+		line, rest = h1wire.CutLine(rest)
 		if line == "" {
 			break
 		}
@@ -148,11 +149,11 @@ func parseHead(b []byte, h *requestHead) *protocolError {
 		if !httpguts.ValidHeaderFieldName(name) {
 			return badRequest("invalid header name")
 		}
-		value := trimOWS(line[colon+1:])
+		value := h1wire.TrimOWS(line[colon+1:])
 		if !httpguts.ValidHeaderFieldValue(value) {
 			return badRequest("invalid header value")
 		}
-		key := canonicalKey(name)
+		key := h1wire.CanonicalKey(name)
 		switch key {
 		case "Host":
 			nhost++
@@ -203,7 +204,7 @@ func parseHead(b []byte, h *requestHead) *protocolError {
 		}
 		h.chunked, h.contentLength = true, -1
 	case ncl > 0:
-		v, ok := parseContentLength(cl0)
+		v, ok := h1wire.ParseContentLength(cl0)
 		if !ok {
 			return badRequest("invalid Content-Length")
 		}
@@ -236,21 +237,6 @@ func parseHead(b []byte, h *requestHead) *protocolError {
 	return nil
 }
 
-// cutLine splits the first line off s, without its CRLF or LF. A CR that
-// does not end the line is an error the caller sees as a control
-// character in the line (the request line and header checks reject it).
-func cutLine(s string) (line, rest string) {
-	i := strings.IndexByte(s, '\n')
-	if i < 0 {
-		return s, ""
-	}
-	line, rest = s[:i], s[i+1:]
-	if len(line) > 0 && line[len(line)-1] == '\r' {
-		line = line[:len(line)-1]
-	}
-	return line, rest
-}
-
 // parseRequestLine splits "METHOD SP request-target SP HTTP-version" as
 // net/http does, and checks the method and the target's bytes.
 func parseRequestLine(line string) (method, target, proto string, err *protocolError) {
@@ -259,7 +245,7 @@ func parseRequestLine(line string) (method, target, proto string, err *protocolE
 	if !ok1 || !ok2 || target == "" {
 		return "", "", "", badRequest("malformed request line")
 	}
-	if !validMethod(method) {
+	if !h1wire.ValidToken(method) {
 		return "", "", "", badRequest("invalid method")
 	}
 	for i := 0; i < len(target); i++ {
@@ -268,18 +254,6 @@ func parseRequestLine(line string) (method, target, proto string, err *protocolE
 		}
 	}
 	return method, target, proto, nil
-}
-
-func validMethod(m string) bool {
-	if m == "" {
-		return false
-	}
-	for i := 0; i < len(m); i++ {
-		if !httpguts.IsTokenRune(rune(m[i])) {
-			return false
-		}
-	}
-	return true
 }
 
 // parseVersion parses "HTTP/x.y" with one-digit numbers.
@@ -298,94 +272,6 @@ func parseVersion(v string) (major, minor int, ok bool) {
 	}
 	return int(v[5] - '0'), int(v[7] - '0'), true
 }
-
-// parseContentLength accepts 1 to 18 decimal digits (an int64).
-func parseContentLength(v string) (int64, bool) {
-	if v == "" || len(v) > 18 {
-		return 0, false
-	}
-	var n int64
-	for i := 0; i < len(v); i++ {
-		if v[i] < '0' || v[i] > '9' {
-			return 0, false
-		}
-		n = n*10 + int64(v[i]-'0')
-	}
-	return n, true
-}
-
-// trimOWS trims spaces and tabs (optional whitespace) on both ends.
-func trimOWS(s string) string {
-	for s != "" && (s[0] == ' ' || s[0] == '\t') {
-		s = s[1:]
-	}
-	for s != "" && (s[len(s)-1] == ' ' || s[len(s)-1] == '\t') {
-		s = s[:len(s)-1]
-	}
-	return s
-}
-
-// canonicalKey is textproto.CanonicalMIMEHeaderKey for a valid header
-// name, without allocating for names already canonical or common.
-func canonicalKey(name string) string {
-	upper := true
-	canonical := true
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if upper && 'a' <= c && c <= 'z' || !upper && 'A' <= c && c <= 'Z' {
-			canonical = false
-			break
-		}
-		upper = c == '-'
-	}
-	if canonical {
-		return name
-	}
-	if len(name) > 64 {
-		return textproto.CanonicalMIMEHeaderKey(name)
-	}
-	var buf [64]byte
-	b := buf[:len(name)]
-	upper = true
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		switch {
-		case upper && 'a' <= c && c <= 'z':
-			c -= 'a' - 'A'
-		case !upper && 'A' <= c && c <= 'Z':
-			c += 'a' - 'A'
-		}
-		b[i] = c
-		upper = c == '-'
-	}
-	if k, ok := commonHeaders[string(b)]; ok {
-		return k
-	}
-	return string(b)
-}
-
-// commonHeaders interns the canonical form of frequent header names, so
-// that lower-case names (as HTTP/2-minded clients send) do not allocate.
-// It is never modified.
-var commonHeaders = func() map[string]string {
-	m := map[string]string{}
-	for _, k := range []string{
-		"Accept", "Accept-Charset", "Accept-Encoding", "Accept-Language", "Accept-Ranges",
-		"Authorization", "Cache-Control", "Connection", "Content-Encoding", "Content-Language",
-		"Content-Length", "Content-Type", "Cookie", "Date", "Expect", "Forwarded", "From",
-		"Grpc-Accept-Encoding", "Grpc-Encoding", "Grpc-Timeout", "Host", "If-Match",
-		"If-Modified-Since", "If-None-Match", "If-Range", "If-Unmodified-Since", "Keep-Alive",
-		"Max-Forwards", "Origin", "Pragma", "Proxy-Authorization", "Proxy-Connection", "Range",
-		"Referer", "Te", "Trailer", "Traceparent", "Tracestate", "Transfer-Encoding", "Upgrade",
-		"User-Agent", "Via", "X-B3-Parentspanid", "X-B3-Sampled", "X-B3-Spanid", "X-B3-Traceid",
-		"X-Envoy-Attempt-Count", "X-Envoy-Expected-Rq-Timeout-Ms", "X-Envoy-Internal",
-		"X-Envoy-Original-Path", "X-Forwarded-Client-Cert", "X-Forwarded-For",
-		"X-Forwarded-Host", "X-Forwarded-Proto", "X-Real-Ip", "X-Request-Id",
-	} {
-		m[k] = k
-	}
-	return m
-}()
 
 // request builds the *http.Request of a parsed head, as net/http's
 // readRequest would: the URL from the target (authority-form for CONNECT),

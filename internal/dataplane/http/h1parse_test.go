@@ -52,14 +52,6 @@ func TestParseHead(t *testing.T) {
 	}
 }
 
-func TestCanonicalKey(t *testing.T) {
-	for _, k := range []string{"host", "HOST", "x-request-id", "X-REQUEST-ID", "a", "x_y-z", "already-Canonical-", strings.Repeat("ab-", 30)} {
-		if got, want := canonicalKey(k), nethttp.CanonicalHeaderKey(k); got != want {
-			t.Errorf("canonicalKey(%q) = %q, want %q", k, got, want)
-		}
-	}
-}
-
 // BenchmarkParseHead is a keep-alive request head like the benchmark
 // client's (fortio through a sidecar): parsing and the *http.Request.
 func BenchmarkParseHead(b *testing.B) {

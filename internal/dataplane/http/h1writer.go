@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/net/http/httpguts"
+
+	"github.com/trellismesh/trellis/internal/dataplane/h1wire"
 )
 
 // The layout of a response's write buffer: the head (and a chunk-size
@@ -224,7 +226,7 @@ func (w *respWriter) snapshot() {
 // declareTrailers adds the names of a Trailer header value.
 func (w *respWriter) declareTrailers(v string) {
 	for f := range strings.SplitSeq(v, ",") {
-		f = trimOWS(f)
+		f = h1wire.TrimOWS(f)
 		if f == "" {
 			continue
 		}
@@ -546,7 +548,7 @@ func appendStatusLine(b []byte, http11 bool, code int) []byte {
 func appendHeader(b []byte, k, v string) []byte {
 	b = append(b, k...)
 	b = append(b, ": "...)
-	v = trimOWS(v)
+	v = h1wire.TrimOWS(v)
 	if strings.ContainsAny(v, "\r\n") {
 		for i := 0; i < len(v); i++ {
 			c := v[i]

@@ -11,6 +11,8 @@ import (
 	"sync"
 
 	"golang.org/x/net/http/httpguts"
+
+	"github.com/trellismesh/trellis/internal/dataplane/h1wire"
 )
 
 // bodyMode is how a response body is framed.
@@ -110,25 +112,10 @@ func readHead(br *bufio.Reader, buf []byte, limit int, empty bool) ([]byte, erro
 	}
 }
 
-// cutLine splits s after its first line, whose LF (and a CR before it)
-// are dropped.
-func cutLine(s string) (line, rest string) {
-	i := strings.IndexByte(s, '\n')
-	if i < 0 {
-		line, rest = s, ""
-	} else {
-		line, rest = s[:i], s[i+1:]
-	}
-	if n := len(line); n > 0 && line[n-1] == '\r' {
-		line = line[:n-1]
-	}
-	return line, rest
-}
-
 // parseHead parses a response head (status line and fields, without the
 // empty line). Header keys are canonical; values are substrings of s.
 func parseHead(s string) (*http.Response, error) {
-	line, rest := cutLine(s)
+	line, rest := h1wire.CutLine(s)
 	if len(line) < 12 || line[:7] != "HTTP/1." || line[8] != ' ' || len(line) > 12 && line[12] != ' ' {
 		return nil, malformed("status line %q", line)
 	}
@@ -170,7 +157,7 @@ func parseHead(s string) (*http.Response, error) {
 func parseFields(s string, h http.Header, vals []string) error {
 	for s != "" {
 		var line string
-		line, s = cutLine(s)
+		line, s = h1wire.CutLine(s)
 		if line == "" || line[0] == ' ' || line[0] == '\t' {
 			return malformed("folded or empty header line")
 		}
@@ -178,11 +165,11 @@ func parseFields(s string, h http.Header, vals []string) error {
 		if i <= 0 || !httpguts.ValidHeaderFieldName(line[:i]) {
 			return malformed("header line %q", line)
 		}
-		v := trimOWS(line[i+1:])
+		v := h1wire.TrimOWS(line[i+1:])
 		if !httpguts.ValidHeaderFieldValue(v) {
 			return malformed("header value of %q", line[:i])
 		}
-		k := canonicalKey(line[:i])
+		k := h1wire.CanonicalKey(line[:i])
 		if vs, ok := h[k]; ok {
 			h[k] = append(vs, v)
 			continue
@@ -204,7 +191,7 @@ func framing(resp *http.Response, method string) (bodyMode, int64, error) {
 	cl := int64(-1)
 	if vs, ok := h["Content-Length"]; ok {
 		for _, v := range vs {
-			n, ok := parseLength(v)
+			n, ok := h1wire.ParseContentLength(v)
 			if !ok || cl >= 0 && n != cl {
 				return 0, 0, malformed("Content-Length %q", vs)
 			}
@@ -264,13 +251,13 @@ func declareTrailers(resp *http.Response) error {
 		for v != "" {
 			var k string
 			k, v, _ = strings.Cut(v, ",")
-			if k = trimOWS(k); k == "" {
+			if k = h1wire.TrimOWS(k); k == "" {
 				continue
 			}
 			if !httpguts.ValidHeaderFieldName(k) {
 				return malformed("Trailer %q", vs)
 			}
-			k = canonicalKey(k)
+			k = h1wire.CanonicalKey(k)
 			switch k {
 			case "Transfer-Encoding", "Trailer", "Content-Length":
 				return malformed("Trailer %q", vs)
@@ -281,21 +268,6 @@ func declareTrailers(resp *http.Response) error {
 	delete(resp.Header, "Trailer")
 	resp.Trailer = t
 	return nil
-}
-
-// parseLength parses a Content-Length value: decimal digits only.
-func parseLength(v string) (int64, bool) {
-	if v == "" || len(v) > 18 {
-		return 0, false
-	}
-	var n int64
-	for _, c := range []byte(v) {
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		n = n*10 + int64(c-'0')
-	}
-	return n, true
 }
 
 // h1Body is a response body. The request ends at its end (EOF, the
@@ -447,27 +419,9 @@ func readChunkSize(br *bufio.Reader) (int64, error) {
 		return 0, err
 	}
 	line = bytes.TrimSuffix(line[:len(line)-1], []byte{'\r'})
-	if i := bytes.IndexByte(line, ';'); i >= 0 {
-		line = line[:i]
-	}
-	line = bytes.TrimRight(line, " \t")
-	if len(line) == 0 || len(line) > 15 {
+	n, ok := h1wire.ParseChunkSize(line)
+	if !ok {
 		return 0, malformed("chunk size %q", line)
-	}
-	var n int64
-	for _, c := range line {
-		var d byte
-		switch {
-		case '0' <= c && c <= '9':
-			d = c - '0'
-		case 'a' <= c && c <= 'f':
-			d = c - 'a' + 10
-		case 'A' <= c && c <= 'F':
-			d = c - 'A' + 10
-		default:
-			return 0, malformed("chunk size %q", line)
-		}
-		n = n<<4 | int64(d)
 	}
 	return n, nil
 }
@@ -523,60 +477,3 @@ func (b *h1Body) Close() error {
 	b.c.finish(false)
 	return nil
 }
-
-// canonicalKey returns the canonical form of a valid header name: k
-// itself when it already is, a shared string for common names, else a
-// new string.
-func canonicalKey(k string) string {
-	upper := true
-	for i := 0; i < len(k); i++ {
-		c := k[i]
-		if upper && 'a' <= c && c <= 'z' || !upper && 'A' <= c && c <= 'Z' {
-			return canonicalSlow(k)
-		}
-		upper = c == '-'
-	}
-	return k
-}
-
-func canonicalSlow(k string) string {
-	var buf [40]byte
-	if len(k) > len(buf) {
-		return http.CanonicalHeaderKey(k)
-	}
-	b := buf[:len(k)]
-	upper := true
-	for i := 0; i < len(k); i++ {
-		c := k[i]
-		switch {
-		case upper && 'a' <= c && c <= 'z':
-			c -= 'a' - 'A'
-		case !upper && 'A' <= c && c <= 'Z':
-			c += 'a' - 'A'
-		}
-		b[i] = c
-		upper = c == '-'
-	}
-	if s, ok := commonKeys[string(b)]; ok {
-		return s
-	}
-	return string(b)
-}
-
-// commonKeys interns the canonical names of common response fields, so
-// that lower-case names cost no allocation.
-var commonKeys = func() map[string]string {
-	m := map[string]string{}
-	for _, k := range []string{
-		"Accept-Ranges", "Access-Control-Allow-Origin", "Age", "Alt-Svc", "Cache-Control",
-		"Connection", "Content-Disposition", "Content-Encoding", "Content-Language",
-		"Content-Length", "Content-Range", "Content-Security-Policy", "Content-Type", "Date", "Etag",
-		"Expires", "Grpc-Message", "Grpc-Status", "Keep-Alive", "Last-Modified", "Link", "Location",
-		"Retry-After", "Server", "Set-Cookie", "Strict-Transport-Security", "Trailer",
-		"Transfer-Encoding", "Vary", "Via", "Www-Authenticate", "X-Content-Type-Options",
-		"X-Envoy-Upstream-Service-Time", "X-Frame-Options", "X-Powered-By", "X-Request-Id",
-	} {
-		m[k] = k
-	}
-	return m
-}()

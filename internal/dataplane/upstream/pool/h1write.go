@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"golang.org/x/net/http/httpguts"
+
+	"github.com/trellismesh/trellis/internal/dataplane/h1wire"
 )
 
 // appendRequestHead appends req's request line and header fields to b,
@@ -24,7 +26,7 @@ func appendRequestHead(b []byte, req *http.Request, cl int64, keys *[]string) ([
 	if method == "" {
 		method = http.MethodGet
 	}
-	if !validToken(method) {
+	if !h1wire.ValidToken(method) {
 		return b, fmt.Errorf("invalid method %q", method)
 	}
 	u := req.URL
@@ -94,7 +96,7 @@ func appendRequestHead(b []byte, req *http.Request, cl int64, keys *[]string) ([
 		for _, v := range vs {
 			b = append(b, k...)
 			b = append(b, ": "...)
-			b = append(b, trimOWS(v)...)
+			b = append(b, h1wire.TrimOWS(v)...)
 			b = append(b, "\r\n"...)
 		}
 	}
@@ -149,30 +151,6 @@ func removeZone(host string) string {
 	return host[:j] + host[i:]
 }
 
-// validToken reports whether s is a non-empty RFC 9110 token.
-func validToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if !httpguts.IsTokenRune(rune(s[i])) {
-			return false
-		}
-	}
-	return true
-}
-
-// trimOWS trims optional whitespace (SP, HTAB) around s.
-func trimOWS(s string) string {
-	for len(s) > 0 && (s[0] == ' ' || s[0] == '\t') {
-		s = s[1:]
-	}
-	for len(s) > 0 && (s[len(s)-1] == ' ' || s[len(s)-1] == '\t') {
-		s = s[:len(s)-1]
-	}
-	return s
-}
-
 // hasToken reports whether the comma-separated field values vs hold
 // token, in any case.
 func hasToken(vs []string, token string) bool {
@@ -180,7 +158,7 @@ func hasToken(vs []string, token string) bool {
 		for v != "" {
 			var t string
 			t, v, _ = strings.Cut(v, ",")
-			if strings.EqualFold(trimOWS(t), token) {
+			if strings.EqualFold(h1wire.TrimOWS(t), token) {
 				return true
 			}
 		}
