@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/trellismesh/trellis/internal/cli/analyze"
+	"github.com/trellismesh/trellis/internal/cli/apply"
 	"github.com/trellismesh/trellis/internal/cli/bookinfo"
 	clidiscovery "github.com/trellismesh/trellis/internal/cli/discovery"
 	cliproxy "github.com/trellismesh/trellis/internal/cli/proxy"
@@ -46,6 +47,7 @@ func run(ctx context.Context, args []string) int {
 		cliproxy.NewCommand(logger),
 		version.NewCommand(buildVersion),
 		proxystatus.NewCommand(), proxyconfig.NewCommand(),
+		apply.NewApplyCommand(), apply.NewDeleteCommand(),
 		cliup.NewCommand(cliup.Deps{Executable: os.Executable, Geteuid: os.Geteuid}), bookinfo.NewCommand(os.Getenv),
 	)
 	root.SetArgs(args)

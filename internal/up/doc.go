@@ -6,11 +6,15 @@
 //	         ▼
 //	preflight: every listen address free? else PortInUseError
 //	         ▼
-//	control plane (discovery.Server, in this process; watches DIR)
+//	control plane (discovery.Server, in this process; watches DIR;
+//	               with mTLS its CA on CAAddress, root kept in CADir)
 //	         ▼  per WorkloadEntry, in name order
 //	sidecar  = <trellis> proxy sidecar --ip/--bind-address ADDR
 //	           --explicit-proxy ADDR:15080, admin/health/metrics on ADDR
-//	           ready when ADDR:15021/healthz/ready answers 200
+//	           with mTLS: --ca-address --ca-root-cert --trust-domain and
+//	           --bootstrap-token CADir/bootstrap/<ns>/<sa>.token (minted)
+//	           ready when ADDR:15021/healthz/ready answers 200 (which,
+//	           with mTLS, includes holding the workload certificate)
 //	workload = trellis.dev/run annotation (a template; "trellis" = this binary)
 //	           ready when it accepts on the ports its services give it
 //	         ▼
@@ -23,6 +27,13 @@
 // its last lines). When the context ends, Run stops the front door, the
 // workloads, the sidecars (which drain for DrainDuration) and the control
 // plane, in that order, and returns nil.
+//
+// Once ready, Run records the mesh in Config.RunFile (RunInfo: pid, DIR,
+// addresses), removed on exit; `trellis apply/delete` find DIR there.
+//
+// Identities are not mutual TLS: without capture, a client sidecar calls
+// the server's application directly, so the Bookinfo directory keeps
+// PeerAuthentication DISABLE (docs/local-mode.md, "mTLS in local mode").
 //
 // Routing and security changes in DIR apply live through the control
 // plane's file store. WorkloadEntries added or removed while running are

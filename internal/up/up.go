@@ -10,12 +10,15 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/trellismesh/trellis/internal/ca"
+	"github.com/trellismesh/trellis/internal/ca/bootstrap"
 	"github.com/trellismesh/trellis/internal/discovery"
 )
 
@@ -23,6 +26,8 @@ import (
 const (
 	DefaultXDSAddress        = "127.0.0.1:15010"
 	DefaultMonitoringAddress = "127.0.0.1:15014"
+	DefaultCAAddress         = "127.0.0.1:15012"
+	DefaultTrustDomain       = "cluster.local"
 	DefaultIngressAddress    = "127.0.0.1:9080"
 	DefaultDrainDuration     = 2 * time.Second
 	DefaultReadyTimeout      = 60 * time.Second
@@ -62,6 +67,20 @@ type Config struct {
 	// IngressAddress is the front door to the workload annotated with
 	// AnnotationIngress; "-" disables it.
 	IngressAddress string
+	// CAAddress is the control plane's secure gRPC port: Istio's CA
+	// service (and xDS over mTLS). The sidecars get their certificates
+	// there with a bootstrap token.
+	CAAddress string
+	// CADir holds the CA (created with a self-signed root on first start,
+	// kept across restarts) and the bootstrap tokens, CADir/bootstrap.
+	// Default: StateDir/ca.
+	CADir string
+	// TrustDomain of the workloads' SPIFFE identities (default
+	// cluster.local).
+	TrustDomain string
+	// DisableMTLS runs the control plane without its CA and the sidecars
+	// without identities: no certificates, no mesh TLS (--mtls=false).
+	DisableMTLS bool
 	// StateDir holds the components' log files (default: a new temporary
 	// directory, kept after exit so that the logs can be read).
 	StateDir string
@@ -71,6 +90,9 @@ type Config struct {
 	DrainDuration time.Duration
 	// ReadyTimeout bounds the wait for each component to become ready.
 	ReadyTimeout time.Duration
+	// RunFile, when set, records the running mesh (RunInfo) once it is
+	// ready, for `trellis apply`, `delete` and `describe`; removed on exit.
+	RunFile string
 	// Out receives the progress lines (nil: discarded).
 	Out io.Writer
 }
@@ -89,6 +111,7 @@ type Up struct {
 	ingress    string
 	monitoring string
 	xds        string
+	ca         string
 }
 
 // New checks the configuration. It does no I/O.
@@ -107,6 +130,8 @@ func New(cfg Config) (*Up, error) {
 	def(&cfg.XDSAddress, DefaultXDSAddress)
 	def(&cfg.MonitoringAddress, DefaultMonitoringAddress)
 	def(&cfg.IngressAddress, DefaultIngressAddress)
+	def(&cfg.CAAddress, DefaultCAAddress)
+	def(&cfg.TrustDomain, DefaultTrustDomain)
 	defPort := func(p *uint16, d uint16) {
 		if *p == 0 {
 			*p = d
@@ -147,6 +172,21 @@ func (u *Up) XDSAddr() string {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	return u.xds
+}
+
+// CAAddr is the CA's address ("" before it listens or with DisableMTLS).
+func (u *Up) CAAddr() string {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.ca
+}
+
+// CADir is the CA directory (set once Run has started; "" with
+// DisableMTLS).
+func (u *Up) CADir() string {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.cfg.CADir
 }
 
 // PIDs returns the process IDs of every child started so far.
@@ -233,8 +273,15 @@ func (u *Up) Run(ctx context.Context) error {
 	} else if err := os.MkdirAll(cfg.StateDir, 0o755); err != nil {
 		return fmt.Errorf("creating the state directory: %w", err)
 	}
+	if !cfg.DisableMTLS && cfg.CADir == "" {
+		cfg.CADir = filepath.Join(cfg.StateDir, "ca")
+	}
+	if cfg.DisableMTLS {
+		cfg.CADir = ""
+	}
 	u.mu.Lock()
 	u.cfg.StateDir = cfg.StateDir
+	u.cfg.CADir = cfg.CADir
 	u.mu.Unlock()
 	fmt.Fprintf(u.out, "logs in %s\n", cfg.StateDir)
 
@@ -250,6 +297,16 @@ func (u *Up) Run(ctx context.Context) error {
 	}
 	if err := r.frontDoor(workloads); err != nil {
 		return u.startFailed(ctx, err)
+	}
+	if cfg.RunFile != "" {
+		u.mu.Lock()
+		ri := RunInfo{PID: os.Getpid(), Dir: cfg.Dir, StateDir: cfg.StateDir, XDS: u.xds,
+			Monitoring: u.monitoring, CA: u.ca, CADir: cfg.CADir, Ingress: u.ingress}
+		u.mu.Unlock()
+		if err := writeRunFile(cfg.RunFile, ri); err != nil {
+			return err
+		}
+		defer removeRunFile(cfg.RunFile)
 	}
 	u.summary(workloads)
 	close(u.ready)
@@ -275,6 +332,9 @@ func (u *Up) preflight(ws []Workload) error {
 	type want struct{ addr, what, fix string }
 	wants := []want{
 		{cfg.XDSAddress, "the control plane's xDS address", "stop what uses it (another trellis up or trellis discovery?) or pass --xds-address"},
+	}
+	if !cfg.DisableMTLS {
+		wants = append(wants, want{cfg.CAAddress, "the control plane's CA (secure gRPC) address", "stop what uses it (another trellis up or trellis discovery?) or pass --ca-address"})
 	}
 	if cfg.MonitoringAddress != "-" {
 		wants = append(wants, want{cfg.MonitoringAddress, "the control plane's monitoring address", "stop what uses it or pass --monitoring-address"})
@@ -316,10 +376,15 @@ func hasIngress(ws []Workload) bool {
 // summary prints where to send traffic.
 func (u *Up) summary(ws []Workload) {
 	u.mu.Lock()
-	ingress, mon, xds := u.ingress, u.monitoring, u.xds
+	ingress, mon, xds, caAddr := u.ingress, u.monitoring, u.xds, u.ca
 	u.mu.Unlock()
 	fmt.Fprintln(u.out, "")
 	fmt.Fprintf(u.out, "mesh is up: control plane (xDS %s) and %d workloads\n", xds, len(ws))
+	if caAddr != "" {
+		fmt.Fprintf(u.out, "  workload certificates from the CA at %s (root: %s)\n", caAddr, filepath.Join(u.cfg.CADir, ca.RootFile))
+	} else {
+		fmt.Fprintln(u.out, "  no CA (--mtls=false): sidecars have no identities, traffic is plaintext")
+	}
 	for _, w := range ws {
 		if w.IngressPort != 0 && ingress != "" {
 			fmt.Fprintf(u.out, "  send traffic to  http://%s%s\n", ingress, w.IngressPath)
@@ -366,12 +431,18 @@ func (r *running) controlPlane(ctx context.Context) error {
 	if err != nil {
 		return &StartError{Component: name, Err: fmt.Errorf("log file: %w", err)}
 	}
-	srv, err := discovery.New(discovery.Config{
+	dc := discovery.Config{
 		ConfigDir:         cfg.Dir,
 		XDSAddress:        cfg.XDSAddress,
 		MonitoringAddress: cfg.MonitoringAddress,
 		Logger:            slog.New(slog.NewTextHandler(f, &slog.HandlerOptions{Level: slog.LevelInfo})),
-	})
+	}
+	if !cfg.DisableMTLS {
+		dc.SecureGRPCAddress = cfg.CAAddress
+		dc.CADir = cfg.CADir
+		dc.TrustDomain = cfg.TrustDomain
+	}
+	srv, err := discovery.New(dc)
 	if err != nil {
 		f.Close()
 		return &StartError{Component: name, Err: err, Log: logFile, Tail: tail(logFile, 20)}
@@ -391,7 +462,7 @@ func (r *running) controlPlane(ctx context.Context) error {
 	case err := <-r.cpDone:
 		r.cpDone <- err // for stop
 		return &StartError{Component: name, Err: err, Log: logFile, Tail: tail(logFile, 20),
-			Fix: "if an address is in use, stop what uses it or pass --xds-address / --monitoring-address"}
+			Fix: "if an address is in use, stop what uses it or pass --xds-address / --monitoring-address / --ca-address; if the CA directory is the problem, see " + cfg.CADir + " or pass --ca-dir"}
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-t.C:
@@ -402,8 +473,15 @@ func (r *running) controlPlane(ctx context.Context) error {
 	if a := srv.MonitoringAddr(); a != nil {
 		r.up.monitoring = a.String()
 	}
+	if a := srv.SecureGRPCAddr(); a != nil {
+		r.up.ca = a.String()
+	}
 	r.up.mu.Unlock()
-	r.up.progress(name, "ready (xDS "+srv.XDSAddr().String()+")")
+	state := "ready (xDS " + srv.XDSAddr().String()
+	if a := srv.SecureGRPCAddr(); a != nil {
+		state += ", CA " + a.String() + ", root in " + cfg.CADir
+	}
+	r.up.progress(name, state+")")
 	return nil
 }
 
@@ -413,7 +491,11 @@ func (r *running) workload(ctx context.Context, w Workload) error {
 	cfg := r.up.cfg
 	name := "sidecar " + w.ID()
 	r.up.progress(name, "starting")
-	p, err := r.up.start(name, r.up.sidecarArgs(w))
+	args, err := r.up.sidecarArgs(w)
+	if err != nil {
+		return &StartError{Component: name, Err: err, Fix: "check that the CA directory " + cfg.CADir + " is writable, or pass --ca-dir"}
+	}
+	p, err := r.up.start(name, args)
 	if err != nil {
 		return &StartError{Component: name, Err: err, Fix: "check that " + cfg.Executable + " is a trellis binary"}
 	}
@@ -421,8 +503,15 @@ func (r *running) workload(ctx context.Context, w Workload) error {
 	health := "http://" + netip.AddrPortFrom(w.Address, cfg.Ports.Health).String() + "/healthz/ready"
 	if err := r.up.waitReady(ctx, p, func() error { return httpReady(health) }); err != nil {
 		fix := "see the log; the sidecar reads its configuration from the control plane at " + r.up.XDSAddr()
-		if strings.Contains(tail(p.log, 50), "NACK") {
-			fix = "the sidecar rejected its configuration (NACK in the log). Local-mode sidecars have no certificates yet: if the NACK is about TLS, add a PeerAuthentication with spec.mtls.mode DISABLE to the directory (as examples/bookinfo/config/peer-authentication.yaml does)"
+		logTail := tail(p.log, 50)
+		switch {
+		case strings.Contains(logTail, "NACK"):
+			fix = "the sidecar rejected its configuration (NACK in the log): the message names the resource and field"
+			if cfg.DisableMTLS {
+				fix += "; with --mtls=false sidecars have no certificates: if the NACK is about TLS, add a PeerAuthentication with spec.mtls.mode DISABLE to the directory, or run with mTLS"
+			}
+		case !cfg.DisableMTLS && strings.Contains(strings.ToLower(logTail), "certificate"):
+			fix = "the sidecar did not get its workload certificate from the CA at " + r.up.CAAddr() + " (see the log); its bootstrap token is under " + filepath.Join(cfg.CADir, "bootstrap")
 		}
 		return r.up.startError(p, err, fix)
 	}
@@ -544,9 +633,12 @@ func (u *Up) start(name string, argv []string) (*process, error) {
 	return p, nil
 }
 
-// sidecarArgs is the sidecar's command line.
-func (u *Up) sidecarArgs(w Workload) []string {
+// sidecarArgs is the sidecar's command line. With mTLS it mints (or
+// reuses) the bootstrap token of the workload's service account.
+func (u *Up) sidecarArgs(w Workload) ([]string, error) {
+	u.mu.Lock()
 	cfg := u.cfg
+	u.mu.Unlock()
 	at := func(p uint16) string { return netip.AddrPortFrom(w.Address, p).String() }
 	keys := make([]string, 0, len(w.Labels))
 	for k := range w.Labels {
@@ -570,11 +662,31 @@ func (u *Up) sidecarArgs(w Workload) []string {
 	if len(labels) > 0 {
 		args = append(args, "--labels", strings.Join(labels, ","))
 	}
-	if w.ServiceAccount != "" {
-		args = append(args, "--service-account", w.ServiceAccount)
+	sa := w.ServiceAccount
+	if !cfg.DisableMTLS {
+		if sa == "" {
+			// Kubernetes' pods without one run as "default".
+			sa = defaultServiceAccount
+		}
+		_, tokenPath, err := bootstrap.Mint(filepath.Join(cfg.CADir, "bootstrap"), w.Namespace, sa)
+		if err != nil {
+			return nil, fmt.Errorf("bootstrap token of %s/%s: %w", w.Namespace, sa, err)
+		}
+		args = append(args,
+			"--ca-address", u.CAAddr(),
+			"--ca-root-cert", filepath.Join(cfg.CADir, ca.RootFile),
+			"--bootstrap-token", tokenPath,
+			"--trust-domain", cfg.TrustDomain)
 	}
-	return args
+	if sa != "" {
+		args = append(args, "--service-account", sa)
+	}
+	return args, nil
 }
+
+// defaultServiceAccount is the identity of a WorkloadEntry without
+// spec.serviceAccount.
+const defaultServiceAccount = "default"
 
 // waitReady polls check until it succeeds, the process exits, ctx ends or
 // the ready timeout passes.

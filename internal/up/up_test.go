@@ -75,6 +75,7 @@ func testConfig(t *testing.T, dir string, out io.Writer) Config {
 		Executable:        binary(t),
 		XDSAddress:        "127.0.0.1:0",
 		MonitoringAddress: "127.0.0.1:0",
+		CAAddress:         "127.0.0.1:0",
 		IngressAddress:    "127.0.0.1:0",
 		StateDir:          filepath.Join(t.TempDir(), "state"),
 		DrainDuration:     200 * time.Millisecond,

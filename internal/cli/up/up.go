@@ -28,6 +28,7 @@ func NewCommand(d Deps) *cobra.Command {
 	var (
 		cfg   up.Config
 		netns bool
+		mtls  bool
 	)
 	cmd := &cobra.Command{
 		Use:   "up [DIR]",
@@ -53,7 +54,12 @@ annotations:
 The run annotation is a Go template ({{.Name}}, {{.Namespace}},
 {{.Address}}, {{.Proxy}}, {{.Labels.version}}); a first word "trellis" is
 this binary. The control plane watches DIR: routing and security changes
-apply live. WorkloadEntries added or removed while running are not started
+apply live (trellis apply -f / delete -f write DIR for you).
+
+With --mtls (the default) the control plane runs its CA on --ca-address,
+keeping its root in --ca-dir, and every sidecar gets a workload certificate
+for its service account with a bootstrap token minted in <ca-dir>/bootstrap;
+a sidecar is ready once it has it. WorkloadEntries added or removed while running are not started
 or stopped yet: restart trellis up.
 
 --netns (each workload in its own network namespace with transparent
@@ -88,6 +94,12 @@ temporary directory, printed at start).`,
 				return fmt.Errorf("locating the trellis binary: %w", err)
 			}
 			cfg.Executable = exe
+			cfg.DisableMTLS = !mtls
+			if !mtls {
+				cfg.CADir = ""
+			} else if abs, err := filepath.Abs(cfg.CADir); err == nil {
+				cfg.CADir = abs
+			}
 			cfg.Out = cmd.OutOrStdout()
 			u, err := up.New(cfg)
 			if err != nil {
@@ -100,6 +112,11 @@ temporary directory, printed at start).`,
 	f.StringVar(&cfg.IngressAddress, "ingress", up.DefaultIngressAddress, `front door address, forwarding to the workload annotated trellis.dev/ingress ("-" disables)`)
 	f.StringVar(&cfg.XDSAddress, "xds-address", up.DefaultXDSAddress, "control plane xDS address")
 	f.StringVar(&cfg.MonitoringAddress, "monitoring-address", up.DefaultMonitoringAddress, `control plane monitoring address, /metrics ("-" disables)`)
+	f.BoolVar(&mtls, "mtls", true, "run the CA and give every sidecar a workload certificate (false: plaintext, no identities, as before certificates existed)")
+	f.StringVar(&cfg.CAAddress, "ca-address", up.DefaultCAAddress, "the CA's address (Istio's secure gRPC port 15012)")
+	f.StringVar(&cfg.CADir, "ca-dir", filepath.Join(".trellis", "ca"), "CA directory: the root is generated there on first start and kept; bootstrap tokens in <ca-dir>/bootstrap")
+	f.StringVar(&cfg.TrustDomain, "trust-domain", up.DefaultTrustDomain, "trust domain of the workloads' SPIFFE identities")
+	f.StringVar(&cfg.RunFile, "run-file", up.DefaultRunFile, `where the running mesh is recorded for trellis apply/delete/describe ("" disables)`)
 	f.StringVar(&cfg.StateDir, "state-dir", "", "directory for the components' log files (default: a new temporary directory)")
 	f.DurationVar(&cfg.DrainDuration, "drain-duration", up.DefaultDrainDuration, "how long sidecars drain on Ctrl-C")
 	f.DurationVar(&cfg.ReadyTimeout, "ready-timeout", up.DefaultReadyTimeout, "how long to wait for each component to become ready")
