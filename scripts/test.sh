@@ -14,6 +14,11 @@ if ! command -v iptables-restore >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   echo "== installing iptables"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iptables
 fi
+# The dashboard's browser test drives Debian's headless Chromium.
+if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ]; then
+  echo "== installing chromium"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+fi
 unformatted=$(gofmt -l cmd internal test bench examples 2>/dev/null || true)
 if [ -n "$unformatted" ]; then
   echo "gofmt would change:"; echo "$unformatted"; exit 1

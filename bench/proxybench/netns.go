@@ -35,6 +35,8 @@ type topology struct {
 	echo     *proc
 	cp       *proc  // trellis discovery, started by the first trellis run
 	cpAddr   string // its xDS address
+	cpMTLS   bool   // it runs the CA and the mTLS configuration
+	caDir    string // the CA's directory (mTLS)
 }
 
 type netns struct {

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/trellismesh/trellis/internal/ca/bootstrap"
 )
 
 // trellisPair is the Trellis sidecar pair, measured as Istio's benchmark
@@ -29,22 +31,36 @@ import (
 // installs `trellis proxy iptables` in both namespaces, starts the sidecars
 // and waits for their readiness; Stop kills them and removes the rules.
 //
-// Caveat: the sidecars speak plain HTTP/1.1 to each other (mTLS comes with
-// the workload identity issue), while the nginx pairs do TLS 1.3 between
-// their proxies. Added latency is against direct-netns (same path, no
-// proxies); ratios are to nginx-netns when it runs.
-type trellisPair struct{}
+// "trellis" runs mutual TLS between the sidecars, as a mesh does by
+// default and as the nginx pairs do TLS 1.3 between their proxies: the
+// control plane runs its CA (bootstrap tokens minted for both service
+// accounts), the WorkloadEntries carry service accounts (auto mTLS) and a
+// namespace PeerAuthentication is STRICT, so B accepts nothing else.
+// "trellis-plaintext" is the same pair without identities: plain HTTP/1.1
+// between the sidecars. Added latency is against direct-netns (same path,
+// no proxies); ratios are to nginx-netns when it runs.
+type trellisPair struct{ mtls bool }
 
-func init() { registerPair(trellisPair{}) }
+func init() {
+	registerPair(trellisPair{mtls: true})
+	registerPair(trellisPair{mtls: false})
+}
 
 const (
 	echoHost   = "echo.default.svc.cluster.local"
 	proxyGID   = 1337 // `trellis proxy iptables` default --proxy-uid/--proxy-gid
 	healthPort = 15021
 	xdsPort    = 15010
+	caPort     = 15012
 )
 
-func (trellisPair) Name() string     { return "trellis" }
+func (p trellisPair) Name() string {
+	if p.mtls {
+		return "trellis"
+	}
+	return "trellis-plaintext"
+}
+
 func (trellisPair) Baseline() string { return "direct-netns" }
 
 func (trellisPair) Available(e *Env) error {
@@ -72,12 +88,12 @@ func (trellisPair) Available(e *Env) error {
 	return nil
 }
 
-func (trellisPair) Start(ctx context.Context, e *Env, _ string) (*Instance, error) {
+func (tp trellisPair) Start(ctx context.Context, e *Env, _ string) (*Instance, error) {
 	t, err := e.topology(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if err := t.controlPlane(ctx, e); err != nil {
+	if err := t.controlPlane(ctx, e, tp.mtls); err != nil {
 		return nil, err
 	}
 	var procs []*proc
@@ -105,6 +121,22 @@ func (trellisPair) Start(ctx context.Context, e *Env, _ string) (*Instance, erro
 		{"A", "client", "app=client,version=v1", t.client},
 		{"B", "echo", "app=echo,version=v1", t.server},
 	}
+	identity := func(sa string) ([]string, error) {
+		if !tp.mtls {
+			return nil, nil
+		}
+		_, tokenFile, err := bootstrap.Mint(filepath.Join(t.caDir, "bootstrap"), "default", sa)
+		if err != nil {
+			return nil, fmt.Errorf("bootstrap token for %s: %w", sa, err)
+		}
+		return []string{"--service-account", sa,
+			"--ca-address", netip.AddrPortFrom(t.gw, caPort).String(),
+			"--ca-root-cert", filepath.Join(t.caDir, "root-cert.pem"),
+			// The CA's serving certificate names istiod's service, not the
+			// bridge address the sidecars dial.
+			"--ca-server-name", "istiod.istio-system.svc",
+			"--bootstrap-token", tokenFile}, nil
+	}
 	var pids []int
 	for _, s := range sides {
 		captured = append(captured, s.ns.name)
@@ -120,7 +152,11 @@ func (trellisPair) Start(ctx context.Context, e *Env, _ string) (*Instance, erro
 			return fail(fmt.Errorf("%s: capture rules not installed:\n%s\n%s", s.ns.name, out, rules))
 		}
 		name := fmt.Sprintf("trellis-%s-%d", s.role, e.next())
-		p, err := startProcCred(ctx, e, name, "ip", []string{"netns", "exec", s.ns.name, e.Trellis, "proxy", "sidecar",
+		idArgs, err := identity(s.pod)
+		if err != nil {
+			return fail(err)
+		}
+		args := append([]string{"netns", "exec", s.ns.name, e.Trellis, "proxy", "sidecar",
 			"--xds-address", t.cpAddr,
 			"--ip", s.ns.addr.String(),
 			"--pod-name", s.pod,
@@ -128,7 +164,8 @@ func (trellisPair) Start(ctx context.Context, e *Env, _ string) (*Instance, erro
 			"--labels", s.labels,
 			"--admin-address", "127.0.0.1:15000",
 			"--health-address", fmt.Sprintf(":%d", healthPort),
-		}, []string{"GOMAXPROCS=1"}, false,
+		}, idArgs...)
+		p, err := startProcCred(ctx, e, name, "ip", args, []string{"GOMAXPROCS=1"}, false,
 			// UID 0 so that `ip netns exec` may enter the namespace, GID 1337 so
 			// that the capture rules' --gid-owner exemption covers the sidecar's
 			// own connections (as test/e2e/sidecar does).
@@ -164,24 +201,36 @@ func (trellisPair) Start(ctx context.Context, e *Env, _ string) (*Instance, erro
 }
 
 // controlPlane starts `trellis discovery` on the bridge address with the
-// benchmark's configuration (once per benchmark).
-func (t *topology) controlPlane(ctx context.Context, e *Env) error {
-	if t.cp != nil {
+// benchmark's configuration: once per benchmark and variant (mTLS or
+// plaintext), restarted when a run needs the other variant. With mTLS it
+// runs the CA on caPort with its directory under the benchmark's.
+func (t *topology) controlPlane(ctx context.Context, e *Env, mtls bool) error {
+	if t.cp != nil && t.cpMTLS == mtls {
 		if err := t.cp.exited(); err != nil {
 			return fmt.Errorf("control plane: %w", err)
 		}
 		return nil
 	}
-	dir := filepath.Join(e.Dir, "trellis-config")
+	if t.cp != nil {
+		t.cp.stop()
+		t.cp = nil
+	}
+	dir := filepath.Join(e.Dir, fmt.Sprintf("trellis-config-%d", e.next()))
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(dir, "bench.yaml"), []byte(t.meshConfig()), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "bench.yaml"), []byte(t.meshConfig(mtls)), 0o644); err != nil {
 		return err
 	}
 	t.cpAddr = netip.AddrPortFrom(t.gw, xdsPort).String()
-	p, err := startProc(ctx, e, "trellis-discovery", e.Trellis, []string{"discovery",
-		"--config-dir", dir, "--xds-address", t.cpAddr, "--monitoring-address", "-", "--secure-grpc-address", "-"}, nil, false)
+	args := []string{"discovery", "--config-dir", dir, "--xds-address", t.cpAddr, "--monitoring-address", "-"}
+	if mtls {
+		t.caDir = filepath.Join(e.Dir, "trellis-ca")
+		args = append(args, "--secure-grpc-address", netip.AddrPortFrom(t.gw, caPort).String(), "--ca-dir", t.caDir)
+	} else {
+		args = append(args, "--secure-grpc-address", "-")
+	}
+	p, err := startProc(ctx, e, "trellis-discovery", e.Trellis, args, nil, false)
 	if err != nil {
 		return err
 	}
@@ -189,13 +238,34 @@ func (t *topology) controlPlane(ctx context.Context, e *Env) error {
 		p.stop()
 		return fmt.Errorf("control plane: %w", err)
 	}
-	t.cp = p
+	if mtls {
+		if err := waitTCP(ctx, p, netip.AddrPortFrom(t.gw, caPort).String()); err != nil {
+			p.stop()
+			return fmt.Errorf("control plane CA: %w", err)
+		}
+	}
+	t.cp, t.cpMTLS = p, mtls
 	return nil
 }
 
 // meshConfig is the control plane's configuration: the echo service (HTTP)
-// selecting the server workload, and the client workload.
-func (t *topology) meshConfig() string {
+// selecting the server workload, and the client workload; with mTLS, the
+// workloads have service accounts and the namespace is STRICT.
+func (t *topology) meshConfig(mtls bool) string {
+	echoSA, clientSA, strict := "", "", ""
+	if mtls {
+		echoSA, clientSA = "\n  serviceAccount: echo", "\n  serviceAccount: client"
+		strict = `---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata:
+  name: default
+  namespace: default
+spec:
+  mtls:
+    mode: STRICT
+`
+	}
 	return fmt.Sprintf(`# generated by bench/proxybench
 apiVersion: networking.istio.io/v1
 kind: ServiceEntry
@@ -221,7 +291,7 @@ metadata:
   name: echo
   namespace: default
 spec:
-  address: %s
+  address: %s%s
   labels:
     app: echo
     version: v1
@@ -232,11 +302,11 @@ metadata:
   name: client
   namespace: default
 spec:
-  address: %s
+  address: %s%s
   labels:
     app: client
     version: v1
-`, echoHost, echoPort, t.server.addr, t.client.addr)
+%s`, echoHost, echoPort, t.server.addr, echoSA, t.client.addr, clientSA, strict)
 }
 
 // waitReady polls a sidecar's readiness endpoint (15021, never captured) from

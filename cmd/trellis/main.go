@@ -16,6 +16,8 @@ import (
 	"github.com/trellismesh/trellis/internal/cli/analyze"
 	"github.com/trellismesh/trellis/internal/cli/apply"
 	"github.com/trellismesh/trellis/internal/cli/bookinfo"
+	clica "github.com/trellismesh/trellis/internal/cli/ca"
+	clidashboard "github.com/trellismesh/trellis/internal/cli/dashboard"
 	clidiscovery "github.com/trellismesh/trellis/internal/cli/discovery"
 	cliproxy "github.com/trellismesh/trellis/internal/cli/proxy"
 	"github.com/trellismesh/trellis/internal/cli/proxyconfig"
@@ -43,10 +45,11 @@ func run(ctx context.Context, args []string) int {
 	}
 	root.AddCommand(
 		clidiscovery.NewCommand(logger),
-		analyze.NewCommand(),
+		analyze.NewCommand(), clica.NewCommand(),
 		cliproxy.NewCommand(logger),
 		version.NewCommand(buildVersion),
 		proxystatus.NewCommand(), proxyconfig.NewCommand(),
+		clidashboard.NewCommand(),
 		apply.NewApplyCommand(), apply.NewDeleteCommand(),
 		cliup.NewCommand(cliup.Deps{Executable: os.Executable, Geteuid: os.Geteuid}), bookinfo.NewCommand(os.Getenv),
 	)

@@ -2,9 +2,12 @@ package ca
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/pem"
+	"fmt"
 	"slices"
+	"strings"
 )
 
 // Bundle is an ordered set of trusted root certificates, duplicates removed
@@ -84,3 +87,25 @@ func (b Bundle) PEM() []byte {
 func (b Bundle) Equal(o Bundle) bool {
 	return slices.EqualFunc(b.certs, o.certs, func(x, y *x509.Certificate) bool { return bytes.Equal(x.Raw, y.Raw) })
 }
+
+// Fingerprint is the SHA-256 of a certificate's DER, in lower-case hex
+// pairs separated by colons (what `openssl x509 -fingerprint -sha256`
+// prints, lower-cased).
+func Fingerprint(c *x509.Certificate) string {
+	sum := sha256.Sum256(c.Raw)
+	var b strings.Builder
+	for i, x := range sum {
+		if i > 0 {
+			b.WriteByte(':')
+		}
+		fmt.Fprintf(&b, "%02x", x)
+	}
+	return b.String()
+}
+
+// ParseCertificates parses a PEM file of certificates (only CERTIFICATE
+// blocks, nothing else but whitespace).
+func ParseCertificates(data []byte) ([]*x509.Certificate, error) { return parseCerts(data) }
+
+// EncodeCertificates returns the certificates as PEM, in order.
+func EncodeCertificates(certs ...*x509.Certificate) []byte { return encodeCerts(certs...) }

@@ -80,14 +80,37 @@
 //	Stable ──Stage──► NewRootTrusted ──Promote──► NewRootIssuing ──Retire──► Stable
 //	[old]             [old, new]                  [new, old]                 [new]
 //
-// The persisted state is root-cert.pem in bundle order (implemented: WriteDir
-// writes it, LoadDir reads it back in order), plus, while a root is staged,
-// the next issuer's four files in <ca-dir>/next/ (designed, not yet read or
-// written by this package). An operator
-// with a plugged-in CA can already do steps 1 and 3 by hand (root-cert.pem
-// may hold both roots: loading keeps the issuing one first and trusts all);
-// the commands that run the steps on the directory, and distributing the
-// bundle to proxies, come with the proxy-identity part of the issue.
+// # Root rotation on disk (dirstate.go, dirrotate.go)
+//
+// The persisted state is the directory itself: root-cert.pem in bundle
+// order, and, while a root is staged, the next issuer's four files in
+// <ca-dir>/next/. Load reads both and derives the phase; Stage, Promote
+// and Retire (what `trellis ca rotate` runs) each move it one step:
+//
+//	Stage    next/ written as .next.tmp-* and renamed into place (absent or complete),
+//	         then root-cert.pem := [old, new]
+//	Promote  root-cert.pem := [new, old], then ca-key.pem, ca-cert.pem, cert-chain.pem
+//	         := next/'s, then next/ renamed aside and removed
+//	Retire   root-cert.pem := [new]
+//
+// Every file is replaced by a synced temporary file and a rename. A crash
+// at any point leaves a directory Load reads (TestDirRotationCrash stops
+// each step after every write, leaving a torn temporary file): next/
+// written but not yet trusted reads as Pending "stage"; during Promote,
+// ca-key.pem is written before ca-cert.pem, so a key that matches
+// next/ca-cert.pem means the promotion started and Load takes next/ as the
+// issuer (Pending "promote"). Running the interrupted step again finishes
+// it; running a finished step again changes nothing (Result.Changed
+// false); leftover temporary files are removed by the next step.
+// LoadOrCreate reads through Load, so the control plane starts on such a
+// directory too. Errors are *FileError values naming the file.
+//
+// The running control plane follows the directory (internal/discovery,
+// rotation.go) and swaps the result in with Authority.SetIssuer. The
+// published trust bundle is <ca-dir>/root-cert.pem: proxies in local mode
+// point --ca-root-cert at it. Retire is the operator's call: it must come
+// after every workload certificate issued under the old root was renewed
+// (half a workload TTL after Promote, plus margin); nothing here checks it.
 // Authority.SetIssuer swaps the signing material atomically; requests in
 // flight finish with the old one.
 package ca

@@ -29,7 +29,8 @@ type SelfSigned struct {
 // DefaultRootTTL is the lifetime of a generated root.
 const DefaultRootTTL = 10 * 365 * 24 * time.Hour
 
-// LoadOrCreate loads the CA in dir, or, when none of the four files exists,
+// LoadOrCreate loads the CA in dir (through Load: a rotation step a crash
+// interrupted reads as Load recovers it), or, when none of the four files exists,
 // generates a self-signed root, persists it and returns it (created is then
 // true). A partial set (some files present, some missing) is an error that
 // names the missing files: it is never overwritten, since it may be an
@@ -49,8 +50,11 @@ func LoadOrCreate(dir string, opts SelfSigned, now time.Time) (is *Issuer, creat
 	}
 	switch {
 	case len(missing) == 0:
-		is, err := LoadDir(dir, now)
-		return is, false, err
+		st, err := Load(dir, now)
+		if err != nil {
+			return nil, false, err
+		}
+		return st.Issuer, false, nil
 	case len(present) > 0:
 		return nil, false, &FileError{Path: filepath.Join(dir, missing[0]),
 			Reason: fmt.Sprintf("missing while %v exist: incomplete CA directory (%v missing); restore the files or empty the directory to generate a new root", present, missing)}

@@ -14,8 +14,10 @@ import (
 )
 
 // secureGRPC loads (or, on first start, creates) the CA in cfg.CADir and
-// returns the gRPC server for the secure port with Istio's CA service on it.
-// xDS over mutual TLS joins this server in a later step.
+// returns the gRPC server for the secure port: Istio's CA service and ADS
+// for callers with a mesh certificate (meshAuth), on one TLS server whose
+// client certificates are requested, not required, and verified by each
+// service against the CA's live trust bundle.
 func (s *Server) secureGRPC() (*grpc.Server, error) {
 	if s.cfg.CADir == "" {
 		return nil, fmt.Errorf("CA: no CA directory")
@@ -40,6 +42,7 @@ func (s *Server) secureGRPC() (*grpc.Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("CA: %w", err)
 	}
+	s.caFollow = newCAFollower(s.cfg.CADir, authority, s.log)
 	ns := s.cfg.Mesh.GetRootNamespace()
 	if ns == "" {
 		ns = "istio-system"
@@ -62,7 +65,13 @@ func (s *Server) secureGRPC() (*grpc.Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("CA: %w", err)
 	}
-	gs := grpc.NewServer(cs.ServerOptions()...)
+	// The CA's options (TLS, handshake deadline, header limit), with the
+	// message limit raised to the plaintext xDS port's: delta requests
+	// carry initial_resource_versions and subscriptions of whole meshes.
+	// CSRs are still bounded by the CA (MaxCSRBytes) after decoding.
+	opts := append(cs.ServerOptions(), grpc.MaxRecvMsgSize(maxXDSRequestBytes))
+	gs := grpc.NewServer(opts...)
 	cs.Register(gs)
+	s.xds.RegisterAuthenticated(gs, meshAuth{cert: caserver.CertAuthenticator{Authority: authority}}.authenticate)
 	return gs, nil
 }

@@ -41,7 +41,9 @@ type Config struct {
 	// tests, Kubernetes later). Earlier sources win over later ones; the
 	// directory comes first.
 	Stores []store.Store
-	// XDSAddress is the plaintext xDS listen address (default ":15010").
+	// XDSAddress is the plaintext xDS listen address (default ":15010";
+	// "-" disables it: proxies then connect to the secure port with their
+	// mesh certificate).
 	XDSAddress string
 	// MonitoringAddress serves /metrics and /ready (default ":15014"; "-"
 	// disables it).
@@ -54,8 +56,8 @@ type Config struct {
 	Mesh *meshconfig.MeshConfig
 	// DomainSuffix completes short host names (default cluster.local).
 	DomainSuffix string
-	// SecureGRPCAddress serves Istio's CA service over TLS (the command
-	// passes ":15012"); "" disables the CA.
+	// SecureGRPCAddress serves Istio's CA service and xDS over mutual TLS
+	// (the command passes ":15012"); "" disables both.
 	SecureGRPCAddress string
 	// CADir holds the CA files, created with a self-signed root on first
 	// start (see package ca); bootstrap tokens live in CADir/bootstrap.
@@ -64,6 +66,9 @@ type Config struct {
 	TrustDomain string
 	Logger      *slog.Logger
 }
+
+// maxXDSRequestBytes bounds one xDS request message on both ports.
+const maxXDSRequestBytes = 4 << 20
 
 // Server is a running control plane.
 type Server struct {
@@ -76,6 +81,7 @@ type Server struct {
 	changes  *changes
 	version  atomic.Uint64
 	snap     atomic.Pointer[model.Snapshot]
+	caFollow *caFollower // set by secureGRPC; follows CA rotations (rotation.go)
 
 	mu        sync.Mutex
 	xdsAddr   net.Addr
@@ -95,6 +101,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.MonitoringAddress == "" {
 		cfg.MonitoringAddress = ":15014"
+	}
+	if cfg.XDSAddress == "-" && cfg.SecureGRPCAddress == "" {
+		return nil, errors.New("no xDS port: the plaintext one is disabled and there is no secure one")
 	}
 	if cfg.Mesh == nil {
 		cfg.Mesh = model.DefaultMesh()
@@ -179,19 +188,27 @@ func (s *Server) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
-	xl, err := net.Listen("tcp", s.cfg.XDSAddress)
-	if err != nil {
-		return fmt.Errorf("xds listener on %s: %w", s.cfg.XDSAddress, err)
+	var xl, ml, sl net.Listener
+	closeAll := func() {
+		for _, l := range []net.Listener{xl, ml, sl} {
+			if l != nil {
+				l.Close()
+			}
+		}
 	}
-	var ml net.Listener
+	var err error
+	if s.cfg.XDSAddress != "-" {
+		if xl, err = net.Listen("tcp", s.cfg.XDSAddress); err != nil {
+			return fmt.Errorf("xds listener on %s: %w", s.cfg.XDSAddress, err)
+		}
+	}
 	if s.cfg.MonitoringAddress != "-" {
 		if ml, err = net.Listen("tcp", s.cfg.MonitoringAddress); err != nil {
-			xl.Close()
+			closeAll()
 			return fmt.Errorf("monitoring listener on %s: %w", s.cfg.MonitoringAddress, err)
 		}
 	}
 	var sgs *grpc.Server
-	var sl net.Listener
 	if s.cfg.SecureGRPCAddress != "" {
 		if sgs, err = s.secureGRPC(); err == nil {
 			sl, err = net.Listen("tcp", s.cfg.SecureGRPCAddress)
@@ -200,15 +217,14 @@ func (s *Server) Run(ctx context.Context) error {
 			}
 		}
 		if err != nil {
-			xl.Close()
-			if ml != nil {
-				ml.Close()
-			}
+			closeAll()
 			return err
 		}
 	}
 	s.mu.Lock()
-	s.xdsAddr = xl.Addr()
+	if xl != nil {
+		s.xdsAddr = xl.Addr()
+	}
 	if ml != nil {
 		s.monAddr = ml.Addr()
 	}
@@ -217,20 +233,23 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 
-	gs := grpc.NewServer(grpc.MaxRecvMsgSize(4 << 20))
-	s.xds.Register(gs)
-
 	var wg sync.WaitGroup
 	wg.Go(func() { s.store.Run(ctx) })
 	wg.Go(func() { s.registry.Run(ctx) })
 	wg.Go(func() { s.xds.Run(ctx) })
 	wg.Go(func() { s.snapshotLoop(ctx) })
+	wg.Go(func() { s.caFollow.Run(ctx) })
 	errc := make(chan error, 3)
-	wg.Go(func() {
-		if err := gs.Serve(xl); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
-			errc <- fmt.Errorf("xds server: %w", err)
-		}
-	})
+	var gs *grpc.Server
+	if xl != nil {
+		gs = grpc.NewServer(grpc.MaxRecvMsgSize(maxXDSRequestBytes))
+		s.xds.Register(gs)
+		wg.Go(func() {
+			if err := gs.Serve(xl); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+				errc <- fmt.Errorf("xds server: %w", err)
+			}
+		})
+	}
 	if sl != nil {
 		wg.Go(func() {
 			if err := sgs.Serve(sl); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
@@ -247,15 +266,13 @@ func (s *Server) Run(ctx context.Context) error {
 			}
 		})
 	}
-	mon := "disabled"
-	if ml != nil {
-		mon = ml.Addr().String()
+	addrOf := func(l net.Listener) string {
+		if l == nil {
+			return "disabled"
+		}
+		return l.Addr().String()
 	}
-	sec := "disabled"
-	if sl != nil {
-		sec = sl.Addr().String()
-	}
-	s.log.Info("control plane serving", "xds", xl.Addr().String(), "secureGRPC", sec, "monitoring", mon, "configDir", s.cfg.ConfigDir)
+	s.log.Info("control plane serving", "xds", addrOf(xl), "secureGRPC", addrOf(sl), "monitoring", addrOf(ml), "configDir", s.cfg.ConfigDir)
 
 	var runErr error
 	select {
@@ -263,7 +280,9 @@ func (s *Server) Run(ctx context.Context) error {
 	case runErr = <-errc:
 	}
 	cancel()
-	gs.Stop()
+	if gs != nil {
+		gs.Stop()
+	}
 	if sgs != nil {
 		sgs.Stop()
 	}
@@ -391,5 +410,6 @@ func (s *Server) monitoringHandler() http.Handler {
 	mux.Handle("/debug/pprof/profile", localonly.Wrap(http.HandlerFunc(pprof.Profile), "the debug endpoint"))
 	// Proxies' sync status and config (proxy-status, proxy-config).
 	mux.Handle("/debug/", localonly.Wrap(s.xds.DebugHandler(server.DebugConfig{}), "the debug endpoint"))
+	s.mountDashboard(mux) // dashboard.go
 	return mux
 }

@@ -12,9 +12,15 @@
 //	                       xds server (debounce, push) ◄── gen.Generator
 //
 // With Config.SecureGRPCAddress set (the command's default :15012), Run
-// also loads or creates the CA in Config.CADir (package ca) and serves
-// Istio's CA service over TLS there (package ca/server), authenticating
-// workloads by mesh certificate or by bootstrap token from CADir/bootstrap.
+// also loads or creates the CA in Config.CADir (package ca) and serves, on
+// one TLS server there, Istio's CA service (package ca/server),
+// authenticating workloads by mesh certificate or by bootstrap token from
+// CADir/bootstrap, and ADS over mutual TLS (xdsauth.go): the client
+// certificate is verified as the CA verifies renewals, node metadata
+// claiming another namespace or service account is PermissionDenied, no
+// or a bad certificate is Unauthenticated, and the proxy is served as the
+// certificate's service account. Config.XDSAddress "-" disables the
+// plaintext port.
 //
 // The snapshot loop owns change collection: store and registry handlers only
 // record what changed and wake it; it builds one immutable snapshot per wake

@@ -13,6 +13,11 @@
 // default PERMISSIVE; UNSET inherits; portLevelMtls overrides per workload
 // port; the oldest policy wins a tie.
 //
+// AuthorizationPolicy selection (authorization.go) follows Istio for
+// sidecars: root-namespace and workload-namespace policies whose selector
+// is empty or matches the labels; policies with targetRefs never apply to
+// sidecars. Results are split by action (CUSTOM, DENY, ALLOW, AUDIT).
+//
 // Nothing in this package performs I/O or imports Kubernetes libraries.
 // Values reachable from a published Snapshot are never mutated.
 package model

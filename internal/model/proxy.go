@@ -2,8 +2,11 @@ package model
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -41,6 +44,12 @@ const (
 	MetaInterception   = "INTERCEPTION_MODE"
 )
 
+// MetaMetricsAddress is Trellis's own node metadata key (Istio has none):
+// the host:port where the proxy serves Istio's standard metrics at
+// /stats/prometheus. The control plane's dashboard scrapes it. An empty or
+// unspecified host (":15020", "0.0.0.0:15020") means the proxy's first IP.
+const MetaMetricsAddress = "METRICS_ADDRESS"
+
 // Proxy is a connected xDS client as the control plane understands it. It is
 // built once per stream from the first request's Node and not mutated after.
 type Proxy struct {
@@ -64,6 +73,9 @@ type Proxy struct {
 	// Generator selects the generator set (""= Envoy-style, "grpc").
 	Generator string
 	Locality  string
+	// MetricsAddress is where the proxy serves its metrics (host:port, the
+	// host one of IPAddresses), from METRICS_ADDRESS; "" if not sent.
+	MetricsAddress string
 	// Metadata keeps every string-valued node metadata field.
 	Metadata map[string]string
 }
@@ -147,6 +159,13 @@ func ParseNode(node *core.Node) (*Proxy, error) {
 	p.Network = p.Metadata[MetaNetwork]
 	p.WorkloadName = p.Metadata[MetaWorkloadName]
 	p.Generator = p.Metadata[MetaGenerator]
+	if a := p.Metadata[MetaMetricsAddress]; a != "" {
+		addr, err := metricsAddress(a, p.IPAddresses)
+		if err != nil {
+			return nil, fmt.Errorf("node %q: metadata %s: %w", node.GetId(), MetaMetricsAddress, err)
+		}
+		p.MetricsAddress = addr
+	}
 	if l := node.GetLocality(); l != nil {
 		p.Locality = LocalityString(l.GetRegion(), l.GetZone(), l.GetSubZone())
 	}
@@ -179,3 +198,34 @@ func SplitLocality(l string) (region, zone, subzone string) {
 
 // IsGRPC reports whether the proxy is a proxyless gRPC client.
 func (p *Proxy) IsGRPC() bool { return p.Generator == GeneratorGRPC }
+
+// metricsAddress checks a METRICS_ADDRESS value: host:port with an IP host
+// that is one of the proxy's addresses, so that the control plane only ever
+// fetches metrics from the proxy itself. An empty or unspecified host
+// becomes the proxy's first address.
+func metricsAddress(a string, ips []string) (string, error) {
+	host, port, err := net.SplitHostPort(a)
+	if err != nil {
+		return "", fmt.Errorf("%q: want host:port: %w", a, err)
+	}
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
+		return "", fmt.Errorf("%q: invalid port %q", a, port)
+	}
+	if host == "" {
+		host = "0.0.0.0"
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return "", fmt.Errorf("%q: host %q is not an IP address", a, host)
+	}
+	if ip.IsUnspecified() {
+		if len(ips) == 0 {
+			return "", fmt.Errorf("%q: unspecified host and the proxy has no IP address", a)
+		}
+		return net.JoinHostPort(ips[0], port), nil
+	}
+	if !slices.Contains(ips, ip.Unmap().String()) {
+		return "", fmt.Errorf("%q: host %s is not one of the proxy's addresses (%s)", a, ip, strings.Join(ips, ", "))
+	}
+	return net.JoinHostPort(ip.Unmap().String(), port), nil
+}

@@ -156,6 +156,26 @@ func TestParseNode(t *testing.T) {
 			},
 		},
 		{
+			name: "metrics address",
+			node: node("sidecar~127.0.0.10~pod.app~app.svc.cluster.local", map[string]any{"METRICS_ADDRESS": "127.0.0.10:15020"}),
+			want: Proxy{
+				ID: "sidecar~127.0.0.10~pod.app~app.svc.cluster.local", Type: SidecarProxy,
+				IPAddresses: []string{"127.0.0.10"}, Name: "pod.app", Namespace: "app",
+				DNSDomain: "app.svc.cluster.local", Labels: map[string]string{},
+				MetricsAddress: "127.0.0.10:15020",
+			},
+		},
+		{
+			name: "metrics address on every interface",
+			node: node("sidecar~10.0.0.1~pod.app~app.svc.cluster.local", map[string]any{"METRICS_ADDRESS": ":15020"}),
+			want: Proxy{
+				ID: "sidecar~10.0.0.1~pod.app~app.svc.cluster.local", Type: SidecarProxy,
+				IPAddresses: []string{"10.0.0.1"}, Name: "pod.app", Namespace: "app",
+				DNSDomain: "app.svc.cluster.local", Labels: map[string]string{},
+				MetricsAddress: "10.0.0.1:15020",
+			},
+		},
+		{
 			name: "locality",
 			node: func() *core.Node {
 				n := node("sidecar~10.0.0.1~pod.app~app.svc.cluster.local", nil)
@@ -199,6 +219,10 @@ func TestParseNodeErrors(t *testing.T) {
 		{"bad IP", node("sidecar~10.0.0.300~pod.app~app.svc.cluster.local", nil), "invalid IP"},
 		{"hostname for IP", node("sidecar~pod~pod.app~app.svc.cluster.local", nil), "invalid IP"},
 		{"bad INSTANCE_IPS", node("sidecar~10.0.0.1~pod.app~app.svc.cluster.local", map[string]any{"INSTANCE_IPS": "10.0.0.1,nope"}), "INSTANCE_IPS"},
+		{"METRICS_ADDRESS without port", node("sidecar~10.0.0.1~pod.app~app.svc.cluster.local", map[string]any{"METRICS_ADDRESS": "10.0.0.1"}), "METRICS_ADDRESS"},
+		{"METRICS_ADDRESS port 0", node("sidecar~10.0.0.1~pod.app~app.svc.cluster.local", map[string]any{"METRICS_ADDRESS": "10.0.0.1:0"}), "invalid port"},
+		{"METRICS_ADDRESS host name", node("sidecar~10.0.0.1~pod.app~app.svc.cluster.local", map[string]any{"METRICS_ADDRESS": "metrics.example:15020"}), "not an IP address"},
+		{"METRICS_ADDRESS elsewhere", node("sidecar~10.0.0.1~pod.app~app.svc.cluster.local", map[string]any{"METRICS_ADDRESS": "10.9.9.9:15020"}), "not one of the proxy's addresses"},
 		{"no namespace anywhere", node("sidecar~10.0.0.1~pod~localdomain", nil), "cannot tell the namespace"},
 		{"no namespace, empty domain", node("sidecar~10.0.0.1~pod~", nil), "cannot tell the namespace"},
 	} {

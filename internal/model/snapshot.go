@@ -45,6 +45,8 @@ type Snapshot struct {
 	rulesByNS map[string][]destinationRule
 	// peerAuthn indexes PeerAuthentications by namespace, in Istio's order.
 	peerAuthn peerAuthnIndex
+	// authz indexes AuthorizationPolicies by namespace (authorization.go).
+	authz authzIndex
 }
 
 // destinationRule is an indexed DestinationRule with its resolved host.
@@ -89,6 +91,7 @@ func NewSnapshot(in SnapshotInput) *Snapshot {
 		SortConfigs(list)
 	}
 	s.peerAuthn = newPeerAuthnIndex(s.byKind[schema.PeerAuthentication])
+	s.authz = newAuthzIndex(s.byKind[schema.AuthorizationPolicy])
 	s.rulesByNS = map[string][]destinationRule{}
 	drs := s.byKind[schema.DestinationRule]
 	for i := range drs {

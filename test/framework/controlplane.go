@@ -15,8 +15,10 @@ import (
 // ControlPlane is a control plane running in the test process.
 type ControlPlane struct {
 	*discovery.Server
-	Dir  string
-	stop func()
+	Dir string
+	// CADir is the CA directory when the secure port is served.
+	CADir string
+	stop  func()
 }
 
 // StartControlPlane runs the control plane on dir (created if empty) with
@@ -34,13 +36,40 @@ func (cp *ControlPlane) Stop() { cp.stop() }
 // StartControlPlaneAt is StartControlPlane with a chosen xDS address.
 func StartControlPlaneAt(t testing.TB, dir, xdsAddr string) *ControlPlane {
 	t.Helper()
+	return StartControlPlaneWith(t, ControlPlaneOptions{Dir: dir, XDSAddress: xdsAddr})
+}
+
+// ControlPlaneOptions are the choices of StartControlPlaneWith.
+type ControlPlaneOptions struct {
+	// Dir is the config directory ("": a temporary one).
+	Dir string
+	// XDSAddress is the plaintext xDS address ("": 127.0.0.1:0).
+	XDSAddress string
+	// SecureAddress, when set, serves the CA and xDS over mutual TLS
+	// there, with the CA in CADir ("": a temporary directory).
+	SecureAddress string
+	CADir         string
+}
+
+// StartControlPlaneWith is StartControlPlane with options.
+func StartControlPlaneWith(t testing.TB, o ControlPlaneOptions) *ControlPlane {
+	t.Helper()
+	dir := o.Dir
 	if dir == "" {
 		dir = t.TempDir()
+	}
+	if o.XDSAddress == "" {
+		o.XDSAddress = "127.0.0.1:0"
+	}
+	if o.SecureAddress != "" && o.CADir == "" {
+		o.CADir = filepath.Join(t.TempDir(), "ca")
 	}
 	logger := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	srv, err := discovery.New(discovery.Config{
 		ConfigDir:         dir,
-		XDSAddress:        xdsAddr,
+		XDSAddress:        o.XDSAddress,
+		SecureGRPCAddress: o.SecureAddress,
+		CADir:             o.CADir,
 		MonitoringAddress: "127.0.0.1:0",
 		Debounce:          10 * time.Millisecond,
 		FileDebounce:      20 * time.Millisecond,
@@ -69,7 +98,7 @@ func StartControlPlaneAt(t testing.TB, dir, xdsAddr string) *ControlPlane {
 	case <-time.After(20 * time.Second):
 		t.Fatal("control plane not ready after 20s")
 	}
-	return &ControlPlane{Server: srv, Dir: dir, stop: stop}
+	return &ControlPlane{Server: srv, Dir: dir, CADir: o.CADir, stop: stop}
 }
 
 // WriteFile writes a config file into the control plane's directory

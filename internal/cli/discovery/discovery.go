@@ -48,8 +48,10 @@ builds services from ServiceEntry and WorkloadEntry objects and serves Envoy
 xDS (ADS, state-of-the-world and delta) on --xds-address. Prometheus metrics
 are served on --monitoring-address at /metrics.
 
-The CA (Istio's IstioCertificateService) is served over TLS on
---secure-grpc-address. It keeps its root in --ca-dir, generated on first
+The CA (Istio's IstioCertificateService) and xDS over mutual TLS are served
+on --secure-grpc-address: a proxy presenting its mesh certificate is served
+as the identity in it (node metadata claiming another namespace or service
+account is refused). It keeps its root in --ca-dir, generated on first
 start; put an operator's intermediate there instead (ca-cert.pem, ca-key.pem,
 cert-chain.pem, root-cert.pem) to plug in your own root. Local workloads get
 their first certificate with a bootstrap token from <ca-dir>/bootstrap.`,
@@ -71,12 +73,12 @@ their first certificate with a bootstrap token from <ca-dir>/bootstrap.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.ConfigDir, "config-dir", envOr("TRELLIS_CONFIG_DIR", ""), "directory of Istio YAML to read and watch (env TRELLIS_CONFIG_DIR)")
-	f.StringVar(&o.XDSAddress, "xds-address", envOr("TRELLIS_XDS_ADDRESS", ":15010"), "plaintext xDS listen address")
+	f.StringVar(&o.XDSAddress, "xds-address", envOr("TRELLIS_XDS_ADDRESS", ":15010"), "plaintext xDS listen address, for local and development use (\"-\" disables it: proxies then use the secure port with their mesh certificate)")
 	f.StringVar(&o.MonitoringAddress, "monitoring-address", envOr("TRELLIS_MONITORING_ADDRESS", ":15014"), "metrics listen address (\"-\" disables)")
 	f.DurationVar(&o.Debounce, "debounce", 100*time.Millisecond, "quiet time before configuration changes are pushed")
 	f.StringVar(&o.MeshConfigFile, "mesh-config", "", "Istio MeshConfig YAML file (defaults as Istio's)")
 	f.StringVar(&o.DomainSuffix, "domain", model.DefaultDomainSuffix, "DNS domain suffix used to complete short host names")
-	f.StringVar(&o.SecureGRPCAddress, "secure-grpc-address", envOr("TRELLIS_SECURE_GRPC_ADDRESS", ":15012"), "TLS listen address of the CA service (\"-\" disables the CA); xDS over mutual TLS will join it")
+	f.StringVar(&o.SecureGRPCAddress, "secure-grpc-address", envOr("TRELLIS_SECURE_GRPC_ADDRESS", ":15012"), "TLS listen address of the CA service and of xDS over mutual TLS (\"-\" disables both)")
 	f.StringVar(&o.CADir, "ca-dir", envOr("TRELLIS_CA_DIR", filepath.Join(".trellis", "ca")), "CA directory: a plugged-in CA's four files, or where the self-signed root is generated and kept (env TRELLIS_CA_DIR)")
 	f.StringVar(&o.TrustDomain, "trust-domain", "", "SPIFFE trust domain of issued identities (default: the mesh config's trustDomain, cluster.local)")
 	f.IntVar(&o.GCPercent, "gc-percent", 200, "Go GC target percentage (GOGC) unless GOGC is set: the control plane keeps a small live heap and allocates heavily while pushing, so a higher target trades some memory for less GC work (see docs/benchmarks.md)")
@@ -105,6 +107,9 @@ func (o Options) Config(logger *slog.Logger) (discovery.Config, error) {
 	secure := o.SecureGRPCAddress
 	if secure == "-" {
 		secure = ""
+	}
+	if secure == "" && o.XDSAddress == "-" {
+		return discovery.Config{}, fmt.Errorf("--xds-address - and --secure-grpc-address - leave no xDS port: keep one")
 	}
 	if secure != "" && o.CADir == "" {
 		return discovery.Config{}, fmt.Errorf("--ca-dir is required when the CA is enabled (--secure-grpc-address %q)", secure)

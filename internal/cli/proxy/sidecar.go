@@ -3,6 +3,7 @@ package proxy
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"time"
 
@@ -35,6 +36,9 @@ type sidecarOptions struct {
 	caRootCert     string
 	bootstrapToken string
 	trustDomain    string
+	caServerName   string
+	xdsTLS         string
+	xdsServerName  string
 }
 
 func newSidecarCommand(d deps) *cobra.Command {
@@ -49,6 +53,11 @@ labels and service account in the node metadata), and serves the listeners,
 routes and clusters it is given: outbound capture on 15001 and inbound on
 15006 (use 'trellis proxy iptables' to redirect traffic to them), admin on
 127.0.0.1:15000 and readiness on :15021/healthz/ready.
+
+With --ca-address the proxy obtains its workload certificate from the mesh
+CA; xDS then runs over mutual TLS with it when --xds-address is the control
+plane's secure port (15012, or the CA's address; --xds-tls on/off forces the
+choice), the control plane verified for --xds-server-name.
 
 Values default to Istio's environment variables (INSTANCE_IP, POD_NAME,
 POD_NAMESPACE, SERVICE_ACCOUNT) when set.`,
@@ -107,6 +116,9 @@ POD_NAMESPACE, SERVICE_ACCOUNT) when set.`,
 	f.StringVar(&o.caRootCert, "ca-root-cert", "./var/run/secrets/istio/root-cert.pem", "PEM roots that authenticate the CA and seed the mesh trust bundle (re-read when changed)")
 	f.StringVar(&o.bootstrapToken, "bootstrap-token", "", "file holding the local-mode bootstrap token (trellis-bootstrap/v1/...) that proves the identity for the first certificate")
 	f.StringVar(&o.trustDomain, "trust-domain", "cluster.local", "the mesh trust domain of the workload's SPIFFE identity")
+	f.StringVar(&o.caServerName, "ca-server-name", "", "the name the CA's serving certificate must carry (default: the host of --ca-address; the CA's certificate names istiod.<root-ns>.svc, localhost and 127.0.0.1)")
+	f.StringVar(&o.xdsTLS, "xds-tls", "auto", `xDS over mutual TLS with the workload certificate: "on", "off" (plaintext), or "auto": on when --ca-address is set and --xds-address is the secure port (port 15012, or the same address as --ca-address)`)
+	f.StringVar(&o.xdsServerName, "xds-server-name", "", "with xDS over TLS, the name the control plane's certificate must carry (default: --ca-server-name when --xds-address is on the CA's host, else the host of --xds-address)")
 	return cmd
 }
 
@@ -137,6 +149,7 @@ func (o sidecarOptions) config(d deps) (sidecar.Config, error) {
 	node, err := sidecar.NodeConfig{
 		IP: o.ip, PodName: pod, Namespace: o.namespace, DomainSuffix: o.domain,
 		Labels: labels, ServiceAccount: o.serviceAccount, WorkloadName: o.workloadName,
+		MetricsAddress: o.metricsAddress, // METRICS_ADDRESS, for the control plane's dashboard
 	}.Node()
 	if err != nil {
 		return sidecar.Config{}, fmt.Errorf("--ip/--pod-name/--namespace: %w", err)
@@ -165,8 +178,13 @@ func (o sidecarOptions) config(d deps) (sidecar.Config, error) {
 	if err != nil {
 		return sidecar.Config{}, err
 	}
+	xdsName, err := o.xdsTLSServerName(id)
+	if err != nil {
+		return sidecar.Config{}, err
+	}
 	return sidecar.Config{
 		Identity:       id,
+		XDSServerName:  xdsName,
 		XDSAddress:     o.xdsAddress,
 		Node:           node,
 		Protocol:       protocol,
@@ -199,7 +217,48 @@ func (o sidecarOptions) identity() (identity.Config, error) {
 		return identity.Config{}, fmt.Errorf("--trust-domain/--namespace/--service-account: %w", err)
 	}
 	return identity.Config{
-		CAAddress: o.caAddress, RootCertFile: o.caRootCert, TokenFile: o.bootstrapToken,
+		CAAddress: o.caAddress, ServerName: o.caServerName, RootCertFile: o.caRootCert, TokenFile: o.bootstrapToken,
 		TrustDomain: o.trustDomain, Namespace: o.namespace, ServiceAccount: o.serviceAccount,
 	}, nil
+}
+
+// secureXDSPort is the control plane's secure gRPC port (Istio's
+// discoveryAddress :15012): xDS there is always mutual TLS.
+const secureXDSPort = "15012"
+
+// xdsTLSServerName decides whether xDS runs over mutual TLS (--xds-tls)
+// and returns the name the control plane's certificate must carry, or ""
+// for plaintext.
+func (o sidecarOptions) xdsTLSServerName(id identity.Config) (string, error) {
+	xhost, xport, err := net.SplitHostPort(o.xdsAddress)
+	if err != nil {
+		return "", fmt.Errorf("--xds-address %q: %w", o.xdsAddress, err)
+	}
+	var on bool
+	switch o.xdsTLS {
+	case "off":
+		return "", nil
+	case "on":
+		if id.CAAddress == "" {
+			return "", fmt.Errorf("--xds-tls on needs --ca-address: the workload certificate is the xDS client certificate")
+		}
+		on = true
+	case "auto", "":
+		on = id.CAAddress != "" && (xport == secureXDSPort || o.xdsAddress == id.CAAddress)
+	default:
+		return "", fmt.Errorf("--xds-tls %q: want auto, on or off", o.xdsTLS)
+	}
+	if !on {
+		return "", nil
+	}
+	if o.xdsServerName != "" {
+		return o.xdsServerName, nil
+	}
+	if chost, _, err := net.SplitHostPort(id.CAAddress); err == nil && chost == xhost && o.caServerName != "" {
+		return o.caServerName, nil
+	}
+	if xhost == "" {
+		return "", fmt.Errorf("--xds-address %q has no host: set --xds-server-name", o.xdsAddress)
+	}
+	return xhost, nil
 }

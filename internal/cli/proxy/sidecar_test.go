@@ -3,10 +3,19 @@ package proxy
 import (
 	"strings"
 	"testing"
+
+	"github.com/trellismesh/trellis/internal/dataplane/role/sidecar"
 )
 
 // sidecarConfig parses args like the command does and builds the config.
 func sidecarConfig(t *testing.T, env map[string]string, args ...string) (sidecarOptions, error) {
+	t.Helper()
+	o, _, err := sidecarConfigFull(t, env, args...)
+	return o, err
+}
+
+// sidecarConfigFull is sidecarConfig returning the sidecar's config too.
+func sidecarConfigFull(t *testing.T, env map[string]string, args ...string) (sidecarOptions, sidecar.Config, error) {
 	t.Helper()
 	d := deps{getenv: func(k string) string { return env[k] }}
 	cmd := newSidecarCommand(d)
@@ -19,6 +28,7 @@ func sidecarConfig(t *testing.T, env map[string]string, args ...string) (sidecar
 	for name, dst := range map[string]*string{
 		"ip": &o.ip, "pod-name": &o.podName, "namespace": &o.namespace, "service-account": &o.serviceAccount,
 		"ca-address": &o.caAddress, "ca-root-cert": &o.caRootCert, "bootstrap-token": &o.bootstrapToken, "trust-domain": &o.trustDomain,
+		"xds-address": &o.xdsAddress, "xds-tls": &o.xdsTLS, "xds-server-name": &o.xdsServerName, "ca-server-name": &o.caServerName,
 	} {
 		v, err := f.GetString(name)
 		if err != nil {
@@ -26,8 +36,8 @@ func sidecarConfig(t *testing.T, env map[string]string, args ...string) (sidecar
 		}
 		*dst = v
 	}
-	_, err := o.config(d)
-	return o, err
+	cfg, err := o.config(d)
+	return o, cfg, err
 }
 
 func TestSidecarIdentityFlags(t *testing.T) {
@@ -59,6 +69,44 @@ func TestSidecarIdentityFlags(t *testing.T) {
 			}
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("err %v, want one naming %s", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestSidecarXDSTLSFlags(t *testing.T) {
+	base := []string{"--ip", "127.0.0.2", "--pod-name", "p", "--namespace", "shop", "--service-account", "web"}
+	ca := []string{"--ca-address", "10.0.0.1:15012", "--bootstrap-token", "/t", "--ca-root-cert", "/r"}
+	for _, tc := range []struct {
+		name     string
+		args     []string
+		wantName string // the xDS TLS server name; "" = plaintext
+		wantErr  string
+	}{
+		{"auto: plaintext port", append([]string{"--xds-address", "10.0.0.1:15010"}, ca...), "", ""},
+		{"auto: secure port", append([]string{"--xds-address", "10.0.0.1:15012"}, ca...), "10.0.0.1", ""},
+		{"auto: the CA's address on another port", append([]string{"--xds-address", "127.0.0.1:4000", "--ca-address", "127.0.0.1:4000"}, ca[2:]...), "127.0.0.1", ""},
+		{"auto: no CA means plaintext", []string{"--xds-address", "10.0.0.1:15012"}, "", ""},
+		{"auto: CA server name reused on its host", append([]string{"--xds-address", "10.0.0.1:15012", "--ca-server-name", "istiod.istio-system.svc"}, ca...), "istiod.istio-system.svc", ""},
+		{"explicit server name", append([]string{"--xds-address", "10.0.0.1:15012", "--xds-server-name", "cp.example"}, ca...), "cp.example", ""},
+		{"on, on any port", append([]string{"--xds-address", "10.0.0.1:15010", "--xds-tls", "on"}, ca...), "10.0.0.1", ""},
+		{"off on the secure port", append([]string{"--xds-address", "10.0.0.1:15012", "--xds-tls", "off"}, ca...), "", ""},
+		{"on without a CA", []string{"--xds-address", "10.0.0.1:15012", "--xds-tls", "on"}, "", "needs --ca-address"},
+		{"bad mode", append([]string{"--xds-tls", "maybe"}, ca...), "", "want auto, on or off"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, cfg, err := sidecarConfigFull(t, nil, append(append([]string{}, base...), tc.args...)...)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err %v, want one saying %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.XDSServerName != tc.wantName {
+				t.Fatalf("XDSServerName %q, want %q", cfg.XDSServerName, tc.wantName)
 			}
 		})
 	}

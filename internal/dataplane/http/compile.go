@@ -20,6 +20,7 @@ import (
 	"github.com/trellismesh/trellis/internal/dataplane/http/filter"
 	"github.com/trellismesh/trellis/internal/dataplane/http/filter/cors"
 	"github.com/trellismesh/trellis/internal/dataplane/http/filter/fault"
+	rbacfilter "github.com/trellismesh/trellis/internal/dataplane/http/filter/rbac"
 	"github.com/trellismesh/trellis/internal/dataplane/http/router"
 	"github.com/trellismesh/trellis/internal/dataplane/route"
 )
@@ -194,9 +195,10 @@ func Compile(h *hcmv3.HttpConnectionManager, deps Deps) (*Manager, error) {
 	}
 
 	reg := filter.Registry{
-		fault.TypeURL:  fault.Factory{},
-		cors.TypeURL:   cors.Factory{},
-		router.TypeURL: router.Factory{Upstream: deps.Upstream, Logger: m.log, MaxMirrors: deps.MaxMirrors},
+		fault.TypeURL:      fault.Factory{},
+		cors.TypeURL:       cors.Factory{},
+		rbacfilter.TypeURL: rbacfilter.Factory{},
+		router.TypeURL:     router.Factory{Upstream: deps.Upstream, Logger: m.log, MaxMirrors: deps.MaxMirrors},
 	}
 	for k, f := range deps.Filters {
 		reg[k] = f
@@ -382,6 +384,7 @@ func recordResponseOf(s *filter.Stream) {
 	rec := &s.Record
 	if s.Conn != nil {
 		rec.ServerName = s.Conn.SNI
+		rec.MutualTLS, rec.PeerIdentity = s.Conn.MutualTLS, s.Conn.PeerIdentity
 	}
 	if !s.HeadersSent() || s.Hijacked() {
 		return

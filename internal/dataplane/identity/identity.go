@@ -223,6 +223,15 @@ func (m *Manager) Wait(ctx context.Context) error {
 }
 
 // publish swaps in the next generation and derives the bundle.
+func containsCert(list []*x509.Certificate, c *x509.Certificate) bool {
+	for _, l := range list {
+		if c != nil && l.Equal(c) {
+			return true
+		}
+	}
+	return false
+}
+
 func (m *Manager) publish(next *material) {
 	roots := make([]*x509.Certificate, 0, len(next.fileRoots)+1)
 	seen := map[string]bool{}
@@ -232,7 +241,12 @@ func (m *Manager) publish(next *material) {
 			roots = append(roots, c)
 		}
 	}
-	add(next.caRoot)
+	// The CA's root was trusted when the response was accepted; once the
+	// root file (the operator's bundle) stops listing it (root rotation's
+	// Retire step), it is dropped at once rather than at the next renewal.
+	if len(next.fileRoots) == 0 || containsCert(next.fileRoots, next.caRoot) {
+		add(next.caRoot)
+	}
 	for _, c := range next.fileRoots {
 		add(c)
 	}

@@ -60,7 +60,9 @@ func checkCert(t *testing.T, e *caEnv, c *tls.Certificate) {
 
 func TestBootstrapThenRenewWithCertificate(t *testing.T) {
 	e := newCA(t)
-	m, c := e.run(t, 2*time.Second)
+	// Long enough that a renewal finishes before the certificate expires
+	// on a loaded machine (the token is gone after the first one).
+	m, c := e.run(t, 4*time.Second)
 	if !m.Ready() {
 		t.Fatal("not ready after Wait")
 	}
@@ -80,7 +82,7 @@ func TestBootstrapThenRenewWithCertificate(t *testing.T) {
 	if err := os.Remove(e.tokenFile); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "two renewals", func() bool { return c.renewed.Load() >= 2 })
+	eventually(t, 20*time.Second, "two renewals", func() bool { return c.renewed.Load() >= 2 })
 	second, err := m.Certificate()
 	if err != nil {
 		t.Fatal(err)
@@ -188,6 +190,35 @@ func TestRootRotation(t *testing.T) {
 	eventually(t, 10*time.Second, "renewal after retirement", func() bool { return c.renewed.Load() > before })
 	cert, _ := m.Certificate()
 	checkCert(t, e, cert)
+}
+
+// TestRetiredRootDroppedBeforeRenewal: a proxy whose certificate is not
+// due for renewal stops trusting the CA's root as soon as the root file
+// no longer lists it (an operator retiring a root), instead of keeping it
+// until its next renewal.
+func TestRetiredRootDroppedBeforeRenewal(t *testing.T) {
+	e := newCA(t)
+	m, c := e.run(t, time.Hour)
+	old := e.auth.Issuer()
+	next, err := ca.NewSelfSigned(ca.SelfSigned{TrustDomain: td}, time.Now(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.writeRoots(next.Root)
+	eventually(t, 5*time.Second, "only the root the file lists", func() bool {
+		got := m.RootCerts()
+		return len(got) == 1 && got[0].Equal(next.Root)
+	})
+	pool, err := m.Roots()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := old.Root.Verify(x509.VerifyOptions{Roots: pool}); err == nil {
+		t.Error("the retired root is still trusted")
+	}
+	if n := c.renewed.Load(); n != 0 {
+		t.Errorf("%d renewals; the test wants the drop without one", n)
+	}
 }
 
 func TestHostileCAResponsesRejected(t *testing.T) {

@@ -356,6 +356,11 @@ func TestConcurrentReads(t *testing.T) {
 	write(t, keyFile, key)
 	s := New(Config{CheckInterval: time.Nanosecond})
 	name := FileCertPrefix + chainFile + "~" + keyFile
+	// Loaded once before the files start changing: from then on a
+	// half-written pair (new key, old chain) keeps the last good one.
+	if _, err := s.Certificate(name); err != nil {
+		t.Fatalf("first load: %v", err)
+	}
 	var wg sync.WaitGroup
 	stop := make(chan struct{})
 	for range 8 {

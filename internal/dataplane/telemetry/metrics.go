@@ -35,7 +35,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/trellismesh/trellis/internal/dataplane/http/filter"
-	"github.com/trellismesh/trellis/internal/dataplane/listener"
 	"github.com/trellismesh/trellis/internal/dataplane/tcp"
 )
 
@@ -70,7 +69,9 @@ const (
 // Config configures Metrics.
 type Config struct {
 	// Local is the workload the proxy serves: the source of outbound
-	// traffic and the destination of inbound traffic.
+	// traffic and the destination of inbound traffic. Its Principal (the
+	// workload's SPIFFE ID, when it has one) is destination_principal of
+	// inbound mutual TLS traffic.
 	Local Workload
 }
 
@@ -97,6 +98,8 @@ type Metrics struct {
 
 type httpKey struct {
 	inbound   bool
+	mtls      bool   // inbound: the downstream presented a verified client certificate
+	peer      string // inbound: that certificate's identity (source_principal)
 	grpc      bool
 	grpcCode  int32 // the response's grpc-status; -1 when none was seen
 	code      int32
@@ -108,7 +111,8 @@ type httpKey struct {
 
 type tcpKey struct {
 	inbound bool
-	tls     bool
+	mtls    bool
+	peer    string
 	cluster string
 	host    string
 	flags   string
@@ -221,7 +225,9 @@ func (m *Metrics) rebuildLocked() {
 func (m *Metrics) Observe(r *filter.Record) {
 	inbound := isInbound(r.Listener, r.Cluster)
 	k := httpKey{inbound: inbound, code: int32(r.ResponseCode), flags: r.Flags, cluster: r.Cluster}
-	if !inbound {
+	if inbound {
+		k.mtls, k.peer = r.MutualTLS, r.PeerIdentity
+	} else {
 		k.host = r.UpstreamHost
 	}
 	if ct := r.Header.Get("Content-Type"); strings.HasPrefix(ct, "application/grpc") {
@@ -251,7 +257,7 @@ func (m *Metrics) httpSeries(md *metadata, k *httpKey) *httpSeries {
 	if ok {
 		return s
 	}
-	lv := m.labels(md, k.inbound, k.cluster, k.host, k.authority, false, k.flags.String(), httpLabels)
+	lv := m.labels(md, k.inbound, k.cluster, k.host, k.authority, k.mtls, k.peer, k.flags.String(), httpLabels)
 	proto := "http"
 	grpcStatus := ""
 	if k.grpc {
@@ -287,22 +293,34 @@ func (m *Metrics) httpSeries(md *metadata, k *httpKey) *httpSeries {
 // labels builds the label values in the order of names (the common labels
 // first); request_protocol is "tcp", the HTTP-only ones are left to the
 // caller.
-func (m *Metrics) labels(md *metadata, inbound bool, cluster, host, authority string, tls bool, flags string, names []string) []string {
+//
+// Inbound, connection_security_policy is "mutual_tls" only when the
+// downstream presented a client certificate the filter chain verified
+// (listener.Conn.MutualTLS), "none" otherwise (plaintext, and TLS the
+// proxy passes through or terminates without client authentication);
+// source_principal is that certificate's identity and
+// destination_principal the local workload's. Outbound, the proxy reports
+// what the source knows: the policy and principals stay "unknown".
+func (m *Metrics) labels(md *metadata, inbound bool, cluster, host, authority string, mtls bool, peer, flags string, names []string) []string {
 	var src, dst Workload
 	var svc Service
 	reporter, policy := "source", Unknown
 	if inbound {
 		reporter, policy = "destination", "none"
-		if tls {
-			policy = "mutual_tls"
-		}
 		dst = m.local
+		dst.Principal = ""
+		if mtls {
+			policy = "mutual_tls"
+			src.Principal = peer
+			dst.Principal = m.local.Principal
+		}
 		var ok bool
 		if svc, ok = md.services[cluster]; !ok {
 			svc = Service{Host: authority, Name: authority, Namespace: m.local.Namespace}
 		}
 	} else {
 		src = m.local
+		src.Principal = ""
 		dst = md.workloads[cluster][host]
 		var ok bool
 		if svc, ok = md.services[cluster]; !ok {
@@ -379,9 +397,14 @@ func (m *Metrics) tcpSeries(s *tcp.Session, flags string) *tcpSeries {
 	var listenerName string
 	if d := s.Downstream; d != nil {
 		listenerName = d.Listener
-		k.tls = d.Transport == listener.TransportTLS
+		k.mtls = d.MutualTLS
 	}
 	k.inbound = isInbound(listenerName, s.Cluster)
+	if k.inbound && k.mtls {
+		k.peer = s.Downstream.PeerIdentity
+	} else {
+		k.mtls = false
+	}
 	if !k.inbound && s.Upstream != nil {
 		k.host = s.Upstream.String()
 	}
@@ -392,7 +415,7 @@ func (m *Metrics) tcpSeries(s *tcp.Session, flags string) *tcpSeries {
 	if ok {
 		return ts
 	}
-	lv := m.labels(m.meta.Load(), k.inbound, k.cluster, k.host, "", k.tls, flags, tcpLabels)
+	lv := m.labels(m.meta.Load(), k.inbound, k.cluster, k.host, "", k.mtls, k.peer, flags, tcpLabels)
 	ts = &tcpSeries{
 		sent:     m.tcpSent.WithLabelValues(lv...),
 		received: m.tcpReceived.WithLabelValues(lv...),

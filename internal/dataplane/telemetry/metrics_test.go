@@ -20,7 +20,7 @@ import (
 )
 
 var local = Workload{Name: "productpage-v1", Namespace: "shop", App: "productpage", Version: "v1",
-	CanonicalService: "productpage", CanonicalRevision: "v1", Cluster: "Kubernetes"}
+	CanonicalService: "productpage", CanonicalRevision: "v1", Cluster: "Kubernetes", Principal: "spiffe://cluster.local/ns/shop/sa/productpage"}
 
 const reviews = "outbound|9080||reviews.shop.svc.cluster.local"
 
@@ -151,6 +151,9 @@ func TestOutboundHTTP(t *testing.T) {
 func TestInboundAndFallbacks(t *testing.T) {
 	m := newMetrics(t)
 	m.Observe(&filter.Record{Listener: "virtualInbound", Cluster: "inbound|9080||", ResponseCode: 200, Authority: "productpage:9080"})
+	// The same over mutual TLS: the peer's identity is the source principal.
+	m.Observe(&filter.Record{Listener: "virtualInbound", Cluster: "inbound|9080||", ResponseCode: 201, Authority: "productpage:9080",
+		MutualTLS: true, PeerIdentity: "spiffe://cluster.local/ns/shop/sa/reviews"})
 	// No route: the virtualInbound listener makes it inbound all the same.
 	m.Observe(&filter.Record{Listener: "virtualInbound", ResponseCode: 404, Flags: filter.NoRouteFound, Authority: "other:80"})
 	// Outbound through the passthrough cluster, gRPC failing with 503.
@@ -163,7 +166,9 @@ func TestInboundAndFallbacks(t *testing.T) {
 	for _, c := range []map[string]string{
 		{"reporter": "destination", "response_code": "200", "destination_workload": "productpage-v1", "destination_app": "productpage",
 			"destination_service": "productpage.shop.svc.cluster.local", "destination_service_name": "productpage",
-			"source_workload": "unknown", "source_principal": "unknown", "connection_security_policy": "none"},
+			"source_workload": "unknown", "source_principal": "unknown", "destination_principal": "unknown", "connection_security_policy": "none"},
+		{"reporter": "destination", "response_code": "201", "connection_security_policy": "mutual_tls",
+			"source_principal": "spiffe://cluster.local/ns/shop/sa/reviews", "destination_principal": "spiffe://cluster.local/ns/shop/sa/productpage"},
 		{"reporter": "destination", "response_code": "404", "response_flags": "NR", "destination_service": "other",
 			"destination_service_namespace": "shop"},
 		{"reporter": "source", "response_code": "503", "response_flags": "UF,URX", "request_protocol": "grpc", "grpc_response_status": "14",
@@ -232,8 +237,13 @@ func TestTCP(t *testing.T) {
 	o.Transferred(out, tcp.ToDownstream, 32)
 	o.Transferred(out, tcp.ToUpstream, 5)
 	o.Closed(out)
-	in := &tcp.Session{Cluster: "inbound|9080||", Downstream: &listener.Conn{Listener: "virtualInbound", Transport: listener.TransportTLS}}
+	in := &tcp.Session{Cluster: "inbound|9080||", Downstream: &listener.Conn{Listener: "virtualInbound", Transport: listener.TransportTLS,
+		MutualTLS: true, PeerIdentity: "spiffe://cluster.local/ns/shop/sa/client"}}
 	o.Closed(in) // connect failed: opened and closed
+	// TLS passed through (or terminated without a client certificate) is
+	// not mutual TLS.
+	pass := &tcp.Session{Cluster: "inbound|9443||", Downstream: &listener.Conn{Listener: "virtualInbound", Transport: listener.TransportTLS}}
+	o.Closed(pass)
 	body := scrape(t, m.Handler())
 	src := map[string]string{"reporter": "source", "destination_workload": "reviews-v2", "destination_service_name": "reviews",
 		"request_protocol": "tcp", "response_flags": "-", "connection_security_policy": "unknown", "source_workload": "productpage-v1"}
@@ -250,10 +260,15 @@ func TestTCP(t *testing.T) {
 		}
 	}
 	dst := map[string]string{"reporter": "destination", "destination_workload": "productpage-v1", "connection_security_policy": "mutual_tls",
-		"destination_service": "productpage.shop.svc.cluster.local", "source_workload": "unknown"}
-	for _, name := range []string{"istio_tcp_connections_opened_total", "istio_tcp_connections_closed_total"} {
-		if v, _, ok := sample(body, name, dst); !ok || v != "1" {
-			t.Errorf("%s inbound = %q %v", name, v, ok)
+		"destination_service": "productpage.shop.svc.cluster.local", "source_workload": "unknown",
+		"source_principal": "spiffe://cluster.local/ns/shop/sa/client", "destination_principal": "spiffe://cluster.local/ns/shop/sa/productpage"}
+	passDst := map[string]string{"reporter": "destination", "destination_service": "unknown", "connection_security_policy": "none",
+		"source_principal": "unknown", "destination_principal": "unknown"}
+	for _, want := range []map[string]string{dst, passDst} {
+		for _, name := range []string{"istio_tcp_connections_opened_total", "istio_tcp_connections_closed_total"} {
+			if v, _, ok := sample(body, name, want); !ok || v != "1" {
+				t.Errorf("%s inbound %v = %q %v\n%s", name, want, v, ok, body)
+			}
 		}
 	}
 }

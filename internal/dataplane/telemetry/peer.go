@@ -33,8 +33,9 @@ type Workload struct {
 
 // LocalWorkload derives the local workload from the xDS node as the
 // sidecar builds it (metadata NAMESPACE, LABELS, WORKLOAD_NAME, CLUSTER_ID;
-// id sidecar~ip~pod.ns~ns.svc.suffix). The principal stays unknown: it is
-// the peer certificate's business and there is no mTLS yet.
+// id sidecar~ip~pod.ns~ns.svc.suffix). The principal is left empty: the
+// caller sets it to the workload's SPIFFE ID when the proxy has an
+// identity (it comes from the CA configuration, not from the node).
 func LocalWorkload(n *corev3.Node) Workload {
 	md := n.GetMetadata().GetFields()
 	labels := map[string]string{}

@@ -90,6 +90,8 @@ func reasonOf(err error) string {
 		return ReasonNoClientCert
 	case errors.Is(err, errSANMismatch):
 		return ReasonSANMismatch
+	case errors.Is(err, errNotSVID):
+		return ReasonBadCertificate
 	case errors.As(err, &unknown):
 		return ReasonUnknownCA
 	case errors.As(err, &invalid):

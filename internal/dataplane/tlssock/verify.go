@@ -164,6 +164,31 @@ func (m *sanMatcher) matchCert(cert *x509.Certificate) bool {
 // errSANMismatch: the peer's certificate matched none of the SAN matchers.
 var errSANMismatch = errors.New("peer certificate SANs match none of the configured subject alt names")
 
+// errNotSVID: a certificate with a SPIFFE ID breaks the X.509-SVID rules.
+var errNotSVID = errors.New("peer certificate is not a valid X.509-SVID")
+
+// checkSVID applies the X.509-SVID leaf rules to a certificate that
+// carries a SPIFFE ID: exactly one URI SAN, and not a CA. A mesh identity
+// must be unambiguous (a second URI could satisfy a SAN matcher the first
+// does not) and a workload must not be able to sign others.
+func checkSVID(c *x509.Certificate) error {
+	spiffe := false
+	for _, u := range c.URIs {
+		if strings.EqualFold(u.Scheme, "spiffe") {
+			spiffe = true
+		}
+	}
+	switch {
+	case !spiffe:
+		return nil
+	case len(c.URIs) != 1:
+		return fmt.Errorf("%w: %d URI SANs (%s), want exactly one", errNotSVID, len(c.URIs), describeSANs(c))
+	case c.IsCA:
+		return fmt.Errorf("%w: it is a CA certificate", errNotSVID)
+	}
+	return nil
+}
+
 // errNoPeerCert: the peer presented no certificate.
 var errNoPeerCert = errors.New("peer presented no certificate")
 
@@ -182,6 +207,9 @@ func (v *validation) verify(chain []*x509.Certificate, roots *x509.CertPool) err
 		Intermediates: inter,
 		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
 	}); err != nil {
+		return err
+	}
+	if err := checkSVID(chain[0]); err != nil {
 		return err
 	}
 	if len(v.sans) == 0 {

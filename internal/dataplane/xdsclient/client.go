@@ -49,8 +49,8 @@ type Config struct {
 	// Server is the xDS server's gRPC target (host:port). Required unless
 	// Transport is set.
 	Server string
-	// Credentials secure the gRPC connection (mTLS to port 15012 later);
-	// nil means plaintext.
+	// Credentials secure the gRPC connection (MeshTLS: mutual TLS to the
+	// control plane's secure port, 15012); nil means plaintext.
 	Credentials credentials.TransportCredentials
 	// DialOptions are added to the gRPC dial options (keepalive,
 	// interceptors, per-RPC credentials, ...).

@@ -8,7 +8,11 @@
 // with jittered exponential back-off.
 //
 // Layering follows grpc-go's internal/xds/clients: a byte-level Transport
-// (gRPC by default; credentials and dial options are the mTLS seam), a
+// (gRPC by default, plaintext or with Config.Credentials; MeshTLS (tls.go)
+// is mutual TLS to the control plane's secure port with the workload
+// certificate "default" as client certificate and the control plane
+// verified against "ROOTCA" for a configured server name, both read from
+// the secret store per handshake, so renewals apply on reconnection), a
 // stateless wire protocol per variant (delta.go, sotw.go), resource types
 // as values (resources.go), and one state machine (state.go) that does no
 // I/O and calls the consumer serially.

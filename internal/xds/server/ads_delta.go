@@ -15,8 +15,8 @@ import (
 type deltaStream = grpc.BidiStreamingServer[discovery.DeltaDiscoveryRequest, discovery.DeltaDiscoveryResponse]
 
 // streamDelta serves DeltaAggregatedResources (incremental xDS).
-func (s *Server) streamDelta(stream deltaStream) error {
-	return serve(s, stream.Context(), true, stream.Recv,
+func (s *Server) streamDelta(stream deltaStream, auth StreamAuth) error {
+	return serve(s, stream.Context(), true, auth, stream.Recv,
 		func(r *discovery.DeltaDiscoveryRequest) *core.Node { return r.GetNode() },
 		func(c *connection) handler[discovery.DeltaDiscoveryRequest] { return &delta{c: c, stream: stream} })
 }

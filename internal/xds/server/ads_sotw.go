@@ -16,8 +16,8 @@ import (
 type sotwStream = grpc.BidiStreamingServer[discovery.DiscoveryRequest, discovery.DiscoveryResponse]
 
 // streamSotw serves StreamAggregatedResources (state of the world).
-func (s *Server) streamSotw(stream sotwStream) error {
-	return serve(s, stream.Context(), false, stream.Recv,
+func (s *Server) streamSotw(stream sotwStream, auth StreamAuth) error {
+	return serve(s, stream.Context(), false, auth, stream.Recv,
 		func(r *discovery.DiscoveryRequest) *core.Node { return r.GetNode() },
 		func(c *connection) handler[discovery.DiscoveryRequest] { return &sotw{c: c, stream: stream} })
 }

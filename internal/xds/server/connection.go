@@ -65,7 +65,7 @@ var errStopping = status.Error(codes.Unavailable, "xds server is shutting down")
 // serve runs one stream: it reads the first request (which must carry the
 // node), registers the connection, then handles requests and pushes on this
 // goroutine until the stream ends. A second goroutine only reads requests.
-func serve[Req any](s *Server, ctx context.Context, delta bool, recv func() (*Req, error),
+func serve[Req any](s *Server, ctx context.Context, delta bool, auth StreamAuth, recv func() (*Req, error),
 	node func(*Req) *core.Node, newHandler func(*connection) handler[Req]) error {
 	reqs := make(chan *Req)
 	recvErr := make(chan error, 1)
@@ -109,6 +109,15 @@ func serve[Req any](s *Server, ctx context.Context, delta bool, recv func() (*Re
 	proxy, err := model.ParseNode(node(first))
 	if err != nil {
 		return status.Errorf(codes.InvalidArgument, "first discovery request: %v", err)
+	}
+	if auth != nil {
+		if err := auth(ctx, proxy); err != nil {
+			s.log.Warn("xds stream refused", "proxy", proxy.ID, "err", err)
+			if _, ok := status.FromError(err); ok {
+				return err
+			}
+			return status.Errorf(codes.PermissionDenied, "proxy %q: %v", proxy.ID, err)
+		}
 	}
 	if s.authorize != nil {
 		if err := s.authorize(ctx, proxy); err != nil {

@@ -40,6 +40,15 @@
 // race), then generates the resources again on the HTTP goroutine with a
 // generation slot held.
 //
+// Authentication: Register serves streams as the node describes the proxy
+// (the plaintext port); RegisterAuthenticated puts a StreamAuth in front
+// of every stream on that gRPC server, called once with the parsed proxy
+// before Config.Authorizer. It may refuse (its gRPC status is returned,
+// other errors are PermissionDenied) or bind the proxy to the identity the
+// caller proved (the control plane's secure port takes namespace and
+// service account from the client certificate). Both registrations share
+// one Server: the same snapshot, pushes and debug views.
+//
 // Protocol decisions are documented on the sotw and delta types; unknown
 // type URLs are ignored (see typeIndex). Goroutines: Run owns the debounce
 // loop; gRPC owns the stream goroutines, which end when their stream ends or

@@ -89,7 +89,7 @@ func TestPerProxyMemory(t *testing.T) {
 		measure(t, srv, proxies, func(p int) func() {
 			fs := newFakeStream[discovery.DeltaDiscoveryRequest, discovery.DeltaDiscoveryResponse]()
 			served := make(chan error, 1)
-			go func() { served <- srv.streamDelta(fs) }()
+			go func() { served <- srv.streamDelta(fs, nil) }()
 			first := dreq(xds.ClusterType, "")
 			first.Node = memNode(p)
 			fs.in <- first
@@ -116,7 +116,7 @@ func TestPerProxyMemory(t *testing.T) {
 		measure(t, srv, proxies, func(p int) func() {
 			fs := newFakeStream[discovery.DiscoveryRequest, discovery.DiscoveryResponse]()
 			served := make(chan error, 1)
-			go func() { served <- srv.streamSotw(fs) }()
+			go func() { served <- srv.streamSotw(fs, nil) }()
 			fs.in <- &discovery.DiscoveryRequest{Node: memNode(p), TypeUrl: xds.ClusterType}
 			r := <-fs.out
 			if len(r.GetResources()) != resources {

@@ -170,6 +170,23 @@ func (s *Server) Register(g *grpc.Server) {
 	discovery.RegisterAggregatedDiscoveryServiceServer(g, ads{s: s})
 }
 
+// StreamAuth authenticates the caller of one stream and binds the proxy to
+// what it proved. It is called once per stream, with the proxy parsed from
+// the first request's node, before Config.Authorizer; it may set fields of
+// proxy (the identity the caller proved replaces what the node claimed),
+// and the stream then serves that proxy. An error carrying a gRPC status
+// (Unauthenticated, PermissionDenied) ends the stream with it; any other
+// error ends it with PermissionDenied.
+type StreamAuth func(ctx context.Context, proxy *model.Proxy) error
+
+// RegisterAuthenticated registers the aggregated discovery service on g
+// with auth in front of every stream (the secure port: the caller's
+// identity comes from its certificate). Streams of every registration
+// share the server's state and pushes.
+func (s *Server) RegisterAuthenticated(g *grpc.Server, auth StreamAuth) {
+	discovery.RegisterAggregatedDiscoveryServiceServer(g, ads{s: s, auth: auth})
+}
+
 // Update hands the server a new snapshot. Calls are merged and pushed after
 // the debounce delay; only the latest snapshot is pushed. Update never
 // blocks on proxies.
@@ -243,13 +260,14 @@ func (s *Server) unregister(c *connection) {
 // RPC methods stay off Server's own API.
 type ads struct {
 	discovery.UnimplementedAggregatedDiscoveryServiceServer
-	s *Server
+	s    *Server
+	auth StreamAuth // nil: no authentication (plaintext port)
 }
 
 func (a ads) StreamAggregatedResources(stream grpc.BidiStreamingServer[discovery.DiscoveryRequest, discovery.DiscoveryResponse]) error {
-	return a.s.streamSotw(stream)
+	return a.s.streamSotw(stream, a.auth)
 }
 
 func (a ads) DeltaAggregatedResources(stream grpc.BidiStreamingServer[discovery.DeltaDiscoveryRequest, discovery.DeltaDiscoveryResponse]) error {
-	return a.s.streamDelta(stream)
+	return a.s.streamDelta(stream, a.auth)
 }

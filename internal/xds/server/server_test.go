@@ -112,7 +112,7 @@ func TestRunStopsStreams(t *testing.T) {
 	fs := newFakeStream[discovery.DiscoveryRequest, discovery.DiscoveryResponse]()
 	defer fs.close()
 	served := make(chan error, 1)
-	go func() { served <- srv.streamSotw(fs) }()
+	go func() { served <- srv.streamSotw(fs, nil) }()
 	fs.in <- &discovery.DiscoveryRequest{Node: node(sidecarID("10.0.0.9", "x", "ns1")), TypeUrl: xds.ClusterType}
 	if r := <-fs.out; r.GetTypeUrl() != xds.ClusterType {
 		t.Fatalf("got %s", r.GetTypeUrl())
@@ -138,7 +138,7 @@ func TestRunStopsStreams(t *testing.T) {
 		case <-fs2.ctx.Done():
 		}
 	}()
-	if err := srv.streamSotw(fs2); status.Code(err) != codes.Unavailable {
+	if err := srv.streamSotw(fs2, nil); status.Code(err) != codes.Unavailable {
 		t.Fatalf("stream after shutdown: %v", err)
 	}
 }

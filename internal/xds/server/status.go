@@ -1,6 +1,7 @@
 package server
 
 import (
+	"maps"
 	"sort"
 	"time"
 )
@@ -15,6 +16,11 @@ type ClientStatus struct {
 	Type      string
 	Namespace string
 	ClusterID string
+	// Labels are the proxy's workload labels (a copy); MetricsAddress is
+	// where it serves its metrics (node metadata METRICS_ADDRESS, "" if
+	// not sent).
+	Labels         map[string]string
+	MetricsAddress string
 	// Version is the proxy's software version: its ISTIO_VERSION metadata,
 	// else its node's user agent name and version ("" if it sent neither).
 	Version     string
@@ -68,7 +74,8 @@ func (s *Server) Clients() []ClientStatus {
 
 func (c *connection) status() ClientStatus {
 	st := ClientStatus{ProxyID: c.proxy.ID, ConnectionID: c.id, Name: c.proxy.Name, Type: string(c.proxy.Type),
-		Namespace: c.proxy.Namespace, ClusterID: c.proxy.ClusterID, Version: c.agent, Delta: c.delta, ConnectedAt: c.since}
+		Namespace: c.proxy.Namespace, ClusterID: c.proxy.ClusterID, Version: c.agent, Delta: c.delta, ConnectedAt: c.since,
+		Labels: maps.Clone(c.proxy.Labels), MetricsAddress: c.proxy.MetricsAddress}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for i, ts := range c.types {

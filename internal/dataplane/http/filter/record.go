@@ -59,6 +59,10 @@ type Record struct {
 	Client string
 	// ServerName is the downstream TLS server name (SNI), "" for none.
 	ServerName string
+	// MutualTLS reports a downstream client certificate verified by the
+	// filter chain, PeerIdentity its identity (listener.Conn's fields).
+	MutualTLS    bool
+	PeerIdentity string
 
 	// ResponseHeader is the response's header map as sent downstream,
 	// trailers included under http.TrailerPrefix; nil when the request

@@ -64,6 +64,12 @@ type Stream struct {
 
 	// Record collects the request's telemetry.
 	Record Record
+	// Metadata is the request's dynamic metadata by filter name, filled by
+	// filters (the JWT filter puts the verified token's payload under
+	// "envoy.filters.http.jwt_authn" → "payload") and read by later ones
+	// (RBAC metadata matchers). Values are JSON-like: string, float64,
+	// bool, nil, []any, map[string]any. Nil until a filter sets it.
+	Metadata map[string]map[string]any
 
 	w      *responseWriter
 	hooks  []func(status int, h http.Header)

@@ -32,6 +32,14 @@
 // (downstream TLS) and the cluster manager (upstream TLS transports).
 // Its metrics are on /stats/prometheus.
 //
+// xDS over mutual TLS: with Config.XDSServerName set, the xDS client uses
+// xdsclient.MeshTLS over the same store (the workload certificate as
+// client certificate, the control plane verified with ROOTCA for that
+// name) and starts only once the first certificate has arrived. The
+// listener manager's counters, TLS handshake failures by reason included,
+// are on /stats/prometheus (listenermetrics.go), and inbound metrics carry
+// connection_security_policy and the principals of mutual TLS peers.
+//
 // A rejected resource is NACKed with the component's error and the last
 // good configuration keeps serving.
 //

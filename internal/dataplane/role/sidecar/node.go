@@ -2,6 +2,7 @@ package sidecar
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 	"sort"
 	"strings"
@@ -25,10 +26,16 @@ type NodeConfig struct {
 	// ServiceAccount and WorkloadName, when known.
 	ServiceAccount string
 	WorkloadName   string
+	// MetricsAddress is where the sidecar serves /stats/prometheus (its
+	// Config.MetricsAddress); sent as METRICS_ADDRESS so that the control
+	// plane's dashboard can scrape it. An empty or wildcard host stands for
+	// IP. "" or "-" (disabled) sends nothing.
+	MetricsAddress string
 }
 
 // Node builds the xDS node: id sidecar~<ip>~<pod>.<ns>~<ns>.svc.<suffix>,
-// metadata NAMESPACE, LABELS, INSTANCE_IPS, SERVICE_ACCOUNT, WORKLOAD_NAME.
+// metadata NAMESPACE, LABELS, INSTANCE_IPS, SERVICE_ACCOUNT, WORKLOAD_NAME
+// and METRICS_ADDRESS.
 func (n NodeConfig) Node() (*corev3.Node, error) {
 	ip, err := netip.ParseAddr(n.IP)
 	if err != nil {
@@ -60,6 +67,16 @@ func (n NodeConfig) Node() (*corev3.Node, error) {
 	}
 	if n.WorkloadName != "" {
 		meta["WORKLOAD_NAME"] = n.WorkloadName
+	}
+	if a := n.MetricsAddress; a != "" && a != "-" {
+		host, port, err := net.SplitHostPort(a)
+		if err != nil {
+			return nil, fmt.Errorf("node: metrics address %q: %w", a, err)
+		}
+		if h, err := netip.ParseAddr(host); host == "" || err == nil && h.IsUnspecified() {
+			host = ip.String()
+		}
+		meta["METRICS_ADDRESS"] = net.JoinHostPort(host, port)
 	}
 	md, err := structpb.NewStruct(meta)
 	if err != nil {

@@ -21,6 +21,7 @@ import (
 	dphttp "github.com/trellismesh/trellis/internal/dataplane/http"
 	"github.com/trellismesh/trellis/internal/dataplane/identity"
 	"github.com/trellismesh/trellis/internal/dataplane/listener"
+	rbacnet "github.com/trellismesh/trellis/internal/dataplane/rbac/network"
 	"github.com/trellismesh/trellis/internal/dataplane/route"
 	"github.com/trellismesh/trellis/internal/dataplane/secrets"
 	"github.com/trellismesh/trellis/internal/dataplane/tcp"
@@ -65,6 +66,13 @@ type Config struct {
 	AppMetricsURL string
 	// AppMetricsTimeout bounds each scrape of AppMetricsURL (default 5s).
 	AppMetricsTimeout time.Duration
+	// XDSServerName, when set, makes the xDS connection mutual TLS (the
+	// control plane's secure port, Istio's discoveryAddress :15012): the
+	// workload certificate is the client certificate and the control
+	// plane must present a certificate for this name under the mesh
+	// roots. It needs Identity.CAAddress; the xDS stream then starts once
+	// the first certificate has arrived. Empty: plaintext xDS.
+	XDSServerName string
 	// Identity, when Identity.CAAddress is set, obtains and renews the
 	// workload certificate from the mesh CA (its Metrics and Logger are
 	// filled here); readiness then waits for it. Without it the proxy has
@@ -119,9 +127,17 @@ func New(cfg Config) (*Sidecar, error) {
 	if cfg.DrainDuration == 0 {
 		cfg.DrainDuration = 5 * time.Second
 	}
+	local := telemetry.LocalWorkload(cfg.Node)
+	if id := cfg.Identity; id.CAAddress != "" {
+		// destination_principal of inbound mutual TLS: the identity the
+		// proxy's certificate carries (identity.New checks the parts).
+		if u, err := identity.SPIFFEID(id.TrustDomain, id.Namespace, id.ServiceAccount); err == nil {
+			local.Principal = u.String()
+		}
+	}
 	s := &Sidecar{cfg: cfg, log: cfg.Logger, routes: &dphttp.RouteTables{}, routeNames: map[string]bool{},
 		bound:   map[string]net.Addr{},
-		metrics: telemetry.New(telemetry.Config{Local: telemetry.LocalWorkload(cfg.Node)}),
+		metrics: telemetry.New(telemetry.Config{Local: local}),
 		life:    newLifecycle()}
 	var err error
 	if cfg.Identity.CAAddress != "" {
@@ -154,8 +170,9 @@ func New(cfg Config) (*Sidecar, error) {
 	}
 	httpFilters := dphttp.NetworkFilter{Deps: dphttp.Deps{Routes: s.routes, Upstream: s.clusters, Observer: s.metrics, Filters: s.tel.filters(), Logger: cfg.Logger.With("component", "http")}}
 	filters := listener.Registry{
-		tcp.TypeURL:    tcpFilters,
-		dphttp.TypeURL: httpFilters,
+		tcp.TypeURL:     tcpFilters,
+		dphttp.TypeURL:  httpFilters,
+		rbacnet.TypeURL: rbacnet.Filters{},
 	}
 	if cfg.AppMetricsURL != "" {
 		if s.app, err = newAppMetrics(cfg.AppMetricsURL, cfg.AppMetricsTimeout, s.metrics.Registry(), cfg.Logger.With("component", "metrics")); err != nil {
@@ -174,21 +191,35 @@ func New(cfg Config) (*Sidecar, error) {
 			return nil, err
 		}
 	}
+	lm, err := newListenerMetrics(s.metrics.Registry())
+	if err != nil {
+		return nil, fmt.Errorf("sidecar: %w", err)
+	}
 	if s.listeners, err = listener.New(listener.Config{
 		Filters:      filters,
+		Metrics:      lm,
 		Secrets:      s.secrets,
 		DrainTimeout: cfg.DrainDuration,
 		Logger:       cfg.Logger.With("component", "listeners"),
 	}); err != nil {
 		return nil, err
 	}
-	if s.xds, err = xdsclient.New(xdsclient.Config{
+	xc := xdsclient.Config{
 		Server:   cfg.XDSAddress,
 		Node:     cfg.Node,
 		Consumer: s,
 		Protocol: cfg.Protocol,
 		Logger:   cfg.Logger.With("component", "xds"),
-	}); err != nil {
+	}
+	if cfg.XDSServerName != "" {
+		if s.id == nil {
+			return nil, errors.New("sidecar: xDS over mutual TLS needs a workload identity (Identity.CAAddress)")
+		}
+		if xc.Credentials, err = xdsclient.MeshTLS(s.secrets, cfg.XDSServerName); err != nil {
+			return nil, fmt.Errorf("sidecar: %w", err)
+		}
+	}
+	if s.xds, err = xdsclient.New(xc); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -363,8 +394,8 @@ func (s *Sidecar) Run(ctx context.Context) error {
 	if s.id != nil {
 		run("identity", s.id.Run)
 	}
-	run("xds", s.xds.Run)
-	s.log.Info("sidecar running", "xds", s.cfg.XDSAddress, "node", s.cfg.Node.GetId(), "admin", s.cfg.AdminAddress)
+	run("xds", s.runXDS)
+	s.log.Info("sidecar running", "xds", s.cfg.XDSAddress, "xdsTLS", s.cfg.XDSServerName != "", "node", s.cfg.Node.GetId(), "admin", s.cfg.AdminAddress)
 	select {
 	case <-ctx.Done():
 		err = s.terminate(errc)
@@ -375,6 +406,17 @@ func (s *Sidecar) Run(ctx context.Context) error {
 	cancel()
 	wg.Wait()
 	return err
+}
+
+// runXDS runs the xDS client; over mutual TLS it first waits for the
+// workload certificate it presents.
+func (s *Sidecar) runXDS(ctx context.Context) error {
+	if s.cfg.XDSServerName != "" {
+		if err := s.secrets.Wait(ctx, secrets.WorkloadCertificate); err != nil {
+			return fmt.Errorf("waiting for the workload certificate: %w", err)
+		}
+	}
+	return s.xds.Run(ctx)
 }
 
 // serve starts the admin, health and metrics servers.

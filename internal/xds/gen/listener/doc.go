@@ -55,7 +55,14 @@
 // The Telemetry API is not read yet (no schema for it): per-workload
 // providers, sampling and custom tags are left for it.
 //
-// Seams left for later issues: httpFilters (authn, authz, stats, wasm, and
+// Authorization (listener_authz.go): the AuthorizationPolicies selecting
+// the proxy (model.Snapshot.AuthorizationPolicies) are translated once per
+// generation by package gen/authz; inbound HCMs start with its
+// envoy.filters.http.rbac filters and inbound TCP chains (service ports
+// and passthrough) with its envoy.filters.network.rbac filters, ahead of
+// tcp_proxy. Outbound listeners and the blackhole chains get none.
+//
+// Seams left for later issues: httpFilters (authn, stats, wasm, and
 // Istio's outbound ALPN override istio-http/1.0|1.1|istio-h2, which lets
 // a server pick its HTTP mTLS chain on sniffed ports) and
 // tcpNetworkFilters (RBAC, stats) — each is the single place to extend.

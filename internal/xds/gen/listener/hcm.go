@@ -126,13 +126,18 @@ func (b *builder) applyPathNormalization(h *hcmv3.HttpConnectionManager) {
 // httpFilters is the HTTP filter chain of an HCM, in order. It is the seam
 // for the filters later issues add, in Istio's order: metadata exchange,
 // CUSTOM authz, authn (jwt), authz (RBAC), wasm, then grpc stats and
-// Istio stats between cors and the router. Today: fault, cors, router.
-func (b *builder) httpFilters(hcmOpts) []*hcmv3.HttpFilter {
-	return []*hcmv3.HttpFilter{
-		{Name: faultFilter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: toAny(&faultv3.HTTPFault{})}},
-		{Name: corsFilter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: toAny(&corsv3.Cors{})}},
-		{Name: routerFilter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: toAny(&routerv3.Router{})}},
+// Istio stats between cors and the router. Today: the inbound RBAC
+// filters (listener_authz.go), fault, cors, router.
+func (b *builder) httpFilters(o hcmOpts) []*hcmv3.HttpFilter {
+	var out []*hcmv3.HttpFilter
+	if o.class == classInbound {
+		out = append(out, b.inboundHTTPAuthz()...)
 	}
+	return append(out,
+		&hcmv3.HttpFilter{Name: faultFilter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: toAny(&faultv3.HTTPFault{})}},
+		&hcmv3.HttpFilter{Name: corsFilter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: toAny(&corsv3.Cors{})}},
+		&hcmv3.HttpFilter{Name: routerFilter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: toAny(&routerv3.Router{})}},
+	)
 }
 
 // Istio's default access log formats.

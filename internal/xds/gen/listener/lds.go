@@ -13,6 +13,7 @@ import (
 	meshconfig "istio.io/api/mesh/v1alpha1"
 
 	"github.com/trellismesh/trellis/internal/model"
+	"github.com/trellismesh/trellis/internal/xds/gen/authz"
 )
 
 // Names Istio gives the built-in listeners, filter chains and clusters.
@@ -113,6 +114,8 @@ type builder struct {
 	conflicts []Conflict
 	// peer memoizes the workload's PeerAuthentication (listener_mtls.go).
 	peer *model.PeerAuthnPolicy
+	// authz memoizes the workload's RBAC filters (listener_authz.go).
+	authz *authz.Filters
 }
 
 func newBuilder(sc *model.Scope) *builder {

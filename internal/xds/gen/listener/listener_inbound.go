@@ -144,7 +144,7 @@ func (b *builder) inboundFilterChains(c inboundChain) []*listenerv3.FilterChain 
 			fc.Filters = b.hcmFilter(b.inboundHCMOpts(c))
 		} else {
 			statPrefix := c.cluster
-			fc.Filters = b.tcpNetworkFilters(b.tcpProxy(statPrefix, c.cluster))
+			fc.Filters = b.inboundTCPFilters(b.tcpProxy(statPrefix, c.cluster))
 		}
 		out = append(out, fc)
 	}

@@ -1,0 +1,544 @@
+package rbac
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"regexp"
+	"regexp/syntax"
+	"strconv"
+	"strings"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	rbacv3 "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+)
+
+// matcher is one compiled permission or principal rule.
+type matcher interface {
+	match(in *Input) bool
+}
+
+type anyRule struct{}
+
+func (anyRule) match(*Input) bool { return true }
+
+type andRule []matcher
+
+func (a andRule) match(in *Input) bool {
+	for _, m := range a {
+		if !m.match(in) {
+			return false
+		}
+	}
+	return true
+}
+
+type orRule []matcher
+
+func (o orRule) match(in *Input) bool {
+	for _, m := range o {
+		if m.match(in) {
+			return true
+		}
+	}
+	return false
+}
+
+// and and or drop a set of one (same result, one call less). An empty
+// and matches everything and an empty or nothing, as in Envoy.
+func and(ms []matcher) matcher {
+	if len(ms) == 1 {
+		return ms[0]
+	}
+	return andRule(ms)
+}
+
+func or(ms []matcher) matcher {
+	if len(ms) == 1 {
+		return ms[0]
+	}
+	return orRule(ms)
+}
+
+type notRule struct{ m matcher }
+
+func (n notRule) match(in *Input) bool { return !n.m.match(in) }
+
+func compilePermission(p *rbacv3.Permission, depth int) (matcher, error) {
+	if depth > MaxDepth {
+		return nil, fmt.Errorf("rules nested deeper than %d", MaxDepth)
+	}
+	switch r := p.GetRule().(type) {
+	case *rbacv3.Permission_Any:
+		if !r.Any {
+			return nil, errors.New("any must be true")
+		}
+		return anyRule{}, nil
+	case *rbacv3.Permission_AndRules:
+		ms, err := compilePermissions(r.AndRules.GetRules(), depth)
+		if err != nil {
+			return nil, fmt.Errorf("and_rules: %w", err)
+		}
+		return and(ms), nil
+	case *rbacv3.Permission_OrRules:
+		ms, err := compilePermissions(r.OrRules.GetRules(), depth)
+		if err != nil {
+			return nil, fmt.Errorf("or_rules: %w", err)
+		}
+		return or(ms), nil
+	case *rbacv3.Permission_NotRule:
+		m, err := compilePermission(r.NotRule, depth+1)
+		if err != nil {
+			return nil, fmt.Errorf("not_rule: %w", err)
+		}
+		return notRule{m}, nil
+	case *rbacv3.Permission_Header:
+		return compileHeader(r.Header)
+	case *rbacv3.Permission_UrlPath:
+		return compileURLPath(r.UrlPath)
+	case *rbacv3.Permission_DestinationIp:
+		pfx, err := cidr(r.DestinationIp)
+		if err != nil {
+			return nil, fmt.Errorf("destination_ip: %w", err)
+		}
+		return &ipRule{kind: ipDestination, prefix: pfx}, nil
+	case *rbacv3.Permission_DestinationPort:
+		return portRule{lo: r.DestinationPort, hi: r.DestinationPort + 1}, nil
+	case *rbacv3.Permission_DestinationPortRange:
+		return portRule{lo: uint32(r.DestinationPortRange.GetStart()), hi: uint32(r.DestinationPortRange.GetEnd())}, nil
+	case *rbacv3.Permission_Metadata:
+		return compileMetadata(r.Metadata)
+	case *rbacv3.Permission_RequestedServerName:
+		sm, err := compileString(r.RequestedServerName)
+		if err != nil {
+			return nil, fmt.Errorf("requested_server_name: %w", err)
+		}
+		return &sniRule{sm}, nil
+	case *rbacv3.Permission_UriTemplate:
+		return compileURITemplateExtension(r.UriTemplate)
+	case *rbacv3.Permission_Matcher:
+		return nil, fmt.Errorf("matcher extension %q is not supported", r.Matcher.GetName())
+	case *rbacv3.Permission_SourcedMetadata:
+		return nil, errors.New("sourced_metadata is not supported")
+	default:
+		return nil, fmt.Errorf("unsupported permission rule %T", r)
+	}
+}
+
+func compilePermissions(ps []*rbacv3.Permission, depth int) ([]matcher, error) {
+	out := make([]matcher, 0, len(ps))
+	for i, p := range ps {
+		m, err := compilePermission(p, depth+1)
+		if err != nil {
+			return nil, fmt.Errorf("[%d]: %w", i, err)
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+func compilePrincipal(p *rbacv3.Principal, depth int) (matcher, error) {
+	if depth > MaxDepth {
+		return nil, fmt.Errorf("ids nested deeper than %d", MaxDepth)
+	}
+	switch r := p.GetIdentifier().(type) {
+	case *rbacv3.Principal_Any:
+		if !r.Any {
+			return nil, errors.New("any must be true")
+		}
+		return anyRule{}, nil
+	case *rbacv3.Principal_AndIds:
+		ms, err := compilePrincipals(r.AndIds.GetIds(), depth)
+		if err != nil {
+			return nil, fmt.Errorf("and_ids: %w", err)
+		}
+		return and(ms), nil
+	case *rbacv3.Principal_OrIds:
+		ms, err := compilePrincipals(r.OrIds.GetIds(), depth)
+		if err != nil {
+			return nil, fmt.Errorf("or_ids: %w", err)
+		}
+		return or(ms), nil
+	case *rbacv3.Principal_NotId:
+		m, err := compilePrincipal(r.NotId, depth+1)
+		if err != nil {
+			return nil, fmt.Errorf("not_id: %w", err)
+		}
+		return notRule{m}, nil
+	case *rbacv3.Principal_Authenticated_:
+		a := authenticatedRule{}
+		if pn := r.Authenticated.GetPrincipalName(); pn != nil {
+			sm, err := compileString(pn)
+			if err != nil {
+				return nil, fmt.Errorf("authenticated.principal_name: %w", err)
+			}
+			a.name = &sm
+		}
+		return &a, nil
+	case *rbacv3.Principal_SourceIp:
+		pfx, err := cidr(r.SourceIp)
+		if err != nil {
+			return nil, fmt.Errorf("source_ip: %w", err)
+		}
+		return &ipRule{kind: ipDirectRemote, prefix: pfx}, nil
+	case *rbacv3.Principal_DirectRemoteIp:
+		pfx, err := cidr(r.DirectRemoteIp)
+		if err != nil {
+			return nil, fmt.Errorf("direct_remote_ip: %w", err)
+		}
+		return &ipRule{kind: ipDirectRemote, prefix: pfx}, nil
+	case *rbacv3.Principal_RemoteIp:
+		pfx, err := cidr(r.RemoteIp)
+		if err != nil {
+			return nil, fmt.Errorf("remote_ip: %w", err)
+		}
+		return &ipRule{kind: ipRemote, prefix: pfx}, nil
+	case *rbacv3.Principal_Header:
+		return compileHeader(r.Header)
+	case *rbacv3.Principal_UrlPath:
+		return compileURLPath(r.UrlPath)
+	case *rbacv3.Principal_Metadata:
+		return compileMetadata(r.Metadata)
+	case *rbacv3.Principal_FilterState:
+		return nil, errors.New("filter_state is not supported")
+	case *rbacv3.Principal_SourcedMetadata:
+		return nil, errors.New("sourced_metadata is not supported")
+	case *rbacv3.Principal_Custom:
+		return nil, fmt.Errorf("custom principal %q is not supported", r.Custom.GetName())
+	default:
+		return nil, fmt.Errorf("unsupported principal %T", r)
+	}
+}
+
+func compilePrincipals(ps []*rbacv3.Principal, depth int) ([]matcher, error) {
+	out := make([]matcher, 0, len(ps))
+	for i, p := range ps {
+		m, err := compilePrincipal(p, depth+1)
+		if err != nil {
+			return nil, fmt.Errorf("[%d]: %w", i, err)
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+// cidr converts a CidrRange; the address is masked to the prefix length.
+func cidr(c *corev3.CidrRange) (netip.Prefix, error) {
+	a, err := netip.ParseAddr(c.GetAddressPrefix())
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("address_prefix %q: %w", c.GetAddressPrefix(), err)
+	}
+	a = a.Unmap()
+	bits := int(c.GetPrefixLen().GetValue())
+	if c.GetPrefixLen() == nil {
+		bits = a.BitLen()
+	}
+	if bits > a.BitLen() {
+		return netip.Prefix{}, fmt.Errorf("prefix_len %d is longer than the address", bits)
+	}
+	return netip.PrefixFrom(a, bits).Masked(), nil
+}
+
+type ipKind uint8
+
+const (
+	ipDestination ipKind = iota
+	ipDirectRemote
+	ipRemote
+)
+
+type ipRule struct {
+	kind   ipKind
+	prefix netip.Prefix
+}
+
+func (r *ipRule) match(in *Input) bool {
+	var a netip.Addr
+	switch r.kind {
+	case ipDestination:
+		a = in.Destination.Addr()
+	case ipDirectRemote:
+		a = in.DirectRemote.Addr()
+	default:
+		a = in.remote()
+	}
+	return a.IsValid() && r.prefix.Contains(a.Unmap())
+}
+
+// portRule matches the destination port in [lo, hi).
+type portRule struct{ lo, hi uint32 }
+
+func (r portRule) match(in *Input) bool {
+	p := uint32(in.Destination.Port())
+	return in.Destination.IsValid() && p >= r.lo && p < r.hi
+}
+
+type sniRule struct{ sm stringMatcher }
+
+func (r *sniRule) match(in *Input) bool { return r.sm.match(in.SNI) }
+
+// authenticatedRule matches a verified peer, by SAN when name is set.
+type authenticatedRule struct{ name *stringMatcher }
+
+func (r *authenticatedRule) match(in *Input) bool {
+	if !in.Authenticated {
+		return false
+	}
+	if r.name == nil {
+		return true
+	}
+	c := in.PeerCert
+	if c == nil {
+		return in.PeerIdentity != "" && r.name.match(in.PeerIdentity)
+	}
+	if len(c.URIs) > 0 {
+		for _, u := range c.URIs {
+			if r.name.match(u.String()) {
+				return true
+			}
+		}
+		return false
+	}
+	if len(c.DNSNames) > 0 {
+		for _, d := range c.DNSNames {
+			if r.name.match(d) {
+				return true
+			}
+		}
+		return false
+	}
+	return r.name.match(c.Subject.String())
+}
+
+type urlPathRule struct{ sm stringMatcher }
+
+func compileURLPath(p *matcherv3.PathMatcher) (matcher, error) {
+	sm, err := compileString(p.GetPath())
+	if err != nil {
+		return nil, fmt.Errorf("url_path: %w", err)
+	}
+	return &urlPathRule{sm}, nil
+}
+
+func (r *urlPathRule) match(in *Input) bool {
+	if in.Request == nil {
+		return false
+	}
+	return r.sm.match(in.urlPath)
+}
+
+// pathOnly strips the query and fragment of a :path.
+func pathOnly(p string) string {
+	if i := strings.IndexAny(p, "?#"); i >= 0 {
+		return p[:i]
+	}
+	return p
+}
+
+// headerRule is a compiled HeaderMatcher with Envoy's semantics: values
+// joined with ","; present_match compares presence (then inverted); any
+// other kind fails on an absent header unless treat_missing_header_as_empty.
+type headerRule struct {
+	name           string
+	kind           uint8 // hdrPresent, hdrString, hdrRange
+	sm             stringMatcher
+	present        bool
+	start, end     int64
+	invert         bool
+	missingAsEmpty bool
+}
+
+const (
+	hdrPresent uint8 = iota
+	hdrString
+	hdrRange
+)
+
+func compileHeader(h *routev3.HeaderMatcher) (matcher, error) {
+	out := headerRule{
+		name:           strings.ToLower(h.GetName()),
+		invert:         h.GetInvertMatch(),
+		missingAsEmpty: h.GetTreatMissingHeaderAsEmpty(),
+		kind:           hdrString,
+	}
+	if out.name == "" {
+		return nil, errors.New("header: no name")
+	}
+	var err error
+	switch s := h.GetHeaderMatchSpecifier().(type) {
+	case nil:
+		out.kind, out.present = hdrPresent, true
+	case *routev3.HeaderMatcher_PresentMatch:
+		out.kind, out.present = hdrPresent, s.PresentMatch
+	case *routev3.HeaderMatcher_ExactMatch:
+		out.sm = stringMatcher{kind: strExact, value: s.ExactMatch}
+	case *routev3.HeaderMatcher_PrefixMatch:
+		out.sm = stringMatcher{kind: strPrefix, value: s.PrefixMatch}
+	case *routev3.HeaderMatcher_SuffixMatch:
+		out.sm = stringMatcher{kind: strSuffix, value: s.SuffixMatch}
+	case *routev3.HeaderMatcher_ContainsMatch:
+		out.sm = stringMatcher{kind: strContains, value: s.ContainsMatch}
+	case *routev3.HeaderMatcher_SafeRegexMatch:
+		out.sm.kind = strRegex
+		out.sm.re, err = compileRegex(s.SafeRegexMatch.GetRegex())
+	case *routev3.HeaderMatcher_StringMatch:
+		out.sm, err = compileString(s.StringMatch)
+	case *routev3.HeaderMatcher_RangeMatch:
+		out.kind, out.start, out.end = hdrRange, s.RangeMatch.GetStart(), s.RangeMatch.GetEnd()
+	default:
+		err = fmt.Errorf("unsupported header match %T", s)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("header %q: %w", out.name, err)
+	}
+	return &out, nil
+}
+
+func (h *headerRule) match(in *Input) bool {
+	var v string
+	ok := false
+	if r := in.Request; r != nil {
+		switch h.name {
+		case ":method":
+			v, ok = r.Method, r.Method != ""
+		case ":authority":
+			v, ok = r.Authority, r.Authority != ""
+		default:
+			v, ok = r.Header(h.name)
+		}
+	}
+	if h.kind == hdrPresent {
+		return (h.present == ok) != h.invert
+	}
+	if !ok {
+		if !h.missingAsEmpty {
+			return false
+		}
+		v = ""
+	}
+	var m bool
+	if h.kind == hdrRange {
+		n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		m = err == nil && n >= h.start && n < h.end
+	} else {
+		m = h.sm.match(v)
+	}
+	return m != h.invert
+}
+
+type strKind uint8
+
+const (
+	strExact strKind = iota
+	strPrefix
+	strSuffix
+	strContains
+	strRegex
+)
+
+// stringMatcher is a compiled StringMatcher. ignore_case folds ASCII only
+// and does not apply to regexes, as in Envoy.
+type stringMatcher struct {
+	kind       strKind
+	value      string
+	ignoreCase bool
+	re         *regexp.Regexp
+}
+
+// maxRegexLen bounds policy regexes (they come from the control plane,
+// which limits them too).
+const maxRegexLen = 4096
+
+func compileRegex(expr string) (*regexp.Regexp, error) {
+	if len(expr) > maxRegexLen {
+		return nil, fmt.Errorf("regex is %d bytes; maximum is %d", len(expr), maxRegexLen)
+	}
+	if _, err := syntax.Parse(expr, syntax.Perl); err != nil {
+		return nil, fmt.Errorf("invalid regex %q: %w", expr, err)
+	}
+	re, err := regexp.Compile(`^(?:` + expr + `)$`)
+	if err != nil {
+		return nil, fmt.Errorf("invalid regex %q: %w", expr, err)
+	}
+	return re, nil
+}
+
+func compileString(m *matcherv3.StringMatcher) (stringMatcher, error) {
+	out := stringMatcher{ignoreCase: m.GetIgnoreCase()}
+	switch p := m.GetMatchPattern().(type) {
+	case *matcherv3.StringMatcher_Exact:
+		out.kind, out.value = strExact, p.Exact
+	case *matcherv3.StringMatcher_Prefix:
+		out.kind, out.value = strPrefix, p.Prefix
+	case *matcherv3.StringMatcher_Suffix:
+		out.kind, out.value = strSuffix, p.Suffix
+	case *matcherv3.StringMatcher_Contains:
+		out.kind, out.value = strContains, p.Contains
+	case *matcherv3.StringMatcher_SafeRegex:
+		re, err := compileRegex(p.SafeRegex.GetRegex())
+		if err != nil {
+			return out, err
+		}
+		out.kind, out.re, out.ignoreCase = strRegex, re, false
+	case *matcherv3.StringMatcher_Custom:
+		return out, fmt.Errorf("custom string matcher %q is not supported", p.Custom.GetName())
+	default:
+		return out, errors.New("string matcher has no pattern")
+	}
+	return out, nil
+}
+
+func (m *stringMatcher) match(s string) bool {
+	switch m.kind {
+	case strExact:
+		if m.ignoreCase {
+			return equalFold(s, m.value)
+		}
+		return s == m.value
+	case strPrefix:
+		if m.ignoreCase {
+			return len(s) >= len(m.value) && equalFold(s[:len(m.value)], m.value)
+		}
+		return strings.HasPrefix(s, m.value)
+	case strSuffix:
+		if m.ignoreCase {
+			return len(s) >= len(m.value) && equalFold(s[len(s)-len(m.value):], m.value)
+		}
+		return strings.HasSuffix(s, m.value)
+	case strContains:
+		if m.ignoreCase {
+			for i := 0; i+len(m.value) <= len(s); i++ {
+				if equalFold(s[i:i+len(m.value)], m.value) {
+					return true
+				}
+			}
+			return false
+		}
+		return strings.Contains(s, m.value)
+	case strRegex:
+		return m.re.MatchString(s)
+	}
+	return false
+}
+
+// equalFold compares with ASCII case folding only (absl's EqualsIgnoreCase).
+func equalFold(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,62 @@
+// Package authz translates the AuthorizationPolicies that apply to a
+// sidecar workload into Envoy RBAC filters, as Istio's authz builder does
+// (pilot/pkg/security/authz/{builder,model}), for the inbound HTTP
+// connection managers (envoy.filters.http.rbac) and inbound TCP filter
+// chains (envoy.filters.network.rbac, stat_prefix "tcp.").
+//
+//	model.AuthzPolicies ─► Build ─► Filters{HTTP, TCP, Warnings}
+//	   CUSTOM ─► one DENY RBAC over the CUSTOM rules (see below)
+//	   AUDIT  ─► RBAC action LOG
+//	   DENY   ─► RBAC action DENY
+//	   ALLOW  ─► RBAC action ALLOW (present but matching nothing: deny)
+//
+// Filter order is CUSTOM, AUDIT, DENY, ALLOW; with no policy of an action
+// there is no filter for it, so no ALLOW policy means allow. Policies
+// annotated istio.io/dry-run: "true" go to shadow_rules (stat prefixes
+// istio_dry_run_allow_ / istio_dry_run_deny_) and are never enforced.
+//
+// Each rule becomes one RBAC policy named ns[<ns>]-policy[<name>]-rule[<i>]:
+// its to/operation entries are the permissions (each an and of hosts,
+// methods, paths, ports, then the permission-side when conditions), its
+// from/source entries the principals (principals, requestPrincipals,
+// namespaces, remoteIpBlocks, ipBlocks, serviceAccounts, then the
+// principal-side when conditions); values of a field are or-ed, not*
+// values become not(or(...)). A policy with no rules never matches. A
+// rule with an unknown when key is skipped.
+//
+// Field translation (Istio's generators):
+//
+//	principals        authenticated principal_name, "spiffe://" prefixed
+//	                  (exact, prefix "x*", suffix "*x" as regex, "*" = ".+")
+//	namespaces        authenticated principal_name regex .*/ns/<ns>/.*
+//	serviceAccounts   regex spiffe://.+/ns/<ns>/(.+/|)sa/<sa>(/.+)?
+//	requestPrincipals and(metadata jwt_authn payload.iss, payload.sub)
+//	ipBlocks          direct_remote_ip; remoteIpBlocks: remote_ip
+//	hosts             header :authority, ignore_case
+//	methods           header :method; paths: url_path, or the
+//	                  envoy.path.match.uri_template matcher for {*}/{**}
+//	ports             destination_port
+//	when              request.headers[h] (header), source.ip, remote.ip,
+//	                  source.namespace, source.principal,
+//	                  request.auth.principal|audiences|presenter|claims[..]
+//	                  (jwt_authn metadata), destination.ip,
+//	                  destination.port, connection.sni,
+//	                  experimental.envoy.filters.*[key] (metadata)
+//
+// Principals of the local trust domain (or "cluster.local") are expanded
+// to every trust domain alias (Istio's trust domain migration).
+//
+// TCP: HTTP-only fields (hosts, methods, paths, request headers, JWT
+// attributes) cannot be checked. In an ALLOW policy the rule that uses one
+// is dropped (it never allows); in DENY and AUDIT policies only that field
+// is dropped, so the rule denies more, never less.
+//
+// CUSTOM: Trellis has no ext_authz filter yet, so every CUSTOM provider is
+// unavailable and Build does what Istio does for a provider it cannot
+// resolve: a DENY RBAC over the CUSTOM policies' rules, each named
+// istio-ext-authz-<provider>-ns[..]-policy[..]-rule[i]-deny-due-to-bad-CUSTOM-action,
+// and a warning. Requests the CUSTOM policy would send to the provider are
+// refused (fail closed); others pass.
+//
+// Build is pure and deterministic; Warnings list what was skipped.
+package authz
