@@ -19,6 +19,14 @@ if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ]; then
   echo "== installing chromium"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
 fi
+# The Kubernetes integration tests (internal/kube/kubetest) run a real
+# kube-apiserver and etcd. As root or in CI, build kube-apiserver into
+# ${TRELLIS_CACHE:-$HOME/.cache/trellis} (once per version) and, as root,
+# install Debian's etcd-server; otherwise those tests fail saying what to run.
+if [ "$(id -u)" = 0 ] || [ -n "${CI:-}" ]; then
+  echo "== kube-apiserver and etcd"
+  scripts/kube-tools.sh || echo "kube-tools.sh failed: the Kubernetes tests will fail"
+fi
 unformatted=$(gofmt -l cmd internal test bench examples 2>/dev/null || true)
 if [ -n "$unformatted" ]; then
   echo "gofmt would change:"; echo "$unformatted"; exit 1

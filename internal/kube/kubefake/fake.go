@@ -1,0 +1,83 @@
+// Package kubefake builds a kube.Client whose clients are client-go's
+// in-memory fakes, for unit tests of code that uses internal/kube. Objects
+// created through a fake client are seen by informers built on it, so the
+// same event-driven paths run as against a real API server (without
+// admission, defaulting or validation: use kubetest for those).
+package kubefake
+
+import (
+	"fmt"
+
+	istiofake "istio.io/client-go/pkg/clientset/versioned/fake"
+	extfake "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset/fake"
+	"k8s.io/apimachinery/pkg/runtime"
+	dynamicfake "k8s.io/client-go/dynamic/fake"
+	kubefake "k8s.io/client-go/kubernetes/fake"
+	gatewayfake "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned/fake"
+
+	"github.com/trellismesh/trellis/internal/kube"
+)
+
+// Client is a kube.Client over fakes, with the fakes' concrete types kept
+// for tests that need their reactors or action logs.
+type Client struct {
+	*kube.Client
+	KubeFake       *kubefake.Clientset
+	IstioFake      *istiofake.Clientset
+	GatewayAPIFake *gatewayfake.Clientset
+	ExtensionsFake *extfake.Clientset
+	DynamicFake    *dynamicfake.FakeDynamicClient
+}
+
+// New returns a fake bundle holding objects. Each object goes to the
+// clientset whose scheme knows its type (Kubernetes built-ins, Istio,
+// Gateway API, apiextensions); every object is also visible through the
+// dynamic client. An object no scheme knows is an error.
+func New(objects ...runtime.Object) (*Client, error) {
+	schemes := []struct {
+		name string
+		add  func(*runtime.Scheme) error
+		objs []runtime.Object
+	}{
+		{name: "kubernetes", add: kubefake.AddToScheme},
+		{name: "istio", add: istiofake.AddToScheme},
+		{name: "gateway-api", add: gatewayfake.AddToScheme},
+		{name: "apiextensions", add: extfake.AddToScheme},
+	}
+	all := runtime.NewScheme()
+	for n := range schemes {
+		if err := schemes[n].add(all); err != nil {
+			return nil, fmt.Errorf("kubefake: %s scheme: %w", schemes[n].name, err)
+		}
+	}
+	for _, obj := range objects {
+		placed := false
+		for n := range schemes {
+			s := runtime.NewScheme()
+			if err := schemes[n].add(s); err != nil {
+				return nil, fmt.Errorf("kubefake: %s scheme: %w", schemes[n].name, err)
+			}
+			if _, _, err := s.ObjectKinds(obj); err == nil {
+				schemes[n].objs = append(schemes[n].objs, obj)
+				placed = true
+				break
+			}
+		}
+		if !placed {
+			return nil, fmt.Errorf("kubefake: no scheme knows %T", obj)
+		}
+	}
+	kc := kubefake.NewClientset(schemes[0].objs...)
+	ic := istiofake.NewSimpleClientset(schemes[1].objs...)
+	gc := gatewayfake.NewClientset(schemes[2].objs...)
+	ec := extfake.NewClientset(schemes[3].objs...)
+	dc := dynamicfake.NewSimpleDynamicClient(all, objects...)
+	return &Client{
+		Client:         &kube.Client{Kube: kc, Istio: ic, GatewayAPI: gc, Dynamic: dc, Extensions: ec},
+		KubeFake:       kc,
+		IstioFake:      ic,
+		GatewayAPIFake: gc,
+		ExtensionsFake: ec,
+		DynamicFake:    dc,
+	}, nil
+}
