@@ -18,6 +18,7 @@ import (
 	"github.com/trellismesh/trellis/internal/cli/bookinfo"
 	clica "github.com/trellismesh/trellis/internal/cli/ca"
 	clidashboard "github.com/trellismesh/trellis/internal/cli/dashboard"
+	clidescribe "github.com/trellismesh/trellis/internal/cli/describe"
 	clidiscovery "github.com/trellismesh/trellis/internal/cli/discovery"
 	cliproxy "github.com/trellismesh/trellis/internal/cli/proxy"
 	"github.com/trellismesh/trellis/internal/cli/proxyconfig"
@@ -51,6 +52,7 @@ func run(ctx context.Context, args []string) int {
 		proxystatus.NewCommand(), proxyconfig.NewCommand(),
 		clidashboard.NewCommand(),
 		apply.NewApplyCommand(), apply.NewDeleteCommand(),
+		clidescribe.NewCommand(),
 		cliup.NewCommand(cliup.Deps{Executable: os.Executable, Geteuid: os.Geteuid}), bookinfo.NewCommand(os.Getenv),
 	)
 	root.SetArgs(args)

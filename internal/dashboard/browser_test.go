@@ -71,7 +71,14 @@ func startBookinfo(t *testing.T) (*framework.ControlPlane, string) {
 	prefix := fmt.Sprintf("127.%d.%d.", 100+pid%100, (pid/100)%250+1)
 	src := filepath.Join("..", "..", "examples", "bookinfo", "config")
 	dir := t.TempDir()
-	for _, f := range []string{"services.yaml", "peer-authentication.yaml"} {
+	// This harness runs the applications on the WorkloadEntry addresses
+	// themselves, with no inbound sidecar hop (trellis up generates one),
+	// so traffic between them stays plaintext.
+	plaintext := "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: default, namespace: default}\nspec: {mtls: {mode: DISABLE}}\n"
+	if err := os.WriteFile(filepath.Join(dir, "peer-authentication.yaml"), []byte(plaintext), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"services.yaml"} {
 		b, err := os.ReadFile(filepath.Join(src, f))
 		if err != nil {
 			t.Fatal(err)

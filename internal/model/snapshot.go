@@ -20,6 +20,10 @@ type SnapshotInput struct {
 	Configs      []config.Config
 	Services     []*Service
 	Endpoints    map[ServiceKey][]*Endpoint
+	// JWKS holds the key sets the control plane fetched for
+	// RequestAuthentication jwksUri values (uri → JWKS JSON); a uri with
+	// no entry has no keys (request_authentication.go).
+	JWKS map[string]string
 }
 
 // Snapshot is the immutable state every generator reads: configuration,
@@ -47,6 +51,8 @@ type Snapshot struct {
 	peerAuthn peerAuthnIndex
 	// authz indexes AuthorizationPolicies by namespace (authorization.go).
 	authz authzIndex
+	// jwks holds fetched key sets by jwksUri (request_authentication.go).
+	jwks map[string]string
 }
 
 // destinationRule is an indexed DestinationRule with its resolved host.
@@ -76,6 +82,7 @@ func NewSnapshot(in SnapshotInput) *Snapshot {
 		byHost:       map[string][]*Service{},
 		endpoints:    map[ServiceKey][]*Endpoint{},
 		byAddress:    map[string][]ServiceInstance{},
+		jwks:         in.JWKS,
 	}
 	if s.Mesh == nil {
 		s.Mesh = DefaultMesh()

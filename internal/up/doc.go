@@ -15,11 +15,12 @@
 //	           --bootstrap-token CADir/bootstrap/<ns>/<sa>.token (minted)
 //	           ready when ADDR:15021/healthz/ready answers 200 (which,
 //	           with mTLS, includes holding the workload certificate)
+//	           and an inbound listener per service port on ADDR (generated Sidecar)
 //	workload = trellis.dev/run annotation (a template; "trellis" = this binary)
-//	           ready when it accepts on the ports its services give it
+//	           ready when it accepts on its private ports on 127.0.0.1
 //	         ▼
-//	front door: --ingress (127.0.0.1:9080) ─TCP relay─► the workload
-//	            annotated trellis.dev/ingress (Bookinfo: productpage)
+//	front door: --ingress (127.0.0.1:9080) ─TCP relay─► ADDR:port of the workload
+//	            annotated trellis.dev/ingress (its sidecar; Bookinfo: productpage)
 //
 // Each child runs in its own process group, with Pdeathsig on Linux, its
 // output in StateDir/<component>.log. A component that fails to start
@@ -31,9 +32,16 @@
 // Once ready, Run records the mesh in Config.RunFile (RunInfo: pid, DIR,
 // addresses), removed on exit; `trellis apply/delete` find DIR there.
 //
-// Identities are not mutual TLS: without capture, a client sidecar calls
-// the server's application directly, so the Bookinfo directory keeps
-// PeerAuthentication DISABLE (docs/local-mode.md, "mTLS in local mode").
+// Inbound without capture (sidecar.go): each workload with ports gets a
+// generated Sidecar (in an in-memory store the control plane reads after
+// DIR) selecting the label trellis.dev/workload=<name> its sidecar
+// announces, with an ingress listener per port: bind = the WorkloadEntry
+// address, captureMode NONE, defaultEndpoint = 127.0.0.1:<private port>
+// (picked free at plan time; {{.AppAddress}} / {{.App PORT}} in the run
+// template). Clients' calls to the WorkloadEntry address thus end at the
+// server's sidecar, over mutual TLS with Istio's defaults
+// (docs/local-mode.md, "mTLS in local mode"). With --mtls=false sidecars
+// announce no service account and auto mTLS is off.
 //
 // Routing and security changes in DIR apply live through the control
 // plane's file store. WorkloadEntries added or removed while running are

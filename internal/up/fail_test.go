@@ -149,9 +149,10 @@ func TestPortInUse(t *testing.T) {
 			cfg.IngressAddress = busy(t, "127.0.0.1:0")
 			return cfg.IngressAddress
 		}, []string{"front door", "--ingress"}},
-		{"workload", func(t *testing.T, cfg *Config) string {
+		{"workload port", func(t *testing.T, cfg *Config) string {
+			// The WorkloadEntry's port is its sidecar's inbound listener.
 			return busy(t, prefix+"13:9080")
-		}, []string{"workload reviews-v2.default", "spec.address", "services.yaml"}},
+		}, []string{"inbound listener of the sidecar of reviews-v2.default", "spec.address", "services.yaml"}},
 		{"sidecar", func(t *testing.T, cfg *Config) string {
 			return busy(t, prefix+"12:15001")
 		}, []string{"sidecar of reviews-v1.default"}},

@@ -3,6 +3,7 @@ package up
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/netip"
 	"sort"
 	"strconv"
@@ -31,13 +32,46 @@ const (
 	AnnotationIngressPath = "trellis.dev/ingress-path"
 )
 
+// AppHost is where applications listen in local mode: each workload's
+// WorkloadEntry address belongs to its sidecar (a Sidecar ingress
+// listener per port, sidecar.go), and the application gets a private
+// port on 127.0.0.1 per service port, the address Istio's Sidecar
+// defaultEndpoint allows.
+const AppHost = "127.0.0.1"
+
 // RunData is what AnnotationRun's template sees.
 type RunData struct {
 	Name      string            // the WorkloadEntry's name
 	Namespace string            // its namespace
-	Address   string            // its address (127.0.0.x)
+	Address   string            // its address (127.0.0.x), where its sidecar accepts inbound calls
 	Labels    map[string]string // its labels: {{.Labels.version}}
 	Proxy     string            // its sidecar's explicit proxy, ip:port
+	// appPorts maps the workload's ports to the application's private
+	// ports on AppHost.
+	appPorts map[uint32]uint16
+}
+
+// AppAddress is where the application listens, AppHost:<private port>,
+// for a workload with one port: {{.AppAddress}}. A workload with several
+// ports names the port: {{.App 9080}}.
+func (d RunData) AppAddress() (string, error) {
+	if len(d.appPorts) != 1 {
+		return "", fmt.Errorf("AppAddress: the workload has %d ports; name one with {{.App PORT}}", len(d.appPorts))
+	}
+	for _, p := range d.appPorts {
+		return net.JoinHostPort(AppHost, strconv.Itoa(int(p))), nil
+	}
+	return "", nil
+}
+
+// App is where the application serves the workload's port port (the
+// WorkloadEntry's target port): AppHost:<private port>.
+func (d RunData) App(port int) (string, error) {
+	p, ok := d.appPorts[uint32(port)]
+	if !ok {
+		return "", fmt.Errorf("App %d: not a port of the workload (its services give it %s)", port, joinPorts(sortedPorts(d.appPorts)))
+	}
+	return net.JoinHostPort(AppHost, strconv.Itoa(int(p))), nil
 }
 
 // Workload is one WorkloadEntry of the directory, with what up runs for it.
@@ -49,9 +83,15 @@ type Workload struct {
 	// Command is the rendered AnnotationRun, nil when the directory does
 	// not say how to run the workload (its sidecar still starts).
 	Command []string
-	// Ports are the workload's ports that serve a service: up waits for
-	// them to accept connections.
+	// Ports are the workload's ports that serve a service (its sidecar's
+	// ingress listeners on Address).
 	Ports []uint32
+	// AppPorts maps each of Ports to the application's private port on
+	// AppHost (the Sidecar ingress defaultEndpoint): up waits for them to
+	// accept connections.
+	AppPorts map[uint32]uint16
+	// portInfo is the service port behind each of Ports (name, protocol).
+	portInfo map[uint32]model.Port
 	// IngressPort and IngressPath come from AnnotationIngress(-Path).
 	IngressPort uint32
 	IngressPath string
@@ -79,14 +119,29 @@ func (e *InvalidConfigError) Error() string {
 	return b.String()
 }
 
+// portAllocator returns a port free on AppHost (freePort; tests may pass
+// their own).
+type portAllocator func() (uint16, error)
+
+// freePort asks the kernel for a free port on AppHost.
+func freePort() (uint16, error) {
+	ln, err := net.Listen("tcp", net.JoinHostPort(AppHost, "0"))
+	if err != nil {
+		return 0, fmt.Errorf("finding a free port on %s: %w", AppHost, err)
+	}
+	defer ln.Close()
+	return uint16(ln.Addr().(*net.TCPAddr).Port), nil
+}
+
 // plan reads dir once, as the control plane will, and returns its
-// workloads sorted by namespace and name. proxyPort is the explicit proxy's
-// port on each workload's address. Any rejected object, or an annotation
-// that does not parse, fails the plan.
-func plan(ctx context.Context, dir string, proxyPort uint16) ([]Workload, error) {
+// workloads sorted by namespace and name, and the snapshot it read.
+// proxyPort is the explicit proxy's port on each workload's address;
+// alloc gives each workload port its application's private port. Any
+// rejected object, or an annotation that does not parse, fails the plan.
+func plan(ctx context.Context, dir string, proxyPort uint16, alloc portAllocator) ([]Workload, *model.Snapshot, error) {
 	in, err := analysis.Load(ctx, analysis.LoadConfig{Dirs: []string{dir}})
 	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", dir, err)
+		return nil, nil, fmt.Errorf("reading %s: %w", dir, err)
 	}
 	var bad []store.Problem
 	for _, p := range in.Problems {
@@ -95,15 +150,15 @@ func plan(ctx context.Context, dir string, proxyPort uint16) ([]Workload, error)
 		}
 	}
 	if len(bad) > 0 {
-		return nil, &InvalidConfigError{Dir: dir, Problems: bad}
+		return nil, nil, &InvalidConfigError{Dir: dir, Problems: bad}
 	}
 	snap := in.Snapshot
 	var out []Workload
 	var ingress []string
 	for _, c := range snap.Configs(schema.WorkloadEntry) {
-		w, err := workload(c, snap, proxyPort)
+		w, err := workload(c, snap, proxyPort, alloc)
 		if err != nil {
-			return nil, &InvalidConfigError{Dir: dir, Problems: []store.Problem{{
+			return nil, nil, &InvalidConfigError{Dir: dir, Problems: []store.Problem{{
 				Severity: store.SeverityError, Source: c.Source, Key: c.Key(), Message: err.Error(),
 			}}}
 		}
@@ -113,21 +168,21 @@ func plan(ctx context.Context, dir string, proxyPort uint16) ([]Workload, error)
 		out = append(out, w)
 	}
 	if len(ingress) > 1 {
-		return nil, fmt.Errorf("invalid configuration in %s: %d WorkloadEntries carry %s (%s); the front door forwards to one", dir, len(ingress), AnnotationIngress, strings.Join(ingress, ", "))
+		return nil, nil, fmt.Errorf("invalid configuration in %s: %d WorkloadEntries carry %s (%s); the front door forwards to one", dir, len(ingress), AnnotationIngress, strings.Join(ingress, ", "))
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID() < out[j].ID() })
 	seen := map[netip.Addr]string{}
 	for _, w := range out {
 		if other, ok := seen[w.Address]; ok {
-			return nil, fmt.Errorf("invalid configuration in %s: WorkloadEntries %s and %s have the same address %s; in local mode each workload needs its own loopback address", dir, other, w.ID(), w.Address)
+			return nil, nil, fmt.Errorf("invalid configuration in %s: WorkloadEntries %s and %s have the same address %s; in local mode each workload needs its own loopback address", dir, other, w.ID(), w.Address)
 		}
 		seen[w.Address] = w.ID()
 	}
-	return out, nil
+	return out, snap, nil
 }
 
 // workload reads one WorkloadEntry.
-func workload(c config.Config, snap *model.Snapshot, proxyPort uint16) (Workload, error) {
+func workload(c config.Config, snap *model.Snapshot, proxyPort uint16, alloc portAllocator) (Workload, error) {
 	spec, ok := c.Spec.(*networking.WorkloadEntry)
 	if !ok {
 		return Workload{}, fmt.Errorf("unexpected spec type %T", c.Spec)
@@ -139,7 +194,14 @@ func workload(c config.Config, snap *model.Snapshot, proxyPort uint16) (Workload
 	w := Workload{
 		Name: c.Name, Namespace: c.Namespace, Address: addr,
 		Labels: spec.GetLabels(), ServiceAccount: spec.GetServiceAccount(), Source: c.Source,
-		Ports: ports(snap, c.Name, c.Namespace, spec.GetAddress()),
+	}
+	w.portInfo = ports(snap, c.Name, c.Namespace, spec.GetAddress())
+	w.Ports = sortedPorts(w.portInfo)
+	w.AppPorts = make(map[uint32]uint16, len(w.Ports))
+	for _, p := range w.Ports {
+		if w.AppPorts[p], err = alloc(); err != nil {
+			return Workload{}, err
+		}
 	}
 	if v, ok := c.Annotations[AnnotationIngress]; ok {
 		n, err := strconv.ParseUint(v, 10, 16)
@@ -158,7 +220,8 @@ func workload(c config.Config, snap *model.Snapshot, proxyPort uint16) (Workload
 	if tmpl, ok := c.Annotations[AnnotationRun]; ok {
 		w.Command, err = render(tmpl, RunData{
 			Name: c.Name, Namespace: c.Namespace, Address: addr.String(), Labels: w.Labels,
-			Proxy: netip.AddrPortFrom(addr, proxyPort).String(),
+			Proxy:    netip.AddrPortFrom(addr, proxyPort).String(),
+			appPorts: w.AppPorts,
 		})
 		if err != nil {
 			return Workload{}, fmt.Errorf("metadata.annotations[%s]: %w", AnnotationRun, err)
@@ -185,9 +248,10 @@ func render(tmpl string, d RunData) ([]string, error) {
 }
 
 // ports returns the ports at which the workload serves the services that
-// select it, as the registry computed them.
-func ports(snap *model.Snapshot, name, ns, addr string) []uint32 {
-	set := map[uint32]bool{}
+// select it, as the registry computed them, each with its service port
+// (the first service in the snapshot's order wins a shared port).
+func ports(snap *model.Snapshot, name, ns, addr string) map[uint32]model.Port {
+	out := map[uint32]model.Port{}
 	for _, svc := range snap.Services() {
 		for _, e := range snap.Endpoints(svc.Key()) {
 			if e.WorkloadName != name || e.Namespace != ns || e.Address != addr {
@@ -195,13 +259,20 @@ func ports(snap *model.Snapshot, name, ns, addr string) []uint32 {
 			}
 			for _, p := range svc.Ports {
 				if n := e.PortFor(p); n != 0 {
-					set[n] = true
+					if _, ok := out[n]; !ok {
+						out[n] = p
+					}
 				}
 			}
 		}
 	}
-	out := make([]uint32, 0, len(set))
-	for p := range set {
+	return out
+}
+
+// sortedPorts returns a port map's keys in order.
+func sortedPorts[V any](m map[uint32]V) []uint32 {
+	out := make([]uint32, 0, len(m))
+	for p := range m {
 		out = append(out, p)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })

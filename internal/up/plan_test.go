@@ -7,7 +7,8 @@ import (
 )
 
 func TestRender(t *testing.T) {
-	d := RunData{Name: "reviews-v2", Namespace: "default", Address: "127.0.0.13", Proxy: "127.0.0.13:15080", Labels: map[string]string{"version": "v2"}}
+	d := RunData{Name: "reviews-v2", Namespace: "default", Address: "127.0.0.13", Proxy: "127.0.0.13:15080", Labels: map[string]string{"version": "v2"},
+		appPorts: map[uint32]uint16{9080: 41001}}
 	cases := []struct {
 		name, tmpl string
 		want       []string
@@ -15,6 +16,9 @@ func TestRender(t *testing.T) {
 	}{
 		{"bookinfo", "trellis bookinfo reviews --version {{.Labels.version}} --listen {{.Address}}:9080 --outbound {{.Proxy}}",
 			[]string{"trellis", "bookinfo", "reviews", "--version", "v2", "--listen", "127.0.0.13:9080", "--outbound", "127.0.0.13:15080"}, ""},
+		{"app address", "app --listen {{.AppAddress}}", []string{"app", "--listen", "127.0.0.1:41001"}, ""},
+		{"app by port", "app --listen {{.App 9080}}", []string{"app", "--listen", "127.0.0.1:41001"}, ""},
+		{"app: not a port", "app --listen {{.App 9443}}", nil, "not a port of the workload"},
 		{"extra spaces", "  app   {{.Name}}.{{.Namespace}} ", []string{"app", "reviews-v2.default"}, ""},
 		{"missing label", "app {{.Labels.zone}}", nil, "zone"},
 		{"unknown field", "app {{.Port}}", nil, "Port"},
@@ -40,10 +44,24 @@ func TestRender(t *testing.T) {
 	}
 }
 
+// TestRenderSeveralPorts: a workload with several ports names the one
+// its application serves.
+func TestRenderSeveralPorts(t *testing.T) {
+	d := RunData{Name: "web", appPorts: map[uint32]uint16{9080: 41001, 9443: 41002}}
+	if _, err := render("app {{.AppAddress}}", d); err == nil || !strings.Contains(err.Error(), "{{.App PORT}}") {
+		t.Errorf("AppAddress with two ports: %v, want an error naming {{.App PORT}}", err)
+	}
+	got, err := render("app --http {{.App 9080}} --https {{.App 9443}}", d)
+	if err != nil || !reflect.DeepEqual(got, []string{"app", "--http", "127.0.0.1:41001", "--https", "127.0.0.1:41002"}) {
+		t.Errorf("render = %q, %v", got, err)
+	}
+}
+
 // TestPlanBookinfo reads the example as up does.
 func TestPlanBookinfo(t *testing.T) {
 	dir, prefix := bookinfoDir(t)
-	ws, err := plan(t.Context(), dir, 15080)
+	next := uint16(41000)
+	ws, _, err := plan(t.Context(), dir, 15080, func() (uint16, error) { next++; return next, nil })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +80,8 @@ func TestPlanBookinfo(t *testing.T) {
 	if pp.IngressPort != 9080 || pp.IngressPath != "/productpage" {
 		t.Errorf("productpage ingress %d %q, want 9080 /productpage", pp.IngressPort, pp.IngressPath)
 	}
-	wantCmd := "trellis bookinfo productpage --listen " + prefix + "10:9080 --outbound " + prefix + "10:15080"
+	// productpage is the second workload: its port is the second allocated.
+	wantCmd := "trellis bookinfo productpage --listen 127.0.0.1:41002 --outbound " + prefix + "10:15080"
 	if got := strings.Join(pp.Command, " "); got != wantCmd {
 		t.Errorf("productpage command %q, want %q", got, wantCmd)
 	}

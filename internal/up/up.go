@@ -17,9 +17,14 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
 	"github.com/trellismesh/trellis/internal/ca"
 	"github.com/trellismesh/trellis/internal/ca/bootstrap"
+	"github.com/trellismesh/trellis/internal/config"
+	"github.com/trellismesh/trellis/internal/config/store"
 	"github.com/trellismesh/trellis/internal/discovery"
+	"github.com/trellismesh/trellis/internal/model"
 )
 
 // Defaults of Config.
@@ -259,9 +264,13 @@ func (e *PortInUseError) Unwrap() error { return e.Err }
 func (u *Up) Run(ctx context.Context) error {
 	cfg := u.cfg
 	fmt.Fprintf(u.out, "reading %s\n", cfg.Dir)
-	workloads, err := plan(ctx, cfg.Dir, cfg.Ports.ExplicitProxy)
+	workloads, snap, err := plan(ctx, cfg.Dir, cfg.Ports.ExplicitProxy, freePort)
 	if err != nil {
 		return err
+	}
+	sidecars, err := inboundSidecars(snap, workloads)
+	if err != nil {
+		return fmt.Errorf("invalid configuration in %s (nothing was started): %w", cfg.Dir, err)
 	}
 	if err := u.preflight(workloads); err != nil {
 		return err
@@ -287,7 +296,7 @@ func (u *Up) Run(ctx context.Context) error {
 
 	r := &running{up: u}
 	defer r.stop()
-	if err := r.controlPlane(ctx); err != nil {
+	if err := r.controlPlane(ctx, sidecars); err != nil {
 		return u.startFailed(ctx, err)
 	}
 	for _, w := range workloads {
@@ -348,10 +357,8 @@ func (u *Up) preflight(ws []Workload) error {
 		for _, p := range ports {
 			wants = append(wants, want{netip.AddrPortFrom(w.Address, p).String(), "the sidecar of " + w.ID(), fix})
 		}
-		if w.Command != nil {
-			for _, p := range w.Ports {
-				wants = append(wants, want{netip.AddrPortFrom(w.Address, uint16(p)).String(), "workload " + w.ID(), fix})
-			}
+		for _, p := range w.Ports {
+			wants = append(wants, want{netip.AddrPortFrom(w.Address, uint16(p)).String(), "the inbound listener of the sidecar of " + w.ID(), fix})
 		}
 	}
 	for _, w := range wants {
@@ -391,11 +398,12 @@ func (u *Up) summary(ws []Workload) {
 		}
 	}
 	if mon != "" {
-		fmt.Fprintf(u.out, "  control plane    http://%s/metrics (the dashboard is not built yet)\n", mon)
+		fmt.Fprintf(u.out, "  dashboard        http://%s/dashboard/\n", mon)
+		fmt.Fprintf(u.out, "  control plane    http://%s/metrics\n", mon)
 	}
 	for _, w := range ws {
-		fmt.Fprintf(u.out, "  %-24s %s:%s  outbound proxy %s:%d  admin %s:%d\n",
-			w.ID(), w.Address, joinPorts(w.Ports), w.Address, u.cfg.Ports.ExplicitProxy, w.Address, u.cfg.Ports.Admin)
+		fmt.Fprintf(u.out, "  %-24s %s:%s (sidecar, app on %s)  outbound proxy %s:%d  admin %s:%d\n",
+			w.ID(), w.Address, joinPorts(w.Ports), appAddrs(w), w.Address, u.cfg.Ports.ExplicitProxy, w.Address, u.cfg.Ports.Admin)
 	}
 	fmt.Fprintf(u.out, "  edit %s to change the routing; Ctrl-C stops everything\n", u.cfg.Dir)
 }
@@ -421,8 +429,9 @@ type running struct {
 	workloads []*process
 }
 
-// controlPlane starts the control plane in this process.
-func (r *running) controlPlane(ctx context.Context) error {
+// controlPlane starts the control plane in this process, reading the
+// directory and, after it, the Sidecars up generated (sidecar.go).
+func (r *running) controlPlane(ctx context.Context, sidecars []config.Config) error {
 	cfg := r.up.cfg
 	const name = "control plane"
 	r.up.progress(name, "starting")
@@ -431,13 +440,23 @@ func (r *running) controlPlane(ctx context.Context) error {
 	if err != nil {
 		return &StartError{Component: name, Err: fmt.Errorf("log file: %w", err)}
 	}
+	generated, err := sidecarStore(ctx, sidecars)
+	if err != nil {
+		f.Close()
+		return &StartError{Component: name, Err: err}
+	}
 	dc := discovery.Config{
 		ConfigDir:         cfg.Dir,
+		Stores:            []store.Store{generated},
 		XDSAddress:        cfg.XDSAddress,
 		MonitoringAddress: cfg.MonitoringAddress,
 		Logger:            slog.New(slog.NewTextHandler(f, &slog.HandlerOptions{Level: slog.LevelInfo})),
 	}
-	if !cfg.DisableMTLS {
+	if cfg.DisableMTLS {
+		// No identities: clients must not originate mesh mTLS either.
+		dc.Mesh = model.DefaultMesh()
+		dc.Mesh.EnableAutoMtls = wrapperspb.Bool(false)
+	} else {
 		dc.SecureGRPCAddress = cfg.CAAddress
 		dc.CADir = cfg.CADir
 		dc.TrustDomain = cfg.TrustDomain
@@ -517,7 +536,7 @@ func (r *running) workload(ctx context.Context, w Workload) error {
 	}
 	r.up.progress(name, "ready")
 	if w.Command == nil {
-		r.up.progress("workload "+w.ID(), fmt.Sprintf("not started (no %s annotation): run it on %s, sending its calls to %s:%d", AnnotationRun, w.Address, w.Address, cfg.Ports.ExplicitProxy))
+		r.up.progress("workload "+w.ID(), fmt.Sprintf("not started (no %s annotation): run it on %s, sending its calls to %s:%d", AnnotationRun, appAddrs(w), w.Address, cfg.Ports.ExplicitProxy))
 		return nil
 	}
 	name = "workload " + w.ID()
@@ -530,8 +549,8 @@ func (r *running) workload(ctx context.Context, w Workload) error {
 		return &StartError{Component: name, Err: err, Fix: fmt.Sprintf("check the %s annotation of WorkloadEntry %s in %s", AnnotationRun, w.ID(), w.Source.File)}
 	}
 	r.workloads = append(r.workloads, p)
-	if err := r.up.waitReady(ctx, p, func() error { return tcpReady(w.Address, w.Ports) }); err != nil {
-		return r.up.startError(p, err, fmt.Sprintf("the workload must listen on %s port %s; check the %s annotation of WorkloadEntry %s in %s", w.Address, joinPorts(w.Ports), AnnotationRun, w.ID(), w.Source.File))
+	if err := r.up.waitReady(ctx, p, func() error { return tcpReady(w.AppPorts) }); err != nil {
+		return r.up.startError(p, err, fmt.Sprintf("the workload must listen on %s (its sidecar owns %s:%s; use {{.AppAddress}} or {{.App PORT}} in the %s annotation of WorkloadEntry %s in %s)", appAddrs(w), w.Address, joinPorts(w.Ports), AnnotationRun, w.ID(), w.Source.File))
 	}
 	r.up.progress(name, "ready")
 	return nil
@@ -640,14 +659,15 @@ func (u *Up) sidecarArgs(w Workload) ([]string, error) {
 	cfg := u.cfg
 	u.mu.Unlock()
 	at := func(p uint16) string { return netip.AddrPortFrom(w.Address, p).String() }
-	keys := make([]string, 0, len(w.Labels))
-	for k := range w.Labels {
+	pl := w.proxyLabels()
+	keys := make([]string, 0, len(pl))
+	for k := range pl {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
 	labels := make([]string, len(keys))
 	for i, k := range keys {
-		labels[i] = k + "=" + w.Labels[k]
+		labels[i] = k + "=" + pl[k]
 	}
 	args := []string{cfg.Executable, "proxy", "sidecar",
 		"--xds-address", u.XDSAddr(),
@@ -678,7 +698,9 @@ func (u *Up) sidecarArgs(w Workload) ([]string, error) {
 			"--bootstrap-token", tokenPath,
 			"--trust-domain", cfg.TrustDomain)
 	}
-	if sa != "" {
+	if sa != "" && !cfg.DisableMTLS {
+		// Without the CA a sidecar has no certificate: announcing a
+		// service account would give it mTLS chains it cannot serve.
 		args = append(args, "--service-account", sa)
 	}
 	return args, nil
@@ -741,14 +763,31 @@ func httpReady(url string) error {
 	return nil
 }
 
-// tcpReady is nil once every port of addr accepts connections.
-func tcpReady(addr netip.Addr, ports []uint32) error {
-	for _, p := range ports {
-		c, err := net.DialTimeout("tcp", netip.AddrPortFrom(addr, uint16(p)).String(), time.Second)
+// tcpReady is nil once the application accepts connections on each of
+// its private ports.
+func tcpReady(appPorts map[uint32]uint16) error {
+	for _, p := range sortedPorts(appPorts) {
+		c, err := net.DialTimeout("tcp", net.JoinHostPort(AppHost, strconv.Itoa(int(appPorts[p]))), time.Second)
 		if err != nil {
 			return err
 		}
 		c.Close()
 	}
 	return nil
+}
+
+// appAddrs lists where the application listens: "127.0.0.1:41234" or,
+// with several ports, "9080→127.0.0.1:41234 9443→127.0.0.1:41235".
+func appAddrs(w Workload) string {
+	if len(w.Ports) == 0 {
+		return "-"
+	}
+	if len(w.Ports) == 1 {
+		return net.JoinHostPort(AppHost, strconv.Itoa(int(w.AppPorts[w.Ports[0]])))
+	}
+	parts := make([]string, len(w.Ports))
+	for i, p := range w.Ports {
+		parts[i] = strconv.Itoa(int(p)) + "→" + net.JoinHostPort(AppHost, strconv.Itoa(int(w.AppPorts[p])))
+	}
+	return strings.Join(parts, " ")
 }

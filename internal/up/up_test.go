@@ -249,12 +249,16 @@ func TestBookinfo(t *testing.T) {
 		"sidecar reviews-v2.default           ready",
 		"workload productpage-v1.default      ready",
 		"send traffic to  http://" + ingress + "/productpage",
-		"the dashboard is not built yet",
 		prefix + "13:9080",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("progress output lacks %q:\n%s", want, out)
 		}
+	}
+	if m := dashboardLine.FindStringSubmatch(out); m == nil {
+		t.Errorf("progress output lacks the dashboard URL:\n%s", out)
+	} else if err := httpOK(m[1]); err != nil {
+		t.Errorf("dashboard: %v", err)
 	}
 	pids := r.PIDs()
 	if len(pids) != 12 {
@@ -286,6 +290,23 @@ func TestBookinfo(t *testing.T) {
 		if got["reviews-v2"] != 0 || got["reviews-v1"]+got["reviews-v3"] != 20 {
 			t.Errorf("without end-user: %v, want v1 and v3 only", got)
 		}
+	})
+	t.Run("mutual TLS between sidecars", func(t *testing.T) {
+		// productpage's calls to details end at details' sidecar (its
+		// Sidecar ingress listener on the WorkloadEntry address), over
+		// mTLS with productpage's identity; the front door's plaintext
+		// reaches productpage's sidecar as such.
+		eventually(t, 10*time.Second, func() error {
+			if _, _, err := page(c, ingress, ""); err != nil {
+				return err
+			}
+			if err := hasRequests(prefix+"11", `reporter="destination"`, `connection_security_policy="mutual_tls"`,
+				`source_principal="spiffe://cluster.local/ns/default/sa/bookinfo-productpage"`,
+				`destination_principal="spiffe://cluster.local/ns/default/sa/bookinfo-details"`, `response_code="200"`); err != nil {
+				return err
+			}
+			return hasRequests(prefix+"10", `reporter="destination"`, `connection_security_policy="none"`, `response_code="200"`)
+		})
 	})
 	t.Run("virtual-service-all-v1", func(t *testing.T) {
 		// The samples name subsets of every service: Istio's docs apply
@@ -336,4 +357,52 @@ func TestBookinfo(t *testing.T) {
 	if _, err := net.Dial("tcp", ingress); err == nil {
 		t.Errorf("front door %s still accepts after stop", ingress)
 	}
+}
+
+// dashboardLine is the summary's dashboard URL.
+var dashboardLine = regexp.MustCompile(`dashboard +(http://[0-9.]+:[0-9]+/dashboard/)`)
+
+// httpOK is nil when url answers 200.
+func httpOK(url string) error {
+	c := http.Client{Timeout: 5 * time.Second}
+	res, err := c.Get(url)
+	if err != nil {
+		return err
+	}
+	defer res.Body.Close()
+	io.Copy(io.Discard, res.Body)
+	if res.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", url, res.Status)
+	}
+	return nil
+}
+
+// hasRequests is nil when the sidecar on ip reports an
+// istio_requests_total series carrying every label given.
+func hasRequests(ip string, labels ...string) error {
+	c := http.Client{Timeout: 5 * time.Second}
+	res, err := c.Get("http://" + ip + ":15020/stats/prometheus")
+	if err != nil {
+		return err
+	}
+	defer res.Body.Close()
+	body, err := io.ReadAll(res.Body)
+	if err != nil {
+		return err
+	}
+	var series []string
+	for _, line := range strings.Split(string(body), "\n") {
+		if !strings.HasPrefix(line, "istio_requests_total{") {
+			continue
+		}
+		series = append(series, line)
+		ok := true
+		for _, l := range labels {
+			ok = ok && strings.Contains(line, l)
+		}
+		if ok {
+			return nil
+		}
+	}
+	return fmt.Errorf("sidecar %s has no istio_requests_total with %v; it has:\n%s", ip, labels, strings.Join(series, "\n"))
 }

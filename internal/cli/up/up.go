@@ -43,16 +43,18 @@ from the repository root): open http://127.0.0.1:9080/productpage.
 
 Each WorkloadEntry needs its own loopback address (spec.address 127.0.0.x).
 Its sidecar listens there (admin :15000, readiness :15021, metrics :15020,
-outbound proxy :15080) and the workload sends its calls to the outbound
-proxy explicitly. A WorkloadEntry says how to run its workload with
-annotations:
+outbound proxy :15080, and an inbound listener on each service port, from
+a Sidecar ingress up generates, where mutual TLS ends); the application
+listens on 127.0.0.1 and a private port, and sends its calls to the
+outbound proxy explicitly. A WorkloadEntry says how to run its workload
+with annotations:
 
-  trellis.dev/run: "trellis bookinfo reviews --version v2 --listen {{.Address}}:9080 --outbound {{.Proxy}}"
+  trellis.dev/run: "trellis bookinfo reviews --version v2 --listen {{.AppAddress}} --outbound {{.Proxy}}"
   trellis.dev/ingress: "9080"               the front door (--ingress) forwards here
   trellis.dev/ingress-path: /productpage    printed with the front door's URL
 
 The run annotation is a Go template ({{.Name}}, {{.Namespace}},
-{{.Address}}, {{.Proxy}}, {{.Labels.version}}); a first word "trellis" is
+{{.Address}}, {{.AppAddress}}, {{.App PORT}}, {{.Proxy}}, {{.Labels.version}}); a first word "trellis" is
 this binary. The control plane watches DIR: routing and security changes
 apply live (trellis apply -f / delete -f write DIR for you).
 

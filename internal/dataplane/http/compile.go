@@ -20,6 +20,7 @@ import (
 	"github.com/trellismesh/trellis/internal/dataplane/http/filter"
 	"github.com/trellismesh/trellis/internal/dataplane/http/filter/cors"
 	"github.com/trellismesh/trellis/internal/dataplane/http/filter/fault"
+	jwtfilter "github.com/trellismesh/trellis/internal/dataplane/http/filter/jwt"
 	rbacfilter "github.com/trellismesh/trellis/internal/dataplane/http/filter/rbac"
 	"github.com/trellismesh/trellis/internal/dataplane/http/router"
 	"github.com/trellismesh/trellis/internal/dataplane/route"
@@ -198,6 +199,7 @@ func Compile(h *hcmv3.HttpConnectionManager, deps Deps) (*Manager, error) {
 		fault.TypeURL:      fault.Factory{},
 		cors.TypeURL:       cors.Factory{},
 		rbacfilter.TypeURL: rbacfilter.Factory{},
+		jwtfilter.TypeURL:  jwtfilter.Factory{},
 		router.TypeURL:     router.Factory{Upstream: deps.Upstream, Logger: m.log, MaxMirrors: deps.MaxMirrors},
 	}
 	for k, f := range deps.Filters {

@@ -26,6 +26,8 @@ import (
 var (
 	servedBy = regexp.MustCompile(`data-reviews-version="(reviews-v[123])"`)
 	sendTo   = regexp.MustCompile(`send traffic to  http://([0-9.]+:[0-9]+)/productpage`)
+	// dashboardURL is the summary's dashboard line.
+	dashboardURL = regexp.MustCompile(`dashboard +(http://[0-9.]+:[0-9]+/dashboard/)`)
 )
 
 const (
@@ -330,6 +332,29 @@ func TestQuickstart(t *testing.T) {
 		}
 	})
 
+	t.Run("mutual TLS between sidecars", func(t *testing.T) {
+		// No PeerAuthentication in the directory: Istio's default
+		// (PERMISSIVE, auto mTLS). productpage's sidecar calls details'
+		// sidecar, which owns details' WorkloadEntry address through the
+		// Sidecar ingress listener up generated, over mutual TLS.
+		eventually(t, 20*time.Second, func() error {
+			if _, err := get(c, ingress, ""); err != nil {
+				return err
+			}
+			return hasRequests(prefix+"11", `reporter="destination"`, `connection_security_policy="mutual_tls"`,
+				`source_principal="spiffe://cluster.local/ns/default/sa/bookinfo-productpage"`, `response_code="200"`)
+		})
+		if m := dashboardURL.FindStringSubmatch(out.String()); m == nil {
+			t.Errorf("output lacks the dashboard URL")
+		} else if res, err := c.Get(m[1]); err != nil {
+			t.Errorf("dashboard: %v", err)
+		} else {
+			res.Body.Close()
+			if res.StatusCode != http.StatusOK {
+				t.Errorf("dashboard %s: %s", m[1], res.Status)
+			}
+		}
+	})
 	t.Run("default routing", func(t *testing.T) {
 		// examples/bookinfo/config: jason → v2, others v1/v3.
 		if err := onlyVersion(c, ingress, "jason", "reviews-v2", 10); err != nil {
@@ -510,4 +535,34 @@ func TestQuickstart(t *testing.T) {
 	if last != "stopping" {
 		t.Errorf("output ends with %q, want stopping", last)
 	}
+}
+
+// hasRequests is nil when the sidecar on ip reports an
+// istio_requests_total series carrying every label given.
+func hasRequests(ip string, labels ...string) error {
+	c := http.Client{Timeout: 5 * time.Second}
+	res, err := c.Get("http://" + ip + ":15020/stats/prometheus")
+	if err != nil {
+		return err
+	}
+	defer res.Body.Close()
+	body, err := io.ReadAll(res.Body)
+	if err != nil {
+		return err
+	}
+	var series []string
+	for _, line := range strings.Split(string(body), "\n") {
+		if !strings.HasPrefix(line, "istio_requests_total{") {
+			continue
+		}
+		series = append(series, line)
+		ok := true
+		for _, l := range labels {
+			ok = ok && strings.Contains(line, l)
+		}
+		if ok {
+			return nil
+		}
+	}
+	return fmt.Errorf("sidecar %s has no istio_requests_total with %v; it has:\n%s", ip, labels, strings.Join(series, "\n"))
 }

@@ -10,6 +10,17 @@
 //	                      └─ virtualInbound  0.0.0.0:15006  one filter chain set per
 //	                           inbound target port + passthrough chains
 //
+// A Sidecar with ingress listeners (listener_ingress.go) replaces the
+// services' inbound ports, as in Istio: each ingress port is an inbound
+// port (cluster and route inbound|<port>||) named "<bind>_<port>" (bind,
+// else the proxy's first global unicast IP, else the wildcard). With
+// captureMode NONE (or DEFAULT on a proxy with INTERCEPTION_MODE NONE)
+// it is a listener of its own bound at bind:port, inbound, with the same
+// filter chains virtualInbound would carry for the port (inboundFilterChains:
+// mTLS options, RBAC, HCM or tcp_proxy; metadata istio.config naming the
+// Sidecar), inspectors as its chains need and no original_dst; otherwise
+// its chains go into virtualInbound.
+//
 // HTTP filter chains reference route configurations by name over ADS; the
 // route generator serves them:
 //
@@ -22,9 +33,12 @@
 // resolves by dropping a service from a listener (port conflicts) are returned
 // as Conflicts by BuildWithConflicts; the caller decides how to report them.
 //
-// The proxy fields read are Type, Namespace, Labels, ServiceAccount and its
-// service instances (Snapshot.ProxyInstances), all part of the generator
-// cache key (xds/gen.Key); binds are IPv4 (0.0.0.0) for that reason.
+// The proxy fields read are Type, Namespace, Labels, ServiceAccount,
+// INTERCEPTION_MODE and its service instances (Snapshot.ProxyInstances),
+// all part of the generator cache key (xds/gen.Key); binds are IPv4
+// (0.0.0.0) for that reason. Its IPs are read only for Sidecar ingress
+// binds, and the key includes them exactly when the Sidecar declares
+// ingress.
 //
 // Inbound mTLS (listener_mtls.go) follows PeerAuthentication for the
 // proxy's namespace and labels (model.Snapshot.PeerAuthentication), per

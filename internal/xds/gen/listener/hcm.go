@@ -126,11 +126,13 @@ func (b *builder) applyPathNormalization(h *hcmv3.HttpConnectionManager) {
 // httpFilters is the HTTP filter chain of an HCM, in order. It is the seam
 // for the filters later issues add, in Istio's order: metadata exchange,
 // CUSTOM authz, authn (jwt), authz (RBAC), wasm, then grpc stats and
-// Istio stats between cors and the router. Today: the inbound RBAC
-// filters (listener_authz.go), fault, cors, router.
+// Istio stats between cors and the router. Today: the inbound JWT filter
+// (listener_authn.go), the inbound RBAC filters (listener_authz.go),
+// fault, cors, router.
 func (b *builder) httpFilters(o hcmOpts) []*hcmv3.HttpFilter {
 	var out []*hcmv3.HttpFilter
 	if o.class == classInbound {
+		out = append(out, b.inboundHTTPAuthn()...) // listener_authn.go
 		out = append(out, b.inboundHTTPAuthz()...)
 	}
 	return append(out,

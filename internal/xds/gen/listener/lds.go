@@ -100,6 +100,7 @@ func BuildWithConflicts(sc *model.Scope) ([]*listenerv3.Listener, []Conflict) {
 	var out []*listenerv3.Listener
 	out = append(out, b.outboundListeners()...)
 	out = append(out, b.virtualOutboundListener(), b.virtualInboundListener())
+	out = b.addIngressListeners(out)
 	sort.SliceStable(out, func(i, j int) bool { return out[i].GetName() < out[j].GetName() })
 	return out, b.conflicts
 }
@@ -116,6 +117,8 @@ type builder struct {
 	peer *model.PeerAuthnPolicy
 	// authz memoizes the workload's RBAC filters (listener_authz.go).
 	authz *authz.Filters
+	// inbound memoizes the inbound ports (listener_inbound.go).
+	inbound []inboundChain
 }
 
 func newBuilder(sc *model.Scope) *builder {

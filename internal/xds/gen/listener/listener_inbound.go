@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/trellismesh/trellis/internal/config"
 	"github.com/trellismesh/trellis/internal/model"
 )
 
@@ -24,16 +25,29 @@ type inboundChain struct {
 	// passthrough marks the built-in chains for traffic to ports no service
 	// declares.
 	passthrough bool
+	// bind is the address in the chain's name and, for bindToPort chains,
+	// the listener's address ("": the wildcard). Sidecar ingress only.
+	bind string
+	// bindToPort: the chain forms a listener of its own bound at
+	// bind:targetPort (Sidecar ingress with captureMode NONE) instead of
+	// being a chain of virtualInbound (listener_ingress.go).
+	bindToPort bool
+	// sidecar is the Sidecar resource the chain comes from, recorded in
+	// the chain's metadata as Istio does (nil for service ports).
+	sidecar *config.Config
 }
 
-// name is the filter chain name: "0.0.0.0_<targetPort>", or Istio's fixed
-// names for passthrough chains.
+// name is the filter chain name: "<bind>_<targetPort>" (bind defaults to
+// the wildcard), or Istio's fixed names for passthrough chains.
 func (c inboundChain) name(b *builder, http bool) string {
 	if c.passthrough {
 		if http {
 			return VirtualInboundCatchAllHTTPChain
 		}
 		return VirtualInboundListenerName
+	}
+	if c.bind != "" {
+		return Name(c.bind, c.targetPort)
 	}
 	return Name(b.wildcard, c.targetPort)
 }
@@ -59,6 +73,9 @@ func (b *builder) virtualInboundListener() *listenerv3.Listener {
 		chains = append(chains, b.inboundFilterChains(passthrough)...)
 	}
 	for _, c := range served {
+		if c.bindToPort {
+			continue // a listener of its own (ingressListeners)
+		}
 		chains = append(chains, b.inboundFilterChains(c)...)
 	}
 	return &listenerv3.Listener{
@@ -72,10 +89,26 @@ func (b *builder) virtualInboundListener() *listenerv3.Listener {
 	}
 }
 
-// inboundChains collects the proxy's inbound ports from the service
+// inboundChains are the proxy's inbound ports: its Sidecar's ingress
+// listeners when it declares any (listener_ingress.go; the services'
+// ports are then ignored, as in Istio), else one per service target port.
+// Memoized: the virtual inbound listener and the ingress listeners share
+// them.
+func (b *builder) inboundChains() []inboundChain {
+	if b.inbound == nil {
+		if ing := b.sidecarIngress(); len(ing) > 0 {
+			b.inbound = b.ingressChains(ing)
+		} else {
+			b.inbound = b.serviceInboundChains()
+		}
+	}
+	return b.inbound
+}
+
+// serviceInboundChains collects the proxy's inbound ports from the service
 // instances at its addresses: one per endpoint target port, the oldest
 // service (then host name) winning, sorted by target port.
-func (b *builder) inboundChains() []inboundChain {
+func (b *builder) serviceInboundChains() []inboundChain {
 	instances := b.snap.ProxyInstances(b.proxy)
 	sorted := make([]model.ServiceInstance, len(instances))
 	copy(sorted, instances)
@@ -139,6 +172,7 @@ func (b *builder) inboundFilterChains(c inboundChain) []*listenerv3.FilterChain 
 			Name:             c.name(b, opt.http),
 			FilterChainMatch: match,
 			TransportSocket:  b.downstreamTransportSocket(mode, opt),
+			Metadata:         configMetadata(c.sidecar),
 		}
 		if opt.http {
 			fc.Filters = b.hcmFilter(b.inboundHCMOpts(c))

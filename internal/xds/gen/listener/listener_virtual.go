@@ -113,11 +113,17 @@ func inspectorNeedsOf(chains []*listenerv3.FilterChain) inspectorNeeds {
 }
 
 // inboundListenerFilters derives the listener filters of virtualInbound
-// from its chains as Istio does: original_dst, then a TLS inspector and an
-// HTTP inspector only if some chain needs them, disabled on the ports where
-// no chain does (the HTTP inspector must run after the TLS one).
+// from its chains as Istio does: original_dst, then the inspectors.
 func inboundListenerFilters(chains []*listenerv3.FilterChain) []*listenerv3.ListenerFilter {
-	out := []*listenerv3.ListenerFilter{originalDstListenerFilter()}
+	return append([]*listenerv3.ListenerFilter{originalDstListenerFilter()}, inspectorListenerFilters(chains)...)
+}
+
+// inspectorListenerFilters are a TLS inspector and an HTTP inspector, each
+// only if some chain needs it and disabled on the ports where no chain
+// does (the HTTP inspector must run after the TLS one). Listeners bound to
+// their own port (Sidecar ingress) have these alone: no original_dst.
+func inspectorListenerFilters(chains []*listenerv3.FilterChain) []*listenerv3.ListenerFilter {
+	var out []*listenerv3.ListenerFilter
 	needs := inspectorNeedsOf(chains)
 	var anyTLS, anyHTTP bool
 	for _, n := range needs {
