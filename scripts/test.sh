@@ -27,6 +27,14 @@ if [ "$(id -u)" = 0 ] || [ -n "${CI:-}" ]; then
   echo "== kube-apiserver and etcd"
   scripts/kube-tools.sh || echo "kube-tools.sh failed: the Kubernetes tests will fail"
 fi
+# The security suite (test/security) runs real nginx and Apache httpd
+# behind the proxy.
+if { ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; } || [ ! -x /usr/sbin/apache2 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "== installing nginx apache2"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx apache2
+  fi
+fi
 unformatted=$(gofmt -l cmd internal test bench examples 2>/dev/null || true)
 if [ -n "$unformatted" ]; then
   echo "gofmt would change:"; echo "$unformatted"; exit 1
@@ -35,3 +43,9 @@ echo "== go vet"
 go vet ./...
 echo "== go test"
 go test -race -count=1 -timeout 30m "$@" ./...
+# Fuzz targets (path normaliser, header validation, policy matcher, JWT),
+# briefly, in CI.
+if [ "${CI:-}" = true ]; then
+  echo "== fuzz"
+  scripts/fuzz.sh
+fi

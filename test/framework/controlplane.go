@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	meshconfig "istio.io/api/mesh/v1alpha1"
+
 	"github.com/trellismesh/trellis/internal/discovery"
 )
 
@@ -49,6 +51,8 @@ type ControlPlaneOptions struct {
 	// there, with the CA in CADir ("": a temporary directory).
 	SecureAddress string
 	CADir         string
+	// Mesh is the mesh configuration (nil: the defaults).
+	Mesh *meshconfig.MeshConfig
 }
 
 // StartControlPlaneWith is StartControlPlane with options.
@@ -70,6 +74,7 @@ func StartControlPlaneWith(t testing.TB, o ControlPlaneOptions) *ControlPlane {
 		XDSAddress:        o.XDSAddress,
 		SecureGRPCAddress: o.SecureAddress,
 		CADir:             o.CADir,
+		Mesh:              o.Mesh,
 		MonitoringAddress: "127.0.0.1:0",
 		Debounce:          10 * time.Millisecond,
 		FileDebounce:      20 * time.Millisecond,

@@ -24,8 +24,15 @@
 //
 // Attribute semantics follow Envoy:
 //   - header matchers read the request's headers (pseudo-headers :method,
-//     :authority, :path included) with several values joined by ",";
-//     connections have no headers, so a header rule never matches at L4;
+//     :authority, :path included); connections have no headers, so a
+//     header rule never matches at L4. A header sent several times or as
+//     a comma-separated list is read every way an application might read
+//     it (each value, each list element, Envoy's ","-joined value), and
+//     the engine takes the safe answer (SECURITY A9): DENY and LOG
+//     engines match when any reading matches (string comparisons other
+//     than regexes then also ignore ASCII case), ALLOW engines only when
+//     every reading matches exactly; not_rule/not_id swap the two. One
+//     value without a comma is read exactly as Envoy does (headerRule);
 //   - url_path matches :path without query and fragment (the connection
 //     manager's normalised path);
 //   - authenticated principal_name matches any URI SAN of the verified

@@ -64,6 +64,11 @@ type Input struct {
 	// urlPath is Request.Path without query and fragment, set by Evaluate.
 	urlPath  string
 	prepared *route.Request
+	// surely selects how ambiguous attributes (a header sent several
+	// times or as a list) are read: false, a rule matches when any reading
+	// matches (DENY and LOG engines); true, only when every reading does
+	// (ALLOW engines). not_rule and not_id flip it. See headerRule.
+	surely bool
 }
 
 // prepare computes what several rules read, once per evaluation.
@@ -173,6 +178,7 @@ func (e *Engine) Len() int { return len(e.policies) }
 // from several goroutines at once.
 func (e *Engine) Evaluate(in *Input) Decision {
 	in.prepare()
+	in.surely = e.action == Allow
 	matched := ""
 	for i := range e.policies {
 		if e.policies[i].match(in) {

@@ -64,7 +64,15 @@ func or(ms []matcher) matcher {
 
 type notRule struct{ m matcher }
 
-func (n notRule) match(in *Input) bool { return !n.m.match(in) }
+// match negates the inner rule read the other way round: "not m" surely
+// holds only when m cannot hold under any reading, and possibly holds
+// when m does not surely hold.
+func (n notRule) match(in *Input) bool {
+	in.surely = !in.surely
+	m := n.m.match(in)
+	in.surely = !in.surely
+	return !m
+}
 
 func compilePermission(p *rbacv3.Permission, depth int) (matcher, error) {
 	if depth > MaxDepth {
@@ -337,9 +345,23 @@ func pathOnly(p string) string {
 	return p
 }
 
-// headerRule is a compiled HeaderMatcher with Envoy's semantics: values
-// joined with ","; present_match compares presence (then inverted); any
+// headerRule is a compiled HeaderMatcher with Envoy's semantics for one
+// header value: present_match compares presence (then inverted); any
 // other kind fails on an absent header unless treat_missing_header_as_empty.
+//
+// A header sent several times, or as a comma-separated list, can be read
+// several ways: Envoy joins the values with "," and matches once, but
+// the application may read the first value, the last, or one element of
+// the list. A client sending "x-role: user" and "x-role: admin" (or
+// "x-role: user,admin") would then slip past a DENY on "x-role: admin"
+// (SECURITY A9). So the rule is evaluated over every reading — each
+// value, each list element (trimmed), and the joined value — and the
+// engine's direction picks the safe answer (Input.surely): a DENY or LOG
+// engine matches when any reading matches, with string comparisons
+// (other than regexes) also tried ignoring ASCII case; an ALLOW engine
+// matches only when every value and the joined value match exactly (and,
+// for an inverted rule, when no reading matches in any case). A header
+// with one value and no comma has one reading: Envoy's semantics exactly.
 type headerRule struct {
 	name           string
 	kind           uint8 // hdrPresent, hdrString, hdrRange
@@ -397,35 +419,120 @@ func compileHeader(h *routev3.HeaderMatcher) (matcher, error) {
 }
 
 func (h *headerRule) match(in *Input) bool {
-	var v string
-	ok := false
+	var one [1]string
+	var values []string
 	if r := in.Request; r != nil {
 		switch h.name {
 		case ":method":
-			v, ok = r.Method, r.Method != ""
+			if r.Method != "" {
+				one[0] = r.Method
+				values = one[:]
+			}
 		case ":authority":
-			v, ok = r.Authority, r.Authority != ""
+			if r.Authority != "" {
+				one[0] = r.Authority
+				values = one[:]
+			}
 		default:
-			v, ok = r.Header(h.name)
+			if h.name[0] == ':' || h.name == "host" {
+				if v, ok := r.Header(h.name); ok {
+					one[0] = v
+					values = one[:]
+				}
+			} else if r.Headers != nil {
+				values = r.Headers.Values(h.name)
+			}
 		}
 	}
 	if h.kind == hdrPresent {
-		return (h.present == ok) != h.invert
+		return (h.present == (len(values) > 0)) != h.invert
 	}
-	if !ok {
+	if len(values) == 0 {
 		if !h.missingAsEmpty {
 			return false
 		}
-		v = ""
+		one[0] = ""
+		values = one[:]
 	}
-	var m bool
+	// Possibly matches (DENY): some reading's result is true. Surely
+	// matches (ALLOW): every reading's result is true. One value without a
+	// comma is one reading.
+	if !in.surely {
+		if h.invert {
+			// Some reading does not match (strictly).
+			return !h.everyReading(values, true, false)
+		}
+		return h.someReading(values, true, true)
+	}
+	if h.invert {
+		// No reading matches, not even ignoring case.
+		return !h.someReading(values, true, true)
+	}
+	return h.everyReading(values, false, false)
+}
+
+// readingMatches matches one reading of the header; fold also tries ASCII
+// case-insensitive comparison for string kinds other than regexes.
+func (h *headerRule) readingMatches(v string, fold bool) bool {
 	if h.kind == hdrRange {
 		n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
-		m = err == nil && n >= h.start && n < h.end
-	} else {
-		m = h.sm.match(v)
+		return err == nil && n >= h.start && n < h.end
 	}
-	return m != h.invert
+	if h.sm.match(v) {
+		return true
+	}
+	if fold && !h.sm.ignoreCase && h.sm.kind != strRegex {
+		f := h.sm
+		f.ignoreCase = true
+		return f.match(v)
+	}
+	return false
+}
+
+// someReading reports whether some value, some list element (when
+// elements is set) or the joined value matches.
+func (h *headerRule) someReading(values []string, elements, fold bool) bool {
+	for _, v := range values {
+		if h.readingMatches(v, fold) {
+			return true
+		}
+		if elements && strings.Contains(v, ",") {
+			for rest := v; ; {
+				e, more, found := strings.Cut(rest, ",")
+				if h.readingMatches(strings.Trim(e, " \t"), fold) {
+					return true
+				}
+				if !found {
+					break
+				}
+				rest = more
+			}
+		}
+	}
+	return len(values) > 1 && h.readingMatches(strings.Join(values, ","), fold)
+}
+
+// everyReading reports whether every value, every list element (when
+// elements is set) and the joined value match.
+func (h *headerRule) everyReading(values []string, elements, fold bool) bool {
+	for _, v := range values {
+		if !h.readingMatches(v, fold) {
+			return false
+		}
+		if elements && strings.Contains(v, ",") {
+			for rest := v; ; {
+				e, more, found := strings.Cut(rest, ",")
+				if !h.readingMatches(strings.Trim(e, " \t"), fold) {
+					return false
+				}
+				if !found {
+					break
+				}
+				rest = more
+			}
+		}
+	}
+	return len(values) < 2 || h.readingMatches(strings.Join(values, ","), fold)
 }
 
 type strKind uint8

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"sort"
 	"sync"
 	"time"
@@ -78,7 +79,12 @@ type Config struct {
 	// filled here); readiness then waits for it. Without it the proxy has
 	// no mesh identity: "default" and "ROOTCA" are not available.
 	Identity identity.Config
-	Logger   *slog.Logger
+	// OriginalDst, when set, recovers the original destination of
+	// connections the capture listeners accept, in place of
+	// SO_ORIGINAL_DST (tests that reach the inbound listener without
+	// iptables). Nil: capture.OriginalDst.
+	OriginalDst func(*net.TCPConn) (netip.AddrPort, error)
+	Logger      *slog.Logger
 }
 
 // Sidecar is a running sidecar proxy.
@@ -197,6 +203,7 @@ func New(cfg Config) (*Sidecar, error) {
 	}
 	if s.listeners, err = listener.New(listener.Config{
 		Filters:      filters,
+		OriginalDst:  cfg.OriginalDst,
 		Metrics:      lm,
 		Secrets:      s.secrets,
 		DrainTimeout: cfg.DrainDuration,

@@ -32,7 +32,9 @@
 //	serviceAccounts   regex spiffe://.+/ns/<ns>/(.+/|)sa/<sa>(/.+)?
 //	requestPrincipals and(metadata jwt_authn payload.iss, payload.sub)
 //	ipBlocks          direct_remote_ip; remoteIpBlocks: remote_ip
-//	hosts             header :authority, ignore_case
+//	hosts             header :authority: a host "h" or "*h" as the regex
+//	                  (?i)h\.?(:[0-9]*)? (any case, optional trailing dot
+//	                  and port: SECURITY A8); "h*" and "h:port" ignore_case
 //	methods           header :method; paths: url_path, or the
 //	                  envoy.path.match.uri_template matcher for {*}/{**}
 //	ports             destination_port
@@ -42,6 +44,12 @@
 //	                  (jwt_authn metadata), destination.ip,
 //	                  destination.port, connection.sni,
 //	                  experimental.envoy.filters.*[key] (metadata)
+//
+// Identity fail-closed (SECURITY A11, where Trellis is stricter than
+// Istio): a source that names peer identities (principals, namespaces,
+// serviceAccounts) decides against plaintext requests. In DENY and AUDIT
+// rules a positive identity condition becomes or(not authenticated, c);
+// in ALLOW rules a negative one becomes and(authenticated, c).
 //
 // Principals of the local trust domain (or "cluster.local") are expanded
 // to every trust domain alias (Istio's trust domain migration).

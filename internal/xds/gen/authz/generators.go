@@ -3,6 +3,7 @@ package authz
 import (
 	"fmt"
 	"net/netip"
+	"regexp"
 	"strconv"
 	"strings"
 
@@ -271,8 +272,26 @@ func (hostGen) permission(key string, vs []string, forTCP bool) (*rbacv3.Permiss
 		return nil, httpOnly(key)
 	}
 	return permOr(vs, func(v string) (*rbacv3.Permission, error) {
-		return &rbacv3.Permission{Rule: &rbacv3.Permission_Header{Header: headerMatcher(":authority", v, true)}}, nil
+		return &rbacv3.Permission{Rule: &rbacv3.Permission_Header{Header: hostMatcher(v)}}, nil
 	})
+}
+
+// hostMatcher matches a policy host against :authority in every form a
+// client may write it (SECURITY A8): any case, with or without a port,
+// with or without the trailing dot of a fully qualified name. Istio
+// matches "secret.com" exactly, so "secret.com:80" and "secret.com."
+// pass a DENY on it. Prefix forms ("secret.*") already cover ports; a
+// host that names a port is matched as written, in any case.
+func hostMatcher(v string) *routev3.HeaderMatcher {
+	if v == "*" || strings.HasSuffix(v, "*") || strings.Contains(v, ":") {
+		return headerMatcher(":authority", v, true)
+	}
+	re := regexp.QuoteMeta(strings.TrimSuffix(v, "."))
+	if strings.HasPrefix(v, "*") {
+		re = ".*" + regexp.QuoteMeta(strings.TrimSuffix(strings.TrimPrefix(v, "*"), "."))
+	}
+	return &routev3.HeaderMatcher{Name: ":authority", HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{
+		StringMatch: regexMatcher(`(?i)` + re + `\.?(:[0-9]*)?`)}}
 }
 
 type methodGen struct{ noPrincipal }

@@ -213,12 +213,41 @@ func (m *ruleModel) generate(forTCP bool, action rbacv3.RBAC_Action) (*rbacv3.Po
 		if len(and) == 0 {
 			and = append(and, prinAny())
 		}
-		out.Principals = append(out.Principals, prinAnd(and))
+		out.Principals = append(out.Principals, failClosed(list, action, prinAnd(and)))
 	}
 	if len(out.Permissions) == 0 || len(out.Principals) == 0 {
 		return nil, errors.New("rule has no permission or principal")
 	}
 	return out, nil
+}
+
+// failClosed makes a source that names peer identities (principals,
+// namespaces, service accounts, in from or when) decide against a request
+// without a verified peer identity (plaintext on a PERMISSIVE port),
+// SECURITY A11: in DENY and AUDIT rules a positive identity condition
+// matches such a request — or(not authenticated, p) — and in ALLOW rules
+// a negative one (notNamespaces, ...) does not — and(authenticated, p).
+// Istio leaves both to match plaintext as the bare Envoy matchers do,
+// which lets a plaintext client past a DENY on its namespace.
+func failClosed(list []condition, action rbacv3.RBAC_Action, p *rbacv3.Principal) *rbacv3.Principal {
+	positive, negative := false, false
+	for _, c := range list {
+		switch c.key {
+		case attrSrcPrincipal, attrSrcNamespace, attrSrcSA:
+			positive = positive || len(c.values) > 0
+			negative = negative || len(c.notValues) > 0
+		}
+	}
+	authenticated := &rbacv3.Principal{Identifier: &rbacv3.Principal_Authenticated_{Authenticated: &rbacv3.Principal_Authenticated{}}}
+	switch {
+	case action == rbacv3.RBAC_ALLOW && negative:
+		return prinAnd([]*rbacv3.Principal{authenticated, p})
+	case action != rbacv3.RBAC_ALLOW && positive:
+		return &rbacv3.Principal{Identifier: &rbacv3.Principal_OrIds{OrIds: &rbacv3.Principal_Set{Ids: []*rbacv3.Principal{
+			{Identifier: &rbacv3.Principal_NotId{NotId: authenticated}}, p,
+		}}}}
+	}
+	return p
 }
 
 func check(action rbacv3.RBAC_Action, err error) error {

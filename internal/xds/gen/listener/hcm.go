@@ -106,7 +106,12 @@ func (b *builder) httpConnectionManager(o hcmOpts) *hcmv3.HttpConnectionManager 
 }
 
 // applyPathNormalization maps meshConfig.pathNormalization onto the HCM
-// (default BASE: RFC 3986 normalisation, slashes and escapes untouched).
+// (default BASE: RFC 3986 normalisation). Unlike Istio, which forwards
+// escaped slashes (%2F, %5C) unchanged below DECODE_AND_MERGE_SLASHES,
+// BASE and MERGE_SLASHES reject them with 400 (REJECT_REQUEST): a policy
+// on /admin cannot see /%2Fadmin, and backends that decode it would serve
+// /admin (SECURITY.md A2, proven by test/security). A mesh whose apps
+// need escaped slashes in paths sets DECODE_AND_MERGE_SLASHES.
 func (b *builder) applyPathNormalization(h *hcmv3.HttpConnectionManager) {
 	switch b.mesh.GetPathNormalization().GetNormalization() {
 	case meshconfig.MeshConfig_ProxyPathNormalization_NONE:
@@ -114,12 +119,14 @@ func (b *builder) applyPathNormalization(h *hcmv3.HttpConnectionManager) {
 	case meshconfig.MeshConfig_ProxyPathNormalization_MERGE_SLASHES:
 		h.NormalizePath = wrapperspb.Bool(true)
 		h.MergeSlashes = true
+		h.PathWithEscapedSlashesAction = hcmv3.HttpConnectionManager_REJECT_REQUEST
 	case meshconfig.MeshConfig_ProxyPathNormalization_DECODE_AND_MERGE_SLASHES:
 		h.NormalizePath = wrapperspb.Bool(true)
 		h.MergeSlashes = true
 		h.PathWithEscapedSlashesAction = hcmv3.HttpConnectionManager_UNESCAPE_AND_FORWARD
 	default: // DEFAULT, BASE
 		h.NormalizePath = wrapperspb.Bool(true)
+		h.PathWithEscapedSlashesAction = hcmv3.HttpConnectionManager_REJECT_REQUEST
 	}
 }
 

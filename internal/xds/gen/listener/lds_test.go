@@ -540,26 +540,26 @@ func TestHTTPConnectionManagerMeshSettings(t *testing.T) {
 		accessLogPath string
 		accessLogText string
 	}{
-		{name: "defaults", normalize: true, escaped: hcmv3.HttpConnectionManager_KEEP_UNCHANGED},
+		{name: "defaults", normalize: true, escaped: hcmv3.HttpConnectionManager_REJECT_REQUEST},
 		{name: "none", mesh: func(m *meshconfig.MeshConfig) {
 			m.PathNormalization = &meshconfig.MeshConfig_ProxyPathNormalization{Normalization: meshconfig.MeshConfig_ProxyPathNormalization_NONE}
 		}, escaped: hcmv3.HttpConnectionManager_KEEP_UNCHANGED},
 		{name: "merge slashes", mesh: func(m *meshconfig.MeshConfig) {
 			m.PathNormalization = &meshconfig.MeshConfig_ProxyPathNormalization{Normalization: meshconfig.MeshConfig_ProxyPathNormalization_MERGE_SLASHES}
-		}, normalize: true, merge: true, escaped: hcmv3.HttpConnectionManager_KEEP_UNCHANGED},
+		}, normalize: true, merge: true, escaped: hcmv3.HttpConnectionManager_REJECT_REQUEST},
 		{name: "decode and merge", mesh: func(m *meshconfig.MeshConfig) {
 			m.PathNormalization = &meshconfig.MeshConfig_ProxyPathNormalization{Normalization: meshconfig.MeshConfig_ProxyPathNormalization_DECODE_AND_MERGE_SLASHES}
 		}, normalize: true, merge: true, escaped: hcmv3.HttpConnectionManager_UNESCAPE_AND_FORWARD},
 		{name: "access log file", mesh: func(m *meshconfig.MeshConfig) { m.AccessLogFile = "/dev/stdout" },
-			normalize: true, escaped: hcmv3.HttpConnectionManager_KEEP_UNCHANGED, accessLogPath: "/dev/stdout", accessLogText: "[%START_TIME%]"},
+			normalize: true, escaped: hcmv3.HttpConnectionManager_REJECT_REQUEST, accessLogPath: "/dev/stdout", accessLogText: "[%START_TIME%]"},
 		{name: "access log format", mesh: func(m *meshconfig.MeshConfig) {
 			m.AccessLogFile = "/tmp/a.log"
 			m.AccessLogFormat = "%RESPONSE_CODE%"
-		}, normalize: true, escaped: hcmv3.HttpConnectionManager_KEEP_UNCHANGED, accessLogPath: "/tmp/a.log", accessLogText: "%RESPONSE_CODE%\n"},
+		}, normalize: true, escaped: hcmv3.HttpConnectionManager_REJECT_REQUEST, accessLogPath: "/tmp/a.log", accessLogText: "%RESPONSE_CODE%\n"},
 		{name: "access log json", mesh: func(m *meshconfig.MeshConfig) {
 			m.AccessLogFile = "/dev/stdout"
 			m.AccessLogEncoding = meshconfig.MeshConfig_JSON
-		}, normalize: true, escaped: hcmv3.HttpConnectionManager_KEEP_UNCHANGED, accessLogPath: "/dev/stdout"},
+		}, normalize: true, escaped: hcmv3.HttpConnectionManager_REJECT_REQUEST, accessLogPath: "/dev/stdout"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
