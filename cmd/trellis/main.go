@@ -25,6 +25,7 @@ import (
 	"github.com/trellismesh/trellis/internal/cli/proxystatus"
 	cliup "github.com/trellismesh/trellis/internal/cli/up"
 	"github.com/trellismesh/trellis/internal/cli/version"
+	"github.com/trellismesh/trellis/internal/kube"
 )
 
 // buildVersion is set at link time: -ldflags "-X main.buildVersion=v0.1.0".
@@ -38,6 +39,7 @@ func main() {
 
 func run(ctx context.Context, args []string) int {
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	kube.RouteKlog(logger) // client-go logs through klog
 	root := &cobra.Command{
 		Use:           "trellis",
 		Short:         "Trellis: a service mesh that speaks Istio",

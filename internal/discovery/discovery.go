@@ -24,9 +24,13 @@ import (
 	"github.com/trellismesh/trellis/internal/config/schema"
 	"github.com/trellismesh/trellis/internal/config/store"
 	"github.com/trellismesh/trellis/internal/config/store/file"
+	"github.com/trellismesh/trellis/internal/kube"
+	"github.com/trellismesh/trellis/internal/kube/configsource"
 	"github.com/trellismesh/trellis/internal/localonly"
 	"github.com/trellismesh/trellis/internal/model"
 	"github.com/trellismesh/trellis/internal/registry"
+	"github.com/trellismesh/trellis/internal/registry/aggregate"
+	registrykube "github.com/trellismesh/trellis/internal/registry/kube"
 	"github.com/trellismesh/trellis/internal/registry/serviceentry"
 	"github.com/trellismesh/trellis/internal/xds/gen"
 	"github.com/trellismesh/trellis/internal/xds/server"
@@ -38,9 +42,18 @@ type Config struct {
 	// are given.
 	ConfigDir string
 	// Stores are additional configuration sources (the in-memory store in
-	// tests, Kubernetes later). Earlier sources win over later ones; the
-	// directory comes first.
+	// tests). Earlier sources win over later ones; the directory comes
+	// first, the cluster's CRDs last.
 	Stores []store.Store
+	// Kube is the cluster to serve (nil: none). Its Services, EndpointSlices
+	// and Pods become services and endpoints (registry/kube, ahead of the
+	// ServiceEntry registry), and its Istio and Gateway API objects a
+	// configuration source (kube/configsource).
+	Kube *kube.Client
+	// SystemNamespace is the control plane's namespace on the cluster
+	// (default istio-system); its topology.istio.io/network label names
+	// the cluster's network.
+	SystemNamespace string
 	// XDSAddress is the plaintext xDS listen address (default ":15010";
 	// "-" disables it: proxies then connect to the secure port with their
 	// mesh certificate).
@@ -76,6 +89,7 @@ type Server struct {
 	log      *slog.Logger
 	store    store.Store
 	registry registry.Registry
+	inf      *kube.Informers // nil without a cluster
 	xds      *server.Server
 	metrics  *prometheus.Registry
 	changes  *changes
@@ -126,16 +140,51 @@ func New(cfg Config) (*Server, error) {
 		}
 		stores = append([]store.Store{fs}, stores...)
 	}
+	var inf *kube.Informers
+	if cfg.Kube != nil {
+		if cfg.SystemNamespace == "" {
+			cfg.SystemNamespace = "istio-system"
+		}
+		inf = kube.NewInformers(cfg.Kube, 0)
+		src, err := configsource.New(configsource.Config{
+			Informers: inf,
+			Validate:  ingest.Validate,
+			Logger:    cfg.Logger.With("source", "kubernetes"),
+		})
+		if err != nil {
+			return nil, err
+		}
+		stores = append(stores, src)
+	}
 	if len(stores) == 0 {
-		return nil, errors.New("no configuration source: set a config directory")
+		return nil, errors.New("no configuration source: set a config directory or a cluster")
 	}
 	agg, err := store.NewAggregate(stores...)
 	if err != nil {
 		return nil, err
 	}
-	reg, err := serviceentry.New(serviceentry.Config{Store: agg, Logger: cfg.Logger.With("registry", "serviceentry")})
+	// ServiceEntries and WorkloadEntries come from the merged store: files
+	// and the cluster's CRDs alike.
+	var reg registry.Registry
+	reg, err = serviceentry.New(serviceentry.Config{Store: agg, Logger: cfg.Logger.With("registry", "serviceentry")})
 	if err != nil {
 		return nil, fmt.Errorf("service entry registry: %w", err)
+	}
+	if inf != nil {
+		kreg, err := registrykube.New(registrykube.Config{
+			Informers:       inf,
+			DomainSuffix:    cfg.DomainSuffix,
+			SystemNamespace: cfg.SystemNamespace,
+			Logger:          cfg.Logger.With("registry", "kubernetes"),
+		})
+		if err != nil {
+			return nil, err
+		}
+		// Kubernetes services win over ServiceEntries of the same host and
+		// namespace, as in Istio.
+		if reg, err = aggregate.New(kreg, reg); err != nil {
+			return nil, err
+		}
 	}
 	metrics := prometheus.NewRegistry()
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -153,6 +202,7 @@ func New(cfg Config) (*Server, error) {
 		log:      cfg.Logger,
 		store:    agg,
 		registry: reg,
+		inf:      inf,
 		xds:      xs,
 		metrics:  metrics,
 		changes:  newChanges(),
@@ -167,10 +217,19 @@ func registryKind(k config.GroupKind) bool {
 	return k == schema.ServiceEntry || k == schema.WorkloadEntry || k == schema.WorkloadGroup
 }
 
+// modelKind reports whether snapshots carry objects of kind k: Istio's
+// kinds. The cluster's Gateway API objects are stored (and their problems
+// reported) but not yet translated, so they neither enter snapshots nor
+// cause pushes.
+func modelKind(k config.GroupKind) bool {
+	_, ok := schema.Istio().Get(k)
+	return ok
+}
+
 // watch registers the handlers that feed the snapshot loop.
 func (s *Server) watch() {
 	for _, sc := range s.store.Schemas().All() {
-		if registryKind(sc.GroupKind) {
+		if registryKind(sc.GroupKind) || !modelKind(sc.GroupKind) {
 			continue
 		}
 		s.store.RegisterEventHandler(sc.GroupKind, func(ev config.Event) {
@@ -272,7 +331,7 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 		return l.Addr().String()
 	}
-	s.log.Info("control plane serving", "xds", addrOf(xl), "secureGRPC", addrOf(sl), "monitoring", addrOf(ml), "configDir", s.cfg.ConfigDir)
+	s.log.Info("control plane serving", "xds", addrOf(xl), "secureGRPC", addrOf(sl), "monitoring", addrOf(ml), "configDir", s.cfg.ConfigDir, "kubernetes", s.cfg.Kube != nil)
 
 	var runErr error
 	select {
@@ -290,6 +349,10 @@ func (s *Server) Run(ctx context.Context) error {
 		hs.Close()
 	}
 	wg.Wait()
+	if s.inf != nil {
+		// The store and the registry started the informers with ctx.
+		s.inf.Shutdown()
+	}
 	return runErr
 }
 
@@ -344,7 +407,9 @@ func (s *Server) publish(b batch) {
 func (s *Server) buildSnapshot() *model.Snapshot {
 	var configs []config.Config
 	for _, sc := range s.store.Schemas().All() {
-		configs = append(configs, s.store.List(sc.GroupKind, "")...)
+		if modelKind(sc.GroupKind) {
+			configs = append(configs, s.store.List(sc.GroupKind, "")...)
+		}
 	}
 	svcs := s.registry.Services()
 	eps := make(map[model.ServiceKey][]*model.Endpoint, len(svcs))

@@ -2,10 +2,12 @@
 // runs: configuration stores, the service registry, the snapshot builder, the
 // xDS generators and the ADS server, plus the monitoring endpoint.
 //
-//	file dir ──► file store ─┐
-//	memory  ──► memory store ┴► aggregate store ──► serviceentry registry
-//	                                  │                    │
-//	                                  └──── changes ───────┘
+//	file dir ──► file store ──────┐
+//	memory  ──► memory store ─────┼► aggregate store ──► serviceentry registry ─┐
+//	cluster ──► kube/configsource ┘        │                                   ├► registry/aggregate
+//	        └─► registry/kube (Services, EndpointSlices, Pods) ─────────────────┘   (Kubernetes first)
+//	                                       │                    │
+//	                                       └──── changes ───────┘
 //	                                           ▼
 //	                          snapshot loop (builds model.Snapshot)
 //	                                           ▼
@@ -21,6 +23,14 @@
 // or a bad certificate is Unauthenticated, and the proxy is served as the
 // certificate's service account. Config.XDSAddress "-" disables the
 // plaintext port.
+//
+// With Config.Kube set, one kube.Informers feeds both the CRD config
+// source (Istio and Gateway API kinds; invalid objects are problems and
+// their last valid version serves) and the cluster registry; Run shuts the
+// informers down after its goroutines have stopped. ServiceEntries and
+// WorkloadEntries are read from the merged store, so files and CRDs both
+// define them. Gateway API objects are stored but not yet translated: they
+// stay out of snapshots and cause no pushes.
 //
 // The snapshot loop owns change collection: store and registry handlers only
 // record what changed and wake it; it builds one immutable snapshot per wake

@@ -109,3 +109,20 @@ func FromKubeconfig(path, context string) (*Client, error) {
 	}
 	return New(cfg)
 }
+
+// InCluster builds a client bundle from the Pod's service account (the
+// token and CA Kubernetes mounts, and KUBERNETES_SERVICE_HOST/PORT).
+func InCluster() (*Client, error) {
+	cfg, err := rest.InClusterConfig()
+	if err != nil {
+		return nil, fmt.Errorf("in-cluster config: %w", err)
+	}
+	return New(cfg)
+}
+
+// InPod reports whether the process runs in a Kubernetes Pod with API
+// access: KUBERNETES_SERVICE_HOST is set, as the kubelet does for every
+// container.
+func InPod(getenv func(string) string) bool {
+	return getenv("KUBERNETES_SERVICE_HOST") != ""
+}

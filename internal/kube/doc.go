@@ -17,6 +17,10 @@
 // for unit tests; kubetest starts a real etcd and kube-apiserver for
 // integration tests (see docs/kubernetes.md).
 //
-// client-go logs through klog; bridging it to the control plane's slog
-// logger is the caller's job (cmd/), not this package's.
+// Subpackage configsource is the store.Store of the cluster's Istio and
+// Gateway API objects.
+//
+// client-go logs through klog; cmd routes it to the process's slog logger
+// once with RouteKlog. InCluster and InPod serve a control plane running in
+// a Pod without a kubeconfig.
 package kube

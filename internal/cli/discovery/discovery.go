@@ -18,6 +18,7 @@ import (
 
 	"github.com/trellismesh/trellis/internal/ca"
 	"github.com/trellismesh/trellis/internal/discovery"
+	"github.com/trellismesh/trellis/internal/kube"
 	"github.com/trellismesh/trellis/internal/model"
 )
 
@@ -33,6 +34,11 @@ type Options struct {
 	SecureGRPCAddress string
 	CADir             string
 	TrustDomain       string
+	// Kubeconfig, KubeContext: the cluster to serve. An empty Kubeconfig
+	// means the Pod's service account when running in a Pod, else none.
+	Kubeconfig      string
+	KubeContext     string
+	SystemNamespace string
 }
 
 // NewCommand returns `trellis discovery`. newLogger builds the process logger.
@@ -54,7 +60,14 @@ as the identity in it (node metadata claiming another namespace or service
 account is refused). It keeps its root in --ca-dir, generated on first
 start; put an operator's intermediate there instead (ca-cert.pem, ca-key.pem,
 cert-chain.pem, root-cert.pem) to plug in your own root. Local workloads get
-their first certificate with a bootstrap token from <ca-dir>/bootstrap.`,
+their first certificate with a bootstrap token from <ca-dir>/bootstrap.
+
+On Kubernetes (--kubeconfig, or the Pod's service account when it runs in a
+Pod) it also serves the cluster: Services, EndpointSlices and Pods become
+services and endpoints, and Istio's and the Gateway API's custom resources
+are read like the files of --config-dir (which is then optional). An invalid
+object is reported (dashboard, logs) and its last valid version keeps
+serving.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := o.Config(logger)
@@ -81,6 +94,9 @@ their first certificate with a bootstrap token from <ca-dir>/bootstrap.`,
 	f.StringVar(&o.SecureGRPCAddress, "secure-grpc-address", envOr("TRELLIS_SECURE_GRPC_ADDRESS", ":15012"), "TLS listen address of the CA service and of xDS over mutual TLS (\"-\" disables both)")
 	f.StringVar(&o.CADir, "ca-dir", envOr("TRELLIS_CA_DIR", filepath.Join(".trellis", "ca")), "CA directory: a plugged-in CA's four files, or where the self-signed root is generated and kept (env TRELLIS_CA_DIR)")
 	f.StringVar(&o.TrustDomain, "trust-domain", "", "SPIFFE trust domain of issued identities (default: the mesh config's trustDomain, cluster.local)")
+	f.StringVar(&o.Kubeconfig, "kubeconfig", envOr("KUBECONFIG", ""), "kubeconfig of the cluster to serve (env KUBECONFIG; empty: the Pod's service account when running in a Pod, else no cluster)")
+	f.StringVar(&o.KubeContext, "kube-context", "", "kubeconfig context to use (default: the current context)")
+	f.StringVar(&o.SystemNamespace, "system-namespace", envOr("POD_NAMESPACE", "istio-system"), "the control plane's namespace on the cluster (env POD_NAMESPACE)")
 	f.IntVar(&o.GCPercent, "gc-percent", 200, "Go GC target percentage (GOGC) unless GOGC is set: the control plane keeps a small live heap and allocates heavily while pushing, so a higher target trades some memory for less GC work (see docs/benchmarks.md)")
 	return cmd
 }
@@ -94,11 +110,21 @@ func envOr(key, def string) string {
 
 // Config turns the options into the control plane's configuration.
 func (o Options) Config(logger *slog.Logger) (discovery.Config, error) {
-	if o.ConfigDir == "" {
-		return discovery.Config{}, fmt.Errorf("--config-dir is required in local mode")
+	return o.config(logger, os.Getenv)
+}
+
+func (o Options) config(logger *slog.Logger, getenv func(string) string) (discovery.Config, error) {
+	kc, err := o.kubeClient(getenv)
+	if err != nil {
+		return discovery.Config{}, err
 	}
-	if st, err := os.Stat(o.ConfigDir); err != nil || !st.IsDir() {
-		return discovery.Config{}, fmt.Errorf("--config-dir %q: not a readable directory", o.ConfigDir)
+	if o.ConfigDir == "" && kc == nil {
+		return discovery.Config{}, fmt.Errorf("--config-dir is required in local mode (without --kubeconfig and outside a Pod)")
+	}
+	if o.ConfigDir != "" {
+		if st, err := os.Stat(o.ConfigDir); err != nil || !st.IsDir() {
+			return discovery.Config{}, fmt.Errorf("--config-dir %q: not a readable directory", o.ConfigDir)
+		}
 	}
 	mesh, err := LoadMesh(o.MeshConfigFile)
 	if err != nil {
@@ -124,6 +150,8 @@ func (o Options) Config(logger *slog.Logger) (discovery.Config, error) {
 		CADir:             o.CADir,
 		TrustDomain:       o.TrustDomain,
 		ConfigDir:         o.ConfigDir,
+		Kube:              kc,
+		SystemNamespace:   o.SystemNamespace,
 		XDSAddress:        o.XDSAddress,
 		MonitoringAddress: o.MonitoringAddress,
 		Debounce:          o.Debounce,
@@ -131,6 +159,30 @@ func (o Options) Config(logger *slog.Logger) (discovery.Config, error) {
 		DomainSuffix:      o.DomainSuffix,
 		Logger:            logger,
 	}, nil
+}
+
+// kubeClient returns the client of the cluster to serve: from --kubeconfig
+// (and --kube-context), else from the Pod's service account when running
+// in a Pod, else nil (local mode). It reads files but does not contact the
+// cluster.
+func (o Options) kubeClient(getenv func(string) string) (*kube.Client, error) {
+	switch {
+	case o.Kubeconfig != "":
+		kc, err := kube.FromKubeconfig(o.Kubeconfig, o.KubeContext)
+		if err != nil {
+			return nil, fmt.Errorf("--kubeconfig: %w", err)
+		}
+		return kc, nil
+	case o.KubeContext != "":
+		return nil, fmt.Errorf("--kube-context %q needs --kubeconfig", o.KubeContext)
+	case kube.InPod(getenv):
+		kc, err := kube.InCluster()
+		if err != nil {
+			return nil, fmt.Errorf("running in a Pod without --kubeconfig: %w", err)
+		}
+		return kc, nil
+	}
+	return nil, nil
 }
 
 // LoadMesh reads a MeshConfig YAML file over Istio's defaults ("" = defaults).

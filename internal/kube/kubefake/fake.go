@@ -10,9 +10,12 @@ import (
 
 	istiofake "istio.io/client-go/pkg/clientset/versioned/fake"
 	extfake "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset/fake"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/watch"
 	dynamicfake "k8s.io/client-go/dynamic/fake"
 	kubefake "k8s.io/client-go/kubernetes/fake"
+	clienttesting "k8s.io/client-go/testing"
 	gatewayfake "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned/fake"
 
 	"github.com/trellismesh/trellis/internal/kube"
@@ -69,6 +72,7 @@ func New(objects ...runtime.Object) (*Client, error) {
 	}
 	kc := kubefake.NewClientset(schemes[0].objs...)
 	ic := istiofake.NewSimpleClientset(schemes[1].objs...)
+	refuseWatchList(ic)
 	gc := gatewayfake.NewClientset(schemes[2].objs...)
 	ec := extfake.NewClientset(schemes[3].objs...)
 	dc := dynamicfake.NewSimpleDynamicClient(all, objects...)
@@ -80,4 +84,22 @@ func New(objects ...runtime.Object) (*Client, error) {
 		ExtensionsFake: ec,
 		DynamicFake:    dc,
 	}, nil
+}
+
+// refuseWatchList makes the fake refuse watches that ask for the initial
+// events as a stream (sendInitialEvents), as an API server without the
+// WatchList feature does. Istio's generated informers do not tell
+// client-go that a fake cannot stream them, so their reflectors would wait
+// for a bookmark that never comes; refused, they fall back to list and
+// watch. The Kubernetes and Gateway API fakes declare it themselves.
+func refuseWatchList(f interface {
+	PrependWatchReactor(resource string, reaction clienttesting.WatchReactionFunc)
+}) {
+	f.PrependWatchReactor("*", func(action clienttesting.Action) (bool, watch.Interface, error) {
+		w, ok := action.(clienttesting.WatchActionImpl)
+		if ok && w.ListOptions.SendInitialEvents != nil && *w.ListOptions.SendInitialEvents {
+			return true, nil, apierrors.NewBadRequest("the fake clientset does not stream initial events (sendInitialEvents)")
+		}
+		return false, nil, nil
+	})
 }

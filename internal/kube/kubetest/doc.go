@@ -18,6 +18,12 @@
 // Namespaces can be created; deleting one leaves it Terminating (the
 // namespace controller is what finishes deletions).
 //
+// InstallCRDs installs Istio's CRDs (istio.io/api's
+// kubernetes/customresourcedefinitions.gen.yaml) and the Gateway API's
+// standard channel (sigs.k8s.io/gateway-api's config/crd/standard), both
+// read from the module cache at the versions in go.mod, and waits until
+// they are established.
+//
 // Binaries: $TRELLIS_KUBE_APISERVER, else
 // ${TRELLIS_CACHE:-$HOME/.cache/trellis}/kube-apiserver-<KubeVersion>;
 // $TRELLIS_ETCD, else etcd on $PATH. When one is missing the test fails
