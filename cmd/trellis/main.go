@@ -20,6 +20,7 @@ import (
 	clidashboard "github.com/trellismesh/trellis/internal/cli/dashboard"
 	clidescribe "github.com/trellismesh/trellis/internal/cli/describe"
 	clidiscovery "github.com/trellismesh/trellis/internal/cli/discovery"
+	"github.com/trellismesh/trellis/internal/cli/kubeinject"
 	cliproxy "github.com/trellismesh/trellis/internal/cli/proxy"
 	"github.com/trellismesh/trellis/internal/cli/proxyconfig"
 	"github.com/trellismesh/trellis/internal/cli/proxystatus"
@@ -55,6 +56,7 @@ func run(ctx context.Context, args []string) int {
 		clidashboard.NewCommand(),
 		apply.NewApplyCommand(), apply.NewDeleteCommand(),
 		clidescribe.NewCommand(),
+		kubeinject.NewCommand(),
 		cliup.NewCommand(cliup.Deps{Executable: os.Executable, Geteuid: os.Geteuid}), bookinfo.NewCommand(os.Getenv),
 	)
 	root.SetArgs(args)

@@ -24,6 +24,7 @@ import (
 	"github.com/trellismesh/trellis/internal/config/schema"
 	"github.com/trellismesh/trellis/internal/config/store"
 	"github.com/trellismesh/trellis/internal/config/store/file"
+	"github.com/trellismesh/trellis/internal/jwks"
 	"github.com/trellismesh/trellis/internal/kube"
 	"github.com/trellismesh/trellis/internal/kube/configsource"
 	"github.com/trellismesh/trellis/internal/localonly"
@@ -96,6 +97,9 @@ type Server struct {
 	version  atomic.Uint64
 	snap     atomic.Pointer[model.Snapshot]
 	caFollow *caFollower // set by secureGRPC; follows CA rotations (rotation.go)
+	// jwks fetches RequestAuthentication jwksUri key sets for snapshots
+	// (Istio's default: the control plane resolves them and inlines them).
+	jwks *jwks.Resolver
 
 	mu        sync.Mutex
 	xdsAddr   net.Addr
@@ -208,6 +212,15 @@ func New(cfg Config) (*Server, error) {
 		changes:  newChanges(),
 		ready:    make(chan struct{}),
 	}
+	s.jwks, err = jwks.New(jwks.Config{
+		Logger: cfg.Logger.With("component", "jwks"),
+		// A refreshed, new or dropped key set changes every proxy whose
+		// RequestAuthentication uses it: push them all.
+		OnChange: func() { s.changes.add(true, nil, nil, "jwks", time.Now()) },
+	})
+	if err != nil {
+		return nil, err
+	}
 	s.watch()
 	return s, nil
 }
@@ -298,6 +311,7 @@ func (s *Server) Run(ctx context.Context) error {
 	wg.Go(func() { s.xds.Run(ctx) })
 	wg.Go(func() { s.snapshotLoop(ctx) })
 	wg.Go(func() { s.caFollow.Run(ctx) })
+	wg.Go(func() { s.jwks.Run(ctx) })
 	errc := make(chan error, 3)
 	var gs *grpc.Server
 	if xl != nil {
@@ -374,7 +388,7 @@ func (s *Server) snapshotLoop(ctx context.Context) {
 	if b, ok := s.changes.take(); ok {
 		start = b.start
 	}
-	s.publish(batch{full: true, start: start, reasons: []string{"initial"}})
+	s.publish(ctx, batch{full: true, start: start, reasons: []string{"initial"}})
 	s.readyOnce.Do(func() { close(s.ready) })
 	for {
 		select {
@@ -383,13 +397,13 @@ func (s *Server) snapshotLoop(ctx context.Context) {
 		case <-s.changes.wake:
 		}
 		if b, ok := s.changes.take(); ok {
-			s.publish(b)
+			s.publish(ctx, b)
 		}
 	}
 }
 
-func (s *Server) publish(b batch) {
-	snap := s.buildSnapshot()
+func (s *Server) publish(ctx context.Context, b batch) {
+	snap := s.buildSnapshot(ctx)
 	s.snap.Store(snap)
 	req := server.PushRequest{
 		Full:            b.full,
@@ -404,7 +418,7 @@ func (s *Server) publish(b batch) {
 }
 
 // buildSnapshot reads the current state of the store and registry.
-func (s *Server) buildSnapshot() *model.Snapshot {
+func (s *Server) buildSnapshot(ctx context.Context) *model.Snapshot {
 	var configs []config.Config
 	for _, sc := range s.store.Schemas().All() {
 		if modelKind(sc.GroupKind) {
@@ -423,6 +437,9 @@ func (s *Server) buildSnapshot() *model.Snapshot {
 		Configs:      configs,
 		Services:     svcs,
 		Endpoints:    eps,
+		// New jwksUri values are fetched here (bounded by the resolver's
+		// timeout); known ones come from its cache.
+		JWKS: s.jwks.Keys(ctx, model.JWKSURIs(configs)),
 	})
 }
 

@@ -197,6 +197,7 @@ func (o sidecarOptions) config(d deps) (sidecar.Config, error) {
 
 		ExplicitProxyAddress: o.explicitProxy,
 		AppMetricsURL:        appURL,
+		AppProbers:           d.getenv("ISTIO_KUBE_APP_PROBERS"), // the injector's rewritten probes
 	}, nil
 }
 

@@ -69,6 +69,9 @@ func (s *Sidecar) metricsHandler() http.Handler {
 	} else {
 		mux.Handle("/stats/prometheus", s.metrics.Handler())
 	}
+	if s.appHealth != nil {
+		mux.Handle("/app-health/", s.appHealth)
+	}
 	return mux
 }
 

@@ -14,6 +14,9 @@
 //	health :15021          /healthz/ready (503 DRAINING while terminating)
 //	metrics :15020         /stats/prometheus: the proxy's metrics, then the application's
 //	                       (AppMetricsURL, fetched per scrape; appmetrics.go)
+//	                       /app-health/<container>/<livez|readyz|startupz>: the
+//	                       application probes the injector rewrote (AppProbers,
+//	                       ISTIO_KUBE_APP_PROBERS), run from inside the pod (apphealth.go)
 //	explicit proxy         ExplicitProxyAddress: HTTP forward proxy for local mode
 //	                       without root (explicit.go, docs/local-mode.md)
 //

@@ -67,6 +67,10 @@ type Config struct {
 	AppMetricsURL string
 	// AppMetricsTimeout bounds each scrape of AppMetricsURL (default 5s).
 	AppMetricsTimeout time.Duration
+	// AppProbers, when set, is the JSON of the application's original
+	// probes (ISTIO_KUBE_APP_PROBERS, written by the injector): the
+	// metrics port then serves /app-health/... (apphealth.go).
+	AppProbers string
 	// XDSServerName, when set, makes the xDS connection mutual TLS (the
 	// control plane's secure port, Istio's discoveryAddress :15012): the
 	// workload certificate is the client certificate and the control
@@ -98,6 +102,7 @@ type Sidecar struct {
 	metrics   *telemetry.Metrics
 	tel       *telemetryOut     // access logs and tracing (telemetry.go)
 	app       *appMetrics       // nil without AppMetricsURL
+	appHealth *appHealth        // nil without AppProbers
 	explicit  *explicitProxy    // nil without ExplicitProxyAddress
 	id        *identity.Manager // nil without Identity.CAAddress
 	secrets   *secrets.Local
@@ -183,6 +188,11 @@ func New(cfg Config) (*Sidecar, error) {
 	if cfg.AppMetricsURL != "" {
 		if s.app, err = newAppMetrics(cfg.AppMetricsURL, cfg.AppMetricsTimeout, s.metrics.Registry(), cfg.Logger.With("component", "metrics")); err != nil {
 			return nil, err
+		}
+	}
+	if cfg.AppProbers != "" {
+		if s.appHealth, err = newAppHealth(cfg.AppProbers, cfg.BindAddress); err != nil {
+			return nil, fmt.Errorf("sidecar: %w", err)
 		}
 	}
 	if cfg.ExplicitProxyAddress != "" {
