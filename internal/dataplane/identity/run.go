@@ -74,13 +74,15 @@ func (m *Manager) request(ctx context.Context, st *runState) time.Duration {
 		if ferr == nil {
 			next := *m.cur.Load()
 			next.cert, next.notAfter, next.caRoot = cert, cert.Leaf.NotAfter, root
-			m.publish(&next)
+			// Metrics first: whoever sees the new certificate (readiness)
+			// also sees it counted.
 			if mat.cert == nil {
 				m.cfg.Metrics.Issued()
 			} else {
 				m.cfg.Metrics.Renewed()
 			}
 			m.cfg.Metrics.Expiry(cert.Leaf.NotAfter)
+			m.publish(&next)
 			st.failures, st.forceToken = 0, false
 			in := renewIn(cert.Leaf.NotBefore, cert.Leaf.NotAfter, m.cfg.Now(), rand.Float64())
 			m.log.Info("workload certificate obtained", "by", how.String(), "serial", cert.Leaf.SerialNumber.Text(16),
