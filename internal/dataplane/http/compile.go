@@ -19,6 +19,7 @@ import (
 
 	"github.com/trellismesh/trellis/internal/dataplane/http/filter"
 	"github.com/trellismesh/trellis/internal/dataplane/http/filter/cors"
+	"github.com/trellismesh/trellis/internal/dataplane/http/filter/extauthz"
 	"github.com/trellismesh/trellis/internal/dataplane/http/filter/fault"
 	jwtfilter "github.com/trellismesh/trellis/internal/dataplane/http/filter/jwt"
 	rbacfilter "github.com/trellismesh/trellis/internal/dataplane/http/filter/rbac"
@@ -199,6 +200,7 @@ func Compile(h *hcmv3.HttpConnectionManager, deps Deps) (*Manager, error) {
 		fault.TypeURL:      fault.Factory{},
 		cors.TypeURL:       cors.Factory{},
 		rbacfilter.TypeURL: rbacfilter.Factory{},
+		extauthz.TypeURL:   extauthz.Factory{Upstream: deps.Upstream, Logger: m.log},
 		jwtfilter.TypeURL:  jwtfilter.Factory{},
 		router.TypeURL:     router.Factory{Upstream: deps.Upstream, Logger: m.log, MaxMirrors: deps.MaxMirrors},
 	}

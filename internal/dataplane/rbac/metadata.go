@@ -175,3 +175,22 @@ func (m *valueMatcher) match(v any) bool {
 	}
 	return false
 }
+
+// MetadataMatcher is a compiled envoy.type.matcher.v3.MetadataMatcher
+// outside a policy (the ext_authz filter's filter_enabled_metadata). It
+// is immutable.
+type MetadataMatcher struct{ r *metadataRule }
+
+// CompileMetadataMatcher compiles a MetadataMatcher.
+func CompileMetadataMatcher(m *matcherv3.MetadataMatcher) (*MetadataMatcher, error) {
+	r, err := compileMetadata(m)
+	if err != nil {
+		return nil, err
+	}
+	return &MetadataMatcher{r: r.(*metadataRule)}, nil
+}
+
+// Match reports whether the dynamic metadata md matches.
+func (m *MetadataMatcher) Match(md Metadata) bool {
+	return m.r.match(&Input{Metadata: md})
+}

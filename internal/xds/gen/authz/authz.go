@@ -1,8 +1,10 @@
 package authz
 
 import (
+	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
@@ -12,6 +14,7 @@ import (
 	rbactcpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/rbac/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
+	meshconfig "istio.io/api/mesh/v1alpha1"
 	security "istio.io/api/security/v1beta1"
 
 	"github.com/trellismesh/trellis/internal/config"
@@ -38,10 +41,22 @@ const (
 type Options struct {
 	// TrustDomains is the mesh trust domain first, then its aliases.
 	TrustDomains []string
+	// ExtensionProviders are meshConfig.extensionProviders: CUSTOM
+	// policies name one by provider.name.
+	ExtensionProviders []*meshconfig.MeshConfig_ExtensionProvider
+	// LookupCluster resolves a provider's service ("host" or
+	// "namespace/host") and port to its outbound cluster and host. Nil:
+	// no provider resolves.
+	LookupCluster func(service string, port uint32) (cluster, host string, ok bool)
 }
 
 // Filters are the RBAC filters of one workload, in chain order.
 type Filters struct {
+	// CustomHTTP are the CUSTOM policies' shadow RBAC and ext_authz
+	// filters, which Istio places before request authentication.
+	CustomHTTP []*hcmv3.HttpFilter
+	// HTTP are the RBAC filters (CUSTOM with an unavailable provider,
+	// AUDIT, DENY, ALLOW), after request authentication.
 	HTTP []*hcmv3.HttpFilter
 	TCP  []*listenerv3.Filter
 	// Warnings name the rules, values and providers that were skipped.
@@ -56,7 +71,9 @@ func Build(p model.AuthzPolicies, opts Options) Filters {
 		b.warnings = nil
 		var sets []ruleSet
 		if len(p.Custom) > 0 {
-			sets = append(sets, b.custom(p.Custom, forTCP))
+			set, filters := b.custom(p.Custom, forTCP)
+			sets = append(sets, set)
+			out.CustomHTTP = append(out.CustomHTTP, filters...)
 		}
 		for _, a := range []struct {
 			policies []config.Config
@@ -184,15 +201,21 @@ func (b *builder) addPolicy(into map[string]*rbacv3.Policy, c config.Config, act
 	}
 }
 
-// custom translates CUSTOM policies. Without an ext_authz implementation
-// every provider is unavailable: Istio then denies what the CUSTOM rules
-// match (a DENY RBAC over them, dry-run policies left out).
-func (b *builder) custom(policies []config.Config, forTCP bool) ruleSet {
-	byProvider := map[string]map[string]*rbacv3.Policy{}
+// custom translates CUSTOM policies. When every enforced CUSTOM policy
+// names the same provider and it resolves to an ext_authz provider, HTTP
+// chains get the shadow RBAC and ext_authz filters (customHTTP); TCP
+// chains get nothing for an HTTP provider (as Istio). Otherwise the
+// provider is unavailable and Istio denies what the CUSTOM rules match: a
+// DENY RBAC over them. Dry-run policies are left out.
+func (b *builder) custom(policies []config.Config, forTCP bool) (ruleSet, []*hcmv3.HttpFilter) {
+	rules := &rbacv3.RBAC{Action: rbacv3.RBAC_DENY, Policies: map[string]*rbacv3.Policy{}}
+	seen := map[string]bool{}
+	var providers []string
 	for _, c := range policies {
 		provider := c.Spec.(*security.AuthorizationPolicy).GetProvider().GetName()
-		if byProvider[provider] == nil {
-			byProvider[provider] = map[string]*rbacv3.Policy{}
+		if !seen[provider] {
+			seen[provider] = true
+			providers = append(providers, provider)
 		}
 		if isDryRun(c) {
 			continue
@@ -201,21 +224,39 @@ func (b *builder) custom(policies []config.Config, forTCP bool) ruleSet {
 		if provider != "" {
 			prefix = extAuthzPrefix + "-" + provider + "-"
 		}
-		b.addPolicy(byProvider[provider], c, rbacv3.RBAC_DENY, forTCP, prefix)
-	}
-	providers := make([]string, 0, len(byProvider))
-	for p := range byProvider {
-		providers = append(providers, p)
+		b.addPolicy(rules.Policies, c, rbacv3.RBAC_DENY, forTCP, prefix)
 	}
 	sort.Strings(providers)
-	deny := &rbacv3.RBAC{Action: rbacv3.RBAC_DENY, Policies: map[string]*rbacv3.Policy{}}
-	for _, p := range providers {
-		b.warnf("CUSTOM action with provider %q: ext_authz is not supported, requests the policy selects are denied", p)
-		for name, pol := range byProvider[p] {
+	var ea *extAuthz
+	var err error
+	if len(providers) != 1 {
+		err = fmt.Errorf("the CUSTOM policies of a workload must all use one provider, found %q", providers)
+	} else if ea, err = b.resolveProvider(providers[0]); err == nil && forTCP {
+		if !ea.grpc {
+			return ruleSet{}, nil
+		}
+		err = errors.New("Trellis has no envoy.filters.network.ext_authz filter for TCP filter chains")
+	}
+	if err != nil {
+		b.warnf("CUSTOM action with provider %s: %v; requests the policies select are denied", strings.Join(quoteAll(providers), ", "), err)
+		deny := &rbacv3.RBAC{Action: rbacv3.RBAC_DENY, Policies: map[string]*rbacv3.Policy{}}
+		for name, pol := range rules.Policies {
 			deny.Policies[name+badCustomActionSuffix] = pol
 		}
+		return ruleSet{rules: deny}, nil
 	}
-	return ruleSet{rules: deny}
+	if len(rules.Policies) == 0 {
+		return ruleSet{}, nil
+	}
+	return ruleSet{}, customHTTP(rules, ea)
+}
+
+func quoteAll(s []string) []string {
+	out := make([]string, len(s))
+	for i, v := range s {
+		out[i] = strconv.Quote(v)
+	}
+	return out
 }
 
 func shadowPrefix(r *rbacv3.RBAC) string {

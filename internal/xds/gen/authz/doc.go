@@ -5,7 +5,8 @@
 // chains (envoy.filters.network.rbac, stat_prefix "tcp.").
 //
 //	model.AuthzPolicies ─► Build ─► Filters{HTTP, TCP, Warnings}
-//	   CUSTOM ─► one DENY RBAC over the CUSTOM rules (see below)
+//	   CUSTOM ─► shadow RBAC + ext_authz (CustomHTTP), or a DENY RBAC
+//	             when the provider is unavailable (see below)
 //	   AUDIT  ─► RBAC action LOG
 //	   DENY   ─► RBAC action DENY
 //	   ALLOW  ─► RBAC action ALLOW (present but matching nothing: deny)
@@ -59,12 +60,38 @@
 // is dropped (it never allows); in DENY and AUDIT policies only that field
 // is dropped, so the rule denies more, never less.
 //
-// CUSTOM: Trellis has no ext_authz filter yet, so every CUSTOM provider is
-// unavailable and Build does what Istio does for a provider it cannot
-// resolve: a DENY RBAC over the CUSTOM policies' rules, each named
-// istio-ext-authz-<provider>-ns[..]-policy[..]-rule[i]-deny-due-to-bad-CUSTOM-action,
-// and a warning. Requests the CUSTOM policy would send to the provider are
-// refused (fail closed); others pass.
+// CUSTOM (extauthz.go): when every enforced CUSTOM policy names the same
+// provider and meshConfig.extensionProviders declares it as
+// envoyExtAuthzHttp or envoyExtAuthzGrpc with a service and port found by
+// Options.LookupCluster, Build returns in CustomHTTP (placed before
+// request authentication, Istio's order):
+//
+//	envoy.filters.http.rbac      shadow_rules = the CUSTOM rules, named
+//	                             istio-ext-authz-<provider>-ns[..]-policy[..]-rule[i],
+//	                             shadow_rules_stat_prefix istio_ext_authz_
+//	envoy.filters.http.ext_authz http_service (server_uri cluster
+//	                             outbound|port||host, path_prefix, allowed
+//	                             and added headers, response header lists)
+//	                             or grpc_service envoy_grpc (authority: the
+//	                             cluster with "|" as "_."); timeout (600s
+//	                             default), failure_mode_allow (failOpen),
+//	                             status_on_error, with_request_body;
+//	                             filter_enabled_metadata: rbac metadata
+//	                             istio_ext_authz_shadow_effective_policy_id
+//	                             prefixed istio-ext-authz
+//
+// so only requests a CUSTOM rule selects are sent to the provider. Header
+// names "x-*" / "*-x" become case-insensitive prefix / suffix matchers; a
+// lone "*" makes the provider invalid. On TCP chains an HTTP provider
+// gives no filter (Istio ignores it there).
+//
+// Otherwise (provider not declared, invalid, service not found, several
+// providers for one workload, or a gRPC provider on a TCP chain, where
+// Trellis has no network ext_authz filter) the provider is unavailable and
+// Build does what Istio does: a DENY RBAC over the CUSTOM policies' rules,
+// each named ...-deny-due-to-bad-CUSTOM-action, and a warning. Requests
+// the CUSTOM policy would send to the provider are refused (fail closed);
+// others pass.
 //
 // Build is pure and deterministic; Warnings list what was skipped.
 package authz

@@ -71,8 +71,10 @@
 //
 // Authorization (listener_authz.go): the AuthorizationPolicies selecting
 // the proxy (model.Snapshot.AuthorizationPolicies) are translated once per
-// generation by package gen/authz; inbound HCMs start with its
-// envoy.filters.http.rbac filters and inbound TCP chains (service ports
+// generation by package gen/authz (with the mesh config's extension
+// providers for CUSTOM); inbound HCMs start with its CUSTOM shadow RBAC
+// and ext_authz filters, then the JWT filter, then its
+// envoy.filters.http.rbac filters, and inbound TCP chains (service ports
 // and passthrough) with its envoy.filters.network.rbac filters, ahead of
 // tcp_proxy. Outbound listeners and the blackhole chains get none.
 //

@@ -139,7 +139,8 @@ func (b *builder) applyPathNormalization(h *hcmv3.HttpConnectionManager) {
 func (b *builder) httpFilters(o hcmOpts) []*hcmv3.HttpFilter {
 	var out []*hcmv3.HttpFilter
 	if o.class == classInbound {
-		out = append(out, b.inboundHTTPAuthn()...) // listener_authn.go
+		out = append(out, b.inboundHTTPCustomAuthz()...) // listener_authz.go
+		out = append(out, b.inboundHTTPAuthn()...)       // listener_authn.go
 		out = append(out, b.inboundHTTPAuthz()...)
 	}
 	return append(out,

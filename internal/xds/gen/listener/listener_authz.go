@@ -12,16 +12,27 @@ import (
 // authzFilters returns the workload's RBAC filters (package gen/authz),
 // built once per generation from the AuthorizationPolicies selecting the
 // proxy (namespace and labels, both in the generator cache key) and the
-// mesh trust domains.
+// mesh trust domains and extension providers (the providers' services
+// are looked up in the snapshot).
 func (b *builder) authzFilters() *authz.Filters {
 	if b.authz == nil {
 		f := authz.Build(
 			b.snap.AuthorizationPolicies(b.proxy.Namespace, b.proxy.Labels),
-			authz.Options{TrustDomains: mtls.TrustDomains(b.mesh)},
+			authz.Options{
+				TrustDomains:       mtls.TrustDomains(b.mesh),
+				ExtensionProviders: b.mesh.GetExtensionProviders(),
+				LookupCluster:      b.lookupCluster, // tracing.go
+			},
 		)
 		b.authz = &f
 	}
 	return b.authz
+}
+
+// inboundHTTPCustomAuthz is the CUSTOM policies' ext_authz part of an
+// inbound HCM's filter chain, placed before request authentication.
+func (b *builder) inboundHTTPCustomAuthz() []*hcmv3.HttpFilter {
+	return b.authzFilters().CustomHTTP
 }
 
 // inboundHTTPAuthz is the RBAC part of an inbound HCM's filter chain, in

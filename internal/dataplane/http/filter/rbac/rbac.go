@@ -3,7 +3,12 @@
 // Istio's AuthorizationPolicy generates them for inbound HTTP.
 //
 // The filter's shadow_rules are evaluated first and only counted
-// (shadow_allowed / shadow_denied under shadow_rules_stat_prefix); then
+// (shadow_allowed / shadow_denied under shadow_rules_stat_prefix) and
+// recorded, as Envoy does, in the stream's dynamic metadata under
+// "envoy.filters.http.rbac": <shadow_rules_stat_prefix>shadow_engine_result
+// ("allowed" or "denied") and, when a shadow policy matched,
+// <shadow_rules_stat_prefix>shadow_effective_policy_id (its name). Istio's
+// CUSTOM action gates the ext_authz filter on the latter. Then
 // its rules decide: a denied request gets Envoy's local reply, 403
 // "RBAC: access denied", with response code details
 // rbac_access_denied_matched_policy[<policy>] (or [none] when an ALLOW
@@ -79,6 +84,8 @@ func (f Factory) Build(name string, config *anypb.Any) (filter.Filter, error) {
 			return nil, fmt.Errorf("shadow_rules: %w", err)
 		}
 	}
+	out.shadowResultKey = msg.GetShadowRulesStatPrefix() + "shadow_engine_result"
+	out.shadowPolicyKey = msg.GetShadowRulesStatPrefix() + "shadow_effective_policy_id"
 	out.names = rbac.NewStatNames(statPrefix, msg.GetRulesStatPrefix(), msg.GetShadowRulesStatPrefix())
 	return out, nil
 }
@@ -88,7 +95,13 @@ type Filter struct {
 	rules, shadow *rbac.Engine
 	stats         rbac.Stats
 	names         rbac.StatNames
+	// shadowResultKey and shadowPolicyKey are the dynamic metadata keys
+	// of the shadow evaluation.
+	shadowResultKey, shadowPolicyKey string
 }
+
+// MetadataNamespace is the dynamic metadata namespace the filter writes.
+const MetadataNamespace = "envoy.filters.http.rbac"
 
 // Wrap implements filter.Filter.
 func (f *Filter) Wrap(next filter.Handler) filter.Handler {
@@ -99,11 +112,20 @@ func (f *Filter) Wrap(next filter.Handler) filter.Handler {
 		}
 		in := InputOf(s)
 		if f.shadow != nil {
-			if f.shadow.Evaluate(&in).Allowed {
+			d := f.shadow.Evaluate(&in)
+			result := "denied"
+			if d.Allowed {
 				f.stats.Inc(f.names.ShadowAllowed)
+				result = "allowed"
 			} else {
 				f.stats.Inc(f.names.ShadowDenied)
 			}
+			md := f.metadata(s)
+			md[f.shadowResultKey] = result
+			if d.Policy != "" {
+				md[f.shadowPolicyKey] = d.Policy
+			}
+			in.Metadata = s.Metadata
 		}
 		if f.rules != nil {
 			d := f.rules.Evaluate(&in)
@@ -124,6 +146,19 @@ func (f *Filter) Wrap(next filter.Handler) filter.Handler {
 		}
 		next.ServeStream(s)
 	})
+}
+
+// metadata returns the stream's metadata of this filter, creating it.
+func (f *Filter) metadata(s *filter.Stream) map[string]any {
+	if s.Metadata == nil {
+		s.Metadata = map[string]map[string]any{}
+	}
+	md := s.Metadata[MetadataNamespace]
+	if md == nil {
+		md = map[string]any{}
+		s.Metadata[MetadataNamespace] = md
+	}
+	return md
 }
 
 // InputOf collects what policies read from a stream: the routed request,
