@@ -20,6 +20,7 @@ import (
 	clidashboard "github.com/trellismesh/trellis/internal/cli/dashboard"
 	clidescribe "github.com/trellismesh/trellis/internal/cli/describe"
 	clidiscovery "github.com/trellismesh/trellis/internal/cli/discovery"
+	cliinstall "github.com/trellismesh/trellis/internal/cli/install"
 	"github.com/trellismesh/trellis/internal/cli/kubeinject"
 	cliproxy "github.com/trellismesh/trellis/internal/cli/proxy"
 	"github.com/trellismesh/trellis/internal/cli/proxyconfig"
@@ -57,6 +58,7 @@ func run(ctx context.Context, args []string) int {
 		apply.NewApplyCommand(), apply.NewDeleteCommand(),
 		clidescribe.NewCommand(),
 		kubeinject.NewCommand(),
+		cliinstall.NewInstallCommand(), cliinstall.NewUninstallCommand(), cliinstall.NewManifestCommand(),
 		cliup.NewCommand(cliup.Deps{Executable: os.Executable, Geteuid: os.Geteuid}), bookinfo.NewCommand(os.Getenv),
 	)
 	root.SetArgs(args)

@@ -39,6 +39,8 @@ type sidecarOptions struct {
 	caServerName   string
 	xdsTLS         string
 	xdsServerName  string
+	certTTL        time.Duration
+	rootCheck      time.Duration
 }
 
 func newSidecarCommand(d deps) *cobra.Command {
@@ -117,6 +119,8 @@ POD_NAMESPACE, SERVICE_ACCOUNT) when set.`,
 	f.StringVar(&o.bootstrapToken, "bootstrap-token", "", "file holding the local-mode bootstrap token (trellis-bootstrap/v1/...) that proves the identity for the first certificate")
 	f.StringVar(&o.trustDomain, "trust-domain", "cluster.local", "the mesh trust domain of the workload's SPIFFE identity")
 	f.StringVar(&o.caServerName, "ca-server-name", "", "the name the CA's serving certificate must carry (default: the host of --ca-address; the CA's certificate names istiod.<root-ns>.svc, localhost and 127.0.0.1)")
+	f.DurationVar(&o.certTTL, "cert-ttl", 0, "the workload certificate lifetime to request from the CA (0: the CA's default, 24h; the CA refuses more than its maximum, 90 days); the proxy renews at about half of it")
+	f.DurationVar(&o.rootCheck, "root-check-interval", identity.DefaultRootCheckInterval, "how often --ca-root-cert is checked for changes (a root rotation step rewrites it)")
 	f.StringVar(&o.xdsTLS, "xds-tls", "auto", `xDS over mutual TLS with the workload certificate: "on", "off" (plaintext), or "auto": on when --ca-address is set and --xds-address is the secure port (port 15012, or the same address as --ca-address)`)
 	f.StringVar(&o.xdsServerName, "xds-server-name", "", "with xDS over TLS, the name the control plane's certificate must carry (default: --ca-server-name when --xds-address is on the CA's host, else the host of --xds-address)")
 	return cmd
@@ -217,9 +221,16 @@ func (o sidecarOptions) identity() (identity.Config, error) {
 	if _, err := identity.SPIFFEID(o.trustDomain, o.namespace, o.serviceAccount); err != nil {
 		return identity.Config{}, fmt.Errorf("--trust-domain/--namespace/--service-account: %w", err)
 	}
+	if o.certTTL < 0 {
+		return identity.Config{}, fmt.Errorf("--cert-ttl %s: a lifetime must not be negative (0 asks for the CA's default)", o.certTTL)
+	}
+	if o.rootCheck < 0 {
+		return identity.Config{}, fmt.Errorf("--root-check-interval %s: must not be negative (0: the default, %s)", o.rootCheck, identity.DefaultRootCheckInterval)
+	}
 	return identity.Config{
 		CAAddress: o.caAddress, ServerName: o.caServerName, RootCertFile: o.caRootCert, TokenFile: o.bootstrapToken,
 		TrustDomain: o.trustDomain, Namespace: o.namespace, ServiceAccount: o.serviceAccount,
+		TTL: o.certTTL, RootCheckInterval: o.rootCheck,
 	}, nil
 }
 

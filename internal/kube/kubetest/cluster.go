@@ -89,7 +89,9 @@ func Binaries() (apiserver, etcd string, err error) {
 
 // Start runs etcd and kube-apiserver for the rest of the test and returns
 // once the API server is ready. Missing binaries fail the test.
-func Start(t testing.TB) *Cluster {
+func Start(t testing.TB) *Cluster { return start(t) }
+
+func start(t TB) *Cluster {
 	t.Helper()
 	apiserverBin, etcdBin, err := Binaries()
 	if err != nil {
@@ -173,7 +175,7 @@ func Start(t testing.TB) *Cluster {
 // startProcess starts bin in its own process group, logging to logPath,
 // and kills the group when the test ends. Pdeathsig kills it if the test
 // binary dies first. It returns the log's path and the process id.
-func startProcess(t testing.TB, logPath, bin string, args ...string) (string, int) {
+func startProcess(t TB, logPath, bin string, args ...string) (string, int) {
 	t.Helper()
 	logFile, err := os.Create(logPath)
 	if err != nil {

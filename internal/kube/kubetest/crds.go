@@ -99,7 +99,9 @@ func readCRDs(path string) ([]*apiextensionsv1.CustomResourceDefinition, error) 
 // InstallCRDs creates Istio's and the Gateway API's CRDs (see CRDs) in c
 // and waits until every one is established, so that typed clients and
 // informers can use the kinds when it returns. Failures fail the test.
-func InstallCRDs(t testing.TB, c *Cluster) {
+func InstallCRDs(t testing.TB, c *Cluster) { installCRDs(t, c) }
+
+func installCRDs(t TB, c *Cluster) {
 	t.Helper()
 	crds, err := CRDs()
 	if err != nil {

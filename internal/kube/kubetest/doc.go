@@ -29,6 +29,10 @@
 // $TRELLIS_ETCD, else etcd on $PATH. When one is missing the test fails
 // (never skips) with the command that provides it.
 //
+// Standalone does the same outside a test (bench/kubescale): data under a
+// given directory, a stop function instead of t.Cleanup, an error instead
+// of t.Fatal. Start and Standalone share one implementation through TB.
+//
 // Both processes run in their own process group with a parent-death
 // signal, and are killed (group-wide) when the test ends. A failed test
 // gets the tail of both processes' logs.

@@ -40,26 +40,48 @@ type workload struct {
 	ns        *framework.Netns
 	proxy     *framework.Process
 	app       *app
+	tcpApp    *app // meshOptions.tcpPort's app, when set
 	tokenFile string
 }
 
 // mesh is the topology of the package doc.
 type mesh struct {
-	t                                  *testing.T
+	t                                  testing.TB
+	opts                               meshOptions
 	cp                                 *framework.ControlPlane
 	secure                             string // the control plane's CA and xDS address
 	client, server, payments, outsider *workload
 }
 
+// meshOptions varies the topology between the package's tests.
+type meshOptions struct {
+	// bridge prefixes the bridge's name (the process ID is appended);
+	// subnet is the third octet of its 10.89.<subnet>.0/24. Each top-level
+	// test has its own, so that one's cleanup never races another's setup.
+	bridge string
+	subnet byte
+	// sidecarArgs are added to every sidecar's command line.
+	sidecarArgs []string
+	// tcpPort, when set, is a second port of the server's app, declared
+	// with protocol TCP: the sidecars proxy it connection by connection,
+	// so every client connection is one mTLS handshake between them.
+	tcpPort int
+}
+
 func newMesh(t *testing.T) *mesh {
+	t.Helper()
+	return newMeshWith(t, meshOptions{bridge: "trm"})
+}
+
+func newMeshWith(t testing.TB, o meshOptions) *mesh {
 	t.Helper()
 	framework.RequireNetns(t)
 	if buildErr != nil {
 		t.Fatalf("building trellis: %v", buildErr)
 	}
-	m := &mesh{t: t}
-	bridge := framework.NewBridge(t, fmt.Sprintf("trm%d", os.Getpid()%10000), netip.MustParsePrefix("10.89.0.0/24"))
-	addr := func(last byte) netip.Addr { return netip.AddrFrom4([4]byte{10, 89, 0, last}) }
+	m := &mesh{t: t, opts: o}
+	bridge := framework.NewBridge(t, fmt.Sprintf("%s%d", o.bridge, os.Getpid()%10000), netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 89, o.subnet, 0}), 24))
+	addr := func(last byte) netip.Addr { return netip.AddrFrom4([4]byte{10, 89, o.subnet, last}) }
 	m.client = &workload{name: "client", sa: "client", declared: "client"}
 	m.server = &workload{name: "server", sa: "server", declared: "server"}
 	m.payments = &workload{name: "payments", sa: "intruder", declared: "payments"}
@@ -67,8 +89,11 @@ func newMesh(t *testing.T) *mesh {
 	for i, w := range []*workload{m.client, m.server, m.payments, m.outsider} {
 		w.ns = bridge.AddNetns(t, w.name, addr(byte(10+i)))
 	}
-	m.server.app = startApp(t, m.server)
-	m.payments.app = startApp(t, m.payments)
+	m.server.app = startApp(t, m.server, appPort)
+	m.payments.app = startApp(t, m.payments, appPort)
+	if o.tcpPort != 0 {
+		m.server.tcpApp = startApp(t, m.server, o.tcpPort)
+	}
 
 	// Control plane: CA and xDS over mutual TLS only.
 	m.cp = framework.StartControlPlaneWith(t, framework.ControlPlaneOptions{XDSAddress: "-", SecureAddress: bridge.Addr.String() + ":0"})
@@ -102,9 +127,9 @@ func newMesh(t *testing.T) *mesh {
 
 // startSidecar runs the workload's sidecar with its identity: certificate
 // from the CA with its bootstrap token, xDS over mTLS with it.
-func (m *mesh) startSidecar(t *testing.T, w *workload) {
+func (m *mesh) startSidecar(t testing.TB, w *workload) {
 	t.Helper()
-	cmd := w.ns.Command(context.Background(), trellisBin, "proxy", "sidecar",
+	args := []string{"proxy", "sidecar",
 		"--xds-address", m.secure,
 		"--ca-address", m.secure,
 		"--ca-server-name", serverName,
@@ -114,14 +139,15 @@ func (m *mesh) startSidecar(t *testing.T, w *workload) {
 		"--ip", w.ns.Addr.String(),
 		"--pod-name", w.name,
 		"--namespace", "default",
-		"--labels", "app="+w.name,
+		"--labels", "app=" + w.name,
 		"--drain-duration", "100ms",
-	)
+	}
+	cmd := w.ns.Command(context.Background(), trellisBin, append(args, m.opts.sidecarArgs...)...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 0, Gid: proxyGID, Groups: []uint32{}}}
 	w.proxy = framework.StartProcess(t, "sidecar "+w.name, cmd, os.Getenv("TRELLIS_E2E_LOGS") != "")
 }
 
-func waitReady(t *testing.T, w *workload) {
+func waitReady(t testing.TB, w *workload) {
 	t.Helper()
 	url := fmt.Sprintf("http://%s/healthz/ready", netip.AddrPortFrom(w.ns.Addr, healthPort))
 	c := &http.Client{Timeout: 2 * time.Second}
@@ -145,6 +171,10 @@ func waitReady(t *testing.T, w *workload) {
 func servicesYAML(m *mesh) string {
 	var b strings.Builder
 	for _, w := range []*workload{m.server, m.payments} {
+		tcp := ""
+		if w == m.server && m.opts.tcpPort != 0 {
+			tcp = fmt.Sprintf("  - number: %d\n    name: tcp\n    protocol: TCP\n", m.opts.tcpPort)
+		}
 		fmt.Fprintf(&b, `apiVersion: networking.istio.io/v1
 kind: ServiceEntry
 metadata:
@@ -158,12 +188,12 @@ spec:
   - number: %[2]d
     name: http
     protocol: HTTP
-  resolution: STATIC
+%[3]s  resolution: STATIC
   workloadSelector:
     labels:
       app: %[1]s
 ---
-`, w.name, appPort)
+`, w.name, appPort, tcp)
 	}
 	for _, w := range []*workload{m.client, m.server, m.payments} {
 		fmt.Fprintf(&b, `apiVersion: networking.istio.io/v1
@@ -183,7 +213,7 @@ spec:
 }
 
 // setPeerAuthentication makes mode the namespace's mTLS mode.
-func (m *mesh) setPeerAuthentication(t *testing.T, mode string) {
+func (m *mesh) setPeerAuthentication(t testing.TB, mode string) {
 	t.Helper()
 	m.cp.WriteFile(t, "peer-authentication.yaml", fmt.Sprintf(`apiVersion: security.istio.io/v1
 kind: PeerAuthentication
@@ -202,10 +232,10 @@ type app struct {
 	bytes atomic.Int64
 }
 
-func startApp(t *testing.T, w *workload) *app {
+func startApp(t testing.TB, w *workload, port int) *app {
 	t.Helper()
 	a := &app{}
-	l := w.ns.Listen(t, "tcp", fmt.Sprintf("0.0.0.0:%d", appPort))
+	l := w.ns.Listen(t, "tcp", fmt.Sprintf("0.0.0.0:%d", port))
 	srv := &http.Server{
 		Handler: http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 			host, _, _ := net.SplitHostPort(r.RemoteAddr)
