@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc"
 	meshconfig "istio.io/api/mesh/v1alpha1"
 
+	"github.com/trellismesh/trellis/internal/ca"
 	"github.com/trellismesh/trellis/internal/config"
 	"github.com/trellismesh/trellis/internal/config/ingest"
 	"github.com/trellismesh/trellis/internal/config/schema"
@@ -26,7 +27,10 @@ import (
 	"github.com/trellismesh/trellis/internal/config/store/file"
 	"github.com/trellismesh/trellis/internal/jwks"
 	"github.com/trellismesh/trellis/internal/kube"
+	"github.com/trellismesh/trellis/internal/kube/cacert"
 	"github.com/trellismesh/trellis/internal/kube/configsource"
+	"github.com/trellismesh/trellis/internal/kube/leader"
+	"github.com/trellismesh/trellis/internal/kube/webhook"
 	"github.com/trellismesh/trellis/internal/localonly"
 	"github.com/trellismesh/trellis/internal/model"
 	"github.com/trellismesh/trellis/internal/registry"
@@ -78,7 +82,12 @@ type Config struct {
 	CADir string
 	// TrustDomain overrides the mesh config's trustDomain for the CA.
 	TrustDomain string
-	Logger      *slog.Logger
+	// Webhook serves the injection and validation webhooks (kubeplane.go);
+	// nil: none. It needs Kube and the CA.
+	Webhook *WebhookConfig
+	// Leader configures leader election on a cluster (kubeplane.go).
+	Leader LeaderConfig
+	Logger *slog.Logger
 }
 
 // maxXDSRequestBytes bounds one xDS request message on both ports.
@@ -97,16 +106,22 @@ type Server struct {
 	version  atomic.Uint64
 	snap     atomic.Pointer[model.Snapshot]
 	caFollow *caFollower // set by secureGRPC; follows CA rotations (rotation.go)
+	// On a cluster, set by secureGRPC: the CA, and the follower of its
+	// Secrets (kube/cacert).
+	authority *ca.Authority
+	caSecrets *cacert.Follower
+	elector   atomic.Pointer[leader.Elector] // set by Run on a cluster
 	// jwks fetches RequestAuthentication jwksUri key sets for snapshots
 	// (Istio's default: the control plane resolves them and inlines them).
 	jwks *jwks.Resolver
 
-	mu        sync.Mutex
-	xdsAddr   net.Addr
-	monAddr   net.Addr
-	secAddr   net.Addr
-	ready     chan struct{}
-	readyOnce sync.Once
+	mu          sync.Mutex
+	xdsAddr     net.Addr
+	monAddr     net.Addr
+	secAddr     net.Addr
+	webhookAddr net.Addr
+	ready       chan struct{}
+	readyOnce   sync.Once
 }
 
 // New builds the control plane. It does no I/O; Run listens and serves.
@@ -159,6 +174,9 @@ func New(cfg Config) (*Server, error) {
 			return nil, err
 		}
 		stores = append(stores, src)
+	}
+	if err := checkKubeConfig(&cfg); err != nil {
+		return nil, err
 	}
 	if len(stores) == 0 {
 		return nil, errors.New("no configuration source: set a config directory or a cluster")
@@ -282,13 +300,20 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	var sgs *grpc.Server
 	if s.cfg.SecureGRPCAddress != "" {
-		if sgs, err = s.secureGRPC(); err == nil {
+		if sgs, err = s.secureGRPC(ctx); err == nil {
 			sl, err = net.Listen("tcp", s.cfg.SecureGRPCAddress)
 			if err != nil {
 				err = fmt.Errorf("secure gRPC listener on %s: %w", s.cfg.SecureGRPCAddress, err)
 			}
 		}
 		if err != nil {
+			closeAll()
+			return err
+		}
+	}
+	var whs *webhook.Server
+	if s.cfg.Webhook != nil {
+		if whs, _, err = s.webhookServer(s.authority); err != nil {
 			closeAll()
 			return err
 		}
@@ -312,7 +337,33 @@ func (s *Server) Run(ctx context.Context) error {
 	wg.Go(func() { s.snapshotLoop(ctx) })
 	wg.Go(func() { s.caFollow.Run(ctx) })
 	wg.Go(func() { s.jwks.Run(ctx) })
-	errc := make(chan error, 3)
+	errc := make(chan error, 5)
+	if s.caSecrets != nil {
+		wg.Go(func() { s.caSecrets.Run(ctx) })
+	}
+	if s.cfg.Kube != nil && s.authority != nil {
+		// Every writer needs the CA's roots: without the CA there is
+		// nothing to lead yet.
+		wg.Go(func() {
+			if err := s.runLeader(ctx, s.authority); err != nil {
+				errc <- err
+			}
+		})
+	}
+	if whs != nil {
+		wg.Go(func() {
+			if err := whs.Run(ctx); err != nil {
+				errc <- err
+			}
+		})
+		wg.Go(func() {
+			if a, err := whs.Addr(ctx); err == nil {
+				s.mu.Lock()
+				s.webhookAddr = a
+				s.mu.Unlock()
+			}
+		})
+	}
 	var gs *grpc.Server
 	if xl != nil {
 		gs = grpc.NewServer(grpc.MaxRecvMsgSize(maxXDSRequestBytes))

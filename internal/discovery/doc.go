@@ -32,6 +32,17 @@
 // define them. Gateway API objects are stored but not yet translated: they
 // stay out of snapshots and cause no pushes.
 //
+// On a cluster with the CA (kubeplane.go): the CA's material comes from
+// the system namespace's Secrets (kube/cacert: cacerts, else
+// istio-ca-secret, created on first start) and is re-read every 10 s;
+// service-account tokens for the audience istio-ca authenticate
+// CreateCertificate (TokenReview) besides mesh certificates; with
+// Config.Webhook the injection and validation webhooks are served with a
+// certificate from the CA for the webhook Service's names; and replicas
+// elect a leader (kube/leader) that alone writes: the root ConfigMap of
+// every namespace (kube/rootcm) and the webhook configurations' caBundle.
+// Every replica serves xDS, the CA and the webhooks.
+//
 // The snapshot loop owns change collection: store and registry handlers only
 // record what changed and wake it; it builds one immutable snapshot per wake
 // and hands it to the xDS server, which debounces and pushes.

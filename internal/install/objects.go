@@ -199,6 +199,9 @@ func Args() []string {
 		fmt.Sprintf("--xds-address=:%d", PortXDS),
 		fmt.Sprintf("--secure-grpc-address=:%d", PortSecure),
 		fmt.Sprintf("--monitoring-address=:%d", PortMonitoring),
+		// Injection and validation webhooks (the Service's port 443);
+		// the leader keeps their caBundle current.
+		fmt.Sprintf("--webhook-address=:%d", PortWebhook),
 		"--ca-dir=" + caDir,
 	}
 }

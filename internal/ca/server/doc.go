@@ -20,8 +20,9 @@
 //   - BootstrapAuthenticator (local mode): a per-workload random token from
 //     package ca/bootstrap in "authorization: Bearer".
 //   - KubeAuthenticator: a Kubernetes service-account JWT checked by a
-//     TokenReviewer, the seam the Kubernetes issue fills with the
-//     TokenReview API (audience istio-ca); nothing here imports client-go.
+//     TokenReviewer; kube/cacert.Reviewer implements it with the
+//     TokenReview API (audience istio-ca) and internal/discovery wires it
+//     on a cluster; nothing here imports client-go.
 //
 // The certificate carries only the proven identity, whatever the CSR
 // asks. Istio's "ImpersonatedIdentity" request metadata (node agents

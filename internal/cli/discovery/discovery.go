@@ -19,6 +19,7 @@ import (
 	"github.com/trellismesh/trellis/internal/ca"
 	"github.com/trellismesh/trellis/internal/discovery"
 	"github.com/trellismesh/trellis/internal/kube"
+	"github.com/trellismesh/trellis/internal/kube/leader"
 	"github.com/trellismesh/trellis/internal/model"
 )
 
@@ -39,6 +40,12 @@ type Options struct {
 	Kubeconfig      string
 	KubeContext     string
 	SystemNamespace string
+	// Cluster mode only (see webhook.go).
+	Webhook WebhookOptions
+	// LeaderIdentity names this replica in the leader Lease (env POD_NAME;
+	// empty: host name and process id); LeaderLease is the Lease's name.
+	LeaderIdentity string
+	LeaderLease    string
 }
 
 // NewCommand returns `trellis discovery`. newLogger builds the process logger.
@@ -67,7 +74,18 @@ Pod) it also serves the cluster: Services, EndpointSlices and Pods become
 services and endpoints, and Istio's and the Gateway API's custom resources
 are read like the files of --config-dir (which is then optional). An invalid
 object is reported (dashboard, logs) and its last valid version keeps
-serving.`,
+serving.
+
+On a cluster the CA's root and key live in the Secret istio-ca-secret of the
+system namespace (created on first start; every replica uses it); a Secret
+cacerts (Istio's four files, or cert-manager's tls.crt/tls.key/ca.crt) plugs
+in your own CA instead, and --ca-dir is not used. Workloads authenticate to
+the CA with service-account tokens for the audience istio-ca (TokenReview).
+The admission webhooks (sidecar injection on /inject, validation on
+/validate) are served on --webhook-address with a certificate from the CA for
+the webhook Service's names. Replicas elect a leader with a Lease; the leader
+publishes the root to the ConfigMap istio-ca-root-cert of every namespace and
+keeps the webhook configurations' caBundle current.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := o.Config(logger)
@@ -97,6 +115,9 @@ serving.`,
 	f.StringVar(&o.Kubeconfig, "kubeconfig", envOr("KUBECONFIG", ""), "kubeconfig of the cluster to serve (env KUBECONFIG; empty: the Pod's service account when running in a Pod, else no cluster)")
 	f.StringVar(&o.KubeContext, "kube-context", "", "kubeconfig context to use (default: the current context)")
 	f.StringVar(&o.SystemNamespace, "system-namespace", envOr("POD_NAMESPACE", "istio-system"), "the control plane's namespace on the cluster (env POD_NAMESPACE)")
+	o.Webhook.flags(f)
+	f.StringVar(&o.LeaderIdentity, "leader-identity", envOr("POD_NAME", ""), "this replica's identity in leader election (env POD_NAME; default: host name and process id)")
+	f.StringVar(&o.LeaderLease, "leader-lease", leader.DefaultLease, "name of the leader-election Lease in the system namespace")
 	f.IntVar(&o.GCPercent, "gc-percent", 200, "Go GC target percentage (GOGC) unless GOGC is set: the control plane keeps a small live heap and allocates heavily while pushing, so a higher target trades some memory for less GC work (see docs/benchmarks.md)")
 	return cmd
 }
@@ -137,7 +158,13 @@ func (o Options) config(logger *slog.Logger, getenv func(string) string) (discov
 	if secure == "" && o.XDSAddress == "-" {
 		return discovery.Config{}, fmt.Errorf("--xds-address - and --secure-grpc-address - leave no xDS port: keep one")
 	}
-	if secure != "" && o.CADir == "" {
+	caDir := o.CADir
+	if kc != nil {
+		// On a cluster the CA lives in Secrets and workloads authenticate
+		// with service-account tokens.
+		caDir = ""
+	}
+	if secure != "" && kc == nil && o.CADir == "" {
 		return discovery.Config{}, fmt.Errorf("--ca-dir is required when the CA is enabled (--secure-grpc-address %q)", secure)
 	}
 	if o.TrustDomain != "" {
@@ -145,9 +172,17 @@ func (o Options) config(logger *slog.Logger, getenv func(string) string) (discov
 			return discovery.Config{}, fmt.Errorf("--trust-domain: %w", err)
 		}
 	}
+	var wh *discovery.WebhookConfig
+	if kc != nil {
+		if wh, err = o.Webhook.config(o.SystemNamespace, secure != "", o.TrustDomain, o.DomainSuffix); err != nil {
+			return discovery.Config{}, err
+		}
+	}
 	return discovery.Config{
+		Webhook:           wh,
+		Leader:            discovery.LeaderConfig{Identity: o.LeaderIdentity, Lease: o.LeaderLease},
 		SecureGRPCAddress: secure,
-		CADir:             o.CADir,
+		CADir:             caDir,
 		TrustDomain:       o.TrustDomain,
 		ConfigDir:         o.ConfigDir,
 		Kube:              kc,
