@@ -9,7 +9,11 @@ import (
 )
 
 // policySet is a mix of every rule kind; the fuzzer feeds requests to its
-// ALLOW and DENY forms, which must always disagree.
+// ALLOW and DENY forms. DENY reads ambiguous input (repeated headers, case)
+// every way an application might and ALLOW only exactly (SECURITY A9), so
+// DENY matches at least whatever ALLOW matches: a request ALLOW lets
+// through is one DENY refuses (possibly naming an earlier policy that only
+// the lenient reading matched).
 const policySet = `"policies":{
  "ns[a]-policy[p]-rule[0]":{"permissions":[{"andRules":{"rules":[
    {"orRules":{"rules":[{"header":{"name":":method","stringMatch":{"exact":"GET"}}},{"header":{"name":":method","stringMatch":{"prefix":"PO"}}}]}},
@@ -39,8 +43,8 @@ func FuzzRBACMatch(f *testing.F) {
 			in.Remote = a
 		}
 		a, d := allow.Evaluate(&in), deny.Evaluate(&in)
-		if a.Allowed == d.Allowed || a.Policy != d.Policy {
-			t.Fatalf("ALLOW %+v and DENY %+v agree on %+v", a, d, in)
+		if a.Allowed && d.Allowed {
+			t.Fatalf("ALLOW matched %+v but DENY %+v on %+v", a, d, in)
 		}
 		in.Request = nil // the same policies at L4 must not panic
 		_ = allow.Evaluate(&in)
