@@ -61,6 +61,9 @@ type options struct {
 	profile    string
 	waitIdle   time.Duration
 	save       string
+	services   int
+	sidecarEnv string
+	proxyBin   string
 }
 
 // Env is what pairs get to start their processes.
@@ -72,7 +75,15 @@ type Env struct {
 	// Trellis is the trellis binary for the sidecar pair (-trellis, or built
 	// into Dir on first use).
 	Trellis string
-	seq     atomic.Int64
+	// TrellisProxy is the sidecars' binary (-trellis-proxy, or cmd/trellis-proxy
+	// built into Dir on first use); "-" runs them as `trellis proxy`.
+	TrellisProxy string
+	// SidecarEnv is extra environment of the trellis sidecars (-sidecar-env).
+	SidecarEnv []string
+	// Services is how many services the control plane's configuration
+	// has (-services): the echo service and Services-1 others.
+	Services int
+	seq      atomic.Int64
 
 	topoMu  sync.Mutex
 	topo    *topology // network namespaces of the netns pairs, created on first use
@@ -124,7 +135,10 @@ func bench() int {
 	flag.DurationVar(&o.timeout, "timeout", 0, "stop everything after this long (0: the planned time plus 2 minutes)")
 	flag.DurationVar(&o.waitIdle, "wait-idle", 0, "before each run, wait up to this long for the rest of the machine to use < 0.2 vCPU (shared machines)")
 	flag.StringVar(&o.nginx, "nginx", "", "nginx binary (default: from PATH or /usr/sbin)")
-	flag.StringVar(&o.trellis, "trellis", "", "trellis binary for the trellis pair (default: go build ./cmd/trellis into the temporary directory)")
+	flag.StringVar(&o.trellis, "trellis", "", "trellis binary of the trellis pairs' control plane (trellis discovery), and of their sidecars with -trellis-proxy - (default: go build ./cmd/trellis into the temporary directory)")
+	flag.StringVar(&o.proxyBin, "trellis-proxy", "", `sidecar binary of the trellis pairs: the slim trellis-proxy that images run (default: go build ./cmd/trellis-proxy into the temporary directory); "-": run them as "trellis proxy" of the -trellis binary`)
+	flag.StringVar(&o.sidecarEnv, "sidecar-env", "", "extra environment of the trellis sidecars, comma-separated (e.g. GOGC=400,GOMEMLIMIT=30MiB), for A/B runs of runtime settings")
+	flag.IntVar(&o.services, "services", 1, "services in the trellis pairs' mesh configuration: the echo service and N-1 more (HTTP, 5 endpoints each, seen by both sidecars), for memory with a large configuration")
 	flag.StringVar(&o.profile, "profile", "", "save CPU and allocation profiles of proxies with a pprof endpoint (trellis) during saturation into this directory")
 	flag.Parse()
 	o.pairs = strings.Split(*pairList, ",")
@@ -181,6 +195,15 @@ func (o *options) validate() error {
 		return fmt.Errorf("-wait-idle must be 0..10m")
 	case o.output != "table" && o.output != "json":
 		return fmt.Errorf("-o must be table or json")
+	case o.services < 1 || o.services > 20000:
+		return fmt.Errorf("-services must be 1..20000")
+	}
+	if o.sidecarEnv != "" {
+		for _, kv := range strings.Split(o.sidecarEnv, ",") {
+			if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
+				return fmt.Errorf("-sidecar-env: %q is not NAME=VALUE", kv)
+			}
+		}
 	}
 	// Each pair's baseline runs in the same round: add missing ones in front.
 	var pre []string
@@ -228,7 +251,10 @@ func run(o options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &Env{Dir: dir, Nginx: o.nginx, Trellis: o.trellis}
+	e := &Env{Dir: dir, Nginx: o.nginx, Trellis: o.trellis, TrellisProxy: o.proxyBin, Services: o.services}
+	if o.sidecarEnv != "" {
+		e.SidecarEnv = strings.Split(o.sidecarEnv, ",")
+	}
 	defer func() {
 		killAll()
 		e.closeTopology()
@@ -386,6 +412,9 @@ func runPair(ctx context.Context, e *Env, o options, p Pair, round int, upstream
 		m := memKB(px.PID)
 		px.RSSMB = float64(m.RSS) / 1024
 		px.AnonMB = float64(m.Anon) / 1024
+	}
+	if o.profile != "" {
+		saveHeaps(ctx, o.profile, p.Name(), round, inst.Proxies)
 	}
 
 	// Saturation.

@@ -105,6 +105,9 @@ type nginxConfig struct {
 	TLSListen, TLSUpstream bool
 	Certs                  Certs
 	Root                   bool
+	// Wait, if set, is where to check that nginx accepts connections
+	// (from the root namespace) when Listen is not reachable there.
+	Wait string
 }
 
 func (nginxPair) Start(ctx context.Context, e *Env, upstream string) (*Instance, error) {
@@ -159,7 +162,11 @@ func startNginx(ctx context.Context, e *Env, role string, c nginxConfig) (*proc,
 	if err != nil {
 		return nil, err
 	}
-	if err := waitTCP(ctx, p, c.Listen); err != nil {
+	wait := c.Listen
+	if c.Wait != "" {
+		wait = c.Wait
+	}
+	if err := waitTCP(ctx, p, wait); err != nil {
 		p.stop()
 		if b, rerr := os.ReadFile(filepath.Join(c.Dir, "error.log")); rerr == nil && len(b) > 0 {
 			err = fmt.Errorf("%w\n%s", err, strings.TrimSpace(string(b)))

@@ -13,7 +13,8 @@ import (
 // startProfiles fetches, for each proxy with a pprof endpoint, a CPU profile
 // and a delta allocation profile (allocs?seconds=N) covering most of the
 // saturation run, from inside the proxy's network namespace with curl. The
-// files are DIR/<pair>-r<round>-<proxy>-{cpu,allocs}.pb.gz. The returned
+// files are DIR/<pair>-r<round>-<proxy>-{cpu,allocs}.pb.gz (and, from
+// saveHeaps at the end of the measured run, -heap.pb.gz). The returned
 // function waits for the downloads. Profiling costs the proxies some CPU, so
 // runs with -profile are not for figures.
 func startProfiles(ctx context.Context, dir, pair string, round int, proxies []Proxy, d time.Duration) func() {
@@ -52,4 +53,28 @@ func startProfiles(ctx context.Context, dir, pair string, round int, proxies []P
 		}
 	}
 	return wg.Wait
+}
+
+// saveHeaps fetches the heap profile (in-use and allocated since start)
+// of each proxy with a pprof endpoint, at the end of the measured run when
+// its RSS is read: DIR/<pair>-r<round>-<proxy>-heap.pb.gz.
+func saveHeaps(ctx context.Context, dir, pair string, round int, proxies []Proxy) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		fmt.Fprintf(os.Stderr, "proxybench: -profile: %v\n", err)
+		return
+	}
+	for _, px := range proxies {
+		if px.Admin == "" {
+			continue
+		}
+		out := filepath.Join(dir, fmt.Sprintf("%s-r%d-%s-heap.pb.gz", pair, round, px.Name))
+		args := []string{"-sf", "-m", "30", "-o", out, fmt.Sprintf("http://%s/debug/pprof/heap", px.Admin)}
+		cmd := exec.CommandContext(ctx, "curl", args...)
+		if px.Netns != "" {
+			cmd = exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", px.Netns, "curl"}, args...)...)
+		}
+		if b, err := cmd.CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "proxybench: heap profile of %s: %v %s\n", px.Name, err, b)
+		}
+	}
 }

@@ -1,8 +1,14 @@
 package main
 
 import (
+	"net/netip"
 	"os"
 	"testing"
+
+	networking "istio.io/api/networking/v1alpha3"
+
+	"github.com/trellismesh/trellis/internal/config/ingest"
+	"github.com/trellismesh/trellis/internal/config/schema"
 )
 
 func TestParseStat(t *testing.T) {
@@ -81,5 +87,49 @@ func TestAddedLatencyAndRatios(t *testing.T) {
 	}
 	if res.Medians[0].AddedP50 != nil {
 		t.Fatal("direct has an added latency")
+	}
+}
+
+// TestMeshConfig decodes and validates the control plane's configuration
+// with -services as `trellis discovery` reads its config directory.
+func TestMeshConfig(t *testing.T) {
+	tp := &topology{
+		server: netns{addr: netip.MustParseAddr("10.89.7.11")},
+		client: netns{addr: netip.MustParseAddr("10.89.7.10")},
+	}
+	decoder := ingest.Decoder(schema.Istio())
+	for _, mtls := range []bool{false, true} {
+		files := map[string]string{"bench.yaml": tp.meshConfig(mtls), "services.yaml": extraServices(999)}
+		kinds := map[string]int{}
+		hosts := map[string]bool{}
+		for name, data := range files {
+			cfgs, err := decoder(name, []byte(data))
+			if err != nil {
+				t.Fatalf("mtls=%v %s: %v", mtls, name, err)
+			}
+			for _, c := range cfgs {
+				if _, err := ingest.Validate(c); err != nil {
+					t.Fatalf("mtls=%v %s %s/%s: %v", mtls, name, c.Namespace, c.Name, err)
+				}
+				kinds[c.Kind.Kind]++
+				if se, ok := c.Spec.(*networking.ServiceEntry); ok {
+					for _, h := range se.GetHosts() {
+						hosts[h] = true
+					}
+				}
+			}
+		}
+		want := map[string]int{"ServiceEntry": 1000, "WorkloadEntry": 2 + 5*999}
+		if mtls {
+			want["PeerAuthentication"] = 1
+		}
+		for k, n := range want {
+			if kinds[k] != n {
+				t.Errorf("mtls=%v: %d %s, want %d (all: %v)", mtls, kinds[k], k, n, kinds)
+			}
+		}
+		if len(hosts) != 1000 || !hosts[echoHost] {
+			t.Errorf("mtls=%v: %d distinct hosts (echo: %v), want 1000", mtls, len(hosts), hosts[echoHost])
+		}
 	}
 }

@@ -30,12 +30,14 @@ type Config struct {
 	Size       int     `json:"responseBytes"`
 	Resolution float64 `json:"histogramResolutionSeconds"`
 	Uniform    bool    `json:"uniform"`
+	Services   int     `json:"services"`
+	SidecarEnv string  `json:"sidecarEnv,omitempty"`
 }
 
 func configOf(o options) Config {
 	return Config{Rounds: o.rounds, Duration: o.duration.String(), Warmup: o.warmup.String(),
 		Saturation: o.saturation.String(), QPS: o.qps, Conns: o.conns, Size: o.size,
-		Resolution: o.resolution, Uniform: o.uniform}
+		Resolution: o.resolution, Uniform: o.uniform, Services: o.services, SidecarEnv: o.sidecarEnv}
 }
 
 type Machine struct {

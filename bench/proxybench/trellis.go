@@ -24,12 +24,14 @@ import (
 //	  ─(plain HTTP/1.1 over the bridge)→ server netns ─(PREROUTING nat → 15006)→ sidecar B (GID 1337, GOMAXPROCS=1)
 //	  ─(from 127.0.0.6)→ echo server 0.0.0.0:8080
 //
-// Both sidecars are `trellis proxy sidecar` processes, configured by
-// `trellis discovery` running in the root namespace on the bridge address
-// from a config directory with a ServiceEntry for the echo service (HTTP,
-// port 8080) and WorkloadEntries for the server and the client. Each run
-// installs `trellis proxy iptables` in both namespaces, starts the sidecars
-// and waits for their readiness; Stop kills them and removes the rules.
+// Both sidecars are `trellis-proxy sidecar` processes (the slim binary
+// that images run; -trellis-proxy - runs `trellis proxy sidecar` instead),
+// configured by `trellis discovery` running in the root namespace on the
+// bridge address from a config directory with a ServiceEntry for the echo
+// service (HTTP, port 8080) and WorkloadEntries for the server and the
+// client, plus -services N-1 more services. Each run installs `iptables`
+// capture in both namespaces, starts the sidecars and waits for their
+// readiness; Stop kills them and removes the rules.
 //
 // "trellis" runs mutual TLS between the sidecars, as a mesh does by
 // default and as the nginx pairs do TLS 1.3 between their proxies: the
@@ -72,20 +74,40 @@ func (trellisPair) Available(e *Env) error {
 			return &SkipError{Reason: "needs " + tool + " (apt-get install iptables)"}
 		}
 	}
-	if e.Trellis != "" {
-		if fi, err := os.Stat(e.Trellis); err != nil || fi.IsDir() || fi.Mode()&0o111 == 0 {
-			return fmt.Errorf("-trellis %s: not an executable", e.Trellis)
+	if err := buildOrCheck(&e.Trellis, "-trellis", filepath.Join(e.Dir, "trellis"), "github.com/trellismesh/trellis/cmd/trellis"); err != nil {
+		return err
+	}
+	if e.TrellisProxy == "-" {
+		return nil
+	}
+	return buildOrCheck(&e.TrellisProxy, "-trellis-proxy", filepath.Join(e.Dir, "trellis-proxy"), "github.com/trellismesh/trellis/cmd/trellis-proxy")
+}
+
+// buildOrCheck checks that *bin (given with flag) is an executable, or,
+// when it is empty, builds pkg into out (cached by the go command after
+// the first time) and sets *bin to it.
+func buildOrCheck(bin *string, flag, out, pkg string) error {
+	if *bin != "" {
+		if fi, err := os.Stat(*bin); err != nil || fi.IsDir() || fi.Mode()&0o111 == 0 {
+			return fmt.Errorf("%s %s: not an executable", flag, *bin)
 		}
 		return nil
 	}
-	// Build the module's cmd/trellis (cached by the go command after the first time).
-	bin := filepath.Join(e.Dir, "trellis")
-	cmd := exec.Command("go", "build", "-o", bin, "github.com/trellismesh/trellis/cmd/trellis")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("building trellis (or pass -trellis PATH): %v\n%s", err, out)
+	cmd := exec.Command("go", "build", "-o", out, pkg)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("building %s (or pass %s PATH): %v\n%s", pkg, flag, err, b)
 	}
-	e.Trellis = bin
+	*bin = out
 	return nil
+}
+
+// proxyCommand is the sidecars' executable and the arguments before a
+// `trellis proxy` subcommand (sidecar, iptables).
+func (e *Env) proxyCommand() (string, []string) {
+	if e.TrellisProxy == "-" || e.TrellisProxy == "" {
+		return e.Trellis, []string{"proxy"}
+	}
+	return e.TrellisProxy, nil
 }
 
 func (tp trellisPair) Start(ctx context.Context, e *Env, _ string) (*Instance, error) {
@@ -96,6 +118,7 @@ func (tp trellisPair) Start(ctx context.Context, e *Env, _ string) (*Instance, e
 	if err := t.controlPlane(ctx, e, tp.mtls); err != nil {
 		return nil, err
 	}
+	pbin, pargs := e.proxyCommand()
 	var procs []*proc
 	var captured []string
 	stop := func() {
@@ -103,7 +126,7 @@ func (tp trellisPair) Start(ctx context.Context, e *Env, _ string) (*Instance, e
 			p.stop()
 		}
 		for _, ns := range captured {
-			if out, err := nsRun(ns, e.Trellis, "proxy", "iptables", "--clean"); err != nil {
+			if out, err := nsRun(ns, pbin, append(pargs, "iptables", "--clean")...); err != nil {
 				fmt.Fprintf(os.Stderr, "proxybench: removing capture rules in %s: %v\n%s", ns, err, out)
 			}
 		}
@@ -140,7 +163,7 @@ func (tp trellisPair) Start(ctx context.Context, e *Env, _ string) (*Instance, e
 	var pids []int
 	for _, s := range sides {
 		captured = append(captured, s.ns.name)
-		out, err := nsRun(s.ns.name, e.Trellis, "proxy", "iptables")
+		out, err := nsRun(s.ns.name, pbin, append(pargs, "iptables")...)
 		if err != nil {
 			return fail(err)
 		}
@@ -156,16 +179,17 @@ func (tp trellisPair) Start(ctx context.Context, e *Env, _ string) (*Instance, e
 		if err != nil {
 			return fail(err)
 		}
-		args := append([]string{"netns", "exec", s.ns.name, e.Trellis, "proxy", "sidecar",
+		args := append([]string{"netns", "exec", s.ns.name, pbin}, pargs...)
+		args = append(args, "sidecar",
 			"--xds-address", t.cpAddr,
 			"--ip", s.ns.addr.String(),
 			"--pod-name", s.pod,
 			"--namespace", "default",
 			"--labels", s.labels,
 			"--admin-address", "127.0.0.1:15000",
-			"--health-address", fmt.Sprintf(":%d", healthPort),
-		}, idArgs...)
-		p, err := startProcCred(ctx, e, name, "ip", args, []string{"GOMAXPROCS=1"}, false,
+			"--health-address", fmt.Sprintf(":%d", healthPort))
+		args = append(args, idArgs...)
+		p, err := startProcCred(ctx, e, name, "ip", args, append([]string{"GOMAXPROCS=1"}, e.SidecarEnv...), false,
 			// UID 0 so that `ip netns exec` may enter the namespace, GID 1337 so
 			// that the capture rules' --gid-owner exemption covers the sidecar's
 			// own connections (as test/e2e/sidecar does).
@@ -174,7 +198,7 @@ func (tp trellisPair) Start(ctx context.Context, e *Env, _ string) (*Instance, e
 			return fail(err)
 		}
 		procs = append(procs, p)
-		pid, err := realPID(p.pid(), e.Trellis)
+		pid, err := realPID(p.pid(), pbin)
 		if err != nil {
 			return fail(fmt.Errorf("%s: %w", name, err))
 		}
@@ -221,6 +245,11 @@ func (t *topology) controlPlane(ctx context.Context, e *Env, mtls bool) error {
 	}
 	if err := os.WriteFile(filepath.Join(dir, "bench.yaml"), []byte(t.meshConfig(mtls)), 0o644); err != nil {
 		return err
+	}
+	if e.Services > 1 {
+		if err := os.WriteFile(filepath.Join(dir, "services.yaml"), []byte(extraServices(e.Services-1)), 0o644); err != nil {
+			return err
+		}
 	}
 	t.cpAddr = netip.AddrPortFrom(t.gw, xdsPort).String()
 	args := []string{"discovery", "--config-dir", dir, "--xds-address", t.cpAddr, "--monitoring-address", "-"}
@@ -307,6 +336,47 @@ spec:
     app: client
     version: v1
 %s`, echoHost, echoPort, t.server.addr, echoSA, t.client.addr, clientSA, strict)
+}
+
+// extraServices is n more mesh services for -services, in namespace
+// "bench" (visible to every sidecar: no Sidecar resource narrows it): each
+// an HTTP ServiceEntry on port 8080 selecting five WorkloadEntries (10.1.0.0
+// onwards, outside the topology; nothing is sent to them), the shape of
+// bench/xdsload's. Both sidecars get their clusters, endpoints and virtual
+// hosts in route configuration "8080".
+func extraServices(n int) string {
+	var b strings.Builder
+	for i := range n {
+		fmt.Fprintf(&b, `---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: svc-%d
+  namespace: bench
+spec:
+  hosts: [svc-%d.bench.svc.cluster.local]
+  location: MESH_INTERNAL
+  ports:
+  - {number: 8080, name: http, protocol: HTTP}
+  resolution: STATIC
+  workloadSelector:
+    labels: {app: svc-%d}
+`, i, i, i)
+		for ep := range 5 {
+			k := i*5 + ep
+			fmt.Fprintf(&b, `---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata:
+  name: svc-%d-%d
+  namespace: bench
+spec:
+  address: 10.%d.%d.%d
+  labels: {app: svc-%d, version: v%d}
+`, i, ep, 1+k/65536, (k/256)%256, k%256, i, ep%2)
+		}
+	}
+	return b.String()
 }
 
 // waitReady polls a sidecar's readiness endpoint (15021, never captured) from

@@ -22,6 +22,8 @@
 //	listener   listeners compiled from xDS: filter-chain matching, TLS and
 //	           HTTP inspectors, original-destination hand-off, live updates
 //	tcp        tcp_proxy: weighted clusters, half-close, idle/duration limits
+//	sockio     TCP reads and writes as raw system calls (no scheduler
+//	           hand-off per write), for the listeners' and dialers' sockets
 //	http       the HTTP connection manager: normalisation, filters, router
 //	(later)    telemetry, admin, role/sidecar
 //

@@ -1,5 +1,7 @@
 // Package security is the end-to-end attack suite of ../shared/SECURITY.md
-// (section A and the header variants): each case a named subtest, run over
+// (section A and the header variants in TestSecurity; sections B and C in
+// TestHardening: smuggling, malformed headers, header limits, HTTP/2
+// floods and rapid reset, slowloris): each case a named subtest, run over
 // HTTP/1.1 and HTTP/2 (h2c) against real web servers behind a real
 // sidecar, under each mesh path normalisation mode. See docs/security.md
 // for the case list and what each proves.

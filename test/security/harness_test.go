@@ -29,6 +29,8 @@ const (
 	goPort     = 8083
 	// inboundPort is the sidecar's inbound capture listener.
 	inboundPort = 15006
+	// adminPort is the sidecar's admin endpoint (metrics, pprof).
+	adminPort = 15000
 )
 
 // world is what every mode shares: the workload address, the marker and
@@ -84,6 +86,7 @@ type mesh struct {
 	*world
 	cp      *framework.ControlPlane
 	inbound string // the sidecar's inbound listener address
+	admin   string // the sidecar's admin address (/stats/prometheus)
 	// pendingCheck are refused requests to look for again in the access
 	// logs once the mode's cases are done (a log line may trail the
 	// response).
@@ -125,7 +128,7 @@ func startMesh(t *testing.T, w *world, mc *meshconfig.MeshConfig, policy string)
 	}
 	sc, err := sidecar.New(sidecar.Config{
 		XDSAddress: cp.XDSAddr().String(), Node: node,
-		AdminAddress: "-", HealthAddress: "-", MetricsAddress: "-",
+		AdminAddress: netip.AddrPortFrom(w.ip, adminPort).String(), HealthAddress: "-", MetricsAddress: "-",
 		BindAddress: w.ip.String(), DrainDuration: 10 * time.Millisecond,
 		OriginalDst: w.originalDst,
 		Logger:      logger,
@@ -143,7 +146,8 @@ func startMesh(t *testing.T, w *world, mc *meshconfig.MeshConfig, policy string)
 			t.Errorf("sidecar: %v", err)
 		}
 	})
-	m := &mesh{world: w, cp: cp, inbound: netip.AddrPortFrom(w.ip, inboundPort).String()}
+	m := &mesh{world: w, cp: cp, inbound: netip.AddrPortFrom(w.ip, inboundPort).String(),
+		admin: netip.AddrPortFrom(w.ip, adminPort).String()}
 	framework.Eventually(t, 30*time.Second, func() error {
 		if !sc.Ready() {
 			return fmt.Errorf("sidecar not ready")

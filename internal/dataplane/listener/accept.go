@@ -7,6 +7,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/trellismesh/trellis/internal/dataplane/sockio"
 	"github.com/trellismesh/trellis/internal/dataplane/tlssock"
 )
 
@@ -93,7 +94,7 @@ func (m *Manager) serve(s *socket, g *generation, raw net.Conn) {
 	if err := cs.clearDeadline(); err != nil {
 		return
 	}
-	conn := newReplayConn(raw, cs.buf)
+	conn := newReplayConn(sockio.Wrap(raw), cs.buf)
 	var st *tls.ConnectionState
 	if chain.tls != nil {
 		tc, state := m.handshake(ctx, g, chain, cs)

@@ -34,7 +34,8 @@
 //	        │       Config.HandshakeTimeout from the accept; failure ─► TLSMetrics, close
 //	        └─► ConnHandler.Serve(ctx, *Conn)   Conn replays the buffered bytes, then reads the
 //	                socket (a *tls.Conn when the chain terminates TLS; Conn.TLS, MutualTLS,
-//	                PeerIdentity describe the session)
+//	                PeerIdentity describe the session); the socket's reads and writes are
+//	                raw system calls (package sockio), listener filters read it plainly
 //
 // # Filter chain matching
 //

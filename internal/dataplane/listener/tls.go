@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"time"
 
+	"github.com/trellismesh/trellis/internal/dataplane/sockio"
 	"github.com/trellismesh/trellis/internal/dataplane/tlssock"
 )
 
@@ -36,7 +37,7 @@ func (m *Manager) handshake(ctx context.Context, g *generation, chain *Chain, cs
 		ctx, cancel = context.WithDeadline(ctx, cs.hardDeadline)
 		defer cancel()
 	}
-	conn, err := chain.tls.Handshake(ctx, newReplayConn(cs.raw, cs.buf), m.cfg.Secrets)
+	conn, err := chain.tls.Handshake(ctx, newReplayConn(sockio.Wrap(cs.raw), cs.buf), m.cfg.Secrets)
 	cs.buf = nil
 	if err != nil {
 		reason := tlssock.Reason(err)

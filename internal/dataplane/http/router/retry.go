@@ -43,15 +43,18 @@ type retryState struct {
 	remaining uint32
 	retries   uint32 // retries done
 	grpc      bool
-	random    func() uint64
+	s         *filter.Stream // its Rand jitters the backoff
 }
 
-// newRetryState returns nil when the request may not be retried at all.
-func newRetryState(p *route.RetryPolicy, s *filter.Stream) *retryState {
+// newRetryState sets *r up for the request and returns it, or returns nil
+// when the request may not be retried at all. r is the caller's (on its
+// stack: no allocation per request).
+func newRetryState(r *retryState, p *route.RetryPolicy, s *filter.Stream) *retryState {
 	if p == nil || p.NumRetries == 0 || !p.RequestRetriable(&s.Routing) {
 		return nil
 	}
-	return &retryState{policy: p, remaining: p.NumRetries, grpc: s.GRPC, random: s.Rand}
+	*r = retryState{policy: p, remaining: p.NumRetries, grpc: s.GRPC, s: s}
+	return r
 }
 
 // retriable reports whether the policy retries the outcome.
@@ -104,7 +107,7 @@ func (r *retryState) backoff(ctx context.Context) bool {
 	if upper <= 0 || upper > maxI {
 		upper = maxI
 	}
-	d := time.Duration(r.random() % uint64(upper))
+	d := time.Duration(r.s.Rand() % uint64(upper))
 	if d <= 0 {
 		return ctx.Err() == nil
 	}

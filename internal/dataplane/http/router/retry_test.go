@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/trellismesh/trellis/internal/dataplane/http/filter"
 	"github.com/trellismesh/trellis/internal/dataplane/route"
 )
 
@@ -78,7 +79,7 @@ func TestBackoffBounds(t *testing.T) {
 	p := &route.RetryPolicy{BaseInterval: base, MaxInterval: 5 * base}
 	for retries, upper := range []time.Duration{base, 3 * base, 5 * base, 5 * base} {
 		worst := uint64(1<<63 - 1)
-		r := &retryState{policy: p, retries: uint32(retries), random: func() uint64 { return worst }}
+		r := &retryState{policy: p, retries: uint32(retries), s: filter.NewStream(nil, nil, func() uint64 { return worst })}
 		start := time.Now()
 		if !r.backoff(context.Background()) {
 			t.Fatal("backoff cancelled")
@@ -89,7 +90,7 @@ func TestBackoffBounds(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	r := &retryState{policy: &route.RetryPolicy{BaseInterval: time.Hour, MaxInterval: time.Hour}, random: func() uint64 { return 1 << 40 }}
+	r := &retryState{policy: &route.RetryPolicy{BaseInterval: time.Hour, MaxInterval: time.Hour}, s: filter.NewStream(nil, nil, func() uint64 { return 1 << 40 })}
 	if r.backoff(ctx) {
 		t.Error("backoff ignored a cancelled context")
 	}

@@ -226,12 +226,26 @@ func (r *Router) forward(s *filter.Stream, rt *route.Route, f *route.Forward) {
 		// RoundTrip returns: when the request ends (timeouts, client
 		// gone) or is answered before its body is in, a read deadline
 		// unblocks the read.
-		unblock := func() { _ = rc.SetReadDeadline(time.Now()) }
+		// The AfterFunc may start just before the handler returns (an
+		// HTTP/2 stream reset): past the return the ResponseWriter is
+		// gone (net/http's HTTP/2 writer panics), so it checks under mu.
+		var mu sync.Mutex
+		returned := false
+		unblock := func() {
+			mu.Lock()
+			defer mu.Unlock()
+			if !returned {
+				_ = rc.SetReadDeadline(time.Now())
+			}
+		}
 		stop := context.AfterFunc(ctx, unblock)
 		defer func() {
 			if stop() && !body.finished() {
 				unblock()
 			}
+			mu.Lock()
+			returned = true
+			mu.Unlock()
 		}()
 	}
 
@@ -251,7 +265,8 @@ func (r *Router) forward(s *filter.Stream, rt *route.Route, f *route.Forward) {
 		r.mirror(s, f, tg, nil, timeout)
 	}
 
-	retry := newRetryState(f.Retry, s)
+	var rs retryState
+	retry := newRetryState(&rs, f.Retry, s)
 	if retry != nil {
 		pick.SelectionRetries = uint32(max(retry.policy.HostSelectionMaxAttempts, 0))
 	}

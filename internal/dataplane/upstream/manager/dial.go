@@ -11,6 +11,7 @@ import (
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 
+	"github.com/trellismesh/trellis/internal/dataplane/sockio"
 	"github.com/trellismesh/trellis/internal/dataplane/upstream/host"
 	"github.com/trellismesh/trellis/internal/dataplane/upstream/pool"
 )
@@ -132,6 +133,7 @@ func (d *dialer) dial(ctx context.Context, h *host.Host, alpn []string) (net.Con
 	if err != nil {
 		return nil, err
 	}
+	c = sockio.Wrap(c) // reads and writes without a P hand-off (see sockio)
 	if sk.transport == nil {
 		return c, nil
 	}

@@ -23,6 +23,7 @@
 //	   host's pool [protocol][priority]         │             max_connections, per-host ─UO─┤
 //	     pool.Pool.RoundTrip ─UO UF UR UC UT────┤             dial (bind, keepalive, transport
 //	                                            ▼               socket) within connect_timeout ─UF─┤
+//	                                                            (TCP I/O as raw system calls: sockio)
 //	                                         *Error ◄──────────────────────────────────────────────┘
 //	   results ─► outlier detection (status codes; local-origin connect failures, timeouts, resets)
 //

@@ -28,7 +28,10 @@ func staleCheck(raw net.Conn) func() bool {
 		stale bool
 	)
 	probe := func(fd uintptr) bool {
-		_, _, errno := unix.Syscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&buf[0])), 1,
+		// A raw system call: MSG_DONTWAIT never blocks, and the runtime's
+		// syscall entry would let sysmon hand the P to another thread
+		// (see internal/dataplane/sockio).
+		_, _, errno := unix.RawSyscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&buf[0])), 1,
 			unix.MSG_PEEK|unix.MSG_DONTWAIT, 0, 0)
 		// Success is stale either way: a byte nobody asked for, or EOF.
 		stale = errno != unix.EAGAIN && errno != unix.EINTR
