@@ -1,5 +1,6 @@
 // Package up runs a whole mesh on one machine from a directory of Istio
-// YAML: what `trellis up` does, without root.
+// YAML: what `trellis up` does, without root (or, with --netns, as root
+// with network namespaces and capture).
 //
 //	DIR ──► plan (analysis.Load: validate, WorkloadEntries + annotations)
 //	         │  any rejected object → InvalidConfigError, nothing started
@@ -44,9 +45,23 @@
 // announce no service account and auto mTLS is off.
 //
 // Routing and security changes in DIR apply live through the control
-// plane's file store. WorkloadEntries added or removed while running are
-// not started or stopped: that needs a restart (not done yet). --netns
-// (network namespaces and transparent capture, as root) is not done yet.
+// plane's file store. watch (reconcile.go) plans DIR again when a file
+// changes: the workloads of WorkloadEntries added are started (their
+// generated Sidecar, or namespace and capture, then sidecar and
+// workload), those of WorkloadEntries removed stopped and cleaned up; a
+// WorkloadEntry whose spec changes keeps its processes (restart up); a
+// DIR that no longer validates is reported and changes nothing.
+//
+// --netns (Config.Netns, root, netns.go, netns_linux.go): a bridge on
+// NetnsSubnet, one namespace per WorkloadEntry (eth0 on the bridge),
+// `trellis proxy iptables` in each, the sidecar (GID 1337, via ip netns
+// exec) and the workload there. WorkloadEntry addresses map to namespace
+// addresses through addressOverlay (overlay.go), a view of the directory's
+// file store the control plane reads instead of the directory; no
+// Sidecars are generated (capture brings inbound calls); the control
+// plane listens on the bridge address; the application listens on
+// 0.0.0.0 and its service ports. Stopping deletes the namespaces (their
+// rules with them), veths and bridge after the processes.
 //
 // Ownership: Run's goroutine owns the running set; the accessors (PIDs,
 // IngressAddr, XDSAddr, StateDir) read under Up.mu. Each child has one

@@ -47,8 +47,16 @@ type RunData struct {
 	Labels    map[string]string // its labels: {{.Labels.version}}
 	Proxy     string            // its sidecar's explicit proxy, ip:port
 	// appPorts maps the workload's ports to the application's private
-	// ports on AppHost.
+	// ports on appHost (AppHost, or 0.0.0.0 in a --netns namespace).
 	appPorts map[uint32]uint16
+	appHost  string
+}
+
+func (d RunData) host() string {
+	if d.appHost != "" {
+		return d.appHost
+	}
+	return AppHost
 }
 
 // AppAddress is where the application listens, AppHost:<private port>,
@@ -59,7 +67,7 @@ func (d RunData) AppAddress() (string, error) {
 		return "", fmt.Errorf("AppAddress: the workload has %d ports; name one with {{.App PORT}}", len(d.appPorts))
 	}
 	for _, p := range d.appPorts {
-		return net.JoinHostPort(AppHost, strconv.Itoa(int(p))), nil
+		return net.JoinHostPort(d.host(), strconv.Itoa(int(p))), nil
 	}
 	return "", nil
 }
@@ -71,7 +79,7 @@ func (d RunData) App(port int) (string, error) {
 	if !ok {
 		return "", fmt.Errorf("App %d: not a port of the workload (its services give it %s)", port, joinPorts(sortedPorts(d.appPorts)))
 	}
-	return net.JoinHostPort(AppHost, strconv.Itoa(int(p))), nil
+	return net.JoinHostPort(d.host(), strconv.Itoa(int(p))), nil
 }
 
 // Workload is one WorkloadEntry of the directory, with what up runs for it.
@@ -97,6 +105,14 @@ type Workload struct {
 	IngressPath string
 	// Source is where the WorkloadEntry was written.
 	Source config.Source
+	// With --netns: LocalAddress is the WorkloadEntry's own (127.0.0.x)
+	// address, Address its namespace's, Netns the namespace, appHost
+	// 0.0.0.0 and AppPorts the service ports themselves.
+	LocalAddress netip.Addr
+	Netns        string
+	appHost      string
+	// runTemplate is the AnnotationRun template ("" without one).
+	runTemplate string
 }
 
 // ID names the workload in messages and log files: "name.namespace".
@@ -218,6 +234,7 @@ func workload(c config.Config, snap *model.Snapshot, proxyPort uint16, alloc por
 		}
 	}
 	if tmpl, ok := c.Annotations[AnnotationRun]; ok {
+		w.runTemplate = tmpl
 		w.Command, err = render(tmpl, RunData{
 			Name: c.Name, Namespace: c.Namespace, Address: addr.String(), Labels: w.Labels,
 			Proxy:    netip.AddrPortFrom(addr, proxyPort).String(),

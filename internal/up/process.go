@@ -30,8 +30,10 @@ type process struct {
 	stopErr  error
 }
 
-// startProcess starts argv with its output in logPath.
-func startProcess(name, logPath string, argv []string) (*process, error) {
+// startProcess starts argv with its output in logPath; a non-zero gid
+// runs it with that group (the sidecar's 1337 with --netns, which the
+// capture rules exempt).
+func startProcess(name, logPath string, argv []string, gid uint32) (*process, error) {
 	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("%s: log file: %w", name, err)
@@ -40,6 +42,9 @@ func startProcess(name, logPath string, argv []string) (*process, error) {
 	cmd.Stdout = f
 	cmd.Stderr = f
 	cmd.SysProcAttr = sysProcAttr()
+	if gid != 0 {
+		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: uint32(os.Geteuid()), Gid: gid, Groups: []uint32{}}
+	}
 	if err := cmd.Start(); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("%s: starting %s: %w", name, argv[0], err)

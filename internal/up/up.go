@@ -22,7 +22,11 @@ import (
 	"github.com/trellismesh/trellis/internal/ca"
 	"github.com/trellismesh/trellis/internal/ca/bootstrap"
 	"github.com/trellismesh/trellis/internal/config"
+	"github.com/trellismesh/trellis/internal/config/ingest"
+	"github.com/trellismesh/trellis/internal/config/schema"
 	"github.com/trellismesh/trellis/internal/config/store"
+	"github.com/trellismesh/trellis/internal/config/store/file"
+	"github.com/trellismesh/trellis/internal/config/store/memory"
 	"github.com/trellismesh/trellis/internal/discovery"
 	"github.com/trellismesh/trellis/internal/model"
 )
@@ -100,6 +104,15 @@ type Config struct {
 	RunFile string
 	// Out receives the progress lines (nil: discarded).
 	Out io.Writer
+	// Netns (root only, Linux) runs each workload in its own network
+	// namespace on NetnsBridge with transparent capture (netns.go).
+	Netns bool
+	// NetnsBridge is the bridge device (at most 10 characters; default
+	// trellis0) and the prefix of the namespaces' names.
+	NetnsBridge string
+	// NetnsSubnet is the bridge's IPv4 subnet (default 10.77.0.0/24): the
+	// bridge takes its first address, the namespaces the others.
+	NetnsSubnet netip.Prefix
 }
 
 // Up runs a local mesh: the control plane in-process, a sidecar process
@@ -151,6 +164,18 @@ func New(cfg Config) (*Up, error) {
 	}
 	if cfg.DrainDuration <= 0 {
 		cfg.DrainDuration = DefaultDrainDuration
+	}
+	def(&cfg.NetnsBridge, DefaultNetnsBridge)
+	if !cfg.NetnsSubnet.IsValid() {
+		cfg.NetnsSubnet = DefaultNetnsSubnet
+	}
+	if cfg.Netns {
+		if len(cfg.NetnsBridge) > 10 {
+			return nil, fmt.Errorf("up: --netns-bridge %q: at most 10 characters (veth names add a suffix; Linux allows 15)", cfg.NetnsBridge)
+		}
+		if !cfg.NetnsSubnet.Addr().Is4() || cfg.NetnsSubnet.Bits() > 29 {
+			return nil, fmt.Errorf("up: --netns-subnet %s: want an IPv4 subnet of at least 8 addresses, such as %s", cfg.NetnsSubnet, DefaultNetnsSubnet)
+		}
 	}
 	if cfg.ReadyTimeout <= 0 {
 		cfg.ReadyTimeout = DefaultReadyTimeout
@@ -268,9 +293,37 @@ func (u *Up) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	sidecars, err := inboundSidecars(snap, workloads)
-	if err != nil {
-		return fmt.Errorf("invalid configuration in %s (nothing was started): %w", cfg.Dir, err)
+	var (
+		sidecars []config.Config
+		alloc    *addrAllocator
+		nw       *network
+	)
+	if cfg.Netns {
+		// Capture handles inbound: no generated Sidecars; the workloads'
+		// addresses move to their namespaces (overlay for the control
+		// plane).
+		bridge := cfg.NetnsSubnet.Masked().Addr().Next()
+		if err := netnsPreflight(cfg.NetnsBridge, bridge); err != nil {
+			return err
+		}
+		nw = &network{bridge: cfg.NetnsBridge, addr: bridge}
+		alloc = newAddrAllocator(cfg.NetnsSubnet)
+		if err = netnsAddresses(workloads, alloc, cfg.Ports.ExplicitProxy, nw); err != nil {
+			return err
+		}
+		if cfg.XDSAddress, err = onBridge(cfg.XDSAddress, bridge); err != nil {
+			return fmt.Errorf("--xds-address %w", err)
+		}
+		if cfg.CAAddress, err = onBridge(cfg.CAAddress, bridge); err != nil {
+			return fmt.Errorf("--ca-address %w", err)
+		}
+		u.mu.Lock()
+		u.cfg.XDSAddress, u.cfg.CAAddress = cfg.XDSAddress, cfg.CAAddress
+		u.mu.Unlock()
+	} else {
+		if sidecars, err = inboundSidecars(snap, workloads); err != nil {
+			return fmt.Errorf("invalid configuration in %s (nothing was started): %w", cfg.Dir, err)
+		}
 	}
 	if err := u.preflight(workloads); err != nil {
 		return err
@@ -294,12 +347,25 @@ func (u *Up) Run(ctx context.Context) error {
 	u.mu.Unlock()
 	fmt.Fprintf(u.out, "logs in %s\n", cfg.StateDir)
 
-	r := &running{up: u}
+	r := &running{up: u, alloc: alloc, members: map[string][]*process{}, removed: map[*process]bool{}}
 	defer r.stop()
-	if err := r.controlPlane(ctx, sidecars); err != nil {
+	if cfg.Netns {
+		u.progress("bridge "+cfg.NetnsBridge, "creating ("+netip.PrefixFrom(nw.addr, cfg.NetnsSubnet.Bits()).String()+")")
+		n, err := newNetwork(ctx, cfg.NetnsBridge, cfg.NetnsSubnet)
+		r.net = n
+		if err != nil {
+			return u.startFailed(ctx, &StartError{Component: "bridge " + cfg.NetnsBridge, Err: err, Fix: "pass --netns-bridge / --netns-subnet that nothing else uses"})
+		}
+	}
+	if err := r.controlPlane(ctx, sidecars, alloc); err != nil {
 		return u.startFailed(ctx, err)
 	}
 	for _, w := range workloads {
+		if cfg.Netns {
+			if err := r.capture(ctx, w); err != nil {
+				return u.startFailed(ctx, err)
+			}
+		}
 		if err := r.workload(ctx, w); err != nil {
 			return u.startFailed(ctx, err)
 		}
@@ -319,7 +385,7 @@ func (u *Up) Run(ctx context.Context) error {
 	}
 	u.summary(workloads)
 	close(u.ready)
-	r.watch(ctx)
+	r.watch(ctx, workloads)
 	fmt.Fprintln(u.out, "stopping")
 	return nil
 }
@@ -352,16 +418,24 @@ func (u *Up) preflight(ws []Workload) error {
 		wants = append(wants, want{cfg.IngressAddress, "the front door", "stop what uses it or pass --ingress"})
 	}
 	for _, w := range ws {
-		fix := fmt.Sprintf("stop what uses it (another trellis up?) or give WorkloadEntry %s another spec.address in %s", w.ID(), w.Source.File)
-		ports := []uint16{cfg.Ports.Admin, cfg.Ports.Health, cfg.Ports.Metrics, cfg.Ports.ExplicitProxy, outboundCapturePort, inboundCapturePort}
-		for _, p := range ports {
-			wants = append(wants, want{netip.AddrPortFrom(w.Address, p).String(), "the sidecar of " + w.ID(), fix})
+		if w.Netns != "" {
+			continue // its own namespace: nothing else there
 		}
-		for _, p := range w.Ports {
-			wants = append(wants, want{netip.AddrPortFrom(w.Address, uint16(p)).String(), "the inbound listener of the sidecar of " + w.ID(), fix})
+		fix := fmt.Sprintf("stop what uses it (another trellis up?) or give WorkloadEntry %s another spec.address in %s", w.ID(), w.Source.File)
+		addrs := u.workloadAddrs(w)
+		keys := make([]string, 0, len(addrs))
+		for a := range addrs {
+			keys = append(keys, a)
+		}
+		sort.Strings(keys)
+		for _, a := range keys {
+			wants = append(wants, want{a, addrs[a], fix})
 		}
 	}
 	for _, w := range wants {
+		if ap, err := netip.ParseAddrPort(w.addr); err == nil && cfg.Netns && cfg.NetnsSubnet.Contains(ap.Addr()) {
+			continue // on the bridge, which does not exist yet: bound at start
+		}
 		ln, err := net.Listen("tcp", w.addr)
 		if err != nil {
 			return &PortInUseError{Address: w.addr, What: w.what, Fix: w.fix, Err: err}
@@ -402,8 +476,18 @@ func (u *Up) summary(ws []Workload) {
 		fmt.Fprintf(u.out, "  control plane    http://%s/metrics\n", mon)
 	}
 	for _, w := range ws {
-		fmt.Fprintf(u.out, "  %-24s %s:%s (sidecar, app on %s)  outbound proxy %s:%d  admin %s:%d\n",
-			w.ID(), w.Address, joinPorts(w.Ports), appAddrs(w), w.Address, u.cfg.Ports.ExplicitProxy, w.Address, u.cfg.Ports.Admin)
+		local, where := w.Address.String(), ""
+		if w.Netns != "" {
+			local, where = "127.0.0.1", " in its namespace"
+		}
+		fmt.Fprintf(u.out, "  %-24s %s:%s (sidecar, app on %s)  outbound proxy %s:%d  admin %s:%d%s\n",
+			w.ID(), w.Address, joinPorts(w.Ports), appAddrs(w), local, u.cfg.Ports.ExplicitProxy, local, u.cfg.Ports.Admin, where)
+	}
+	if u.cfg.Netns {
+		fmt.Fprintf(u.out, "  each workload in its own network namespace on bridge %s (%s), traffic captured by iptables; run a command in one with: ip netns exec <namespace> ...\n", u.cfg.NetnsBridge, u.cfg.NetnsSubnet.Masked())
+		for _, w := range ws {
+			fmt.Fprintf(u.out, "  %-24s namespace %s (WorkloadEntry address %s → %s)\n", w.ID(), w.Netns, w.LocalAddress, w.Address)
+		}
 	}
 	fmt.Fprintf(u.out, "  edit %s to change the routing; Ctrl-C stops everything\n", u.cfg.Dir)
 }
@@ -427,11 +511,18 @@ type running struct {
 	door      *frontDoor
 	sidecars  []*process
 	workloads []*process
+	net       *network // with --netns
+	alloc     *addrAllocator
+	generated *memory.Store // the Sidecars up generates (without --netns)
+	// members are the processes of each running workload, by ID; removed
+	// are the processes stopped because their WorkloadEntry went.
+	members map[string][]*process
+	removed map[*process]bool
 }
 
 // controlPlane starts the control plane in this process, reading the
 // directory and, after it, the Sidecars up generated (sidecar.go).
-func (r *running) controlPlane(ctx context.Context, sidecars []config.Config) error {
+func (r *running) controlPlane(ctx context.Context, sidecars []config.Config, alloc *addrAllocator) error {
 	cfg := r.up.cfg
 	const name = "control plane"
 	r.up.progress(name, "starting")
@@ -445,12 +536,26 @@ func (r *running) controlPlane(ctx context.Context, sidecars []config.Config) er
 		f.Close()
 		return &StartError{Component: name, Err: err}
 	}
+	logger := slog.New(slog.NewTextHandler(f, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	dc := discovery.Config{
 		ConfigDir:         cfg.Dir,
 		Stores:            []store.Store{generated},
 		XDSAddress:        cfg.XDSAddress,
 		MonitoringAddress: cfg.MonitoringAddress,
-		Logger:            slog.New(slog.NewTextHandler(f, &slog.HandlerOptions{Level: slog.LevelInfo})),
+		Logger:            logger,
+	}
+	r.generated = generated
+	if alloc != nil {
+		// --netns: the directory as the control plane would read it, with
+		// the WorkloadEntries at their namespaces' addresses.
+		fs, err := file.New(file.Config{Dir: cfg.Dir, Schemas: schema.Istio(), Decode: ingest.Decoder(schema.Istio()),
+			Validate: ingest.Validate, Logger: logger.With("source", "file")})
+		if err != nil {
+			f.Close()
+			return &StartError{Component: name, Err: fmt.Errorf("config directory: %w", err)}
+		}
+		dc.ConfigDir = ""
+		dc.Stores = []store.Store{&addressOverlay{Store: fs, mapAddr: alloc.mapAddr}, generated}
 	}
 	if cfg.DisableMTLS {
 		// No identities: clients must not originate mesh mTLS either.
@@ -514,11 +619,16 @@ func (r *running) workload(ctx context.Context, w Workload) error {
 	if err != nil {
 		return &StartError{Component: name, Err: err, Fix: "check that the CA directory " + cfg.CADir + " is writable, or pass --ca-dir"}
 	}
-	p, err := r.up.start(name, args)
+	var gid uint32
+	if w.Netns != "" {
+		args, gid = inNetns(w.Netns, args), ProxyGID
+	}
+	p, err := r.up.start(name, args, gid)
 	if err != nil {
 		return &StartError{Component: name, Err: err, Fix: "check that " + cfg.Executable + " is a trellis binary"}
 	}
 	r.sidecars = append(r.sidecars, p)
+	r.members[w.ID()] = append(r.members[w.ID()], p)
 	health := "http://" + netip.AddrPortFrom(w.Address, cfg.Ports.Health).String() + "/healthz/ready"
 	if err := r.up.waitReady(ctx, p, func() error { return httpReady(health) }); err != nil {
 		fix := "see the log; the sidecar reads its configuration from the control plane at " + r.up.XDSAddr()
@@ -545,11 +655,15 @@ func (r *running) workload(ctx context.Context, w Workload) error {
 		argv[0] = cfg.Executable
 	}
 	r.up.progress(name, "starting: "+strings.Join(w.Command, " "))
-	if p, err = r.up.start(name, argv); err != nil {
+	if w.Netns != "" {
+		argv = inNetns(w.Netns, argv)
+	}
+	if p, err = r.up.start(name, argv, 0); err != nil {
 		return &StartError{Component: name, Err: err, Fix: fmt.Sprintf("check the %s annotation of WorkloadEntry %s in %s", AnnotationRun, w.ID(), w.Source.File)}
 	}
 	r.workloads = append(r.workloads, p)
-	if err := r.up.waitReady(ctx, p, func() error { return tcpReady(w.AppPorts) }); err != nil {
+	r.members[w.ID()] = append(r.members[w.ID()], p)
+	if err := r.up.waitReady(ctx, p, func() error { return tcpReady(w) }); err != nil {
 		return r.up.startError(p, err, fmt.Sprintf("the workload must listen on %s (its sidecar owns %s:%s; use {{.AppAddress}} or {{.App PORT}} in the %s annotation of WorkloadEntry %s in %s)", appAddrs(w), w.Address, joinPorts(w.Ports), AnnotationRun, w.ID(), w.Source.File))
 	}
 	r.up.progress(name, "ready")
@@ -581,35 +695,6 @@ func (r *running) frontDoor(ws []Workload) error {
 	return nil
 }
 
-// watch reports children that exit while the mesh runs, until ctx ends.
-func (r *running) watch(ctx context.Context) {
-	exited := make(chan *process)
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	defer func() { close(stop); wg.Wait() }()
-	for _, p := range append(append([]*process(nil), r.sidecars...), r.workloads...) {
-		wg.Go(func() {
-			select {
-			case <-p.done:
-				select {
-				case exited <- p:
-				case <-stop:
-				}
-			case <-stop:
-			}
-		})
-	}
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case p := <-exited:
-			fmt.Fprintf(r.up.out, "warning: %s exited (%v); the rest keeps running. log: %s\n    %s\n",
-				p.name, p.err, p.log, strings.ReplaceAll(tail(p.log, 10), "\n", "\n    "))
-		}
-	}
-}
-
 // stop stops what was started: front door, workloads, sidecars (they
 // drain), control plane.
 func (r *running) stop() {
@@ -623,6 +708,13 @@ func (r *running) stop() {
 		r.cpCancel()
 		if err := <-r.cpDone; err != nil {
 			fmt.Fprintf(r.up.out, "control plane stopped with: %v\n", err)
+		}
+	}
+	if r.net != nil {
+		// The processes are gone: the namespaces (with their iptables
+		// rules), veths and bridge can go.
+		if err := r.net.remove(); err != nil {
+			fmt.Fprintf(r.up.out, "warning: %v\n", err)
 		}
 	}
 }
@@ -641,8 +733,8 @@ func (u *Up) stopAll(ps []*process, grace time.Duration) {
 }
 
 // start starts a child and records it.
-func (u *Up) start(name string, argv []string) (*process, error) {
-	p, err := startProcess(name, logPath(u.cfg.StateDir, name), argv)
+func (u *Up) start(name string, argv []string, gid uint32) (*process, error) {
+	p, err := startProcess(name, logPath(u.cfg.StateDir, name), argv, gid)
 	if err != nil {
 		return nil, err
 	}
@@ -671,13 +763,29 @@ func (u *Up) sidecarArgs(w Workload) ([]string, error) {
 	}
 	args := []string{cfg.Executable, "proxy", "sidecar",
 		"--xds-address", u.XDSAddr(),
-		"--ip", w.Address.String(), "--bind-address", w.Address.String(),
+		"--ip", w.Address.String(),
 		"--pod-name", w.Name, "--namespace", w.Namespace, "--workload-name", w.Name,
-		"--admin-address", at(cfg.Ports.Admin),
 		"--health-address", at(cfg.Ports.Health),
 		"--metrics-address", at(cfg.Ports.Metrics),
-		"--explicit-proxy", at(cfg.Ports.ExplicitProxy),
 		"--drain-duration", cfg.DrainDuration.String(),
+	}
+	if w.Netns == "" {
+		args = append(args, "--bind-address", w.Address.String(),
+			"--admin-address", at(cfg.Ports.Admin),
+			"--explicit-proxy", at(cfg.Ports.ExplicitProxy))
+	} else {
+		// In its namespace, capture brings the traffic; the explicit proxy
+		// stays on the namespace's loopback for run templates that name
+		// {{.Proxy}} (applications that dial service names without DNS).
+		lo := netip.MustParseAddr("127.0.0.1")
+		args = append(args,
+			"--admin-address", netip.AddrPortFrom(lo, cfg.Ports.Admin).String(),
+			"--explicit-proxy", netip.AddrPortFrom(lo, cfg.Ports.ExplicitProxy).String())
+		if !cfg.DisableMTLS {
+			// The CA is on the bridge address, which its serving
+			// certificate does not name; it names localhost.
+			args = append(args, "--ca-server-name", "localhost")
+		}
 	}
 	if len(labels) > 0 {
 		args = append(args, "--labels", strings.Join(labels, ","))
@@ -764,10 +872,18 @@ func httpReady(url string) error {
 }
 
 // tcpReady is nil once the application accepts connections on each of
-// its private ports.
-func tcpReady(appPorts map[uint32]uint16) error {
-	for _, p := range sortedPorts(appPorts) {
-		c, err := net.DialTimeout("tcp", net.JoinHostPort(AppHost, strconv.Itoa(int(appPorts[p]))), time.Second)
+// its private ports (with --netns, on the namespace's loopback, which the
+// capture rules leave alone).
+func tcpReady(w Workload) error {
+	for _, p := range sortedPorts(w.AppPorts) {
+		addr := net.JoinHostPort(AppHost, strconv.Itoa(int(w.AppPorts[p])))
+		if w.Netns != "" {
+			if err := dialIn(w.Netns, addr, time.Second); err != nil {
+				return fmt.Errorf("in netns %s: %w", w.Netns, err)
+			}
+			continue
+		}
+		c, err := net.DialTimeout("tcp", addr, time.Second)
 		if err != nil {
 			return err
 		}
@@ -783,11 +899,19 @@ func appAddrs(w Workload) string {
 		return "-"
 	}
 	if len(w.Ports) == 1 {
-		return net.JoinHostPort(AppHost, strconv.Itoa(int(w.AppPorts[w.Ports[0]])))
+		return net.JoinHostPort(w.host(), strconv.Itoa(int(w.AppPorts[w.Ports[0]])))
 	}
 	parts := make([]string, len(w.Ports))
 	for i, p := range w.Ports {
-		parts[i] = strconv.Itoa(int(p)) + "→" + net.JoinHostPort(AppHost, strconv.Itoa(int(w.AppPorts[p])))
+		parts[i] = strconv.Itoa(int(p)) + "→" + net.JoinHostPort(w.host(), strconv.Itoa(int(w.AppPorts[p])))
 	}
 	return strings.Join(parts, " ")
+}
+
+// host is where the workload's application listens.
+func (w Workload) host() string {
+	if w.appHost != "" {
+		return w.appHost
+	}
+	return AppHost
 }

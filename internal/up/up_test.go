@@ -8,7 +8,9 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -345,7 +347,11 @@ func TestBookinfo(t *testing.T) {
 			t.Errorf("reviews-v2 could not reach ratings through its sidecar:\n%s", body)
 		}
 	})
+	t.Run("WorkloadEntry added and removed", func(t *testing.T) {
+		addAndRemove(t, r, dir, prefix+"30", prefix+"30", c)
+	})
 	c.CloseIdleConnections()
+	pids = r.PIDs()
 
 	if err := r.stop(t); err != nil {
 		t.Errorf("Run after cancel: %v, want nil", err)
@@ -380,7 +386,9 @@ func httpOK(url string) error {
 // hasRequests is nil when the sidecar on ip reports an
 // istio_requests_total series carrying every label given.
 func hasRequests(ip string, labels ...string) error {
-	c := http.Client{Timeout: 5 * time.Second}
+	// No keep-alive: with --netns the sidecar's namespace may be gone
+	// before an idle connection would see its close.
+	c := http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	res, err := c.Get("http://" + ip + ":15020/stats/prometheus")
 	if err != nil {
 		return err
@@ -405,4 +413,156 @@ func hasRequests(ip string, labels ...string) error {
 		}
 	}
 	return fmt.Errorf("sidecar %s has no istio_requests_total with %v; it has:\n%s", ip, labels, strings.Join(series, "\n"))
+}
+
+// TestBookinfoNetns runs up --netns on the Bookinfo example: each
+// workload in its own namespace with capture, the routing samples
+// applied, mTLS between sidecars; after stop no process, namespace or
+// link is left.
+func TestBookinfoNetns(t *testing.T) {
+	requireNetns(t)
+	dir, _ := bookinfoDir(t)
+	cfg := testConfig(t, dir, nil)
+	cfg.Netns = true
+	cfg.NetnsBridge = fmt.Sprintf("tup%d", rand.IntN(100000))
+	cfg.NetnsSubnet = netip.MustParsePrefix(fmt.Sprintf("10.%d.%d.0/24", 100+rand.IntN(100), rand.IntN(250)))
+	rootRules := istioRules(t, "")
+	r := startUp(t, cfg)
+	if rules := istioRules(t, cfg.NetnsBridge+"-productpage-v1.default"); !strings.Contains(rules, "ISTIO_REDIRECT") {
+		t.Errorf("no capture rules in productpage's namespace:\n%s", rules)
+	}
+	ingress := r.IngressAddr()
+	if ingress == "" {
+		t.Fatal("no front door address")
+	}
+	base := cfg.NetnsSubnet.Addr().As4()
+	nsAddr := func(last byte) string { b := base; b[3] = last; return netip.AddrFrom4(b).String() }
+	out := r.out.String()
+	for _, want := range []string{"traffic capture of productpage-v1.default", "namespace " + cfg.NetnsBridge + "-details-v1.default"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("progress output lacks %q:\n%s", want, out)
+		}
+	}
+	if ns := netnsList(t, cfg.NetnsBridge); len(ns) != 6 {
+		t.Errorf("namespaces %v, want 6", ns)
+	}
+	pids := r.PIDs()
+	c := &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{}}
+	defer c.CloseIdleConnections()
+
+	t.Run("productpage", func(t *testing.T) {
+		v, body, err := page(c, ingress, "")
+		if err != nil {
+			t.Fatalf("%v\n%s", err, body)
+		}
+		if !strings.Contains(body, "ISBN-10") || strings.Contains(body, "Sorry") {
+			t.Errorf("page served by %s lacks the details or says Sorry:\n%s", v, body)
+		}
+	})
+	t.Run("mutual TLS between sidecars", func(t *testing.T) {
+		eventually(t, 10*time.Second, func() error {
+			if _, _, err := page(c, ingress, ""); err != nil {
+				return err
+			}
+			return hasRequests(nsAddr(11), `reporter="destination"`, `connection_security_policy="mutual_tls"`,
+				`source_principal="spiffe://cluster.local/ns/default/sa/bookinfo-productpage"`, `response_code="200"`)
+		})
+	})
+	t.Run("virtual-service-all-v1", func(t *testing.T) {
+		writeSample(t, dir, "destination-rules.yaml", "destination-rule-all.yaml")
+		writeSample(t, dir, "virtual-service-reviews.yaml", "virtual-service-all-v1.yaml")
+		eventually(t, 20*time.Second, func() error {
+			got, err := versions(c, ingress, "jason", 20)
+			if err != nil {
+				return err
+			}
+			return only(got, "reviews-v1", 20)
+		})
+	})
+	t.Run("virtual-service-reviews-test-v2", func(t *testing.T) {
+		writeSample(t, dir, "virtual-service-reviews.yaml", "virtual-service-reviews-test-v2.yaml")
+		eventually(t, 20*time.Second, func() error {
+			got, err := versions(c, ingress, "jason", 10)
+			if err != nil {
+				return err
+			}
+			return only(got, "reviews-v2", 10)
+		})
+	})
+	t.Run("WorkloadEntry added and removed", func(t *testing.T) {
+		addAndRemove(t, r, dir, "127.0.0.30", nsAddr(30), c)
+		if ns := netnsList(t, cfg.NetnsBridge); len(ns) != 6 {
+			t.Errorf("namespaces after removing details-v2: %v, want 6", ns)
+		}
+	})
+	c.CloseIdleConnections()
+	pids = r.PIDs()
+
+	if err := r.stop(t); err != nil {
+		t.Errorf("Run after cancel: %v, want nil", err)
+	}
+	gone(t, pids)
+	if ns := netnsList(t, cfg.NetnsBridge); len(ns) != 0 {
+		t.Errorf("namespaces left after stop: %v", ns)
+	}
+	links, err := exec.Command("ip", "-o", "link", "show").CombinedOutput()
+	if err != nil {
+		t.Fatalf("ip link show: %v\n%s", err, links)
+	}
+	if strings.Contains(string(links), cfg.NetnsBridge) {
+		t.Errorf("links left after stop:\n%s", links)
+	}
+	if after := istioRules(t, ""); after != rootRules {
+		t.Errorf("the root namespace's ISTIO_ rules changed:\nbefore:\n%s\nafter:\n%s", rootRules, after)
+	}
+}
+
+// istioRules returns the ISTIO_ lines of the nat table in namespace ns
+// ("" for the test's own).
+func istioRules(t *testing.T, ns string) string {
+	t.Helper()
+	argv := []string{"iptables-save", "-t", "nat"}
+	if ns != "" {
+		argv = append([]string{"ip", "netns", "exec", ns}, argv...)
+	}
+	out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", strings.Join(argv, " "), err, out)
+	}
+	var lines []string
+	for _, l := range strings.Split(string(out), "\n") {
+		if strings.Contains(l, "ISTIO_") {
+			lines = append(lines, l)
+		}
+	}
+	return strings.Join(lines, "\n")
+}
+
+// requireNetns fails unless the test can create namespaces.
+func requireNetns(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Fatal("TestBookinfoNetns needs root (network namespaces, a bridge and iptables)")
+	}
+	for _, tool := range []string{"ip", "iptables-restore", "iptables-save"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("needs %s in PATH (apt-get install iproute2 iptables): %v", tool, err)
+		}
+	}
+}
+
+// netnsList returns the namespaces whose names start with prefix.
+func netnsList(t *testing.T, prefix string) []string {
+	t.Helper()
+	out, err := exec.Command("ip", "netns", "list").CombinedOutput()
+	if err != nil {
+		t.Fatalf("ip netns list: %v\n%s", err, out)
+	}
+	var ns []string
+	for _, l := range strings.Split(string(out), "\n") {
+		if f := strings.Fields(l); len(f) > 0 && strings.HasPrefix(f[0], prefix+"-") {
+			ns = append(ns, f[0])
+		}
+	}
+	return ns
 }

@@ -3,6 +3,7 @@ package up
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 
@@ -26,9 +27,10 @@ type Deps struct {
 // NewCommand returns `trellis up`.
 func NewCommand(d Deps) *cobra.Command {
 	var (
-		cfg   up.Config
-		netns bool
-		mtls  bool
+		cfg    up.Config
+		netns  bool
+		mtls   bool
+		subnet string
 	)
 	cmd := &cobra.Command{
 		Use:   "up [DIR]",
@@ -61,11 +63,17 @@ apply live (trellis apply -f / delete -f write DIR for you).
 With --mtls (the default) the control plane runs its CA on --ca-address,
 keeping its root in --ca-dir, and every sidecar gets a workload certificate
 for its service account with a bootstrap token minted in <ca-dir>/bootstrap;
-a sidecar is ready once it has it. WorkloadEntries added or removed while running are not started
-or stopped yet: restart trellis up.
+a sidecar is ready once it has it. WorkloadEntries added or removed while running start or
+stop their sidecar and workload (a changed one keeps running as it is:
+restart trellis up).
 
---netns (each workload in its own network namespace with transparent
-capture, as root) is not implemented yet.
+--netns (root, Linux) puts each workload in its own network namespace on a
+bridge (--netns-bridge, --netns-subnet) with transparent capture (trellis
+proxy iptables): its sidecar runs there as group 1337, the WorkloadEntry's
+127.0.0.x address is mapped to the namespace's for the control plane (your
+files are not changed), the application listens on 0.0.0.0 and the real
+service ports ({{.AppAddress}}), and {{.Proxy}} is 127.0.0.1:15080 in the
+namespace. Ctrl-C removes the namespaces, their rules and the bridge.
 
 Each component's output goes to a log file in --state-dir (default: a new
 temporary directory, printed at start).`,
@@ -80,7 +88,12 @@ temporary directory, printed at start).`,
 				if d.Geteuid() != 0 {
 					return errors.New("--netns needs root (network namespaces and iptables)")
 				}
-				return errors.New("--netns is not implemented yet: run without it (each workload on its own loopback address)")
+				cfg.Netns = true
+				p, err := netip.ParsePrefix(subnet)
+				if err != nil {
+					return fmt.Errorf("--netns-subnet %q: %w", subnet, err)
+				}
+				cfg.NetnsSubnet = p
 			}
 			cfg.Dir = DefaultDir
 			if len(args) == 1 {
@@ -122,6 +135,8 @@ temporary directory, printed at start).`,
 	f.StringVar(&cfg.StateDir, "state-dir", "", "directory for the components' log files (default: a new temporary directory)")
 	f.DurationVar(&cfg.DrainDuration, "drain-duration", up.DefaultDrainDuration, "how long sidecars drain on Ctrl-C")
 	f.DurationVar(&cfg.ReadyTimeout, "ready-timeout", up.DefaultReadyTimeout, "how long to wait for each component to become ready")
-	f.BoolVar(&netns, "netns", false, "root only, not implemented yet: each workload in its own network namespace with transparent capture")
+	f.BoolVar(&netns, "netns", false, "root only: each workload in its own network namespace with transparent capture")
+	f.StringVar(&cfg.NetnsBridge, "netns-bridge", up.DefaultNetnsBridge, "with --netns, the bridge device (also the prefix of the namespaces' names)")
+	f.StringVar(&subnet, "netns-subnet", up.DefaultNetnsSubnet.String(), "with --netns, the bridge's IPv4 subnet (bridge on its first address)")
 	return cmd
 }

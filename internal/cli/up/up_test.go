@@ -31,7 +31,8 @@ func TestCommandErrors(t *testing.T) {
 		want string
 	}{
 		{"netns not root", 1000, []string{"--netns", bad}, "--netns needs root (network namespaces and iptables)"},
-		{"netns root", 0, []string{"--netns", bad}, "--netns is not implemented yet"},
+		{"netns bad subnet", 0, []string{"--netns", "--netns-subnet", "10.77.0/24", bad}, "--netns-subnet"},
+		{"netns root, invalid yaml", 0, []string{"--netns", "--xds-address", "127.0.0.1:0", "--monitoring-address", "-", "--ingress", "-", bad}, "x.yaml"},
 		{"missing dir", 1000, []string{filepath.Join(bad, "nope")}, "nope"},
 		{"invalid yaml", 1000, []string{"--xds-address", "127.0.0.1:0", "--monitoring-address", "-", "--ingress", "-", bad}, "x.yaml"},
 		{"two dirs", 1000, []string{"a", "b"}, "accepts at most 1 arg"},
