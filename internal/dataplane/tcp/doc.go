@@ -27,6 +27,8 @@
 // (listener.Conn.Restored), as Envoy's original destination load balancer;
 // Direct implements that and static address lists for tests and tools.
 // hash_policy source_ip is passed to the Upstream as HashKey(ctx).
+// An upstream connection that is a PeerIdentifier (mTLS with a verified
+// server certificate) gives its identity to Session.UpstreamPeerIdentity.
 //
 // SNI passthrough needs nothing here: the listener selects the chain by
 // server_names and this proxy relays the TLS bytes untouched.

@@ -37,6 +37,9 @@ func (p *Proxy) Serve(ctx context.Context, c *listener.Conn) {
 		return
 	}
 	s.Upstream = up.RemoteAddr()
+	if pi, ok := up.(PeerIdentifier); ok {
+		s.UpstreamPeerIdentity = pi.PeerIdentity()
+	}
 	p.cfg.Observer.Connected(s)
 	p.relay(ctx, c, up, s)
 	p.closed(s)

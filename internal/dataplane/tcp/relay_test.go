@@ -74,7 +74,19 @@ type pipeUpstream struct {
 	dials    int
 	far      chan *net.TCPConn
 	hashKeys []uint64
+	// peer, when set, is the identity the connections report
+	// (PeerIdentifier).
+	peer string
 }
+
+// identifiedConn is an upstream connection that knows its host's
+// identity.
+type identifiedConn struct {
+	*net.TCPConn
+	peer string
+}
+
+func (c identifiedConn) PeerIdentity() string { return c.peer }
 
 func newPipeUpstream(t *testing.T) *pipeUpstream {
 	return &pipeUpstream{t: t, far: make(chan *net.TCPConn, 8)}
@@ -100,6 +112,9 @@ func (u *pipeUpstream) Dial(ctx context.Context, cluster string, c *listener.Con
 	}
 	u.t.Cleanup(func() { near.Close(); far.Close() })
 	u.far <- far
+	if u.peer != "" {
+		return identifiedConn{near, u.peer}, nil
+	}
 	return near, nil
 }
 
@@ -394,6 +409,30 @@ func TestDirect(t *testing.T) {
 				}
 			}
 			c.Close()
+		}
+	}
+}
+
+// TestUpstreamPeerIdentity: the identity an upstream connection reports
+// (PeerIdentifier) is the session's UpstreamPeerIdentity; plain
+// connections leave it empty.
+func TestUpstreamPeerIdentity(t *testing.T) {
+	for _, peer := range []string{"spiffe://cluster.local/ns/shop/sa/reviews", ""} {
+		up := newPipeUpstream(t)
+		up.peer = peer
+		obs := newRecorder()
+		client, done := serve(t, context.Background(), cluster("c"), up, obs)
+		backend := up.backend(t)
+		client.Close()
+		backend.Close()
+		waitDone(t, done)
+		select {
+		case s := <-obs.closed:
+			if s.UpstreamPeerIdentity != peer {
+				t.Errorf("UpstreamPeerIdentity %q, want %q", s.UpstreamPeerIdentity, peer)
+			}
+		case <-time.After(waitFor):
+			t.Fatal("session not closed")
 		}
 	}
 }

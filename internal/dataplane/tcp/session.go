@@ -70,6 +70,9 @@ type Session struct {
 	// Upstream is the upstream connection's remote address, nil until
 	// connected.
 	Upstream net.Addr
+	// UpstreamPeerIdentity is the upstream host's SPIFFE ID when the
+	// upstream connection verified it (a PeerIdentifier), "" otherwise.
+	UpstreamPeerIdentity string
 	// Start is when the proxy took the connection.
 	Start time.Time
 	// ConnectAttempts is the number of upstream connection attempts made.

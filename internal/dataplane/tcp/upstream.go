@@ -25,6 +25,14 @@ type Upstream interface {
 	Dial(ctx context.Context, cluster string, c *listener.Conn) (net.Conn, error)
 }
 
+// PeerIdentifier is implemented by upstream connections that know the
+// host's identity: PeerIdentity is the SPIFFE ID of the server
+// certificate the transport socket verified ("" when it verified none).
+// The proxy records it as Session.UpstreamPeerIdentity.
+type PeerIdentifier interface {
+	PeerIdentity() string
+}
+
 // Errors an Upstream wraps to say why it has no connection to offer; they
 // set the response flags NC, UH and UO.
 var (

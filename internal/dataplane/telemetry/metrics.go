@@ -99,7 +99,7 @@ type Metrics struct {
 type httpKey struct {
 	inbound   bool
 	mtls      bool   // inbound: the downstream presented a verified client certificate
-	peer      string // inbound: that certificate's identity (source_principal)
+	peer      string // inbound: that certificate's identity (source_principal); outbound: the upstream's verified identity (destination_principal)
 	grpc      bool
 	grpcCode  int32 // the response's grpc-status; -1 when none was seen
 	code      int32
@@ -228,7 +228,7 @@ func (m *Metrics) Observe(r *filter.Record) {
 	if inbound {
 		k.mtls, k.peer = r.MutualTLS, r.PeerIdentity
 	} else {
-		k.host = r.UpstreamHost
+		k.host, k.peer = r.UpstreamHost, r.UpstreamPeerIdentity
 	}
 	if ct := r.Header.Get("Content-Type"); strings.HasPrefix(ct, "application/grpc") {
 		k.grpc, k.grpcCode = true, -1
@@ -300,7 +300,10 @@ func (m *Metrics) httpSeries(md *metadata, k *httpKey) *httpSeries {
 // proxy passes through or terminates without client authentication);
 // source_principal is that certificate's identity and
 // destination_principal the local workload's. Outbound, the proxy reports
-// what the source knows: the policy and principals stay "unknown".
+// what the source knows, as Istio's source reporter does: the policy and
+// source_principal stay "unknown"; destination_principal is peer, the
+// upstream host's identity as the upstream TLS handshake verified it
+// ("unknown" for plaintext and unverified TLS).
 func (m *Metrics) labels(md *metadata, inbound bool, cluster, host, authority string, mtls bool, peer, flags string, names []string) []string {
 	var src, dst Workload
 	var svc Service
@@ -322,6 +325,7 @@ func (m *Metrics) labels(md *metadata, inbound bool, cluster, host, authority st
 		src = m.local
 		src.Principal = ""
 		dst = md.workloads[cluster][host]
+		dst.Principal = peer
 		var ok bool
 		if svc, ok = md.services[cluster]; !ok {
 			if svc, ok = serviceFromName(cluster); !ok {
@@ -405,8 +409,11 @@ func (m *Metrics) tcpSeries(s *tcp.Session, flags string) *tcpSeries {
 	} else {
 		k.mtls = false
 	}
-	if !k.inbound && s.Upstream != nil {
-		k.host = s.Upstream.String()
+	if !k.inbound {
+		if s.Upstream != nil {
+			k.host = s.Upstream.String()
+		}
+		k.peer = s.UpstreamPeerIdentity
 	}
 	c := m.cache.Load()
 	c.mu.RLock()

@@ -331,3 +331,44 @@ func TestGRPCResponseStatus(t *testing.T) {
 		}
 	}
 }
+
+// TestOutboundDestinationPrincipal: the source reporter's
+// destination_principal is the upstream host's identity verified by the
+// upstream TLS handshake (HTTP and TCP), "unknown" without one; source
+// side, connection_security_policy stays "unknown" either way.
+func TestOutboundDestinationPrincipal(t *testing.T) {
+	const reviewsID = "spiffe://cluster.local/ns/shop/sa/reviews"
+	m := newMetrics(t)
+	m.Observe(&filter.Record{Listener: "0.0.0.0_9080", Cluster: reviews, UpstreamHost: "10.1.0.7:9080",
+		UpstreamPeerIdentity: reviewsID, ResponseCode: 200, Header: http.Header{}})
+	m.Observe(&filter.Record{Listener: "0.0.0.0_9080", Cluster: reviews, UpstreamHost: "10.1.0.7:9080",
+		ResponseCode: 201, Header: http.Header{}})
+	o := m.TCP()
+	s := &tcp.Session{Cluster: reviews, Downstream: &listener.Conn{Listener: "0.0.0.0_9080"},
+		Upstream: &net.TCPAddr{IP: net.IPv4(10, 1, 0, 7), Port: 9080}, UpstreamPeerIdentity: reviewsID}
+	o.Connected(s)
+	o.Closed(s)
+	body := scrape(t, m.Handler())
+
+	for _, c := range []struct {
+		name string
+		want map[string]string
+	}{
+		{"istio_requests_total", map[string]string{"response_code": "200", "destination_principal": reviewsID}},
+		{"istio_requests_total", map[string]string{"response_code": "201", "destination_principal": "unknown"}},
+		{"istio_tcp_connections_opened_total", map[string]string{"destination_principal": reviewsID}},
+		{"istio_tcp_connections_closed_total", map[string]string{"destination_principal": reviewsID}},
+	} {
+		c.want["reporter"] = "source"
+		v, labels, ok := sample(body, c.name, c.want)
+		if !ok || v != "1" {
+			t.Errorf("%s %v = %q %v\n%s", c.name, c.want, v, ok, body)
+			continue
+		}
+		for k, w := range map[string]string{"source_principal": "unknown", "connection_security_policy": "unknown", "destination_workload": "reviews-v2"} {
+			if labels[k] != w {
+				t.Errorf("%s %v: label %s = %q, want %q", c.name, c.want, k, labels[k], w)
+			}
+		}
+	}
+}

@@ -55,6 +55,20 @@ func TestMTLS(t *testing.T) {
 			}
 			return nil
 		})
+		// The client's sidecar names the server by the SPIFFE ID its
+		// upstream handshake verified; the source side leaves the policy
+		// unknown, as Istio does.
+		framework.Eventually(t, propagation, func() error {
+			out, err := metrics(m.client)
+			if err != nil {
+				return err
+			}
+			if !hasSample(out, "istio_requests_total", `reporter="source"`, `connection_security_policy="unknown"`,
+				`destination_principal="spiffe://cluster.local/ns/default/sa/server"`) {
+				return fmt.Errorf("client sidecar has no source request to the server's principal:\n%s", grep(out, "istio_requests_total"))
+			}
+			return nil
+		})
 	})
 
 	t.Run("StrictRefusesPlaintext", func(t *testing.T) {

@@ -36,10 +36,13 @@ type Record struct {
 	// Istio's config path).
 	Route *route.Route
 	// Cluster is the upstream cluster chosen; UpstreamHost the address of
-	// the host that served the final attempt.
-	Cluster      string
-	UpstreamHost string
-	Attempts     uint32
+	// the host that served the final attempt, UpstreamPeerIdentity that
+	// host's SPIFFE ID as the upstream TLS handshake verified it ("" for
+	// plaintext or unverified TLS).
+	Cluster              string
+	UpstreamHost         string
+	UpstreamPeerIdentity string
+	Attempts             uint32
 
 	// ResponseCode is the status sent downstream; 0 when none was (the
 	// client went away first).

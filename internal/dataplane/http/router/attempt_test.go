@@ -30,7 +30,8 @@ func compileRoute(t *testing.T, vhost string) *route.Table {
 // TestAttemptContexts: without a per-try timeout every attempt runs on
 // the request's context; with one, each attempt has its own, the timer
 // re-armed per attempt cancels only the attempt it was armed for, and the
-// attempt-count header of an earlier attempt is never rewritten.
+// attempt-count header of an earlier attempt is never rewritten. The
+// record keeps the final attempt's host and peer identity.
 func TestAttemptContexts(t *testing.T) {
 	for _, perTry := range []bool{false, true} {
 		t.Run(map[bool]string{false: "no per-try timeout", true: "per-try timeout"}[perTry], func(t *testing.T) {
@@ -61,17 +62,17 @@ func TestAttemptContexts(t *testing.T) {
 				switch pick.Attempt {
 				case 0:
 					if !perTry {
-						return &http.Response{StatusCode: 503, Header: http.Header{}, Body: http.NoBody}, Info{Host: "a"}, nil
+						return &http.Response{StatusCode: 503, Header: http.Header{}, Body: http.NoBody}, Info{Host: "a", PeerIdentity: "spiffe://td/ns/x/sa/a"}, nil
 					}
 					<-ctx.Done() // the per-try timeout
 					c.cause = context.Cause(ctx)
-					return nil, Info{Host: "a"}, c.cause
+					return nil, Info{Host: "a", PeerIdentity: "spiffe://td/ns/x/sa/a"}, c.cause
 				default:
 					// Longer than what was left of the first attempt's
 					// timer, shorter than a whole per-try timeout.
 					time.Sleep(30 * time.Millisecond)
 					c.cause = context.Cause(ctx)
-					return ok("second"), Info{Host: "b"}, nil
+					return ok("second"), Info{Host: "b", PeerIdentity: "spiffe://td/ns/x/sa/b"}, nil
 				}
 			})
 			r := New(Config{Upstream: up})
@@ -83,6 +84,11 @@ func TestAttemptContexts(t *testing.T) {
 			}
 			if s.Record.Attempts != 2 {
 				t.Errorf("%d attempts, want 2", s.Record.Attempts)
+			}
+			// The record names the host of the final attempt and its
+			// verified identity.
+			if s.Record.UpstreamHost != "b" || s.Record.UpstreamPeerIdentity != "spiffe://td/ns/x/sa/b" {
+				t.Errorf("record upstream %q %q, want b's", s.Record.UpstreamHost, s.Record.UpstreamPeerIdentity)
 			}
 			mu.Lock()
 			defer mu.Unlock()

@@ -313,6 +313,7 @@ func (r *Router) attempts(ctx context.Context, s *filter.Stream, tg *target, bod
 		s.Record.Attempts = attempt + 1
 		if res.info.Host != "" {
 			s.Record.UpstreamHost = res.info.Host
+			s.Record.UpstreamPeerIdentity = res.info.PeerIdentity
 		}
 		if attempt > 0 && errors.Is(res.err, ErrRetryOverflow) {
 			// The retry budget is spent: the previous outcome stands.

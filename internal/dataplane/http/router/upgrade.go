@@ -63,6 +63,7 @@ func (r *Router) upgrade(s *filter.Stream, rt *route.Route, f *route.Forward) {
 	}
 	s.Record.Attempts = 1
 	s.Record.UpstreamHost = res.info.Host
+	s.Record.UpstreamPeerIdentity = res.info.PeerIdentity
 	if res.err != nil {
 		r.fail(s, f, hctx, nil, res.err)
 		return

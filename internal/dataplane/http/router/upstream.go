@@ -76,6 +76,10 @@ type PickContext struct {
 type Info struct {
 	// Host is the host's address ("ip:port"), "" when none was picked.
 	Host string
+	// PeerIdentity is the host's identity (SPIFFE ID) as the upstream
+	// connection's transport socket verified it; "" for plaintext,
+	// unverified TLS, or when no connection was taken.
+	PeerIdentity string
 }
 
 // Errors an Upstream wraps. Each sets a response flag; the retry column

@@ -102,11 +102,13 @@ func keepaliveConfig(o *clusterv3.UpstreamConnectionOptions) net.KeepAliveConfig
 }
 
 // dial connects to h; the caller bounds ctx with the connect timeout.
-// alpn overrides the transport socket's ALPN protocols (nil: none).
-func (d *dialer) dial(ctx context.Context, h *host.Host, alpn []string) (net.Conn, error) {
+// alpn overrides the transport socket's ALPN protocols (nil: none). peer
+// is the host's identity as the transport socket verified it ("" for
+// none, plaintext included).
+func (d *dialer) dial(ctx context.Context, h *host.Host, alpn []string) (conn net.Conn, peer string, err error) {
 	sk := d.sockets.forEndpoint(h.Endpoint())
 	if sk.err != nil {
-		return nil, fmt.Errorf("transport socket %q: %w", sk.name, sk.err)
+		return nil, "", fmt.Errorf("transport socket %q: %w", sk.name, sk.err)
 	}
 	addr := h.Address()
 	nd := net.Dialer{KeepAliveConfig: d.keepalive}
@@ -118,7 +120,7 @@ func (d *dialer) dial(ctx context.Context, h *host.Host, alpn []string) (net.Con
 	case host.Socket:
 		ap, ok := addr.AddrPort()
 		if !ok {
-			return nil, fmt.Errorf("host %s has no IP address", addr)
+			return nil, "", fmt.Errorf("host %s has no IP address", addr)
 		}
 		network, target = "tcp", ap.String()
 		if src := d.bind.source(ap.Addr()); src.IsValid() {
@@ -127,20 +129,20 @@ func (d *dialer) dial(ctx context.Context, h *host.Host, alpn []string) (net.Con
 	case host.Pipe:
 		network, target = "unix", addr.Path
 	default:
-		return nil, fmt.Errorf("%w: envoy_internal_address %s", pool.ErrUnsupportedTransport, addr)
+		return nil, "", fmt.Errorf("%w: envoy_internal_address %s", pool.ErrUnsupportedTransport, addr)
 	}
 	c, err := nd.DialContext(ctx, network, target)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	c = sockio.Wrap(c) // reads and writes without a P hand-off (see sockio)
 	if sk.transport == nil {
-		return c, nil
+		return c, "", nil
 	}
-	sc, err := sk.transport.Client(ctx, c, h, alpn)
+	sc, peer, err := sk.transport.Client(ctx, c, h, alpn)
 	if err != nil {
 		c.Close()
-		return nil, fmt.Errorf("transport socket %q: %w", sk.name, err)
+		return nil, "", fmt.Errorf("transport socket %q: %w", sk.name, err)
 	}
-	return sc, nil
+	return sc, peer, nil
 }

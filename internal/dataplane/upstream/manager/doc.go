@@ -62,6 +62,13 @@
 // as they do over plaintext (prior knowledge, as Envoy with explicit
 // HTTP/2; the generated cluster offers h2).
 //
+// A TLS socket with a validation context reports the server's verified
+// SPIFFE ID (the first URI SAN of its certificate): HTTP requests carry it
+// in router.Info.PeerIdentity (the pool gets it as a *pool.PeerConn) and
+// TCP connections from Dial report it as a tcp.PeerIdentifier, for the
+// source reporter's destination_principal. Plaintext and unverified TLS
+// report none.
+//
 // The default, PlaintextOnly, knows raw_buffer only: an endpoint that
 // needs TLS fails to connect (UF, "transport socket ... is not implemented
 // yet; refusing to fall back to plaintext") without counting against the

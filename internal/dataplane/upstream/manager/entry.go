@@ -228,6 +228,16 @@ func (e *entry) pool(hp *hostPools, proto pool.Protocol, prio circuit.Priority) 
 	return p
 }
 
+// dialHTTP opens a pooled connection to h; one whose transport socket
+// verified the host's identity comes as a *pool.PeerConn.
+func (e *entry) dialHTTP(ctx context.Context, h *host.Host, proto pool.Protocol) (net.Conn, error) {
+	c, peer, err := e.dial.dial(ctx, h, e.dial.httpALPN[proto])
+	if err != nil || peer == "" {
+		return c, err
+	}
+	return &pool.PeerConn{Conn: c, Peer: peer}, nil
+}
+
 func (e *entry) poolConfig(h *host.Host, proto pool.Protocol, prio circuit.Priority) pool.Config {
 	hc := e.c.HTTP
 	return pool.Config{
@@ -235,7 +245,7 @@ func (e *entry) poolConfig(h *host.Host, proto pool.Protocol, prio circuit.Prior
 		Breakers:                 e.in.Breakers(prio),
 		PerHostMaxConnections:    e.c.PerHostMaxConnections[prio],
 		Protocol:                 proto,
-		Dial:                     func(ctx context.Context) (net.Conn, error) { return e.dial.dial(ctx, h, e.dial.httpALPN[proto]) },
+		Dial:                     func(ctx context.Context) (net.Conn, error) { return e.dialHTTP(ctx, h, proto) },
 		ConnectTimeout:           e.c.ConnectTimeout,
 		IdleTimeout:              hc.IdleTimeout,
 		MaxConnectionDuration:    hc.MaxConnectionDuration,

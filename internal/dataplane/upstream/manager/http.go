@@ -42,6 +42,7 @@ func (m *Manager) RoundTrip(ctx context.Context, cluster string, pick router.Pic
 	if info.Host != nil {
 		ri.Host = info.Host.Key()
 	}
+	ri.PeerIdentity = info.PeerIdentity
 	return resp, ri, err
 }
 

@@ -86,6 +86,9 @@ func TestRoundRobinDistribution(t *testing.T) {
 		if r.status != http.StatusOK {
 			t.Fatalf("status %d", r.status)
 		}
+		if r.info.PeerIdentity != "" {
+			t.Fatalf("plaintext connection with peer identity %q", r.info.PeerIdentity)
+		}
 		got[r.backend]++
 	}
 	for _, b := range bs {

@@ -32,7 +32,9 @@ var _ tcp.Upstream = (*Manager)(nil)
 //
 // A failed connection returns an *Error of kind ConnectFailure or
 // ConnectTimeout, which the tcp proxy retries (another pick) up to
-// max_connect_attempts. The connection releases its limits when closed.
+// max_connect_attempts. The connection releases its limits when closed;
+// it is a tcp.PeerIdentifier reporting the host's verified SPIFFE ID
+// (mTLS upstreams).
 func (m *Manager) Dial(ctx context.Context, cluster string, c *listener.Conn) (net.Conn, error) {
 	e := m.lookup(cluster)
 	if e == nil {
@@ -65,14 +67,14 @@ func (m *Manager) Dial(ctx context.Context, cluster string, c *listener.Conn) (n
 		dctx, cancel = context.WithTimeoutCause(ctx, d, errConnectTimeout)
 		defer cancel()
 	}
-	conn, err := e.dial.dial(dctx, h, nil)
+	conn, peer, err := e.dial.dial(dctx, h, nil)
 	if err != nil {
 		br.Release(circuit.Connections)
 		h.ReleaseConnection()
 		return nil, e.connectFailed(ctx, dctx, h, err)
 	}
 	e.in.Report(h, outlier.Result{Event: outlier.LocalOriginConnectSuccessFinal})
-	return &tcpConn{Conn: conn, h: h, br: br}, nil
+	return &tcpConn{Conn: conn, h: h, br: br, peer: peer}, nil
 }
 
 // connectFailed accounts for a failed TCP connection attempt.
@@ -102,6 +104,8 @@ func (e *entry) connectFailed(ctx, dctx context.Context, h *host.Host, err error
 // cluster's and the host's connection counts. It passes half-closes on.
 type tcpConn struct {
 	net.Conn
+	// peer is the host's identity as the transport socket verified it.
+	peer   string
 	h      *host.Host
 	br     *circuit.Breakers
 	closed atomic.Bool
@@ -115,6 +119,10 @@ func (c *tcpConn) Close() error {
 	}
 	return err
 }
+
+// PeerIdentity is the host's SPIFFE ID when the transport socket verified
+// its certificate, "" otherwise (tcp.PeerIdentifier).
+func (c *tcpConn) PeerIdentity() string { return c.peer }
 
 // CloseWrite half-closes the connection (a FIN; close_notify first on TLS).
 func (c *tcpConn) CloseWrite() error { return listener.CloseWrite(c.Conn) }

@@ -45,16 +45,24 @@ type tlsTransport struct {
 // Client runs the TLS handshake on c. A failure is a connect failure (UF)
 // whose error carries the reason (Envoy's
 // UPSTREAM_TRANSPORT_FAILURE_REASON); like any connect failure it counts
-// against the host as a local-origin failure.
-func (t *tlsTransport) Client(ctx context.Context, c net.Conn, h *host.Host, alpn []string) (net.Conn, error) {
+// against the host as a local-origin failure. The peer identity is the
+// server certificate's SPIFFE ID when the context has a validation
+// context (ISTIO_MUTUAL, SIMPLE and MUTUAL with a CA), "" otherwise: an
+// unverified certificate proves nothing.
+func (t *tlsTransport) Client(ctx context.Context, c net.Conn, h *host.Host, alpn []string) (net.Conn, string, error) {
 	if !t.mesh {
 		alpn = nil
 	}
 	tc, err := t.c.Handshake(ctx, c, t.store, alpn)
 	if err != nil {
-		return nil, fmt.Errorf("upstream TLS to %s: %w", h.Key(), err)
+		return nil, "", fmt.Errorf("upstream TLS to %s: %w", h.Key(), err)
 	}
-	return tc, nil
+	var peer string
+	if t.c.Verifies() {
+		cs := tc.ConnectionState()
+		peer = tlssock.PeerIdentity(&cs)
+	}
+	return tc, peer, nil
 }
 
 // alpnOverride is Istio's ALPN filter (istio.alpn) as the outbound HTTP

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -144,8 +145,11 @@ spec:
 // TestIstioMutualToStrictInbound sends traffic through the generated
 // ISTIO_MUTUAL cluster to the generated STRICT inbound listener: HTTP
 // picks the HTTP chain by Istio's ALPN override and the server sees the
-// client's SPIFFE ID; TCP goes to the TCP chain.
+// client's SPIFFE ID; TCP goes to the TCP chain. The client learns the
+// server's verified SPIFFE ID: in the request's Info (fresh and reused
+// connections) and from the TCP connection (tcp.PeerIdentifier).
 func TestIstioMutualToStrictInbound(t *testing.T) {
+	const serverID = "spiffe://cluster.local/ns/default/sa/server"
 	ca := tlstest.NewCA(t, "mesh")
 	port := strictServer(t, "server", tlstest.Mesh(ca.SPIFFE(t, "cluster.local", "default", "server"), ca))
 	clientStore := tlstest.Mesh(ca.SPIFFE(t, "cluster.local", "default", "client"), ca)
@@ -157,6 +161,23 @@ func TestIstioMutualToStrictInbound(t *testing.T) {
 		if r.status != 200 || r.backend != want {
 			t.Errorf("got %d %q\nwant %q", r.status, r.backend, want)
 		}
+		if r.info.PeerIdentity != serverID {
+			t.Errorf("pool Info.PeerIdentity %q, want %q", r.info.PeerIdentity, serverID)
+		}
+		// The router's view, on the pooled connection.
+		req, err := http.NewRequest(http.MethodGet, "http://"+svcHost+"/", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, info, err := m.RoundTrip(context.Background(), svcCluster, router.PickContext{}, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if info.PeerIdentity != serverID || info.Host == "" {
+			t.Errorf("router Info %+v, want PeerIdentity %q", info, serverID)
+		}
 	})
 	t.Run("TCP", func(t *testing.T) {
 		m := mutualClient(t, port, clientStore, "TCP")
@@ -165,6 +186,9 @@ func TestIstioMutualToStrictInbound(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer c.Close()
+		if pi, ok := c.(tcp.PeerIdentifier); !ok || pi.PeerIdentity() != serverID {
+			t.Errorf("TCP connection %T: want a tcp.PeerIdentifier with %q", c, serverID)
+		}
 		b := make([]byte, 256)
 		n, _ := c.Read(b)
 		want := "peer=spiffe://cluster.local/ns/default/sa/client chain=virtualInbound alpn=istio-peer-exchange"

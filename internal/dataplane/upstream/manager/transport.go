@@ -19,9 +19,12 @@ import (
 // Transport secures a freshly dialled connection to a host: the client
 // side of a transport socket (TLS). It runs within the connect timeout.
 // alpn, when not nil, replaces the socket's configured ALPN protocols
-// (Istio's ALPN override for HTTP connections).
+// (Istio's ALPN override for HTTP connections). peer is the host's
+// identity as the socket verified it: the first URI SAN (SPIFFE ID) of a
+// server certificate checked against the trust bundle, "" when the socket
+// verifies none.
 type Transport interface {
-	Client(ctx context.Context, c net.Conn, h *host.Host, alpn []string) (net.Conn, error)
+	Client(ctx context.Context, c net.Conn, h *host.Host, alpn []string) (conn net.Conn, peer string, err error)
 }
 
 // Transports builds the Transport of a transport socket configuration.

@@ -245,7 +245,7 @@ func (p *Pool) dialContext(ctx context.Context, _, _ string) (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	st.nc = &netConn{Conn: raw, p: p, hold: st.hold}
+	st.nc = newNetConn(raw, p, st.hold)
 	return st.nc, nil
 }
 
@@ -258,8 +258,8 @@ func (p *Pool) connect(dctx context.Context, h hold) (client, *netConn, error) {
 			p.releaseHold(h)
 			return nil, nil, err
 		}
-		nc := &netConn{Conn: raw, p: p, hold: h}
-		return newH1Conn(nc, raw, &p.bufs), nc, nil
+		nc := newNetConn(raw, p, h)
+		return newH1Conn(nc, nc.Conn, &p.bufs), nc, nil
 	}
 	st := &dialState{hold: h}
 	cc, err := p.tr.NewClientConn(context.WithValue(dctx, dialKey{}, st), "http", p.addr)

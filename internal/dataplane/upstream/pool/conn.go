@@ -272,10 +272,21 @@ func (c *conn) onExpired() {
 // connection.
 type netConn struct {
 	net.Conn
+	// peer is the host's verified identity (Dial's *PeerConn).
+	peer   string
 	p      *Pool
 	hold   hold
 	c      atomic.Pointer[conn]
 	closed atomic.Bool
+}
+
+// newNetConn wraps what Dial returned, unwrapping a *PeerConn.
+func newNetConn(raw net.Conn, p *Pool, h hold) *netConn {
+	n := &netConn{Conn: raw, p: p, hold: h}
+	if pc, ok := raw.(*PeerConn); ok {
+		n.Conn, n.peer = pc.Conn, pc.Peer
+	}
+	return n
 }
 
 func (n *netConn) Close() error {

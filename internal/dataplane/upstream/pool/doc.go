@@ -18,6 +18,10 @@
 //	          max_connection_duration, pool drain) closes once idle;
 //	          others arm the idle timer
 //
+// Info tells where a request went: the host, whether the connection was
+// reused, and the host's identity when Dial returned the connection as a
+// *PeerConn (its transport socket verified the server certificate).
+//
 // # HTTP/1.1 is ours, HTTP/2 is net/http's ClientConn
 //
 // HTTP/2 connections (prior knowledge) are net/http ClientConns

@@ -55,7 +55,9 @@ type Config struct {
 	// Protocol is HTTP1 or HTTP2.
 	Protocol Protocol
 	// Dial opens a connection to the host, transport socket included. It
-	// must honour ctx; the pool applies ConnectTimeout through it. An error
+	// must honour ctx; the pool applies ConnectTimeout through it. A
+	// connection whose host identity was verified comes as a *PeerConn.
+	// An error
 	// wrapping ErrUnsupportedTransport is not held against the host.
 	Dial func(ctx context.Context) (net.Conn, error)
 	// ConnectTimeout bounds Dial (0: only the request's context does).
@@ -88,6 +90,19 @@ type Info struct {
 	Reused bool
 	// Protocol is the protocol spoken.
 	Protocol Protocol
+	// PeerIdentity is the host's identity verified by the connection's
+	// transport socket (Dial returned a *PeerConn), "" for none or when
+	// no connection was taken.
+	PeerIdentity string
+}
+
+// PeerConn is what Dial returns for a connection whose transport socket
+// verified the host's identity: Peer is that identity (the SPIFFE ID of
+// the server certificate). The pool uses Conn and reports Peer in the
+// Info of the requests the connection carries.
+type PeerConn struct {
+	net.Conn
+	Peer string
 }
 
 // Pool is the connection pool of one host, protocol and routing priority.
@@ -213,6 +228,7 @@ func (p *Pool) RoundTrip(ctx context.Context, req *http.Request, retry bool) (*h
 		return nil, info, err
 	}
 	info.Reused = reused
+	info.PeerIdentity = c.nc.peer
 	p.report(outlier.Result{Event: outlier.LocalOriginConnectSuccess})
 
 	resp, err := c.cc.RoundTrip(ctx, req)
