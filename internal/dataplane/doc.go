@@ -17,6 +17,9 @@
 //	xdsclient  ADS client: delta by default, state of the world as fallback;
 //	           subscriptions, warming order, ACK/NACK, reconnect with back-off
 //	route      RouteConfiguration compiled into a matcher and typed actions
+//	strmatch   Envoy's StringMatcher (ASCII ignore_case), shared by route and rbac
+//	h1wire     HTTP/1.1 wire pieces shared by the server and client codecs
+//	rbac       RBAC policies (authorization) compiled and evaluated
 //	upstream   load balancers, outlier detection, circuit breakers, pools
 //	capture    iptables redirection rules and original-destination recovery
 //	listener   listeners compiled from xDS: filter-chain matching, TLS and
@@ -25,7 +28,9 @@
 //	sockio     TCP reads and writes as raw system calls (no scheduler
 //	           hand-off per write), for the listeners' and dialers' sockets
 //	http       the HTTP connection manager: normalisation, filters, router
-//	(later)    telemetry, admin, role/sidecar
+//	identity, secrets, tlssock   workload certificates, SDS names, TLS sockets
+//	telemetry  Istio metrics, access logs, tracing
+//	role/...   the roles assembled from the above (sidecar)
 //
 // Rule: nothing under internal/dataplane imports Kubernetes client
 // libraries or the control plane (internal/config, internal/model,

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/netip"
 	"regexp"
-	"regexp/syntax"
 	"strconv"
 	"strings"
 
@@ -13,6 +12,8 @@ import (
 	rbacv3 "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+
+	"github.com/trellismesh/trellis/internal/dataplane/strmatch"
 )
 
 // matcher is one compiled permission or principal rule.
@@ -119,7 +120,7 @@ func compilePermission(p *rbacv3.Permission, depth int) (matcher, error) {
 	case *rbacv3.Permission_Metadata:
 		return compileMetadata(r.Metadata)
 	case *rbacv3.Permission_RequestedServerName:
-		sm, err := compileString(r.RequestedServerName)
+		sm, err := strmatch.Compile(r.RequestedServerName, maxRegexLen)
 		if err != nil {
 			return nil, fmt.Errorf("requested_server_name: %w", err)
 		}
@@ -178,7 +179,7 @@ func compilePrincipal(p *rbacv3.Principal, depth int) (matcher, error) {
 	case *rbacv3.Principal_Authenticated_:
 		a := authenticatedRule{}
 		if pn := r.Authenticated.GetPrincipalName(); pn != nil {
-			sm, err := compileString(pn)
+			sm, err := strmatch.Compile(pn, maxRegexLen)
 			if err != nil {
 				return nil, fmt.Errorf("authenticated.principal_name: %w", err)
 			}
@@ -283,12 +284,12 @@ func (r portRule) match(in *Input) bool {
 	return in.Destination.IsValid() && p >= r.lo && p < r.hi
 }
 
-type sniRule struct{ sm stringMatcher }
+type sniRule struct{ sm strmatch.Matcher }
 
-func (r *sniRule) match(in *Input) bool { return r.sm.match(in.SNI) }
+func (r *sniRule) match(in *Input) bool { return r.sm.Match(in.SNI) }
 
 // authenticatedRule matches a verified peer, by SAN when name is set.
-type authenticatedRule struct{ name *stringMatcher }
+type authenticatedRule struct{ name *strmatch.Matcher }
 
 func (r *authenticatedRule) match(in *Input) bool {
 	if !in.Authenticated {
@@ -299,11 +300,11 @@ func (r *authenticatedRule) match(in *Input) bool {
 	}
 	c := in.PeerCert
 	if c == nil {
-		return in.PeerIdentity != "" && r.name.match(in.PeerIdentity)
+		return in.PeerIdentity != "" && r.name.Match(in.PeerIdentity)
 	}
 	if len(c.URIs) > 0 {
 		for _, u := range c.URIs {
-			if r.name.match(u.String()) {
+			if r.name.Match(u.String()) {
 				return true
 			}
 		}
@@ -311,19 +312,19 @@ func (r *authenticatedRule) match(in *Input) bool {
 	}
 	if len(c.DNSNames) > 0 {
 		for _, d := range c.DNSNames {
-			if r.name.match(d) {
+			if r.name.Match(d) {
 				return true
 			}
 		}
 		return false
 	}
-	return r.name.match(c.Subject.String())
+	return r.name.Match(c.Subject.String())
 }
 
-type urlPathRule struct{ sm stringMatcher }
+type urlPathRule struct{ sm strmatch.Matcher }
 
 func compileURLPath(p *matcherv3.PathMatcher) (matcher, error) {
-	sm, err := compileString(p.GetPath())
+	sm, err := strmatch.Compile(p.GetPath(), maxRegexLen)
 	if err != nil {
 		return nil, fmt.Errorf("url_path: %w", err)
 	}
@@ -334,7 +335,7 @@ func (r *urlPathRule) match(in *Input) bool {
 	if in.Request == nil {
 		return false
 	}
-	return r.sm.match(in.urlPath)
+	return r.sm.Match(in.urlPath)
 }
 
 // pathOnly strips the query and fragment of a :path.
@@ -365,7 +366,7 @@ func pathOnly(p string) string {
 type headerRule struct {
 	name           string
 	kind           uint8 // hdrPresent, hdrString, hdrRange
-	sm             stringMatcher
+	sm             strmatch.Matcher
 	present        bool
 	start, end     int64
 	invert         bool
@@ -395,18 +396,18 @@ func compileHeader(h *routev3.HeaderMatcher) (matcher, error) {
 	case *routev3.HeaderMatcher_PresentMatch:
 		out.kind, out.present = hdrPresent, s.PresentMatch
 	case *routev3.HeaderMatcher_ExactMatch:
-		out.sm = stringMatcher{kind: strExact, value: s.ExactMatch}
+		out.sm = strmatch.Matcher{Kind: strmatch.Exact, Value: s.ExactMatch}
 	case *routev3.HeaderMatcher_PrefixMatch:
-		out.sm = stringMatcher{kind: strPrefix, value: s.PrefixMatch}
+		out.sm = strmatch.Matcher{Kind: strmatch.Prefix, Value: s.PrefixMatch}
 	case *routev3.HeaderMatcher_SuffixMatch:
-		out.sm = stringMatcher{kind: strSuffix, value: s.SuffixMatch}
+		out.sm = strmatch.Matcher{Kind: strmatch.Suffix, Value: s.SuffixMatch}
 	case *routev3.HeaderMatcher_ContainsMatch:
-		out.sm = stringMatcher{kind: strContains, value: s.ContainsMatch}
+		out.sm = strmatch.Matcher{Kind: strmatch.Contains, Value: s.ContainsMatch}
 	case *routev3.HeaderMatcher_SafeRegexMatch:
-		out.sm.kind = strRegex
-		out.sm.re, err = compileRegex(s.SafeRegexMatch.GetRegex())
+		out.sm.Kind = strmatch.Regex
+		out.sm.Re, err = compileRegex(s.SafeRegexMatch.GetRegex())
 	case *routev3.HeaderMatcher_StringMatch:
-		out.sm, err = compileString(s.StringMatch)
+		out.sm, err = strmatch.Compile(s.StringMatch, maxRegexLen)
 	case *routev3.HeaderMatcher_RangeMatch:
 		out.kind, out.start, out.end = hdrRange, s.RangeMatch.GetStart(), s.RangeMatch.GetEnd()
 	default:
@@ -478,13 +479,13 @@ func (h *headerRule) readingMatches(v string, fold bool) bool {
 		n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
 		return err == nil && n >= h.start && n < h.end
 	}
-	if h.sm.match(v) {
+	if h.sm.Match(v) {
 		return true
 	}
-	if fold && !h.sm.ignoreCase && h.sm.kind != strRegex {
+	if fold && !h.sm.IgnoreCase && h.sm.Kind != strmatch.Regex {
 		f := h.sm
-		f.ignoreCase = true
-		return f.match(v)
+		f.IgnoreCase = true
+		return f.Match(v)
 	}
 	return false
 }
@@ -535,117 +536,10 @@ func (h *headerRule) everyReading(values []string, elements, fold bool) bool {
 	return len(values) < 2 || h.readingMatches(strings.Join(values, ","), fold)
 }
 
-type strKind uint8
-
-const (
-	strExact strKind = iota
-	strPrefix
-	strSuffix
-	strContains
-	strRegex
-)
-
-// stringMatcher is a compiled StringMatcher. ignore_case folds ASCII only
-// and does not apply to regexes, as in Envoy.
-type stringMatcher struct {
-	kind       strKind
-	value      string
-	ignoreCase bool
-	re         *regexp.Regexp
-}
-
 // maxRegexLen bounds policy regexes (they come from the control plane,
 // which limits them too).
 const maxRegexLen = 4096
 
 func compileRegex(expr string) (*regexp.Regexp, error) {
-	if len(expr) > maxRegexLen {
-		return nil, fmt.Errorf("regex is %d bytes; maximum is %d", len(expr), maxRegexLen)
-	}
-	if _, err := syntax.Parse(expr, syntax.Perl); err != nil {
-		return nil, fmt.Errorf("invalid regex %q: %w", expr, err)
-	}
-	re, err := regexp.Compile(`^(?:` + expr + `)$`)
-	if err != nil {
-		return nil, fmt.Errorf("invalid regex %q: %w", expr, err)
-	}
-	return re, nil
-}
-
-func compileString(m *matcherv3.StringMatcher) (stringMatcher, error) {
-	out := stringMatcher{ignoreCase: m.GetIgnoreCase()}
-	switch p := m.GetMatchPattern().(type) {
-	case *matcherv3.StringMatcher_Exact:
-		out.kind, out.value = strExact, p.Exact
-	case *matcherv3.StringMatcher_Prefix:
-		out.kind, out.value = strPrefix, p.Prefix
-	case *matcherv3.StringMatcher_Suffix:
-		out.kind, out.value = strSuffix, p.Suffix
-	case *matcherv3.StringMatcher_Contains:
-		out.kind, out.value = strContains, p.Contains
-	case *matcherv3.StringMatcher_SafeRegex:
-		re, err := compileRegex(p.SafeRegex.GetRegex())
-		if err != nil {
-			return out, err
-		}
-		out.kind, out.re, out.ignoreCase = strRegex, re, false
-	case *matcherv3.StringMatcher_Custom:
-		return out, fmt.Errorf("custom string matcher %q is not supported", p.Custom.GetName())
-	default:
-		return out, errors.New("string matcher has no pattern")
-	}
-	return out, nil
-}
-
-func (m *stringMatcher) match(s string) bool {
-	switch m.kind {
-	case strExact:
-		if m.ignoreCase {
-			return equalFold(s, m.value)
-		}
-		return s == m.value
-	case strPrefix:
-		if m.ignoreCase {
-			return len(s) >= len(m.value) && equalFold(s[:len(m.value)], m.value)
-		}
-		return strings.HasPrefix(s, m.value)
-	case strSuffix:
-		if m.ignoreCase {
-			return len(s) >= len(m.value) && equalFold(s[len(s)-len(m.value):], m.value)
-		}
-		return strings.HasSuffix(s, m.value)
-	case strContains:
-		if m.ignoreCase {
-			for i := 0; i+len(m.value) <= len(s); i++ {
-				if equalFold(s[i:i+len(m.value)], m.value) {
-					return true
-				}
-			}
-			return false
-		}
-		return strings.Contains(s, m.value)
-	case strRegex:
-		return m.re.MatchString(s)
-	}
-	return false
-}
-
-// equalFold compares with ASCII case folding only (absl's EqualsIgnoreCase).
-func equalFold(a, b string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := 0; i < len(a); i++ {
-		x, y := a[i], b[i]
-		if 'A' <= x && x <= 'Z' {
-			x += 'a' - 'A'
-		}
-		if 'A' <= y && y <= 'Z' {
-			y += 'a' - 'A'
-		}
-		if x != y {
-			return false
-		}
-	}
-	return true
+	return strmatch.CompileFullRegex(expr, maxRegexLen)
 }

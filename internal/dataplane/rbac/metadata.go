@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+
+	"github.com/trellismesh/trellis/internal/dataplane/strmatch"
 )
 
 // metadataRule is a compiled MetadataMatcher: the value at filter/path
@@ -77,7 +79,7 @@ type valueMatcher struct {
 	lo, hi     float64 // double range [lo, hi); exact when isExact
 	isExact    bool
 	exact      float64
-	str        stringMatcher
+	str        strmatch.Matcher
 	boolean    bool
 	present    bool
 	candidates []valueMatcher // one_of element (1) or or_match alternatives
@@ -102,7 +104,7 @@ func compileValue(v *matcherv3.ValueMatcher, depth int) (valueMatcher, error) {
 		}
 		return out, nil
 	case *matcherv3.ValueMatcher_StringMatch:
-		sm, err := compileString(p.StringMatch)
+		sm, err := strmatch.Compile(p.StringMatch, maxRegexLen)
 		return valueMatcher{kind: valString, str: sm}, err
 	case *matcherv3.ValueMatcher_BoolMatch:
 		return valueMatcher{kind: valBool, boolean: p.BoolMatch}, nil
@@ -147,7 +149,7 @@ func (m *valueMatcher) match(v any) bool {
 		return f >= m.lo && f < m.hi
 	case valString:
 		s, ok := v.(string)
-		return ok && m.str.match(s)
+		return ok && m.str.Match(s)
 	case valBool:
 		b, ok := v.(bool)
 		return ok && b == m.boolean

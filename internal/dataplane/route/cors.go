@@ -8,6 +8,8 @@ import (
 	corsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/cors/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/trellismesh/trellis/internal/dataplane/strmatch"
 )
 
 // CORS is a CORS policy (envoy.extensions.filters.http.cors.v3.CorsPolicy
@@ -30,12 +32,12 @@ type CORS struct {
 	Enabled Fraction
 	Shadow  Fraction
 
-	origins []stringMatcher
+	origins []strmatch.Matcher
 }
 
 // corsLevel is one level's policy before merging; nil pointers are unset.
 type corsLevel struct {
-	origins                                       []stringMatcher
+	origins                                       []strmatch.Matcher
 	methods, headers, expose, maxAge              string
 	credentials, privateNetwork, forwardPreflight *bool
 	enabled, shadow                               Fraction
@@ -73,7 +75,7 @@ func compileCORSLevel(p corsProto, filterEnabled *corev3.RuntimeFractionalPercen
 		enabled:          always,
 	}
 	for i, o := range p.GetAllowOriginStringMatch() {
-		m, err := compileStringMatcher(o)
+		m, err := strmatch.Compile(o, maxRegexLen)
 		if err != nil {
 			return nil, fmt.Errorf("allow_origin_string_match[%d]: %w", i, err)
 		}
@@ -154,7 +156,7 @@ func firstSet(a, b *bool) *bool {
 // that matches "*" allows every origin, as Envoy).
 func (c *CORS) OriginAllowed(origin string) bool {
 	for i := range c.origins {
-		if c.origins[i].match("*") || c.origins[i].match(origin) {
+		if c.origins[i].Match("*") || c.origins[i].Match(origin) {
 			return true
 		}
 	}

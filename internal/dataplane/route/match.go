@@ -4,12 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
-	"regexp/syntax"
 	"strconv"
 	"strings"
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+
+	"github.com/trellismesh/trellis/internal/dataplane/strmatch"
 )
 
 // maxRegexLen bounds a configured regular expression. Go's regexp (RE2
@@ -27,19 +28,7 @@ func compileRegex(m *matcherv3.RegexMatcher) (*regexp.Regexp, error) {
 }
 
 func compileFull(expr string) (*regexp.Regexp, error) {
-	if len(expr) > maxRegexLen {
-		return nil, fmt.Errorf("regex is %d bytes; maximum is %d", len(expr), maxRegexLen)
-	}
-	// Parse the expression on its own first: wrapping an invalid one such
-	// as "a)|(b" could make it valid with another meaning.
-	if _, err := syntax.Parse(expr, syntax.Perl); err != nil {
-		return nil, fmt.Errorf("invalid regex %q: %w", expr, err)
-	}
-	re, err := regexp.Compile(`^(?:` + expr + `)$`)
-	if err != nil {
-		return nil, fmt.Errorf("invalid regex %q: %w", expr, err)
-	}
-	return re, nil
+	return strmatch.CompileFullRegex(expr, maxRegexLen)
 }
 
 // compilePartial compiles an unanchored regex (rewrites search anywhere).
@@ -52,115 +41,6 @@ func compilePartial(expr string) (*regexp.Regexp, error) {
 		return nil, fmt.Errorf("invalid regex %q: %w", expr, err)
 	}
 	return re, nil
-}
-
-// stringKind is the kind of a StringMatcher.
-type stringKind uint8
-
-const (
-	strExact stringKind = iota
-	strPrefix
-	strSuffix
-	strContains
-	strRegex
-)
-
-// stringMatcher is a compiled envoy.type.matcher.v3.StringMatcher.
-type stringMatcher struct {
-	kind       stringKind
-	value      string // lower case when ignoreCase
-	ignoreCase bool   // not for regex, as Envoy
-	re         *regexp.Regexp
-}
-
-func compileStringMatcher(m *matcherv3.StringMatcher) (stringMatcher, error) {
-	out := stringMatcher{ignoreCase: m.GetIgnoreCase()}
-	switch p := m.GetMatchPattern().(type) {
-	case *matcherv3.StringMatcher_Exact:
-		out.kind, out.value = strExact, p.Exact
-	case *matcherv3.StringMatcher_Prefix:
-		out.kind, out.value = strPrefix, p.Prefix
-	case *matcherv3.StringMatcher_Suffix:
-		out.kind, out.value = strSuffix, p.Suffix
-	case *matcherv3.StringMatcher_Contains:
-		out.kind, out.value = strContains, p.Contains
-	case *matcherv3.StringMatcher_SafeRegex:
-		re, err := compileRegex(p.SafeRegex)
-		if err != nil {
-			return out, err
-		}
-		out.kind, out.re, out.ignoreCase = strRegex, re, false
-	case *matcherv3.StringMatcher_Custom:
-		return out, fmt.Errorf("custom string matcher %q is not supported", p.Custom.GetName())
-	default:
-		return out, errors.New("string matcher has no pattern")
-	}
-	if out.ignoreCase {
-		out.value = strings.ToLower(out.value)
-	}
-	return out, nil
-}
-
-// Match reports whether s matches.
-func (m *stringMatcher) match(s string) bool {
-	switch m.kind {
-	case strExact:
-		if m.ignoreCase {
-			return strings.EqualFold(s, m.value)
-		}
-		return s == m.value
-	case strPrefix:
-		if m.ignoreCase {
-			return hasPrefixFold(s, m.value)
-		}
-		return strings.HasPrefix(s, m.value)
-	case strSuffix:
-		if m.ignoreCase {
-			return len(s) >= len(m.value) && equalFoldASCII(s[len(s)-len(m.value):], m.value)
-		}
-		return strings.HasSuffix(s, m.value)
-	case strContains:
-		if m.ignoreCase {
-			return containsFold(s, m.value)
-		}
-		return strings.Contains(s, m.value)
-	case strRegex:
-		return m.re.MatchString(s)
-	}
-	return false
-}
-
-// ASCII case folding, as absl's *IgnoreCase helpers (no Unicode folding).
-func equalFoldASCII(a, b string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := 0; i < len(a); i++ {
-		if lower(a[i]) != lower(b[i]) {
-			return false
-		}
-	}
-	return true
-}
-
-func hasPrefixFold(s, prefix string) bool {
-	return len(s) >= len(prefix) && equalFoldASCII(s[:len(prefix)], prefix)
-}
-
-func containsFold(s, sub string) bool {
-	for i := 0; i+len(sub) <= len(s); i++ {
-		if equalFoldASCII(s[i:i+len(sub)], sub) {
-			return true
-		}
-	}
-	return false
-}
-
-func lower(c byte) byte {
-	if 'A' <= c && c <= 'Z' {
-		return c + 'a' - 'A'
-	}
-	return c
 }
 
 // headerKind is the kind of a HeaderMatcher.
@@ -181,7 +61,7 @@ const (
 type headerMatcher struct {
 	name           string
 	kind           headerKind
-	sm             stringMatcher
+	sm             strmatch.Matcher
 	present        bool
 	start, end     int64
 	invert         bool
@@ -204,20 +84,20 @@ func compileHeaderMatcher(h *routev3.HeaderMatcher) (headerMatcher, error) {
 	case *routev3.HeaderMatcher_PresentMatch:
 		out.kind, out.present = hdrPresent, s.PresentMatch
 	case *routev3.HeaderMatcher_ExactMatch:
-		out.kind, out.sm = hdrExactLegacy, stringMatcher{kind: strExact, value: s.ExactMatch}
+		out.kind, out.sm = hdrExactLegacy, strmatch.Matcher{Kind: strmatch.Exact, Value: s.ExactMatch}
 	case *routev3.HeaderMatcher_PrefixMatch:
-		out.kind, out.sm = hdrString, stringMatcher{kind: strPrefix, value: s.PrefixMatch}
+		out.kind, out.sm = hdrString, strmatch.Matcher{Kind: strmatch.Prefix, Value: s.PrefixMatch}
 	case *routev3.HeaderMatcher_SuffixMatch:
-		out.kind, out.sm = hdrString, stringMatcher{kind: strSuffix, value: s.SuffixMatch}
+		out.kind, out.sm = hdrString, strmatch.Matcher{Kind: strmatch.Suffix, Value: s.SuffixMatch}
 	case *routev3.HeaderMatcher_ContainsMatch:
-		out.kind, out.sm = hdrString, stringMatcher{kind: strContains, value: s.ContainsMatch}
+		out.kind, out.sm = hdrString, strmatch.Matcher{Kind: strmatch.Contains, Value: s.ContainsMatch}
 	case *routev3.HeaderMatcher_SafeRegexMatch:
 		out.kind = hdrString
-		out.sm.kind = strRegex
-		out.sm.re, err = compileRegex(s.SafeRegexMatch)
+		out.sm.Kind = strmatch.Regex
+		out.sm.Re, err = compileRegex(s.SafeRegexMatch)
 	case *routev3.HeaderMatcher_StringMatch:
 		out.kind = hdrString
-		out.sm, err = compileStringMatcher(s.StringMatch)
+		out.sm, err = strmatch.Compile(s.StringMatch, maxRegexLen)
 	case *routev3.HeaderMatcher_RangeMatch:
 		out.kind, out.start, out.end = hdrRange, s.RangeMatch.GetStart(), s.RangeMatch.GetEnd()
 	default:
@@ -243,9 +123,9 @@ func (h *headerMatcher) match(req *Request) bool {
 	var m bool
 	switch h.kind {
 	case hdrString:
-		m = h.sm.match(v)
+		m = h.sm.Match(v)
 	case hdrExactLegacy:
-		m = h.sm.value == "" || v == h.sm.value
+		m = h.sm.Value == "" || v == h.sm.Value
 	case hdrRange:
 		n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
 		m = err == nil && n >= h.start && n < h.end
@@ -257,7 +137,7 @@ func (h *headerMatcher) match(req *Request) bool {
 // parameter must be present and, with a string_match, match it.
 type queryMatcher struct {
 	name string
-	sm   *stringMatcher
+	sm   *strmatch.Matcher
 }
 
 func (q *queryMatcher) match(req *Request) bool {
@@ -265,20 +145,20 @@ func (q *queryMatcher) match(req *Request) bool {
 	if !ok {
 		return false
 	}
-	return q.sm == nil || q.sm.match(v)
+	return q.sm == nil || q.sm.Match(v)
 }
 
 // cookieMatcher is a compiled CookieMatcher: absent is a non-match, which
 // invert_match turns into a match.
 type cookieMatcher struct {
 	name   string
-	sm     stringMatcher
+	sm     strmatch.Matcher
 	invert bool
 }
 
 func (c *cookieMatcher) match(req *Request) bool {
 	v, ok := req.Cookie(c.name)
-	return (ok && c.sm.match(v)) != c.invert
+	return (ok && c.sm.Match(v)) != c.invert
 }
 
 // pathKind is the path specifier of a RouteMatch.
@@ -365,7 +245,7 @@ func compileMatch(m *routev3.RouteMatch) (matcher, error) {
 			return out, fmt.Errorf("match.query_parameters[%d]: no name", i)
 		}
 		if sm := q.GetStringMatch(); sm != nil {
-			c, err := compileStringMatcher(sm)
+			c, err := strmatch.Compile(sm, maxRegexLen)
 			if err != nil {
 				return out, fmt.Errorf("match.query_parameters[%d] %q: %w", i, qm.name, err)
 			}
@@ -374,7 +254,7 @@ func compileMatch(m *routev3.RouteMatch) (matcher, error) {
 		out.query = append(out.query, qm)
 	}
 	for i, c := range m.GetCookies() {
-		sm, err := compileStringMatcher(c.GetStringMatch())
+		sm, err := strmatch.Compile(c.GetStringMatch(), maxRegexLen)
 		if err != nil {
 			return out, fmt.Errorf("match.cookies[%d] %q: %w", i, c.GetName(), err)
 		}
@@ -446,12 +326,12 @@ func (m *matcher) matchPath(req *Request) bool {
 	switch m.kind {
 	case pathPrefix:
 		if m.caseInsensitive {
-			return hasPrefixFold(p, m.value)
+			return strmatch.HasPrefixFold(p, m.value)
 		}
 		return strings.HasPrefix(p, m.value)
 	case pathExact:
 		if m.caseInsensitive {
-			return equalFoldASCII(p, m.value)
+			return strmatch.EqualFold(p, m.value)
 		}
 		return p == m.value
 	case pathSeparated:
@@ -459,7 +339,7 @@ func (m *matcher) matchPath(req *Request) bool {
 			return false
 		}
 		if m.caseInsensitive {
-			if !equalFoldASCII(p[:len(m.value)], m.value) {
+			if !strmatch.EqualFold(p[:len(m.value)], m.value) {
 				return false
 			}
 		} else if p[:len(m.value)] != m.value {

@@ -7,6 +7,8 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+
+	"github.com/trellismesh/trellis/internal/dataplane/strmatch"
 )
 
 // TLSRequirement is VirtualHost.require_tls.
@@ -156,7 +158,7 @@ func (t *Table) VirtualHost(req *Request) *VirtualHost {
 		b = make([]byte, len(host))
 	}
 	for i := 0; i < len(host); i++ {
-		b[i] = lower(host[i])
+		b[i] = strmatch.Lower(host[i])
 	}
 	if vh, ok := t.exact[string(b)]; ok {
 		return vh
