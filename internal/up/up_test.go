@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/trellismesh/trellis/internal/testing/samples"
+	"github.com/trellismesh/trellis/internal/testing/trellisbin"
 )
 
 // syncBuffer collects the progress output of a Run.
@@ -46,7 +47,7 @@ func (s *syncBuffer) String() string {
 // It returns the directory and the workloads' address prefix.
 func bookinfoDir(t *testing.T) (dir, prefix string) {
 	t.Helper()
-	root, err := moduleRoot()
+	root, err := trellisbin.ModuleRoot()
 	if err != nil {
 		t.Fatal(err)
 	}

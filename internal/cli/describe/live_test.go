@@ -6,31 +6,22 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/trellismesh/trellis/internal/testing/trellisbin"
 	"github.com/trellismesh/trellis/internal/up"
 )
 
 func moduleRoot(t *testing.T) string {
 	t.Helper()
-	dir, err := os.Getwd()
+	root, err := trellisbin.ModuleRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("no go.mod above the test's directory")
-		}
-		dir = parent
-	}
+	return root
 }
 
 // describeCmd runs `trellis describe ARGS` through the cobra command.
@@ -55,10 +46,8 @@ func TestLiveMesh(t *testing.T) {
 	root := moduleRoot(t)
 	tmp := t.TempDir()
 	bin := filepath.Join(tmp, "trellis")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/trellis")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/trellis (needs the Go toolchain): %v\n%s", err, out)
+	if err := trellisbin.Build(bin); err != nil {
+		t.Fatalf("needs the Go toolchain: %v", err)
 	}
 	dir := filepath.Join(tmp, "config")
 	if err := os.MkdirAll(dir, 0o755); err != nil {

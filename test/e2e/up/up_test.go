@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/trellismesh/trellis/internal/testing/samples"
+	"github.com/trellismesh/trellis/internal/testing/trellisbin"
 )
 
 var (
@@ -55,30 +56,19 @@ func (l *lockedBuffer) String() string {
 
 func moduleRoot(t *testing.T) string {
 	t.Helper()
-	dir, err := os.Getwd()
+	root, err := trellisbin.ModuleRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("no go.mod above the test's directory")
-		}
-		dir = parent
-	}
+	return root
 }
 
 // buildTrellis builds bin/trellis into the tree, as `make build` does.
 func buildTrellis(t *testing.T, root, tree string) string {
 	t.Helper()
 	bin := filepath.Join(tree, "bin", "trellis")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/trellis")
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/trellis (needs the Go toolchain): %v\n%s", err, out)
+	if err := trellisbin.Build(bin); err != nil {
+		t.Fatalf("needs the Go toolchain: %v", err)
 	}
 	return bin
 }
