@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/trellismesh/trellis/internal/dataplane/gctune"
 	"github.com/trellismesh/trellis/internal/dataplane/identity"
 	"github.com/trellismesh/trellis/internal/dataplane/role/sidecar"
 	"github.com/trellismesh/trellis/internal/dataplane/xdsclient"
@@ -41,6 +42,7 @@ type sidecarOptions struct {
 	xdsServerName  string
 	certTTL        time.Duration
 	rootCheck      time.Duration
+	gcHeadroomMiB  int
 }
 
 func newSidecarCommand(d deps) *cobra.Command {
@@ -72,6 +74,9 @@ POD_NAMESPACE, SERVICE_ACCOUNT) when set.`,
 			s, err := sidecar.New(cfg)
 			if err != nil {
 				return err
+			}
+			if o.gcHeadroomMiB > 0 {
+				defer gctune.Start(gctune.Config{Headroom: uint64(o.gcHeadroomMiB) << 20}, d.getenv).Stop()
 			}
 			if d.signals != nil {
 				// The first SIGTERM/SIGINT cancels the context: Run drains
@@ -123,6 +128,7 @@ POD_NAMESPACE, SERVICE_ACCOUNT) when set.`,
 	f.DurationVar(&o.rootCheck, "root-check-interval", identity.DefaultRootCheckInterval, "how often --ca-root-cert is checked for changes (a root rotation step rewrites it)")
 	f.StringVar(&o.xdsTLS, "xds-tls", "auto", `xDS over mutual TLS with the workload certificate: "on", "off" (plaintext), or "auto": on when --ca-address is set and --xds-address is the secure port (port 15012, or the same address as --ca-address)`)
 	f.StringVar(&o.xdsServerName, "xds-server-name", "", "with xDS over TLS, the name the control plane's certificate must carry (default: --ca-server-name when --xds-address is on the CA's host, else the host of --xds-address)")
+	f.IntVar(&o.gcHeadroomMiB, "gc-headroom-mib", gctune.DefaultHeadroom>>20, "garbage the heap may gather above the live heap between collections, MiB: the GC goal is live+headroom instead of Go's 2×live (fewer collections with a small configuration, less memory with a large one); 0 leaves Go's default; an explicit GOGC environment variable wins")
 	return cmd
 }
 
@@ -137,6 +143,9 @@ func envDefault(getenv env, key, def string) string {
 func (o sidecarOptions) config(d deps) (sidecar.Config, error) {
 	if o.ip == "" {
 		return sidecar.Config{}, fmt.Errorf("--ip is required (or set INSTANCE_IP)")
+	}
+	if o.gcHeadroomMiB < 0 {
+		return sidecar.Config{}, fmt.Errorf("--gc-headroom-mib %d: must be ≥ 0 (0 leaves Go's default GC pace)", o.gcHeadroomMiB)
 	}
 	pod := o.podName
 	if pod == "" {

@@ -36,6 +36,10 @@ func sidecarConfigFull(t *testing.T, env map[string]string, args ...string) (sid
 		}
 		*dst = v
 	}
+	var err error
+	if o.gcHeadroomMiB, err = f.GetInt("gc-headroom-mib"); err != nil {
+		t.Fatal(err)
+	}
 	cfg, err := o.config(d)
 	return o, cfg, err
 }
@@ -53,6 +57,7 @@ func TestSidecarIdentityFlags(t *testing.T) {
 		{"CA_ADDR from the environment", map[string]string{"CA_ADDR": "istiod.istio-system.svc:15012"}, []string{"--bootstrap-token", "/t"}, ""},
 		{"no token", nil, []string{"--ca-address", "127.0.0.1:15012"}, "--bootstrap-token"},
 		{"no service account", nil, []string{"--ca-address", "127.0.0.1:15012", "--bootstrap-token", "/t", "--service-account", ""}, "--service-account"},
+		{"negative GC headroom", nil, []string{"--gc-headroom-mib", "-1"}, "--gc-headroom-mib"},
 		{"bad trust domain", nil, []string{"--ca-address", "127.0.0.1:15012", "--bootstrap-token", "/t", "--trust-domain", "Bad_TD"}, "--trust-domain"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
