@@ -61,9 +61,10 @@ func find(stage []instruction, op string) []string {
 	return out
 }
 
-// linkedDirs are the repository's top-level directories cmd/trellis links.
-func linkedDirs(t *testing.T) []string {
-	out, err := exec.Command("go", "list", "-deps", "github.com/trellismesh/trellis/cmd/trellis").Output()
+// linkedDirs are the repository's top-level directories the command pkg
+// (e.g. "cmd/trellis") links.
+func linkedDirs(t *testing.T, pkg string) []string {
+	out, err := exec.Command("go", "list", "-deps", "github.com/trellismesh/trellis/"+pkg).Output()
 	if err != nil {
 		t.Fatalf("go list -deps: %v", err)
 	}
@@ -84,21 +85,23 @@ func linkedDirs(t *testing.T) []string {
 }
 
 func TestDockerfiles(t *testing.T) {
-	dirs := linkedDirs(t)
 	for _, tc := range []struct {
 		file    string
+		pkg     string // the command built into /usr/local/bin/trellis
 		user    string
 		base    string // prefix of the final stage's image
 		runs    []string
 		expose  []int
 		command string
 	}{
-		{"Dockerfile.trellis", "65532:65532", "gcr.io/distroless/static", nil,
+		{"Dockerfile.trellis", "cmd/trellis", "65532:65532", "gcr.io/distroless/static", nil,
 			[]int{install.PortXDS, install.PortSecure, install.PortMonitoring, install.PortWebhook}, `["discovery"]`},
-		{"Dockerfile.proxy", strconv.Itoa(inject.ProxyUID) + ":" + strconv.Itoa(inject.ProxyGID), "debian:", []string{"iptables"},
+		// The proxy image runs the slim binary as `trellis proxy ...`.
+		{"Dockerfile.proxy", "cmd/trellis-proxy", strconv.Itoa(inject.ProxyUID) + ":" + strconv.Itoa(inject.ProxyGID), "debian:", []string{"iptables"},
 			[]int{inject.MetricsPort, inject.StatusPort}, `["proxy", "sidecar"]`},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
+			dirs := linkedDirs(t, tc.pkg)
 			stages := parse(t, tc.file)
 			if len(stages) < 2 {
 				t.Fatalf("%d stages, want a build stage and a runtime stage", len(stages))
@@ -112,15 +115,15 @@ func TestDockerfiles(t *testing.T) {
 				static = static || strings.Contains(env, "CGO_ENABLED=0")
 			}
 			for _, r := range find(build, "RUN") {
-				builds = builds || strings.Contains(r, "go build") && strings.HasSuffix(r, "-o /out/trellis ./cmd/trellis")
+				builds = builds || strings.Contains(r, "go build") && strings.HasSuffix(r, "-o /out/trellis ./"+tc.pkg)
 			}
 			if !static || !builds {
-				t.Errorf("build stage: CGO_ENABLED=0 %v, go build ... -o /out/trellis ./cmd/trellis %v", static, builds)
+				t.Errorf("build stage: CGO_ENABLED=0 %v, go build ... -o /out/trellis ./%s %v", static, tc.pkg, builds)
 			}
 			copies := strings.Join(find(build, "COPY"), "\n")
 			for _, d := range dirs {
 				if !strings.Contains(copies, d+" ./"+d) {
-					t.Errorf("cmd/trellis links packages under %s/ but the build stage does not COPY %s", d, d)
+					t.Errorf("%s links packages under %s/ but the build stage does not COPY %s", tc.pkg, d, d)
 				}
 			}
 

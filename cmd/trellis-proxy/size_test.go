@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -29,5 +30,28 @@ func TestBinarySize(t *testing.T) {
 	t.Logf("trellis-proxy (stripped): %.1f MB", float64(st.Size())/(1<<20))
 	if st.Size() < minSize || st.Size() > maxSize {
 		t.Errorf("stripped binary is %.1f MB; want between %d and %d MB", float64(st.Size())/(1<<20), minSize>>20, maxSize>>20)
+	}
+}
+
+// TestFullCLIForm runs the built binary both ways the proxy image is
+// called: `trellis-proxy sidecar` and the injector's `trellis proxy
+// sidecar` (the image installs this binary as trellis).
+func TestFullCLIForm(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "trellis")
+	if b, err := exec.Command("go", "build", "-o", out, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, b)
+	}
+	for _, args := range [][]string{{"sidecar", "--help"}, {"proxy", "sidecar", "--help"}, {"proxy", "iptables", "--help"}, {"proxy", "wait", "--help"}} {
+		b, err := exec.Command(out, args...).CombinedOutput()
+		if err != nil {
+			t.Errorf("trellis %v: %v\n%s", args, err, b)
+			continue
+		}
+		if !strings.Contains(string(b), "Usage:") || !strings.Contains(string(b), args[len(args)-2]) {
+			t.Errorf("trellis %v: not the %s command's help:\n%s", args, args[len(args)-2], b)
+		}
+	}
+	if b, err := exec.Command(out, "discovery").CombinedOutput(); err == nil {
+		t.Errorf("trellis discovery ran on the slim binary:\n%s", b)
 	}
 }
