@@ -16,6 +16,8 @@
 //
 //	xdsclient  ADS client: delta by default, state of the world as fallback;
 //	           subscriptions, warming order, ACK/NACK, reconnect with back-off
+//	xdsset     the hand-off of one type's resources to the components: names,
+//	           versions, messages decoded on demand (nothing decoded is kept)
 //	route      RouteConfiguration compiled into a matcher and typed actions
 //	strmatch   Envoy's StringMatcher (ASCII ignore_case), shared by route and rbac
 //	h1wire     HTTP/1.1 wire pieces shared by the server and client codecs

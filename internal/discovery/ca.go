@@ -77,11 +77,10 @@ func (s *Server) secureGRPC(ctx context.Context) (*grpc.Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("CA: %w", err)
 	}
-	// The CA's options (TLS, handshake deadline, header limit), with the
-	// message limit raised to the plaintext xDS port's: delta requests
-	// carry initial_resource_versions and subscriptions of whole meshes.
-	// CSRs are still bounded by the CA (MaxCSRBytes) after decoding.
-	opts := append(cs.ServerOptions(), grpc.MaxRecvMsgSize(maxXDSRequestBytes))
+	// The CA's options (TLS, handshake deadline, header limit, streams,
+	// keepalive), then the xDS ports' limits (limits.go), which raise the
+	// message limit to the plaintext port's.
+	opts := append(cs.ServerOptions(), xdsLimits().ServerOptions()...)
 	gs := grpc.NewServer(opts...)
 	cs.Register(gs)
 	s.xds.RegisterAuthenticated(gs, meshAuth{cert: caserver.CertAuthenticator{Authority: authority}}.authenticate)

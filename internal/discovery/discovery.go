@@ -87,7 +87,14 @@ type Config struct {
 	Webhook *WebhookConfig
 	// Leader configures leader election on a cluster (kubeplane.go).
 	Leader LeaderConfig
-	Logger *slog.Logger
+	// JWKSRefresh is how often RequestAuthentication jwksUri key sets are
+	// fetched again (Istio's PILOT_JWT_PUB_KEY_REFRESH_INTERVAL; 0: 20m).
+	JWKSRefresh time.Duration
+	// SendUnhealthyEndpoints publishes not-ready Kubernetes endpoints as
+	// UNHEALTHY in EDS instead of leaving them out (Istio's
+	// PILOT_SEND_UNHEALTHY_ENDPOINTS; registry/kube).
+	SendUnhealthyEndpoints bool
+	Logger                 *slog.Logger
 }
 
 // maxXDSRequestBytes bounds one xDS request message on both ports.
@@ -198,6 +205,8 @@ func New(cfg Config) (*Server, error) {
 			DomainSuffix:    cfg.DomainSuffix,
 			SystemNamespace: cfg.SystemNamespace,
 			Logger:          cfg.Logger.With("registry", "kubernetes"),
+
+			SendUnhealthyEndpoints: cfg.SendUnhealthyEndpoints,
 		})
 		if err != nil {
 			return nil, err
@@ -231,10 +240,11 @@ func New(cfg Config) (*Server, error) {
 		ready:    make(chan struct{}),
 	}
 	s.jwks, err = jwks.New(jwks.Config{
-		Logger: cfg.Logger.With("component", "jwks"),
+		Refresh: cfg.JWKSRefresh,
+		Logger:  cfg.Logger.With("component", "jwks"),
 		// A refreshed, new or dropped key set changes every proxy whose
-		// RequestAuthentication uses it: push them all.
-		OnChange: func() { s.changes.add(true, nil, nil, "jwks", time.Now()) },
+		// RequestAuthentication uses one (jwks.go).
+		OnChange: s.jwksChanged,
 	})
 	if err != nil {
 		return nil, err
@@ -341,9 +351,10 @@ func (s *Server) Run(ctx context.Context) error {
 	if s.caSecrets != nil {
 		wg.Go(func() { s.caSecrets.Run(ctx) })
 	}
-	if s.cfg.Kube != nil && s.authority != nil {
-		// Every writer needs the CA's roots: without the CA there is
-		// nothing to lead yet.
+	if s.cfg.Kube != nil {
+		// Replicas elect a leader whether or not they run the CA: the
+		// status writer needs no roots (runLeader starts the root
+		// ConfigMap and caBundle writers only with the CA).
 		wg.Go(func() {
 			if err := s.runLeader(ctx, s.authority); err != nil {
 				errc <- err
@@ -366,7 +377,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	var gs *grpc.Server
 	if xl != nil {
-		gs = grpc.NewServer(grpc.MaxRecvMsgSize(maxXDSRequestBytes))
+		gs = grpc.NewServer(xdsLimits().ServerOptions()...)
 		s.xds.Register(gs)
 		wg.Go(func() {
 			if err := gs.Serve(xl); err != nil && !errors.Is(err, grpc.ErrServerStopped) {

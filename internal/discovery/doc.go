@@ -22,7 +22,10 @@
 // claiming another namespace or service account is PermissionDenied, no
 // or a bad certificate is Unauthenticated, and the proxy is served as the
 // certificate's service account. Config.XDSAddress "-" disables the
-// plaintext port.
+// plaintext port. Both xDS ports get the transport limits of
+// xds/server.GRPCLimits (limits.go: streams per connection, keepalive,
+// handshake, headers) with 4 MiB request messages; on the secure port they
+// follow the CA's options.
 //
 // With Config.Kube set, one kube.Informers feeds both the CRD config
 // source (Istio and Gateway API kinds; invalid objects are problems and
@@ -42,6 +45,12 @@
 // elect a leader (kube/leader) that alone writes: the root ConfigMap of
 // every namespace (kube/rootcm) and the webhook configurations' caBundle.
 // Every replica serves xDS, the CA and the webhooks.
+//
+// On every cluster, with or without the CA, replicas elect a leader, and
+// the leader writes the analysis of the cluster's Istio objects (the
+// analysis package over the latest snapshot and the store's problems,
+// recomputed only when either changes) into their status (kube/status),
+// once the first snapshot is out.
 //
 // The snapshot loop owns change collection: store and registry handlers only
 // record what changed and wake it; it builds one immutable snapshot per wake

@@ -28,6 +28,7 @@ import (
 	trellisschema "github.com/trellismesh/trellis/internal/config/schema"
 	"github.com/trellismesh/trellis/internal/kube"
 	"github.com/trellismesh/trellis/internal/kube/kubetest"
+	kuberegistry "github.com/trellismesh/trellis/internal/registry/kube"
 	"github.com/trellismesh/trellis/internal/xds"
 	"github.com/trellismesh/trellis/internal/xds/gen/listener"
 )
@@ -150,7 +151,11 @@ func endpoints(t *testing.T, s *Server, name string) []string {
 		for _, loc := range cla.Endpoints {
 			for _, ep := range loc.LbEndpoints {
 				sa := ep.GetEndpoint().GetAddress().GetSocketAddress()
-				out = append(out, fmt.Sprintf("%s:%d", sa.GetAddress(), sa.GetPortValue()))
+				e := fmt.Sprintf("%s:%d", sa.GetAddress(), sa.GetPortValue())
+				if h := ep.GetHealthStatus(); h != core.HealthStatus_HEALTHY {
+					e += " " + h.String()
+				}
+				out = append(out, e)
 			}
 		}
 	}
@@ -315,8 +320,20 @@ spec:
 func TestKubernetesCluster(t *testing.T) {
 	c := kubetest.Start(t)
 	kubetest.InstallCRDs(t, c)
+	// The system namespace holds the leader Lease: this control plane runs
+	// no CA and still elects itself to write status.
+	if _, err := c.Client.Kube.CoreV1().Namespaces().Create(context.Background(),
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "istio-system"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	s := startKube(t, c)
 	createReviews(t, c.Client)
+	eventuallyKube(t, "leading without the CA", func() error {
+		if !s.Leading() {
+			return fmt.Errorf("not leading")
+		}
+		return nil
+	})
 
 	// Services and endpoints from the cluster.
 	eventuallyKube(t, "reviews in CDS", func() error {
@@ -373,6 +390,14 @@ func TestKubernetesCluster(t *testing.T) {
 	if got := reviewsRoute(t, s); got != split8020 {
 		t.Errorf("route after an invalid update: %q, want the last valid %q", got, split8020)
 	}
+	// The leader writes the analysis into the object's status, as istiod
+	// does: IST0106 SchemaValidationError.
+	eventuallyKube(t, "IST0106 in the VirtualService's status", func() error {
+		if got := vsStatusCodes(t, c, "reviews"); !slices.Equal(got, []string{"IST0106"}) {
+			return fmt.Errorf("status.validationMessages %v, want [IST0106]", got)
+		}
+		return nil
+	})
 
 	// The fix is applied and clears the problem.
 	applyYAML(t, c.Client, vsGVR, reviewsVirtualService(30, 70, "^/reviews"))
@@ -388,6 +413,12 @@ func TestKubernetesCluster(t *testing.T) {
 			t.Errorf("problem left after the fix: %v", p)
 		}
 	}
+	eventuallyKube(t, "status cleared by the fix", func() error {
+		if got := vsStatusCodes(t, c, "reviews"); len(got) != 0 {
+			return fmt.Errorf("status.validationMessages %v, want none", got)
+		}
+		return nil
+	})
 
 	// A Gateway API route is stored (its problems would be reported) but
 	// not translated yet: it stays out of snapshots.
@@ -425,4 +456,44 @@ spec:
 		}
 		return nil
 	})
+
+	// reviews-v1 terminates while still serving, and reviews uses
+	// persistent sessions: it comes back as DRAINING (proxies send it no
+	// new requests), as Istio publishes it.
+	if sl, err = c.Client.Kube.DiscoveryV1().EndpointSlices("shop").Get(ctx, "reviews-1", metav1.GetOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	sl.Endpoints[0].Conditions = discoveryv1.EndpointConditions{Ready: ptr(false), Serving: ptr(true), Terminating: ptr(true)}
+	if _, err := c.Client.Kube.DiscoveryV1().EndpointSlices("shop").Update(ctx, sl, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	svc, err := c.Client.Kube.CoreV1().Services("shop").Get(ctx, "reviews", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc.Labels = map[string]string{kuberegistry.LabelPersistentSession: "JSESSIONID"}
+	if _, err := c.Client.Kube.CoreV1().Services("shop").Update(ctx, svc, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventuallyKube(t, "v1 draining in EDS", func() error {
+		if got, want := endpoints(t, s, shopReviewsCluster), []string{"10.1.0.1:9080 DRAINING", "10.1.0.2:9080"}; !slices.Equal(got, want) {
+			return fmt.Errorf("EDS %v, want %v", got, want)
+		}
+		return nil
+	})
+}
+
+// vsStatusCodes returns the codes in the status.validationMessages of
+// VirtualService shop/name.
+func vsStatusCodes(t *testing.T, c *kubetest.Cluster, name string) []string {
+	t.Helper()
+	v, err := c.Client.Istio.NetworkingV1().VirtualServices("shop").Get(context.Background(), name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, m := range v.Status.ValidationMessages {
+		out = append(out, m.GetType().GetCode())
+	}
+	return out
 }

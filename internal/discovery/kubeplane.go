@@ -6,17 +6,22 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/version"
 
+	"github.com/trellismesh/trellis/internal/analysis"
 	"github.com/trellismesh/trellis/internal/ca"
+	"github.com/trellismesh/trellis/internal/config/store"
 	"github.com/trellismesh/trellis/internal/kube/inject"
 	"github.com/trellismesh/trellis/internal/kube/leader"
 	"github.com/trellismesh/trellis/internal/kube/rootcm"
+	"github.com/trellismesh/trellis/internal/kube/status"
 	"github.com/trellismesh/trellis/internal/kube/webhook"
+	"github.com/trellismesh/trellis/internal/model"
 )
 
 // WebhookConfig configures the admission webhooks served on a cluster
@@ -39,8 +44,8 @@ type WebhookConfig struct {
 	// registered by URL, as in tests).
 	IPs []net.IP
 	// MutatingName and ValidatingName are the webhook configurations whose
-	// caBundle the leader keeps current (defaults webhook.MutatingName and
-	// webhook.ValidatingName).
+	// caBundle the leader keeps current (defaults: the revision's,
+	// webhook.MutatingNameFor and ValidatingNameFor of Injector.Revision).
 	MutatingName, ValidatingName string
 	// BundleInterval is how often the leader checks the caBundle (default
 	// 1 minute).
@@ -60,6 +65,10 @@ type LeaderConfig struct {
 	// RootInterval is how often the leader checks the CA's roots for a
 	// change to publish (default 5s).
 	RootInterval time.Duration
+	// StatusInterval is how often the leader compares the analysis with
+	// the Istio objects' status.validationMessages (default
+	// status.DefaultInterval).
+	StatusInterval time.Duration
 }
 
 // checkKubeConfig checks the cluster-only settings in New.
@@ -84,10 +93,10 @@ func checkKubeConfig(cfg *Config) error {
 		w.ServiceNamespace = cfg.SystemNamespace
 	}
 	if w.MutatingName == "" {
-		w.MutatingName = webhook.MutatingName
+		w.MutatingName = webhook.MutatingNameFor(w.Injector.Revision)
 	}
 	if w.ValidatingName == "" {
-		w.ValidatingName = webhook.ValidatingName
+		w.ValidatingName = webhook.ValidatingNameFor(w.Injector.Revision)
 	}
 	if w.Injector.ClusterDomain == "" {
 		w.Injector.ClusterDomain = cfg.DomainSuffix
@@ -152,9 +161,10 @@ func supportsNativeSidecars(v string) (bool, error) {
 }
 
 // runLeader campaigns for the Lease and, while leading, runs the writers:
-// the root ConfigMap publisher and (with webhooks) the caBundle syncer.
-// Run starts it on a cluster with the CA.
-// Every replica serves; only the leader writes.
+// the status writer (kube/status) always, and with the CA the root
+// ConfigMap publisher and (with webhooks) the caBundle syncer. Run starts
+// it on every cluster, with or without the CA (authority nil). Every
+// replica serves; only the leader writes.
 func (s *Server) runLeader(ctx context.Context, authority *ca.Authority) error {
 	lc := s.cfg.Leader
 	id := lc.Identity
@@ -172,8 +182,13 @@ func (s *Server) runLeader(ctx context.Context, authority *ca.Authority) error {
 	}
 	s.elector.Store(el)
 	return el.Run(ctx, func(lctx context.Context) {
-		roots := func() []byte { return authority.Roots().PEM() }
 		var wg sync.WaitGroup
+		defer wg.Wait()
+		wg.Go(func() { s.runStatus(lctx) })
+		if authority == nil {
+			return
+		}
+		roots := func() []byte { return authority.Roots().PEM() }
 		pub, err := rootcm.New(rootcm.Config{Client: s.cfg.Kube.Kube, Roots: roots, Interval: lc.RootInterval, Logger: s.log.With("component", "root-configmap")})
 		if err == nil {
 			wg.Go(func() {
@@ -195,12 +210,54 @@ func (s *Server) runLeader(ctx context.Context, authority *ca.Authority) error {
 				s.log.Error("webhook caBundle syncer", "err", err)
 			}
 		}
-		wg.Wait()
 	})
 }
 
+// runStatus writes the analysis of the cluster's Istio objects into their
+// status while this replica leads (ctx). It waits for the first snapshot,
+// so that a new leader never clears messages for lack of input.
+func (s *Server) runStatus(ctx context.Context) {
+	select {
+	case <-ctx.Done():
+		return
+	case <-s.ready:
+	}
+	w, err := status.New(status.Config{
+		Dynamic: s.cfg.Kube.Dynamic, Informers: s.inf, Messages: s.analysis(),
+		Interval: s.cfg.Leader.StatusInterval, Logger: s.log.With("component", "status"),
+	})
+	if err != nil {
+		s.log.Error("status writer", "err", err)
+		return
+	}
+	if err := w.Run(ctx); err != nil {
+		s.log.Error("status writer stopped", "err", err)
+	}
+}
+
+// analysis returns a function giving the analysis of the latest snapshot
+// and the store's problems, recomputed only when either has changed. The
+// function is not safe for concurrent use (the status writer calls it
+// from one goroutine).
+func (s *Server) analysis() func() []analysis.Message {
+	var (
+		snap     *model.Snapshot
+		problems []store.Problem
+		msgs     []analysis.Message
+	)
+	return func() []analysis.Message {
+		sn, ps := s.Snapshot(), s.Problems()
+		if sn == snap && slices.Equal(ps, problems) {
+			return msgs
+		}
+		snap, problems = sn, ps
+		msgs = analysis.Analyze(analysis.Input{Snapshot: sn, Problems: ps})
+		return msgs
+	}
+}
+
 // Leading reports whether this replica is the cluster's leader (false
-// without a cluster or the CA, or before the first election).
+// without a cluster, or before the first election).
 func (s *Server) Leading() bool {
 	el := s.elector.Load()
 	return el != nil && el.Leading()

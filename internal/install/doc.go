@@ -27,6 +27,15 @@
 // that rendering it (text/template, as Helm does) gives exactly what
 // Objects gives for the same values.
 //
+// A revision other than "default" gets objects of its own, named as
+// Istio's install names them: <name>-<revision> for the Deployment,
+// ServiceAccount and RBAC, Service istiod-<revision>, webhook
+// configurations trellis-sidecar-injector-<revision> (only the
+// rev.namespace webhook, selecting istio.io/rev=<revision>) and
+// trellis-validator-<revision>; its Deployment's arguments name them
+// and its own leader Lease, and inject pods with its own Service as their
+// control plane. Two revisions can then be installed side by side.
+//
 // The Service is named istiod, as Istio's sidecars, tools and the injector
 // default (istiod.<ns>.svc:15012) expect; its ports use Istio's names. The
 // Deployment runs `trellis discovery` in-cluster (no --kubeconfig: the

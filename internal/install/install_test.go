@@ -251,3 +251,43 @@ func TestChartRendersLikeObjects(t *testing.T) {
 		})
 	}
 }
+
+// TestRevisionsSideBySide checks that two revisions installed in one
+// namespace share only the CRDs and the Namespace, and that each mutating
+// webhook selects only its own revision's namespaces.
+func TestRevisionsSideBySide(t *testing.T) {
+	names := func(rev string) map[string]Object {
+		objs, err := Objects(Options{Revision: rev})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]Object{}
+		for _, o := range objs {
+			out[o.String()] = o
+		}
+		return out
+	}
+	def, canary := names("default"), names("canary")
+	for name, o := range canary {
+		if _, shared := def[name]; shared && o.Resource.Resource != "customresourcedefinitions" && o.Resource.Resource != "namespaces" {
+			t.Errorf("%s is in both revisions", name)
+		}
+	}
+	mut, ok := canary["MutatingWebhookConfiguration trellis-sidecar-injector-canary"]
+	if !ok {
+		t.Fatal("no MutatingWebhookConfiguration trellis-sidecar-injector-canary")
+	}
+	hooks, _ := mut.Object.Object["webhooks"].([]any)
+	if len(hooks) != 1 {
+		t.Fatalf("canary has %d webhooks, want only rev.namespace.sidecar-injector.istio.io", len(hooks))
+	}
+	h := hooks[0].(map[string]any)
+	sel, _ := yaml.Marshal(h["namespaceSelector"])
+	if h["name"] != "rev.namespace.sidecar-injector.istio.io" || !strings.Contains(string(sel), "- canary") {
+		t.Errorf("canary webhook %v selects namespaces %s", h["name"], sel)
+	}
+	svc, _ := yaml.Marshal(h["clientConfig"])
+	if !strings.Contains(string(svc), "name: istiod-canary") {
+		t.Errorf("canary webhook calls %s", svc)
+	}
+}

@@ -16,6 +16,7 @@ import (
 
 	configschema "github.com/trellismesh/trellis/internal/config/schema"
 	"github.com/trellismesh/trellis/internal/kube/inject"
+	"github.com/trellismesh/trellis/internal/kube/leader"
 	"github.com/trellismesh/trellis/internal/kube/webhook"
 )
 
@@ -67,14 +68,14 @@ func Objects(o Options) ([]Object, error) {
 		{gvr("apps", "v1", "deployments"), true, deployment(o)},
 	}
 	target := webhook.Target{
-		Service:  &webhook.ServiceRef{Namespace: o.Namespace, Name: ServiceName, Port: 443},
+		Service:  &webhook.ServiceRef{Namespace: o.Namespace, Name: o.revisioned(ServiceName), Port: 443},
 		Revision: o.Revision,
 	}
-	mut, err := webhook.MutatingConfig(webhook.MutatingName, target)
+	mut, err := webhook.MutatingConfig(webhook.MutatingNameFor(o.Revision), target)
 	if err != nil {
 		return nil, fmt.Errorf("mutating webhook configuration: %w", err)
 	}
-	val, err := webhook.ValidatingConfig(webhook.ValidatingName, target, configschema.Istio())
+	val, err := webhook.ValidatingConfig(webhook.ValidatingNameFor(o.Revision), target, configschema.Istio())
 	if err != nil {
 		return nil, fmt.Errorf("validating webhook configuration: %w", err)
 	}
@@ -160,7 +161,7 @@ func namespace(o Options) *corev1.Namespace {
 func serviceAccount(o Options) *corev1.ServiceAccount {
 	return &corev1.ServiceAccount{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "ServiceAccount"},
-		ObjectMeta: meta(o, Name, true),
+		ObjectMeta: meta(o, o.revisioned(Name), true),
 	}
 }
 
@@ -176,7 +177,7 @@ func service(o Options) *corev1.Service {
 	}
 	return &corev1.Service{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Service"},
-		ObjectMeta: meta(o, ServiceName, true),
+		ObjectMeta: meta(o, o.revisioned(ServiceName), true),
 		Spec: corev1.ServiceSpec{
 			Selector: selector(o),
 			// Istio's port names, so tools that look ports up by name work.
@@ -190,11 +191,14 @@ func service(o Options) *corev1.Service {
 	}
 }
 
-// Args are the `trellis discovery` arguments the Deployment runs. The
+// Args are the `trellis discovery` arguments the Deployment of o runs. The
 // cluster is the Pod's own (no --kubeconfig: in a Pod the service account
-// is used), the namespace comes from POD_NAMESPACE.
-func Args() []string {
-	return []string{
+// is used), the namespace comes from POD_NAMESPACE. A revision other than
+// the default also names its own Service, webhook configurations and
+// leader Lease, and injects pods with its own Service as their control
+// plane.
+func Args(o Options) []string {
+	args := []string{
 		"discovery",
 		fmt.Sprintf("--xds-address=:%d", PortXDS),
 		fmt.Sprintf("--secure-grpc-address=:%d", PortSecure),
@@ -204,6 +208,20 @@ func Args() []string {
 		fmt.Sprintf("--webhook-address=:%d", PortWebhook),
 		"--ca-dir=" + caDir,
 	}
+	if o.Revision == DefaultRevision {
+		return args
+	}
+	svc := o.revisioned(ServiceName)
+	control := fmt.Sprintf("%s.%s.svc:%d", svc, o.Namespace, PortSecure)
+	return append(args,
+		"--revision="+o.Revision,
+		"--webhook-service="+svc,
+		"--webhook-mutating-config="+webhook.MutatingNameFor(o.Revision),
+		"--webhook-validating-config="+webhook.ValidatingNameFor(o.Revision),
+		"--leader-lease="+o.revisioned(leader.DefaultLease),
+		"--injected-xds-address="+control,
+		"--injected-ca-address="+control,
+	)
 }
 
 func deployment(o Options) *appsv1.Deployment {
@@ -213,7 +231,7 @@ func deployment(o Options) *appsv1.Deployment {
 	}
 	return &appsv1.Deployment{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"},
-		ObjectMeta: meta(o, Name, true),
+		ObjectMeta: meta(o, o.revisioned(Name), true),
 		Spec: appsv1.DeploymentSpec{
 			Replicas: ptr.To(o.Replicas),
 			Selector: &metav1.LabelSelector{MatchLabels: selector(o)},
@@ -231,7 +249,7 @@ func deployment(o Options) *appsv1.Deployment {
 					Annotations: map[string]string{inject.InjectKey: "false"},
 				},
 				Spec: corev1.PodSpec{
-					ServiceAccountName: Name,
+					ServiceAccountName: o.revisioned(Name),
 					SecurityContext: &corev1.PodSecurityContext{
 						RunAsNonRoot:   ptr.To(true),
 						RunAsUser:      ptr.To[int64](65532),
@@ -243,7 +261,7 @@ func deployment(o Options) *appsv1.Deployment {
 						Name:            "discovery",
 						Image:           o.Image,
 						ImagePullPolicy: o.ImagePullPolicy,
-						Args:            Args(),
+						Args:            Args(o),
 						Env: []corev1.EnvVar{
 							{Name: "POD_NAMESPACE", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.namespace"}}},
 							{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},

@@ -38,11 +38,24 @@ type Options struct {
 	// ImagePullPolicy of the Deployment's container; empty leaves the
 	// cluster's default.
 	ImagePullPolicy corev1.PullPolicy
-	// Revision of the control plane (default "default"): labels, and the
-	// webhooks' istio.io/rev selector.
+	// Revision of the control plane (default "default"): labels, the
+	// webhooks' istio.io/rev selector, and, for any other revision, the
+	// names of its objects (<name>-<revision>: Deployment, ServiceAccount,
+	// RBAC, Service istiod-<revision>, webhook configurations
+	// trellis-sidecar-injector-<revision> and trellis-validator-<revision>).
 	Revision string
 	// Replicas of the Deployment (default 1).
 	Replicas int32
+}
+
+// revisioned returns a name for o's revision: name itself for the default
+// revision, name-<revision> otherwise (Istio's istiod-<rev>), so that two
+// revisions installed in one namespace do not share objects.
+func (o Options) revisioned(name string) string {
+	if o.Revision == DefaultRevision {
+		return name
+	}
+	return name + "-" + o.Revision
 }
 
 // withDefaults fills defaults and checks every field, naming the one at

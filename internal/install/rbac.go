@@ -14,7 +14,7 @@ var (
 
 // clusterRules are what the control plane does across the cluster, one
 // rule per purpose.
-func clusterRules() []rbacv1.PolicyRule {
+func clusterRules(o Options) []rbacv1.PolicyRule {
 	return []rbacv1.PolicyRule{
 		// Registry informers: services, pods (labels, service account,
 		// IP), nodes (locality), namespaces (network label, root cert
@@ -36,8 +36,8 @@ func clusterRules() []rbacv1.PolicyRule {
 		{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: write},
 		// Webhooks: keeping the caBundle of Trellis's own two
 		// configurations current (BundleSyncer: get, update).
-		{APIGroups: []string{"admissionregistration.k8s.io"}, Resources: []string{"mutatingwebhookconfigurations"}, ResourceNames: []string{webhook.MutatingName}, Verbs: []string{"get", "update", "patch"}},
-		{APIGroups: []string{"admissionregistration.k8s.io"}, Resources: []string{"validatingwebhookconfigurations"}, ResourceNames: []string{webhook.ValidatingName}, Verbs: []string{"get", "update", "patch"}},
+		{APIGroups: []string{"admissionregistration.k8s.io"}, Resources: []string{"mutatingwebhookconfigurations"}, ResourceNames: []string{webhook.MutatingNameFor(o.Revision)}, Verbs: []string{"get", "update", "patch"}},
+		{APIGroups: []string{"admissionregistration.k8s.io"}, Resources: []string{"validatingwebhookconfigurations"}, ResourceNames: []string{webhook.ValidatingNameFor(o.Revision)}, Verbs: []string{"get", "update", "patch"}},
 	}
 }
 
@@ -51,15 +51,18 @@ func namespaceRules() []rbacv1.PolicyRule {
 	}
 }
 
-func roleName(o Options) string { return Name + "-" + o.Namespace }
+// roleName names the ClusterRole and its binding: trellis-<ns> (or
+// trellis-<rev>-<ns>), so installations in two namespaces, or two
+// revisions, do not share one.
+func roleName(o Options) string { return o.revisioned(Name) + "-" + o.Namespace }
 
 func subjects(o Options) []rbacv1.Subject {
-	return []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: Name, Namespace: o.Namespace}}
+	return []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: o.revisioned(Name), Namespace: o.Namespace}}
 }
 
 func clusterRole(o Options) *rbacv1.ClusterRole {
 	m := meta(o, roleName(o), false)
-	return &rbacv1.ClusterRole{TypeMeta: metav1.TypeMeta{APIVersion: "rbac.authorization.k8s.io/v1", Kind: "ClusterRole"}, ObjectMeta: m, Rules: clusterRules()}
+	return &rbacv1.ClusterRole{TypeMeta: metav1.TypeMeta{APIVersion: "rbac.authorization.k8s.io/v1", Kind: "ClusterRole"}, ObjectMeta: m, Rules: clusterRules(o)}
 }
 
 func clusterRoleBinding(o Options) *rbacv1.ClusterRoleBinding {
@@ -72,14 +75,14 @@ func clusterRoleBinding(o Options) *rbacv1.ClusterRoleBinding {
 }
 
 func role(o Options) *rbacv1.Role {
-	return &rbacv1.Role{TypeMeta: metav1.TypeMeta{APIVersion: "rbac.authorization.k8s.io/v1", Kind: "Role"}, ObjectMeta: meta(o, Name, true), Rules: namespaceRules()}
+	return &rbacv1.Role{TypeMeta: metav1.TypeMeta{APIVersion: "rbac.authorization.k8s.io/v1", Kind: "Role"}, ObjectMeta: meta(o, o.revisioned(Name), true), Rules: namespaceRules()}
 }
 
 func roleBinding(o Options) *rbacv1.RoleBinding {
 	return &rbacv1.RoleBinding{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "rbac.authorization.k8s.io/v1", Kind: "RoleBinding"},
-		ObjectMeta: meta(o, Name, true),
-		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: Name},
+		ObjectMeta: meta(o, o.revisioned(Name), true),
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: o.revisioned(Name)},
 		Subjects:   subjects(o),
 	}
 }

@@ -8,8 +8,12 @@
 //	                                     first time is fetched now (bounded
 //	                                     by Timeout, all new uris at once)
 //	Run(ctx) ─ every Tick ─► Refresh ─► due entries refetched:
-//	    success ............ every Refresh (default 20m, Istio's)
+//	    success ............ every Refresh (default 20m, Istio's; the
+//	                         control plane's --jwt-pub-key-refresh-interval,
+//	                         env PILOT_JWT_PUB_KEY_REFRESH_INTERVAL)
 //	    after a failure .... every RetryAfterFailure (default 1m)
+//	  (Tick and RetryAfterFailure default to at most Refresh, so a short
+//	  Refresh is honoured without setting them)
 //	  a changed, new or dropped set ─► OnChange (the caller pushes)
 //
 // A fetch is one GET with a deadline (Timeout, default 5s) whose body is

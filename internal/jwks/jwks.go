@@ -34,16 +34,19 @@ type Config struct {
 	Timeout time.Duration
 	// MaxBytes bounds a key set document.
 	MaxBytes int64
-	// Refresh is how often a fetched set is fetched again.
+	// Refresh is how often a fetched set is fetched again (Istio's
+	// PILOT_JWT_PUB_KEY_REFRESH_INTERVAL).
 	Refresh time.Duration
-	// RetryAfterFailure is how soon a failed fetch is retried.
+	// RetryAfterFailure is how soon a failed fetch is retried (default
+	// the shorter of DefaultRetryAfterFailure and Refresh).
 	RetryAfterFailure time.Duration
 	// MaxStale is how long a set stays in use without a successful
 	// refresh; Evict how long an entry nobody asks for is kept (both
 	// default to DefaultMaxStale).
 	MaxStale time.Duration
 	Evict    time.Duration
-	// Tick is Run's period for checking due refreshes.
+	// Tick is Run's period for checking due refreshes (default the
+	// shorter of DefaultTick and Refresh).
 	Tick time.Duration
 	// OnChange is called from Run when a set changed, appeared or was
 	// dropped; it must not block for long.
@@ -82,10 +85,13 @@ func New(cfg Config) (*Resolver, error) {
 	}
 	def(&cfg.Timeout, DefaultTimeout)
 	def(&cfg.Refresh, DefaultRefresh)
-	def(&cfg.RetryAfterFailure, DefaultRetryAfterFailure)
+	// A refresh interval shorter than the default retry or tick (an
+	// operator's PILOT_JWT_PUB_KEY_REFRESH_INTERVAL=15s) bounds them too:
+	// a set is never refetched less often than the operator asked for.
+	def(&cfg.RetryAfterFailure, min(DefaultRetryAfterFailure, cfg.Refresh))
 	def(&cfg.MaxStale, DefaultMaxStale)
 	def(&cfg.Evict, DefaultMaxStale)
-	def(&cfg.Tick, DefaultTick)
+	def(&cfg.Tick, min(DefaultTick, cfg.Refresh))
 	if cfg.MaxBytes == 0 {
 		cfg.MaxBytes = DefaultMaxBytes
 	}

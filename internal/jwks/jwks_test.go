@@ -246,3 +246,30 @@ func TestRunCallsOnChange(t *testing.T) {
 		t.Error("rotated set not served")
 	}
 }
+
+// TestShortRefreshBoundsTickAndRetry: an operator's short refresh
+// interval (PILOT_JWT_PUB_KEY_REFRESH_INTERVAL=2s) also shortens the
+// loop's tick and the retry after a failure, which default to at most it;
+// explicit values and the long defaults are kept.
+func TestShortRefreshBoundsTickAndRetry(t *testing.T) {
+	for _, tc := range []struct {
+		name             string
+		cfg              Config
+		tick, retry, ref time.Duration
+	}{
+		{"defaults", Config{}, DefaultTick, DefaultRetryAfterFailure, DefaultRefresh},
+		{"short refresh", Config{Refresh: 2 * time.Second}, 2 * time.Second, 2 * time.Second, 2 * time.Second},
+		{"between", Config{Refresh: 45 * time.Second}, DefaultTick, 45 * time.Second, 45 * time.Second},
+		{"explicit kept", Config{Refresh: time.Second, Tick: time.Minute, RetryAfterFailure: time.Hour}, time.Minute, time.Hour, time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r, err := New(tc.cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.cfg.Tick != tc.tick || r.cfg.RetryAfterFailure != tc.retry || r.cfg.Refresh != tc.ref {
+				t.Errorf("tick %v retry %v refresh %v, want %v %v %v", r.cfg.Tick, r.cfg.RetryAfterFailure, r.cfg.Refresh, tc.tick, tc.retry, tc.ref)
+			}
+		})
+	}
+}

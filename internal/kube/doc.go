@@ -18,7 +18,8 @@
 // integration tests (see docs/kubernetes.md).
 //
 // Subpackage configsource is the store.Store of the cluster's Istio and
-// Gateway API objects.
+// Gateway API objects; subpackage status writes the analysis of those
+// objects back into their status.validationMessages (on the leader).
 //
 // client-go logs through klog; cmd routes it to the process's slog logger
 // once with RouteKlog. InCluster and InPod serve a control plane running in

@@ -121,6 +121,33 @@ type Endpoint struct {
 	WorkloadName string
 	// TLSMode is "istio" when the workload runs a mesh proxy, else "disabled".
 	TLSMode string
+	// Health is what EDS reports as the endpoint's health_status.
+	Health Health
+}
+
+// Health is an endpoint's health as its registry knows it. The zero value
+// is Healthy, so registries that only know ready endpoints need not set it.
+type Health uint8
+
+// Health states, sent to proxies as EDS health_status HEALTHY, UNHEALTHY
+// and DRAINING. Proxies send no new requests to Unhealthy or Draining
+// endpoints; a Draining one keeps its established connections.
+const (
+	Healthy Health = iota
+	Unhealthy
+	Draining
+)
+
+func (h Health) String() string {
+	switch h {
+	case Healthy:
+		return "HEALTHY"
+	case Unhealthy:
+		return "UNHEALTHY"
+	case Draining:
+		return "DRAINING"
+	}
+	return "Health(" + strconv.Itoa(int(h)) + ")"
 }
 
 // PortFor returns the endpoint port that serves the service port.

@@ -53,6 +53,8 @@ type ControlPlaneOptions struct {
 	CADir         string
 	// Mesh is the mesh configuration (nil: the defaults).
 	Mesh *meshconfig.MeshConfig
+	// JWKSRefresh is the jwksUri refresh interval (0: the default, 20m).
+	JWKSRefresh time.Duration
 }
 
 // StartControlPlaneWith is StartControlPlane with options.
@@ -78,6 +80,7 @@ func StartControlPlaneWith(t testing.TB, o ControlPlaneOptions) *ControlPlane {
 		MonitoringAddress: "127.0.0.1:0",
 		Debounce:          10 * time.Millisecond,
 		FileDebounce:      20 * time.Millisecond,
+		JWKSRefresh:       o.JWKSRefresh,
 		Logger:            logger,
 	})
 	if err != nil {

@@ -31,13 +31,17 @@ import (
 // well-behaved client checked after (and, for slowloris, during) each.
 func TestHardening(t *testing.T) {
 	w := newWorld(t)
-	m := startMesh(t, w, nil, denyPolicy)
+	m := startMeshWith(t, w, meshOptions{maxConns: hardeningMaxConns}, denyPolicy)
+	protoErrors := m.metric(t, "envoy_http_downstream_cx_protocol_error")
 	for _, c := range smugglingCases() {
 		t.Run(c.id+"/http1", func(t *testing.T) {
 			for _, b := range m.backends {
 				t.Run(b.name, func(t *testing.T) { m.smuggle(t, b, c) })
 			}
 		})
+	}
+	if n := m.metric(t, "envoy_http_downstream_cx_protocol_error"); n-protoErrors < float64(len(smugglingCases())-2) {
+		t.Errorf("envoy_http_downstream_cx_protocol_error grew by %v over %d refused heads, want one per head refused by the codec", n-protoErrors, len(smugglingCases()))
 	}
 	t.Run("B5_H2Malformed/http2", func(t *testing.T) {
 		for _, b := range m.backends {
@@ -48,8 +52,13 @@ func TestHardening(t *testing.T) {
 	goB := m.backends[2]
 	t.Run("C1_RapidReset/http2/go", func(t *testing.T) { m.rapidReset(t, goB) })
 	t.Run("C2_ContinuationFlood/http2/go", func(t *testing.T) { m.continuationFlood(t, goB) })
+	t.Run("C3_HpackBomb/http2/go", func(t *testing.T) { m.hpackBomb(t, goB) })
 	t.Run("C4_ControlFloods/http2/go", func(t *testing.T) { m.controlFloods(t, goB) })
 	t.Run("C6_Slowloris/http1/go", func(t *testing.T) { m.slowloris(t, goB) })
+	t.Run("C6_TLSNoClientHello", func(t *testing.T) { m.tlsNoClientHello(t, goB) })
+	t.Run("C7_SlowBody/http1/go", func(t *testing.T) { m.slowBody(t, goB) })
+	t.Run("C7_SlowReader/http1/go", func(t *testing.T) { m.slowReader(t, goB) })
+	t.Run("C8_ConnectionFlood", func(t *testing.T) { m.connectionFlood(t, goB) })
 	m.waitPolicy(t, "/public", 200)
 	m.checkLogs(t)
 }
@@ -175,6 +184,7 @@ func (m *mesh) headerLimits(t *testing.T) {
 	}
 	big := [][2]string{{"x-big", strings.Repeat("a", 70<<10)}}
 	before := m.metric(t, "istio_requests_total", `response_code="431"`)
+	protoErrors := m.metric(t, "envoy_http_downstream_cx_protocol_error")
 	counted := 0
 	for _, proto := range protocols {
 		for _, b := range m.backends {
@@ -209,6 +219,9 @@ func (m *mesh) headerLimits(t *testing.T) {
 				}
 			})
 		}
+	}
+	if n := m.metric(t, "envoy_http_downstream_cx_protocol_error"); n-protoErrors < float64(2*len(m.backends)) {
+		t.Errorf("envoy_http_downstream_cx_protocol_error grew by %v, want at least %d (the HTTP/1 431s)", n-protoErrors, 2*len(m.backends))
 	}
 	after := m.metric(t, "istio_requests_total", `response_code="431"`)
 	if after-before < float64(counted) {
@@ -299,28 +312,29 @@ func (m *mesh) continuationFlood(t *testing.T, b *backend) {
 
 // controlFloods is C4: PING, SETTINGS, empty DATA and WINDOW_UPDATE
 // frames written without reading the answers; the proxy closes the
-// connection at its queued control-frame limit (PING, SETTINGS) or keeps
-// serving others with bounded memory.
+// connection at Envoy's limits (outbound control frames waiting, empty
+// frames in a row, WINDOW_UPDATEs per DATA frame sent), counts each in
+// its envoy_http2_* counter, and serves a concurrent client throughout.
 func (m *mesh) controlFloods(t *testing.T, b *backend) {
 	floods := []struct {
-		name     string
-		mustStop bool // the proxy must close the connection
-		write    func(fr *http2.Framer, i int) error
+		name   string
+		metric string // the counter the close is counted in
+		write  func(fr *http2.Framer, i int) error
 	}{
-		{"PING", true, func(fr *http2.Framer, i int) error {
+		{"PING", "envoy_http2_outbound_control_flood", func(fr *http2.Framer, i int) error {
 			return fr.WritePing(false, [8]byte{byte(i), byte(i >> 8), byte(i >> 16)})
 		}},
-		// SETTINGS: see docs/security.md, open findings (not closed
-		// within the test's window; memory bounded, others served).
-		{"SETTINGS", false, func(fr *http2.Framer, _ int) error {
+		{"SETTINGS", "envoy_http2_outbound_control_flood", func(fr *http2.Framer, _ int) error {
 			return fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 65535})
 		}},
-		{"empty DATA", false, func(fr *http2.Framer, _ int) error { return fr.WriteData(1, false, nil) }},
-		{"WINDOW_UPDATE", false, func(fr *http2.Framer, _ int) error { return fr.WriteWindowUpdate(0, 1) }},
+		{"empty DATA", "envoy_http2_inbound_empty_frames_flood", func(fr *http2.Framer, _ int) error { return fr.WriteData(1, false, nil) }},
+		{"WINDOW_UPDATE", "envoy_http2_inbound_window_update_frames_flood", func(fr *http2.Framer, _ int) error { return fr.WriteWindowUpdate(0, 1) }},
 	}
 	for _, f := range floods {
 		t.Run(strings.ReplaceAll(f.name, " ", "_"), func(t *testing.T) {
 			heap0 := heapInUse()
+			counted := m.metric(t, f.metric)
+			stop := m.wellBehaved(t, b)
 			c, fr, enc := h2Open(t, b.src, m.inbound)
 			defer c.Close()
 			_ = c.SetDeadline(time.Now().Add(20 * time.Second))
@@ -351,10 +365,16 @@ func (m *mesh) controlFloods(t *testing.T, b *backend) {
 				_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
 				rerr := drain(fr)
 				t.Logf("%s flood: read ended with %v", f.name, rerr)
-				if f.mustStop && (rerr == nil || isTimeout(rerr)) {
+				if rerr == nil || isTimeout(rerr) {
 					t.Errorf("%s flood: connection still open (%v)", f.name, rerr)
 				}
+			} else if n == frames {
+				t.Errorf("%s flood: all %d frames accepted", f.name, frames)
 			}
+			if got := m.metric(t, f.metric); got <= counted {
+				t.Errorf("%s flood: %s did not grow (%v)", f.name, f.metric, got)
+			}
+			checkWellBehaved(t, f.name+" flood", stop)
 			m.checkHeap(t, heap0, f.name+" flood")
 			m.servesAfter(t, b)
 		})
@@ -365,6 +385,7 @@ func (m *mesh) controlFloods(t *testing.T, b *backend) {
 // request headers timeout (10 s, the Trellis default), with no response
 // or a 408, while another client is served meanwhile.
 func (m *mesh) slowloris(t *testing.T, b *backend) {
+	timeouts := m.metric(t, "envoy_http_downstream_rq_header_timeout")
 	stop := m.wellBehaved(t, b)
 	c := dial(t, b.src, m.inbound)
 	defer c.Close()
@@ -398,6 +419,9 @@ func (m *mesh) slowloris(t *testing.T, b *backend) {
 	}
 	if served, failed := stop(); failed > 0 || served == 0 {
 		t.Errorf("well-behaved client during slowloris: %d served, %d failed", served, failed)
+	}
+	if n := m.metric(t, "envoy_http_downstream_rq_header_timeout"); n <= timeouts {
+		t.Errorf("envoy_http_downstream_rq_header_timeout did not grow (%v)", n)
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 
 	meshconfig "istio.io/api/mesh/v1alpha1"
 
+	"github.com/trellismesh/trellis/internal/dataplane/identity"
 	"github.com/trellismesh/trellis/internal/dataplane/role/sidecar"
 	"github.com/trellismesh/trellis/test/framework"
 )
@@ -114,7 +115,25 @@ func (m *mesh) checkLogs(t *testing.T) {
 // sidecar enforces the policy (probe answers 403 on every backend).
 func startMesh(t *testing.T, w *world, mc *meshconfig.MeshConfig, policy string) *mesh {
 	t.Helper()
-	cp := framework.StartControlPlaneWith(t, framework.ControlPlaneOptions{Mesh: mc})
+	return startMeshWith(t, w, meshOptions{cp: framework.ControlPlaneOptions{Mesh: mc}}, policy)
+}
+
+// meshOptions vary the control plane and the sidecar of startMeshWith.
+type meshOptions struct {
+	cp framework.ControlPlaneOptions
+	// identity, when set, gives the sidecar its mesh identity from the
+	// control plane's CA (cp.SecureAddress must be set): its inbound
+	// listener then terminates mesh mTLS on the PeerAuthentication's chains.
+	identity func(*framework.ControlPlane) identity.Config
+	// maxConns is the sidecar's per-socket connection limit
+	// (sidecar.Config.MaxConnections; 0: the default).
+	maxConns int
+}
+
+// startMeshWith is startMesh with options.
+func startMeshWith(t *testing.T, w *world, o meshOptions, policy string) *mesh {
+	t.Helper()
+	cp := framework.StartControlPlaneWith(t, o.cp)
 	cp.WriteFile(t, "services.yaml", servicesYAML(w.ip))
 	cp.WriteFile(t, "policy.yaml", policy)
 	node, err := sidecar.NodeConfig{IP: w.ip.String(), PodName: "secure-1", Namespace: "default",
@@ -126,13 +145,18 @@ func startMesh(t *testing.T, w *world, mc *meshconfig.MeshConfig, policy string)
 	if os.Getenv("TRELLIS_E2E_LOGS") != "" {
 		logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
-	sc, err := sidecar.New(sidecar.Config{
+	cfg := sidecar.Config{
 		XDSAddress: cp.XDSAddr().String(), Node: node,
 		AdminAddress: netip.AddrPortFrom(w.ip, adminPort).String(), HealthAddress: "-", MetricsAddress: "-",
 		BindAddress: w.ip.String(), DrainDuration: 10 * time.Millisecond,
-		OriginalDst: w.originalDst,
-		Logger:      logger,
-	})
+		OriginalDst:    w.originalDst,
+		Logger:         logger,
+		MaxConnections: o.maxConns,
+	}
+	if o.identity != nil {
+		cfg.Identity = o.identity(cp)
+	}
+	sc, err := sidecar.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

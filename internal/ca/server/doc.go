@@ -48,6 +48,9 @@
 //
 // Limits are per process: MaxConcurrent (32) requests authenticate and sign
 // at once, others wait at most QueueTimeout (1 s).
+// Per connection (ServerOptions): at most DefaultMaxStreams (100)
+// concurrent streams, extra ones refused; a silent peer is pinged after
+// 30 s and closed 10 s later; clients may ping every 15 s at most.
 //
 // xDS over mutual TLS will share this gRPC server on 15012; the TLS config
 // then moves to where both services can use it.

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
@@ -34,6 +35,16 @@ const (
 	DefaultQueueTimeout    = time.Second
 	DefaultMaxRequestBytes = 64 << 10
 	DefaultHandshakeTime   = 10 * time.Second
+	// DefaultMaxStreams bounds the concurrent streams (and handler
+	// goroutines) of one connection; gRPC's own default is 2^32-1.
+	DefaultMaxStreams = 100
+	// Keepalive: a connection silent for DefaultKeepaliveTime is pinged
+	// and closed when the ping is not answered within
+	// DefaultKeepaliveTimeout; clients may ping every
+	// DefaultKeepaliveMinTime at most.
+	DefaultKeepaliveTime    = 30 * time.Second
+	DefaultKeepaliveTimeout = 10 * time.Second
+	DefaultKeepaliveMinTime = 15 * time.Second
 )
 
 // impersonatedIdentity is the request metadata key Istio's node agents use
@@ -115,13 +126,19 @@ func (s *Server) Register(gs *grpc.Server) { pb.RegisterIstioCertificateServiceS
 
 // ServerOptions are the options of the gRPC server on the secure port: TLS
 // with the serving certificate and an optional client certificate, the
-// request size limit and a handshake deadline.
+// request size limit, a handshake deadline, a header limit, at most
+// DefaultMaxStreams streams per connection, and keepalive (silent peers
+// are closed; clients pinging faster than DefaultKeepaliveMinTime get
+// GOAWAY too_many_pings).
 func (s *Server) ServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.Creds(credentials.NewTLS(s.TLSConfig())),
 		grpc.MaxRecvMsgSize(s.cfg.MaxRequestBytes),
 		grpc.ConnectionTimeout(DefaultHandshakeTime),
 		grpc.MaxHeaderListSize(16 << 10),
+		grpc.MaxConcurrentStreams(DefaultMaxStreams),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: DefaultKeepaliveTime, Timeout: DefaultKeepaliveTimeout}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: DefaultKeepaliveMinTime, PermitWithoutStream: true}),
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -46,6 +47,13 @@ type Options struct {
 	// empty: host name and process id); LeaderLease is the Lease's name.
 	LeaderIdentity string
 	LeaderLease    string
+	// JWKSRefresh is how often jwksUri key sets are fetched again, a Go
+	// duration (env PILOT_JWT_PUB_KEY_REFRESH_INTERVAL, as Istio's; "":
+	// the default, 20m).
+	JWKSRefresh string
+	// SendUnhealthyEndpoints: not-ready endpoints go to EDS as UNHEALTHY
+	// (env PILOT_SEND_UNHEALTHY_ENDPOINTS, as Istio's).
+	SendUnhealthyEndpoints string
 }
 
 // NewCommand returns `trellis discovery`. newLogger builds the process logger.
@@ -118,6 +126,8 @@ keeps the webhook configurations' caBundle current.`,
 	o.Webhook.flags(f)
 	f.StringVar(&o.LeaderIdentity, "leader-identity", envOr("POD_NAME", ""), "this replica's identity in leader election (env POD_NAME; default: host name and process id)")
 	f.StringVar(&o.LeaderLease, "leader-lease", leader.DefaultLease, "name of the leader-election Lease in the system namespace")
+	f.StringVar(&o.JWKSRefresh, "jwt-pub-key-refresh-interval", envOr("PILOT_JWT_PUB_KEY_REFRESH_INTERVAL", "20m"), "how often RequestAuthentication jwksUri key sets are fetched again, so that rotated keys reach the proxies (env PILOT_JWT_PUB_KEY_REFRESH_INTERVAL, as Istio's)")
+	f.StringVar(&o.SendUnhealthyEndpoints, "send-unhealthy-endpoints", envOr("PILOT_SEND_UNHEALTHY_ENDPOINTS", "false"), "on a cluster, publish not-ready endpoints as UNHEALTHY in EDS instead of leaving them out (env PILOT_SEND_UNHEALTHY_ENDPOINTS, as Istio's)")
 	f.IntVar(&o.GCPercent, "gc-percent", 200, "Go GC target percentage (GOGC) unless GOGC is set: the control plane keeps a small live heap and allocates heavily while pushing, so a higher target trades some memory for less GC work (see docs/benchmarks.md)")
 	return cmd
 }
@@ -172,6 +182,18 @@ func (o Options) config(logger *slog.Logger, getenv func(string) string) (discov
 			return discovery.Config{}, fmt.Errorf("--trust-domain: %w", err)
 		}
 	}
+	var jwksRefresh time.Duration
+	if o.JWKSRefresh != "" {
+		if jwksRefresh, err = time.ParseDuration(o.JWKSRefresh); err != nil || jwksRefresh <= 0 {
+			return discovery.Config{}, fmt.Errorf("--jwt-pub-key-refresh-interval (env PILOT_JWT_PUB_KEY_REFRESH_INTERVAL) %q: not a positive duration such as 20m or 30s", o.JWKSRefresh)
+		}
+	}
+	sendUnhealthy := false
+	if o.SendUnhealthyEndpoints != "" {
+		if sendUnhealthy, err = strconv.ParseBool(o.SendUnhealthyEndpoints); err != nil {
+			return discovery.Config{}, fmt.Errorf("--send-unhealthy-endpoints (env PILOT_SEND_UNHEALTHY_ENDPOINTS) %q: not a boolean (true or false)", o.SendUnhealthyEndpoints)
+		}
+	}
 	var wh *discovery.WebhookConfig
 	if kc != nil {
 		if wh, err = o.Webhook.config(o.SystemNamespace, secure != "", o.TrustDomain, o.DomainSuffix); err != nil {
@@ -187,12 +209,15 @@ func (o Options) config(logger *slog.Logger, getenv func(string) string) (discov
 		ConfigDir:         o.ConfigDir,
 		Kube:              kc,
 		SystemNamespace:   o.SystemNamespace,
-		XDSAddress:        o.XDSAddress,
-		MonitoringAddress: o.MonitoringAddress,
-		Debounce:          o.Debounce,
-		Mesh:              mesh,
-		DomainSuffix:      o.DomainSuffix,
-		Logger:            logger,
+
+		SendUnhealthyEndpoints: sendUnhealthy,
+		XDSAddress:             o.XDSAddress,
+		MonitoringAddress:      o.MonitoringAddress,
+		Debounce:               o.Debounce,
+		Mesh:                   mesh,
+		DomainSuffix:           o.DomainSuffix,
+		JWKSRefresh:            jwksRefresh,
+		Logger:                 logger,
 	}, nil
 }
 

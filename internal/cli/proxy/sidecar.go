@@ -11,6 +11,7 @@ import (
 
 	"github.com/trellismesh/trellis/internal/dataplane/gctune"
 	"github.com/trellismesh/trellis/internal/dataplane/identity"
+	"github.com/trellismesh/trellis/internal/dataplane/listener"
 	"github.com/trellismesh/trellis/internal/dataplane/role/sidecar"
 	"github.com/trellismesh/trellis/internal/dataplane/xdsclient"
 )
@@ -31,6 +32,7 @@ type sidecarOptions struct {
 	bindAddress    string
 	sotw           bool
 	drain          time.Duration
+	maxConns       int
 	explicitProxy  string
 	appMetricsURL  string
 	caAddress      string
@@ -117,6 +119,7 @@ POD_NAMESPACE, SERVICE_ACCOUNT) when set.`,
 	f.StringVar(&o.bindAddress, "bind-address", "", "bind wildcard listeners (15001, 15006) to this address instead (local mode: one loopback address per workload)")
 	f.BoolVar(&o.sotw, "sotw", false, "use state-of-the-world xDS instead of delta")
 	f.DurationVar(&o.drain, "drain-duration", 5*time.Second, "on SIGTERM, how long inbound listeners keep serving (clients asked to go away) before the proxy exits; a second signal exits at once. Also the drain time of replaced listeners (Istio's terminationDrainDuration)")
+	f.IntVar(&o.maxConns, "max-connections", listener.DefaultMaxConnections, "open connections accepted per listener socket (inbound 15006, outbound 15001, ...); beyond it new connections are closed at once and counted in envoy_listener_downstream_cx_overflow, existing ones are served; negative: no limit")
 	f.StringVar(&o.explicitProxy, "explicit-proxy", "", "serve an HTTP forward proxy (absolute-form requests, Host routing, CONNECT) on this ip:port: the outbound routes without traffic capture, for local mode without root (see docs/local-mode.md)")
 	f.StringVar(&o.appMetricsURL, "app-metrics-url", "", "the application's Prometheus endpoint, merged into /stats/prometheus on the metrics port (default from ISTIO_PROMETHEUS_ANNOTATIONS)")
 	f.StringVar(&o.caAddress, "ca-address", d.getenv("CA_ADDR"), "the mesh CA (Istio's CreateCertificate over TLS, e.g. 127.0.0.1:15012 in local mode); empty: no workload identity, no mesh TLS (env CA_ADDR)")
@@ -206,6 +209,7 @@ func (o sidecarOptions) config(d deps) (sidecar.Config, error) {
 		MetricsAddress: o.metricsAddress,
 		BindAddress:    o.bindAddress,
 		DrainDuration:  o.drain,
+		MaxConnections: o.maxConns,
 		Logger:         d.logger,
 
 		ExplicitProxyAddress: o.explicitProxy,

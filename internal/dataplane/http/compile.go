@@ -70,6 +70,9 @@ type settings struct {
 	server     serverHeader
 	upgrades   map[string]bool
 	h2         nethttp.HTTP2Config
+	h2lim      h2Limits // flood limits of the HTTP/2 guard (h2guard.go)
+	// localIdentity is Deps.LocalIdentity (x-forwarded-client-cert By=).
+	localIdentity string
 }
 
 type limits struct {
@@ -93,6 +96,7 @@ type forwarding struct {
 	preserveExternalID  bool
 	requestIDInResponse bool
 	clientCert          hcmv3.HttpConnectionManager_ForwardClientCertDetails
+	certDetails         *hcmv3.HttpConnectionManager_SetCurrentClientCertDetails
 	via                 string
 }
 
@@ -121,6 +125,7 @@ type Manager struct {
 	h1          *h1Server
 	log         *slog.Logger
 	observer    Observer
+	stats       StatsSink // nil: limits are not counted
 	random      func() uint64
 	bufferLimit int
 	tlsConns    sync.Map // *tls.Conn → *connState, for HTTP/2 over TLS
@@ -159,10 +164,12 @@ func Compile(h *hcmv3.HttpConnectionManager, deps Deps) (*Manager, error) {
 	if err != nil {
 		return fail(field, err)
 	}
+	cfg.localIdentity = deps.LocalIdentity
 	m := &Manager{
 		cfg:         cfg,
 		log:         deps.Logger,
 		observer:    deps.Observer,
+		stats:       deps.Stats,
 		random:      deps.Random,
 		bufferLimit: deps.BufferLimit,
 	}
@@ -492,6 +499,7 @@ func compileSettings(h *hcmv3.HttpConnectionManager) (settings, string, error) {
 		preserveExternalID:  h.GetPreserveExternalRequestId(),
 		requestIDInResponse: h.GetAlwaysSetRequestIdInResponse(),
 		clientCert:          h.GetForwardClientCertDetails(),
+		certDetails:         h.GetSetCurrentClientCertDetails(),
 		via:                 h.GetVia(),
 	}
 	cfg.hosts = hostRules{
@@ -536,5 +544,6 @@ func compileSettings(h *hcmv3.HttpConnectionManager) (settings, string, error) {
 		cfg.h2.SendPingTimeout = ka.GetInterval().AsDuration()
 		cfg.h2.PingTimeout = ka.GetTimeout().AsDuration()
 	}
+	cfg.h2lim = compileH2Limits(o, cfg.limits.maxHeaderBytes)
 	return cfg, "", nil
 }

@@ -24,6 +24,9 @@ type Deps struct {
 	Upstream router.Upstream
 	// Observer receives every request's record. Optional.
 	Observer Observer
+	// Stats receives the limit counters (requests refused and connections
+	// closed at a limit or timeout; see Stat). Optional.
+	Stats StatsSink
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 	// Random draws the per-request random values (route runtime
@@ -39,6 +42,10 @@ type Deps struct {
 	// MaxMirrors bounds the mirrored requests in flight per manager (0:
 	// router.DefaultMaxMirrors).
 	MaxMirrors int
+	// LocalIdentity is the URI SAN (SPIFFE ID) of the proxy's own
+	// certificate: the By= element of the x-forwarded-client-cert entry it
+	// adds for a mutual TLS peer (APPEND_FORWARD, SANITIZE_SET). "": none.
+	LocalIdentity string
 }
 
 // Observer receives the record of each request once it has ended, on the

@@ -21,8 +21,10 @@
 //	 3. sanitise    headers.go: hop-by-hop and Connection-nominated headers (not the
 //	                proxy's own), te≠trailers, h2c upgrade (refused: served as a plain
 //	                request), x-envoy-*/x-trellis-*/x-forwarded-client-cert unless the
-//	                peer is an authenticated mesh peer; then x-forwarded-for/-proto,
-//	                x-request-id, via; authority port/dot stripping
+//	                peer is an authenticated mesh peer; the mTLS peer's XFCC entry
+//	                (By=;Hash=;Subject=;URI=;DNS=, APPEND_FORWARD/SANITIZE_SET);
+//	                then x-forwarded-for/-proto, x-request-id, via; authority
+//	                port/dot stripping
 //	 4. route       RouteSlot.Load() (atomic) ─► internal_only_headers ─► Table.Match
 //	                ─► weighted cluster picked once; stream idle / request timers armed
 //	 5. filters     http_filters in order (filter.Stream; per-route disable/enable):
@@ -122,6 +124,30 @@
 // frames (PING/SETTINGS floods close the connection). It does not offer
 // h2c upgrades.
 //
+// Added here for HTTP/2 (h2guard.go): every HTTP/2 connection, h2c and
+// TLS alike (TLS connections are served as prior-knowledge HTTP/2 over
+// the decrypted stream), is read through a frame guard that parses the
+// frame headers as they pass and closes the connection, after a
+// GOAWAY(ENHANCE_YOUR_CALM), at Envoy's flood limits from
+// http2_protocol_options: consecutive empty DATA/HEADERS/CONTINUATION
+// frames, PRIORITY frames per stream, WINDOW_UPDATE frames per DATA frame
+// sent, PING/SETTINGS frames whose acknowledgement could not be written
+// (SECURITY C4), and header blocks far over max_request_headers_kb (C2).
+//
+// Limits as metrics (stats.go): every refusal or close at a limit is
+// counted through Deps.Stats under Envoy's statistic name: codec refusals
+// and too many HTTP/1 headers downstream_cx_protocol_error, the request
+// headers timeout downstream_rq_header_timeout, the HTTP/1 idle timeout
+// downstream_cx_idle_timeout, stream idle and request timeouts
+// downstream_rq_idle_timeout and downstream_rq_timeout, rapid reset
+// downstream_rq_too_many_premature_resets, underscores
+// http1./http2.requests_rejected_with_underscores_in_headers, header
+// overflow http2.header_overflow, and the floods
+// http2.inbound_empty_frames_flood, inbound_priority_frames_flood,
+// inbound_window_update_frames_flood, outbound_control_flood. Not counted:
+// net/http's own 431 for an HTTP/2 header list that decodes over the limit
+// (an HPACK bomb), and its HTTP/2 idle timeout.
+//
 // Added here for both protocols: an empty Host (400); the header count
 // limit (max_headers_count, 431, with a request record); path
 // normalisation; header sanitising and the proxy headers; Envoy's
@@ -144,5 +170,9 @@
 // strip_trailing_host_dot, strip_any_host_port, strip_matching_host_port,
 // forward_client_cert_details, http_protocol_options.accept_http_10,
 // http2_protocol_options (max_concurrent_streams, default 100; windows;
-// keepalive). See Compile for what is rejected and what is ignored.
+// keepalive; max_consecutive_inbound_frames_with_empty_payload, default 1;
+// max_inbound_priority_frames_per_stream, default 100;
+// max_inbound_window_update_frames_per_data_frame_sent, default 10;
+// max_outbound_control_frames, default 1000). See Compile for what is
+// rejected and what is ignored.
 package http

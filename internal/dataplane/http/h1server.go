@@ -34,6 +34,8 @@ type h1Server struct {
 	// closeCheck is how long a request runs before the connection is
 	// watched for the client going away (see h1conn.watch).
 	closeCheck time.Duration
+	// stats records a limit counter (Manager.count); nil: none.
+	stats func(Stat)
 	// handoff serves a connection that starts with the HTTP/2 preface;
 	// c replays the bytes already read.
 	handoff func(ctx context.Context, c net.Conn, cs *connState)
@@ -143,6 +145,7 @@ func (s *h1Server) serve(ctx context.Context, cs *connState) {
 		n, perr, err := c.readHead(first)
 		switch {
 		case err != nil:
+			s.countHeadErr(err, c.in.buffered() > 0)
 			return // closed, timed out, or a read error: no response
 		case perr != nil:
 			c.reject(perr)
@@ -235,6 +238,28 @@ func (c *h1conn) readHead(first bool) (int, *protocolError, error) {
 	}
 }
 
+// count records a limit counter.
+func (s *h1Server) count(st Stat) {
+	if s.stats != nil {
+		s.stats(st)
+	}
+}
+
+// countHeadErr counts a wait for a request head that ended in a
+// timeout: the request headers timeout once part of a head had arrived,
+// else the idle timeout.
+func (s *h1Server) countHeadErr(err error, partial bool) {
+	var ne net.Error
+	if !errors.As(err, &ne) || !ne.Timeout() {
+		return
+	}
+	if partial {
+		s.count(StatHeaderTimeout)
+	} else {
+		s.count(StatIdleTimeout)
+	}
+}
+
 // isPreface reports whether head is the start of the HTTP/2 connection
 // preface ("PRI * HTTP/2.0\r\n\r\n", then "SM\r\n\r\n").
 func isPreface(head []byte) bool {
@@ -319,6 +344,7 @@ func (c *h1conn) runHandler(r *nethttp.Request) (aborted bool) {
 
 // reject answers a request the codec refuses and closes the connection.
 func (c *h1conn) reject(e *protocolError) {
+	c.srv.count(StatProtocolError)
 	text := strconv.Itoa(e.status) + " " + nethttp.StatusText(e.status)
 	body := text + ": " + e.reason
 	msg := "HTTP/1.1 " + text + "\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\nContent-Length: " +

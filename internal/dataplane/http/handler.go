@@ -87,6 +87,7 @@ func (m *Manager) serve(s *filter.Stream, body *countingBody, timers **streamTim
 	trusted := ts != nil && len(ts.PeerCertificates) > 0
 	authority := m.authority(r.Host, lc.Destination)
 	s.Upgrade = m.sanitize(r, trusted)
+	m.setClientCert(r.Header, ts)
 	s.UpgradeAllowed = s.Upgrade != "" && m.cfg.upgrades[s.Upgrade]
 	rec.Client, rec.RequestID = m.proxyHeaders(r, lc.Source, scheme)
 	if id := rec.RequestID; id != "" && m.cfg.fwd.requestIDInResponse {
@@ -163,6 +164,7 @@ func requestTarget(r *nethttp.Request) string {
 func (m *Manager) finish(s *filter.Stream, body *countingBody, timers **streamTimers) {
 	p := recover()
 	if t := *timers; t != nil {
+		m.countTimeout(s.Request.Context())
 		t.stop()
 	}
 	rec := &s.Record
@@ -232,6 +234,16 @@ func (m *Manager) startTimers(s *filter.Stream, body *countingBody, tp **streamT
 		t.request = time.AfterFunc(never, func() { cancel(filter.ErrRequestTimeout) })
 		body.onEOF = func() { t.request.Stop() }
 		t.request.Reset(reqTimeout)
+	}
+}
+
+// countTimeout counts a stream ended by its idle or request timeout.
+func (m *Manager) countTimeout(ctx context.Context) {
+	switch context.Cause(ctx) {
+	case filter.ErrStreamIdleTimeout:
+		m.count(StatStreamIdleTimeout)
+	case filter.ErrRequestTimeout:
+		m.count(StatRequestTimeout)
 	}
 }
 

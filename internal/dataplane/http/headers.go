@@ -1,11 +1,16 @@
 package http
 
 import (
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
+	"encoding/pem"
 	"net"
 	nethttp "net/http"
 	"net/netip"
 	"net/textproto"
+	"net/url"
 	"strconv"
 	"strings"
 
@@ -40,11 +45,21 @@ func (m *Manager) checkRequest(r *nethttp.Request) (int, string) {
 		n += len(vs)
 	}
 	if n > m.cfg.limits.maxHeadersCount {
+		if r.ProtoMajor == 1 {
+			m.count(StatProtocolError)
+		} else {
+			m.count(StatHeaderOverflow)
+		}
 		return nethttp.StatusRequestHeaderFieldsTooLarge, "too_many_headers"
 	}
 	if m.cfg.limits.underscores == corev3.HttpProtocolOptions_REJECT_REQUEST {
 		for k := range r.Header {
 			if strings.Contains(k, "_") {
+				if r.ProtoMajor == 1 {
+					m.count(StatHTTP1Underscores)
+				} else {
+					m.count(StatHTTP2Underscores)
+				}
 				return nethttp.StatusBadRequest, "unexpected_underscore"
 			}
 		}
@@ -148,8 +163,8 @@ func hasPrefixFold(s, prefix string) bool {
 
 // forwardsClientCert reports whether x-forwarded-client-cert is passed on:
 // only from an authenticated mesh peer and only in the forwarding modes
-// (appending and setting the proxy's own entry needs mTLS, which is not
-// there yet), or always under ALWAYS_FORWARD_ONLY.
+// (setClientCert then appends the peer's entry), or always under
+// ALWAYS_FORWARD_ONLY.
 func (m *Manager) forwardsClientCert(trusted bool) bool {
 	switch m.cfg.fwd.clientCert {
 	case hcmv3.HttpConnectionManager_ALWAYS_FORWARD_ONLY:
@@ -158,6 +173,77 @@ func (m *Manager) forwardsClientCert(trusted bool) bool {
 		return trusted
 	}
 	return false
+}
+
+// setClientCert adds the mutual TLS peer's entry to
+// x-forwarded-client-cert as Envoy's mutateXfccRequestHeader does:
+// appended to what a trusted peer forwarded under APPEND_FORWARD, alone
+// under SANITIZE_SET, nothing otherwise or without a client certificate.
+// The entry is By=<the proxy's URI SAN>;Hash=<SHA-256 of the peer's
+// certificate, hex> and then, as set_current_client_cert_details asks,
+// Cert="<URL-encoded PEM>", Chain="<URL-encoded PEM chain>",
+// Subject="<subject>", URI=<the peer's first URI SAN> and DNS=<each DNS
+// SAN>: Istio's inbound sidecars ask for Subject, URI and DNS, giving
+// By=spiffe://td/ns/a/sa/server;Hash=…;Subject="";URI=spiffe://td/ns/b/sa/client.
+func (m *Manager) setClientCert(h nethttp.Header, ts *tls.ConnectionState) {
+	mode := m.cfg.fwd.clientCert
+	if mode != hcmv3.HttpConnectionManager_APPEND_FORWARD && mode != hcmv3.HttpConnectionManager_SANITIZE_SET {
+		return
+	}
+	if ts == nil || len(ts.PeerCertificates) == 0 {
+		return
+	}
+	entry := clientCertEntry(m.cfg.localIdentity, ts.PeerCertificates, m.cfg.fwd.certDetails)
+	if old := h.Values("X-Forwarded-Client-Cert"); mode == hcmv3.HttpConnectionManager_APPEND_FORWARD && len(old) > 0 {
+		entry = strings.Join(old, ",") + "," + entry
+	}
+	h["X-Forwarded-Client-Cert"] = []string{entry}
+}
+
+// clientCertEntry formats one x-forwarded-client-cert element.
+func clientCertEntry(by string, chain []*x509.Certificate, d *hcmv3.HttpConnectionManager_SetCurrentClientCertDetails) string {
+	leaf := chain[0]
+	var b strings.Builder
+	if by != "" {
+		b.WriteString("By=")
+		b.WriteString(by)
+		b.WriteByte(';')
+	}
+	sum := sha256.Sum256(leaf.Raw)
+	b.WriteString("Hash=")
+	b.WriteString(hex.EncodeToString(sum[:]))
+	if d.GetCert() {
+		b.WriteString(`;Cert="`)
+		b.WriteString(url.QueryEscape(string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leaf.Raw}))))
+		b.WriteByte('"')
+	}
+	if d.GetChain() {
+		var all []byte
+		for _, c := range chain {
+			all = append(all, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
+		}
+		b.WriteString(`;Chain="`)
+		b.WriteString(url.QueryEscape(string(all)))
+		b.WriteByte('"')
+	}
+	if d.GetSubject().GetValue() {
+		b.WriteString(`;Subject="`)
+		b.WriteString(strings.ReplaceAll(leaf.Subject.String(), `"`, `\"`))
+		b.WriteByte('"')
+	}
+	if d.GetUri() {
+		b.WriteString(";URI=")
+		if len(leaf.URIs) > 0 {
+			b.WriteString(leaf.URIs[0].String())
+		}
+	}
+	if d.GetDns() {
+		for _, n := range leaf.DNSNames {
+			b.WriteString(";DNS=")
+			b.WriteString(n)
+		}
+	}
+	return b.String()
 }
 
 // proxyHeaders sets x-forwarded-for, x-forwarded-proto, x-request-id and

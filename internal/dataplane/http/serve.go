@@ -43,6 +43,9 @@ func (m *Manager) newServer() *nethttp.Server {
 	}
 	h2 := m.cfg.h2
 	h2.CountError = func(kind string) {
+		if kind == "conn_ENHANCE_YOUR_CALM_too_many_early_resets" {
+			m.count(StatPrematureResets)
+		}
 		m.log.Debug("http2 protocol error", "kind", kind)
 	}
 	return &nethttp.Server{
@@ -101,6 +104,13 @@ func (m *Manager) Serve(ctx context.Context, c *listener.Conn) {
 	if tc, ok := c.Conn.(*tls.Conn); ok {
 		st := tc.ConnectionState()
 		cs.tls = &st
+		if st.NegotiatedProtocol == "h2" && m.cfg.codec != hcmv3.HttpConnectionManager_HTTP1 {
+			// Served as prior-knowledge HTTP/2 over the decrypted stream,
+			// so that the flood guard sees its frames; the TLS state
+			// travels in cs (requests read it from there, not r.TLS).
+			m.serveNetHTTP(ctx, &netConn{Conn: tc, cs: cs}, cs)
+			return
+		}
 		if st.NegotiatedProtocol == "h2" {
 			m.tlsConns.Store(net.Conn(tc), cs)
 			defer m.tlsConns.Delete(net.Conn(tc))
@@ -123,6 +133,9 @@ func (m *Manager) serveNetHTTP(ctx context.Context, nc net.Conn, cs *connState) 
 		cs.finish()
 	})
 	defer stop()
+	if _, isTLS := nc.(*tls.Conn); !isTLS {
+		nc = m.newH2Guard(nc)
+	}
 	l := &connListener{conn: nc, cs: cs, ctx: context.WithValue(ctx, connKey{}, cs)}
 	_ = m.srv.Load().Serve(l)
 }
@@ -136,6 +149,7 @@ func (m *Manager) newH1Server() *h1Server {
 		headerTimeout: m.cfg.timeouts.requestHeaders,
 		idleTimeout:   m.cfg.timeouts.idle,
 		closeCheck:    defaultCloseCheck,
+		stats:         m.count,
 		handoff:       m.serveNetHTTP,
 	}
 }

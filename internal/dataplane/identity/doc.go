@@ -21,8 +21,10 @@
 // root-cert.pem) and by the current bundle. A response is untrusted input:
 // every certificate must parse, at most 8; the leaf must carry exactly the
 // requested SPIFFE ID as its only URI SAN, the key this request generated,
-// CA:FALSE, and must verify through the response's intermediates to one
-// of those anchors for client and server authentication. A rejected
+// CA:FALSE, key usage digitalSignature without keyCertSign or cRLSign, and
+// must verify through the response's intermediates to one of those
+// anchors for client authentication and, separately, for server
+// authentication (peers check the one their side needs). A rejected
 // response counts as a failure: the current certificate stays.
 //
 // The bundle (ROOTCA) is the response's last element when it is one of the

@@ -154,6 +154,14 @@ func verifyResponse(elements []string, wantID string, pub crypto.PublicKey, trus
 	if leaf.IsCA {
 		return nil, nil, nil, errors.New("leaf is a CA certificate")
 	}
+	// X.509-SVID leaf key usage: peers refuse a leaf that cannot sign the
+	// handshake or that could sign certificates.
+	if leaf.KeyUsage&x509.KeyUsageDigitalSignature == 0 {
+		return nil, nil, nil, errors.New("leaf key usage lacks digitalSignature")
+	}
+	if leaf.KeyUsage&(x509.KeyUsageCertSign|x509.KeyUsageCRLSign) != 0 {
+		return nil, nil, nil, errors.New("leaf key usage has keyCertSign or cRLSign")
+	}
 	if k, ok := leaf.PublicKey.(interface{ Equal(crypto.PublicKey) bool }); !ok || !k.Equal(pub) {
 		return nil, nil, nil, errors.New("leaf does not carry the key of the request")
 	}
@@ -168,9 +176,11 @@ func verifyResponse(elements []string, wantID string, pub crypto.PublicKey, trus
 	for _, c := range certs[1:] {
 		inter.AddCert(c)
 	}
+	// VerifyOptions.KeyUsages accepts a chain valid for any one of them:
+	// client and server authentication are checked one at a time.
 	if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, CurrentTime: now,
-		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth}}); err != nil {
-		return nil, nil, nil, fmt.Errorf("leaf does not verify: %w", err)
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+		return nil, nil, nil, fmt.Errorf("leaf does not verify for client authentication: %w", err)
 	}
 	if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, CurrentTime: now,
 		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {

@@ -74,6 +74,18 @@ func TestVerifyResponse(t *testing.T) {
 		t.Fatal(err)
 	}
 	caLeaf, _ := x509.ParseCertificate(caLeafDER)
+	// Leaves signed by the genuine CA whose usages break the X.509-SVID
+	// rules (SECURITY.md D7).
+	leafWith := func(serial int64, ku x509.KeyUsage, eku ...x509.ExtKeyUsage) string {
+		tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), NotBefore: now.Add(-time.Minute), NotAfter: now.Add(time.Hour),
+			URIs: good.Cert.URIs, KeyUsage: ku, ExtKeyUsage: eku}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, is.Cert, key.Public(), is.Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pemCert(&x509.Certificate{Raw: der})
+	}
+	both := []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth}
 
 	trusted := []*x509.Certificate{is.Root}
 	for _, tc := range []struct {
@@ -92,6 +104,11 @@ func TestVerifyResponse(t *testing.T) {
 		{"root not trusted", good.PEMChain(), []*x509.Certificate{other.Root}, now, "leaf does not verify"},
 		{"expired", good.PEMChain(), trusted, now.Add(2 * time.Hour), "leaf does not verify"},
 		{"CA bit", []string{pemCert(caLeaf), pemCert(is.Root)}, trusted, now, "leaf is a CA"},
+		{"no digitalSignature", []string{leafWith(8, x509.KeyUsageKeyEncipherment, both...), pemCert(is.Root)}, trusted, now, "lacks digitalSignature"},
+		{"no key usage", []string{leafWith(9, 0, both...), pemCert(is.Root)}, trusted, now, "lacks digitalSignature"},
+		{"keyCertSign without CA bit", []string{leafWith(10, x509.KeyUsageDigitalSignature|x509.KeyUsageCertSign, both...), pemCert(is.Root)}, trusted, now, "keyCertSign"},
+		{"server auth only", []string{leafWith(11, x509.KeyUsageDigitalSignature, x509.ExtKeyUsageServerAuth), pemCert(is.Root)}, trusted, now, "for client authentication"},
+		{"client auth only", []string{leafWith(12, x509.KeyUsageDigitalSignature, x509.ExtKeyUsageClientAuth), pemCert(is.Root)}, trusted, now, "not valid for server authentication"},
 		{"too long", func() []string {
 			var ch []string
 			for range maxChain + 1 {

@@ -10,8 +10,10 @@
 //	                  ├ filter chain index (Envoy's FilterChainMatch tree)
 //	                  └ each chain's ConnHandler: NetworkFilters.Build per filter, Wrapper for non-terminal ones
 //
-//	Manager.Update([]Listener) ── all or nothing: compile, check addresses, bind new sockets
-//	   │  unchanged listener (proto.Equal) ─► kept as is
+//	Manager.UpdateSet(xdsset.Set) ── all or nothing: compile, check addresses, bind new sockets
+//	   │  (Update([]Listener): the same, versions hashed from the messages' content)
+//	   │  unchanged listener (same version) ─► kept as is, not decoded; only the
+//	   │  compiled *Listener and its version are kept, not the message
 //	   │  changed listener ─► new generation; the socket is kept; old connections drain
 //	   └  removed listener ─► socket closed; its connections drain (Config.DrainTimeout)
 //	   draining = the old generation's handlers get Drainer.Drain (HTTP: Connection: close,

@@ -12,8 +12,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
-
 	"github.com/trellismesh/trellis/internal/dataplane/capture"
 	"github.com/trellismesh/trellis/internal/dataplane/secrets"
 )
@@ -159,9 +157,9 @@ type state struct {
 // generation is one compiled version of a listener and the connections
 // it serves. A changed listener gets a new generation; the old one drains.
 type generation struct {
-	l     *Listener
-	proto *listenerv3.Listener
-	sock  *socket // nil unless bound
+	l       *Listener
+	version string  // of the resource l was compiled from
+	sock    *socket // nil unless bound
 
 	// Guarded by Manager.mu.
 	conns   map[*tracked]struct{}

@@ -7,17 +7,48 @@ import (
 	"time"
 
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
-	"google.golang.org/protobuf/proto"
+
+	"github.com/trellismesh/trellis/internal/dataplane/xdsset"
 )
 
-// Update replaces the set of listeners. It is all or nothing: if any
-// listener fails to compile, has a duplicate name or address, or cannot
-// bind its socket, nothing changes and an *UpdateError names each one.
-// Otherwise listeners whose configuration is unchanged are left alone;
-// changed ones get a new generation (keeping their socket when the address
-// is the same) while their established connections go on with the old
-// chains; removed ones stop accepting and drain (Config.DrainTimeout).
+// Update replaces the set of listeners, for callers that hold messages:
+// as UpdateSet, with versions that are hashes of the listeners' content
+// (xdsset.Of), and errors for listeners without a name ("#<index>") or
+// with a duplicate one. The manager does not keep the messages.
 func (m *Manager) Update(listeners []*listenerv3.Listener) error {
+	errs := map[string]error{}
+	byName := make(map[string]*listenerv3.Listener, len(listeners))
+	for i, l := range listeners {
+		name := l.GetName()
+		if name == "" {
+			errs[fmt.Sprintf("#%d", i)] = fmt.Errorf("listener #%d: name is required", i)
+			continue
+		}
+		if _, dup := byName[name]; dup {
+			errs[name] = fmt.Errorf("listener %q: duplicate listener name", name)
+			continue
+		}
+		byName[name] = l
+	}
+	return m.update(xdsset.Of(byName), errs)
+}
+
+// UpdateSet replaces the set of listeners with res (the complete LDS set,
+// as the xDS client delivers it). It is all or nothing: if any listener
+// fails to compile, has a duplicate address, or cannot bind its socket,
+// nothing changes and an *UpdateError names each one. Otherwise listeners
+// with the version in force are left alone without being decoded;
+// changed ones get a new generation (keeping their socket when the
+// address is the same) while their established connections go on with
+// the old chains; removed ones stop accepting and drain
+// (Config.DrainTimeout). The manager keeps the compiled listeners and
+// their versions, not the messages.
+func (m *Manager) UpdateSet(res xdsset.Set) error {
+	return m.update(res, map[string]error{})
+}
+
+// update is UpdateSet with errs found by the caller.
+func (m *Manager) update(res xdsset.Set, errs map[string]error) error {
 	m.updateMu.Lock()
 	defer m.updateMu.Unlock()
 	if m.isClosed() {
@@ -25,22 +56,16 @@ func (m *Manager) Update(listeners []*listenerv3.Listener) error {
 	}
 	cur := m.state.Load()
 	next := &state{byName: map[string]*generation{}, byAddr: map[netip.AddrPort]*generation{}}
-	errs := map[string]error{}
 	var fresh []*generation
-	seen := make(map[string]bool, len(listeners))
-	for i, l := range listeners {
-		name := l.GetName()
-		if name == "" {
-			errs[fmt.Sprintf("#%d", i)] = fmt.Errorf("listener #%d: name is required", i)
-			continue
-		}
-		if seen[name] {
-			errs[name] = fmt.Errorf("listener %q: duplicate listener name", name)
-			continue
-		}
-		seen[name] = true
-		if old := cur.byName[name]; old != nil && proto.Equal(old.proto, l) {
+	for _, name := range res.Names() {
+		version := res.Version(name)
+		if old := cur.byName[name]; old != nil && xdsset.Unchanged(old.version, version) {
 			next.byName[name] = old
+			continue
+		}
+		l, err := listenerMsg(res, name)
+		if err != nil {
+			errs[name] = err
 			continue
 		}
 		c, err := Compile(l, m.cfg.Filters)
@@ -52,7 +77,7 @@ func (m *Manager) Update(listeners []*listenerv3.Listener) error {
 			errs[name] = fmt.Errorf("listener %q: a filter chain terminates TLS but the proxy has no secret store", name)
 			continue
 		}
-		g := &generation{l: c, proto: l, conns: map[*tracked]struct{}{}, drained: make(chan struct{})}
+		g := &generation{l: c, version: version, conns: map[*tracked]struct{}{}, drained: make(chan struct{})}
 		next.byName[name] = g
 		fresh = append(fresh, g)
 	}
@@ -101,6 +126,24 @@ func (m *Manager) Update(listeners []*listenerv3.Listener) error {
 	}
 	m.commit(cur, next, fresh, socks, bound)
 	return nil
+}
+
+// listenerMsg decodes listener name of res and checks its name.
+func listenerMsg(res xdsset.Set, name string) (*listenerv3.Listener, error) {
+	msg, err := res.Msg(name)
+	if err != nil {
+		return nil, fmt.Errorf("listener %q: %w", name, err)
+	}
+	l, ok := msg.(*listenerv3.Listener)
+	switch {
+	case msg != nil && !ok:
+		return nil, fmt.Errorf("listener %q: resource is a %T, not a Listener", name, msg)
+	case l == nil:
+		return nil, fmt.Errorf("listener %q: nil resource", name)
+	case l.GetName() != name:
+		return nil, fmt.Errorf("listener %q: resource name differs from the listener's name %q", name, l.GetName())
+	}
+	return l, nil
 }
 
 // indexAddress adds listener n to the hand-off index, recording a

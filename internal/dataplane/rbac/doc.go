@@ -47,5 +47,10 @@
 // The package is pure: Evaluate allocates nothing on the common path and
 // is safe for concurrent use. Stats (Envoy's rbac.allowed, denied,
 // shadow_allowed, shadow_denied) are counted by the filters through the
-// Stats type here.
+// Stats type here, under Envoy's names (NewStatNames joins the parts as
+// Envoy's statPrefixJoin: tcp.rbac.allowed,
+// http.rbac.istio_dry_run_allow_.shadow_denied); Counters keeps them for
+// the telemetry layer, which exports them with Istio's stat tags. A
+// connection's dynamic metadata travels between network filters in the
+// context (ContextWithMetadata, connmeta.go).
 package rbac

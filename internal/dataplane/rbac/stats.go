@@ -2,12 +2,13 @@ package rbac
 
 import (
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 )
 
 // Stats receives the filters' counters by Envoy stat name
-// ("http.rbac.allowed", "tcp.rbac.denied", "http.rbac.istio_dry_run_allow_shadow_denied").
+// ("http.rbac.allowed", "tcp.rbac.denied", "http.rbac.istio_dry_run_allow_.shadow_denied").
 // Implementations must be safe for concurrent use.
 type Stats interface {
 	Inc(name string)
@@ -55,16 +56,36 @@ type StatNames struct {
 }
 
 // NewStatNames returns Envoy's names under prefix ("http." or the network
-// filter's stat_prefix): <prefix>rbac.<rules prefix>allowed|denied and
-// <prefix>rbac.<shadow prefix>shadow_allowed|shadow_denied.
+// filter's stat_prefix), joined as Envoy's statPrefixJoin does (a "." is
+// added between two parts unless the first ends with one):
+// <prefix>.rbac.<rules prefix>.allowed|denied and
+// <prefix>.rbac.<shadow prefix>.shadow_allowed|shadow_denied, so
+// "tcp." and "istio_dry_run_deny_" give tcp.rbac.allowed and
+// tcp.rbac.istio_dry_run_deny_.shadow_denied — the names Istio's stat
+// tag extractors (authz_enforce_result, authz_dry_run_action,
+// authz_dry_run_result) are written for.
 func NewStatNames(prefix, rulesPrefix, shadowPrefix string) StatNames {
-	base := prefix + "rbac."
+	base := statPrefixJoin(prefix, "rbac.")
+	rules := statPrefixJoin(base, rulesPrefix)
+	shadow := statPrefixJoin(base, shadowPrefix)
 	return StatNames{
-		Allowed:       base + rulesPrefix + "allowed",
-		Denied:        base + rulesPrefix + "denied",
-		ShadowAllowed: base + shadowPrefix + "shadow_allowed",
-		ShadowDenied:  base + shadowPrefix + "shadow_denied",
+		Allowed:       statPrefixJoin(rules, "allowed"),
+		Denied:        statPrefixJoin(rules, "denied"),
+		ShadowAllowed: statPrefixJoin(shadow, "shadow_allowed"),
+		ShadowDenied:  statPrefixJoin(shadow, "shadow_denied"),
 	}
+}
+
+// statPrefixJoin is Envoy's: prefix and token with a "." between them
+// unless prefix is empty or already ends with one.
+func statPrefixJoin(prefix, token string) string {
+	switch {
+	case prefix == "":
+		return token
+	case strings.HasSuffix(prefix, "."):
+		return prefix + token
+	}
+	return prefix + "." + token
 }
 
 // NopStats counts nothing.

@@ -5,7 +5,8 @@
 //
 //	http.Observer ──Observe(Record)──┐
 //	tcp.Observer  ──Connected/...────┼─► Metrics ─► private prometheus.Registry ─► Handler (/stats/prometheus)
-//	CDS/EDS resources ──SetClusters/SetEndpoints (service and workload metadata)
+//	CDS/EDS sets ──SetClusters/SetEndpoints (service and workload metadata,
+//	                taken per resource and kept by version, not the messages)
 //
 // grpc_response_status is the grpc-status the response carried
 // (Record.GRPCStatus: trailers, or a trailers-only response); without one,
@@ -23,6 +24,9 @@
 package telemetry
 
 import (
+	"errors"
+	"fmt"
+	"maps"
 	"net/http"
 	"strconv"
 	"strings"
@@ -33,9 +37,11 @@ import (
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/trellismesh/trellis/internal/dataplane/http/filter"
 	"github.com/trellismesh/trellis/internal/dataplane/tcp"
+	"github.com/trellismesh/trellis/internal/dataplane/xdsset"
 )
 
 // Buckets are Envoy's default histogram buckets, which Istio's proxy uses
@@ -88,9 +94,10 @@ type Metrics struct {
 
 	mu   sync.Mutex // serialises SetClusters/SetEndpoints
 	meta atomic.Pointer[metadata]
-	// clusters and endpoints are the last resources set, to rebuild meta.
-	clusters  map[string]*clusterv3.Cluster
-	endpoints map[string]*endpointv3.ClusterLoadAssignment
+	// clusters and endpoints are what the last sets gave, by resource
+	// name, to rebuild meta; guarded by mu.
+	clusters  map[string]clusterMeta
+	endpoints map[string]endpointMeta
 
 	cache    atomic.Pointer[seriesCache]
 	sessions sync.Map // *tcp.Session → *tcpSeries
@@ -168,54 +175,156 @@ func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{})
 }
 
+// clusterMeta is what the metrics take from one cluster, and the version
+// it was taken from.
+type clusterMeta struct {
+	version    string
+	service    Service
+	hasService bool
+	edsName    string
+	// workloads of its inline load_assignment by host; nil if none.
+	workloads map[string]Workload
+}
+
+// endpointMeta is what the metrics take from one ClusterLoadAssignment:
+// its workloads by host (nil if none), and its version.
+type endpointMeta struct {
+	version   string
+	workloads map[string]Workload
+}
+
 // SetClusters replaces the clusters whose metadata names destination
-// services (the complete set CDS delivered).
-func (m *Metrics) SetClusters(cs map[string]*clusterv3.Cluster) {
+// services (the complete set CDS delivered). Clusters with the version
+// already seen are not decoded. A cluster that cannot be read (not a
+// Cluster, or a decoding error) keeps what was taken from its previous
+// version, if any, and is reported in the error.
+func (m *Metrics) SetClusters(res xdsset.Set) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.clusters = cs
-	m.rebuildLocked()
-}
-
-// SetEndpoints replaces the endpoint assignments whose metadata names
-// destination workloads (the complete set EDS delivered).
-func (m *Metrics) SetEndpoints(es map[string]*endpointv3.ClusterLoadAssignment) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.endpoints = es
-	m.rebuildLocked()
-}
-
-func (m *Metrics) rebuildLocked() {
-	md := &metadata{services: map[string]Service{}, edsName: map[string]string{}, workloads: map[string]map[string]Workload{}}
-	for name, c := range m.clusters {
-		if s, ok := clusterService(c); ok {
-			md.services[name] = s
+	var errs []error
+	next := make(map[string]clusterMeta, len(m.clusters))
+	for _, name := range res.Names() {
+		v := res.Version(name)
+		old, had := m.clusters[name]
+		if had && xdsset.Unchanged(old.version, v) {
+			next[name] = old
+			continue
 		}
-		if sn := c.GetEdsClusterConfig().GetServiceName(); sn != "" {
-			md.edsName[sn] = name
+		c, err := typedMsg[*clusterv3.Cluster](res, name)
+		if err != nil {
+			errs = append(errs, err)
+			if had {
+				next[name] = old
+			}
+			continue
 		}
+		cm := clusterMeta{version: v, edsName: c.GetEdsClusterConfig().GetServiceName()}
+		cm.service, cm.hasService = clusterService(c)
 		if la := c.GetLoadAssignment(); la != nil {
 			ws := map[string]Workload{}
 			addEndpoints(ws, la)
 			if len(ws) > 0 {
-				md.workloads[name] = ws
+				cm.workloads = ws
 			}
 		}
+		next[name] = cm
 	}
-	for name, cla := range m.endpoints {
+	m.clusters = next
+	m.rebuildLocked()
+	return errors.Join(errs...)
+}
+
+// SetEndpoints replaces the endpoint assignments whose metadata names
+// destination workloads (the complete set EDS delivered). Assignments
+// with the version already seen are not decoded; one that cannot be read
+// keeps what was taken from its previous version, if any, and is reported
+// in the error.
+func (m *Metrics) SetEndpoints(res xdsset.Set) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var errs []error
+	next := make(map[string]endpointMeta, len(m.endpoints))
+	for _, name := range res.Names() {
+		v := res.Version(name)
+		old, had := m.endpoints[name]
+		if had && xdsset.Unchanged(old.version, v) {
+			next[name] = old
+			continue
+		}
+		cla, err := typedMsg[*endpointv3.ClusterLoadAssignment](res, name)
+		if err != nil {
+			errs = append(errs, err)
+			if had {
+				next[name] = old
+			}
+			continue
+		}
+		em := endpointMeta{version: v}
+		ws := map[string]Workload{}
+		addEndpoints(ws, cla)
+		if len(ws) > 0 {
+			em.workloads = ws
+		}
+		next[name] = em
+	}
+	m.endpoints = next
+	m.rebuildLocked()
+	return errors.Join(errs...)
+}
+
+// typedMsg returns resource name of res as a T (nil for a nil message).
+func typedMsg[T proto.Message](res xdsset.Set, name string) (T, error) {
+	var zero T
+	msg, err := res.Msg(name)
+	if err != nil {
+		return zero, fmt.Errorf("metrics metadata of %q: %w", name, err)
+	}
+	if msg == nil {
+		return zero, nil
+	}
+	t, ok := msg.(T)
+	if !ok {
+		return zero, fmt.Errorf("metrics metadata of %q: resource is a %T, not a %T", name, msg, zero)
+	}
+	return t, nil
+}
+
+// rebuildLocked derives the metadata from what was taken from each
+// resource; nothing is decoded. Workload maps are shared with clusters
+// and endpoints (never modified) unless a cluster's hosts come from more
+// than one resource.
+func (m *Metrics) rebuildLocked() {
+	md := &metadata{services: map[string]Service{}, edsName: map[string]string{}, workloads: map[string]map[string]Workload{}}
+	for name, c := range m.clusters {
+		if c.hasService {
+			md.services[name] = c.service
+		}
+		if c.edsName != "" {
+			md.edsName[c.edsName] = name
+		}
+		if c.workloads != nil {
+			md.workloads[name] = c.workloads
+		}
+	}
+	merged := map[string]bool{} // clusters whose map md owns
+	for name, e := range m.endpoints {
+		if e.workloads == nil {
+			continue
+		}
 		cluster := name
 		if c, ok := md.edsName[name]; ok {
 			cluster = c
 		}
 		ws := md.workloads[cluster]
-		if ws == nil {
-			ws = map[string]Workload{}
+		switch {
+		case ws == nil:
+			md.workloads[cluster] = e.workloads
+			continue
+		case !merged[cluster]:
+			ws = maps.Clone(ws)
+			md.workloads[cluster], merged[cluster] = ws, true
 		}
-		addEndpoints(ws, cla)
-		if len(ws) > 0 {
-			md.workloads[cluster] = ws
-		}
+		maps.Copy(ws, e.workloads)
 	}
 	m.meta.Store(md)
 	m.cache.Store(newCache())

@@ -17,6 +17,7 @@ import (
 	"github.com/trellismesh/trellis/internal/dataplane/http/filter"
 	"github.com/trellismesh/trellis/internal/dataplane/listener"
 	"github.com/trellismesh/trellis/internal/dataplane/tcp"
+	"github.com/trellismesh/trellis/internal/dataplane/xdsset"
 )
 
 var local = Workload{Name: "productpage-v1", Namespace: "shop", App: "productpage", Version: "v1",
@@ -34,21 +35,28 @@ func newMetrics(t *testing.T) *Metrics {
 		}
 		return &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{"istio": st}}
 	}
-	m.SetClusters(map[string]*clusterv3.Cluster{
+	mustSet(t, m.SetClusters(xdsset.Of(map[string]*clusterv3.Cluster{
 		reviews: {Name: reviews, Metadata: svc("reviews.shop.svc.cluster.local", "reviews", "shop"),
 			EdsClusterConfig: &clusterv3.Cluster_EdsClusterConfig{ServiceName: reviews}},
 		"inbound|9080||": {Name: "inbound|9080||", Metadata: svc("productpage.shop.svc.cluster.local", "productpage", "shop")},
-	})
+	})))
 	wl, _ := structpb.NewStruct(map[string]any{"workload": "reviews-v2;shop;reviews;v2;"})
-	m.SetEndpoints(map[string]*endpointv3.ClusterLoadAssignment{reviews: {
+	mustSet(t, m.SetEndpoints(xdsset.Of(map[string]*endpointv3.ClusterLoadAssignment{reviews: {
 		ClusterName: reviews,
 		Endpoints: []*endpointv3.LocalityLbEndpoints{{LbEndpoints: []*endpointv3.LbEndpoint{{
 			HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{Address: &corev3.Address{Address: &corev3.Address_SocketAddress{
 				SocketAddress: &corev3.SocketAddress{Address: "10.1.0.7", PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: 9080}}}}}},
 			Metadata: &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{"istio": wl}},
 		}}}},
-	}})
+	}})))
 	return m
+}
+
+func mustSet(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
 }
 
 func scrape(t *testing.T, h http.Handler) string {
@@ -186,7 +194,7 @@ func TestMetadataUpdate(t *testing.T) {
 	m := newMetrics(t)
 	r := &filter.Record{Cluster: reviews, UpstreamHost: "10.1.0.7:9080", ResponseCode: 200}
 	m.Observe(r)
-	m.SetEndpoints(nil) // the endpoint left: its workload is unknown now
+	mustSet(t, m.SetEndpoints(xdsset.Of[*endpointv3.ClusterLoadAssignment](nil))) // the endpoint left: its workload is unknown now
 	m.Observe(r)
 	body := scrape(t, m.Handler())
 	for _, w := range []string{"reviews-v2", "unknown"} {

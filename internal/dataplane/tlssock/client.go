@@ -105,7 +105,7 @@ func (c *Client) Handshake(ctx context.Context, raw net.Conn, store secrets.Stor
 			if err != nil {
 				return err
 			}
-			return v.verify(cs.PeerCertificates, roots)
+			return v.verify(cs.PeerCertificates, roots, serverPeer(&cs))
 		}
 	}
 	conn := tls.Client(raw, cfg)

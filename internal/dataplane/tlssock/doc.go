@@ -30,13 +30,22 @@
 //     (BoringSSL "[A|B]" groups allowed; TLS 1.3 suites are fixed, as in
 //     Envoy). ecdh_curves and signature_algorithms are rejected.
 //
-// Verification: the peer's chain is verified against the bundle (any
-// extended key usage, as Envoy), then its SANs against the matchers (at
-// least one SAN must match one matcher). Without a validation context the
-// peer certificate is not verified (DestinationRule insecureSkipVerify).
-// The server verifies a client certificate whenever one is presented and
-// a validation context is configured; require_client_certificate refuses
-// clients without one.
+// Verification: the peer's chain is verified against the bundle for the
+// peer's role: extended key usage clientAuth for a client's certificate,
+// serverAuth for a server's (a chain without the extension allows both,
+// RFC 5280); the leaf's key usage, when present, must have
+// digitalSignature (keyEncipherment for a server under TLS 1.2 RSA key
+// exchange). A leaf carrying a SPIFFE ID must then be an X.509-SVID:
+// exactly one URI SAN, a well-formed SPIFFE ID (lower-case trust domain,
+// non-empty path of [A-Za-z0-9._-] segments, no ".", "..", port, user
+// info, query, fragment or percent-encoding: an escaped NUL is refused
+// like a raw one, which crypto/x509 already fails to parse), CA:FALSE,
+// key usage digitalSignature without keyCertSign or cRLSign. Last, its
+// SANs are checked against the matchers (at least one SAN must match one
+// matcher). Without a validation context the peer certificate is not
+// verified (DestinationRule insecureSkipVerify). The server verifies a
+// client certificate whenever one is presented and a validation context
+// is configured; require_client_certificate refuses clients without one.
 //
 // ALPN: a server selects the first of its protocols that the client
 // offers and, like Envoy (and unlike crypto/tls), completes the handshake

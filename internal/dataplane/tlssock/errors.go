@@ -90,7 +90,7 @@ func reasonOf(err error) string {
 		return ReasonNoClientCert
 	case errors.Is(err, errSANMismatch):
 		return ReasonSANMismatch
-	case errors.Is(err, errNotSVID):
+	case errors.Is(err, errNotSVID) || errors.Is(err, errKeyUsage):
 		return ReasonBadCertificate
 	case errors.As(err, &unknown):
 		return ReasonUnknownCA
@@ -112,7 +112,8 @@ func reasonOf(err error) string {
 		return ReasonVersion
 	case strings.Contains(msg, "no cipher suite supported"):
 		return ReasonNoCipher
-	case strings.Contains(msg, "failed to parse certificate") || strings.Contains(msg, "bad certificate"):
+	case strings.Contains(msg, "failed to parse certificate") || strings.Contains(msg, "failed to parse client certificate") ||
+		strings.Contains(msg, "bad certificate"):
 		return ReasonBadCertificate
 	}
 	return ReasonOther

@@ -123,7 +123,7 @@ func (s *Server) config(store secrets.Store) *tls.Config {
 				if err != nil {
 					return err
 				}
-				return v.verify(cs.PeerCertificates, roots)
+				return v.verify(cs.PeerCertificates, roots, clientPeer)
 			}
 		}
 		return out, nil

@@ -3,6 +3,7 @@ package tlssock_test
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"net"
 	"strings"
 	"testing"
@@ -260,4 +261,58 @@ func TestHandshake(t *testing.T) {
 			t.Errorf("after rotation: %q", got)
 		}
 	})
+}
+
+// TestHandshakeUsage: a peer certificate must allow the use its side of
+// the handshake makes of it (SECURITY.md D7): extended key usage clientAuth
+// for a client and serverAuth for a server, key usage digitalSignature.
+func TestHandshakeUsage(t *testing.T) {
+	ca := tlstest.NewCA(t, "mesh")
+	srv, err := tlssock.CompileServer(socket(t, meshServer()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const shop = "spiffe://cluster.local/ns/shop/sa/shop"
+	leaf := func(uri string, ku x509.KeyUsage, eku ...x509.ExtKeyUsage) *tls.Certificate {
+		return ca.Issue(t, tlstest.Leaf{URIs: []string{uri}, KeyUsage: ku, ExtKeyUsage: eku})
+	}
+	goodServer := tlstest.Mesh(ca.SPIFFE(t, "cluster.local", "shop", "shop"), ca)
+	goodClient := tlstest.Mesh(ca.SPIFFE(t, "cluster.local", "web", "frontend"), ca)
+	const ds = x509.KeyUsageDigitalSignature
+	for _, tc := range []struct {
+		name               string
+		srvStore, cliStore *tlstest.Store
+		serverErr          bool // the server refuses the client's certificate
+		clientErr          bool // the client refuses the server's certificate
+	}{
+		{"client certificate for client auth only", goodServer, tlstest.Mesh(leaf("spiffe://cluster.local/ns/web/sa/frontend", ds, x509.ExtKeyUsageClientAuth), ca), false, false},
+		{"server certificate for server auth only", tlstest.Mesh(leaf(shop, ds, x509.ExtKeyUsageServerAuth), ca), goodClient, false, false},
+		{"client certificate for server auth only", goodServer, tlstest.Mesh(leaf("spiffe://cluster.local/ns/web/sa/frontend", ds, x509.ExtKeyUsageServerAuth), ca), true, false},
+		{"client certificate without digitalSignature", goodServer, tlstest.Mesh(leaf("spiffe://cluster.local/ns/web/sa/frontend", x509.KeyUsageKeyEncipherment), ca), true, false},
+		{"server certificate for client auth only", tlstest.Mesh(leaf(shop, ds, x509.ExtKeyUsageClientAuth), ca), goodClient, false, true},
+		{"client certificate with a NUL in its URI SAN", goodServer, tlstest.Mesh(ca.Issue(t, tlstest.Leaf{RawURI: "spiffe://cluster.local/ns/web/sa/frontend\x00.evil"}), ca), true, false},
+		{"server certificate without digitalSignature", tlstest.Mesh(leaf(shop, x509.KeyUsageKeyEncipherment|x509.KeyUsageKeyAgreement), ca), goodClient, false, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, serr, _, cerr := handshake(t, srv, tc.srvStore, client(t, meshClient(shop)), tc.cliStore, nil)
+			if tc.clientErr {
+				if tlssock.Reason(cerr) != tlssock.ReasonBadCertificate {
+					t.Fatalf("client error %v (reason %q), want bad_certificate", cerr, tlssock.Reason(cerr))
+				}
+				return
+			}
+			if cerr != nil && !tc.serverErr {
+				t.Fatalf("client: %v", cerr)
+			}
+			if !tc.serverErr {
+				if serr != nil {
+					t.Fatalf("server: %v", serr)
+				}
+				return
+			}
+			if tlssock.Reason(serr) != tlssock.ReasonBadCertificate {
+				t.Fatalf("server error %v (reason %q), want bad_certificate", serr, tlssock.Reason(serr))
+			}
+		})
+	}
 }

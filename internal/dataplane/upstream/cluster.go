@@ -94,9 +94,6 @@ type Cluster struct {
 	TransportSocket TransportSocket
 	// ConnectionOptions are TCP keepalive and the like (opaque).
 	ConnectionOptions *clusterv3.UpstreamConnectionOptions
-	// Metadata is the cluster's metadata (Istio's "istio" filter metadata
-	// names the service, subset and DestinationRule).
-	Metadata *corev3.Metadata
 	// CloseConnectionsOnHostHealthFailure and IgnoreHealthOnHostRemoval
 	// are for connection pools and host removal.
 	CloseConnectionsOnHostHealthFailure bool

@@ -42,7 +42,6 @@ func compile(c *clusterv3.Cluster) (*Cluster, error) {
 		PerConnectionBufferLimit:            DefaultPerConnectionBufferLimit,
 		TransportSocket:                     TransportSocket{Default: c.GetTransportSocket(), Matches: c.GetTransportSocketMatches()},
 		ConnectionOptions:                   c.GetUpstreamConnectionOptions(),
-		Metadata:                            c.GetMetadata(),
 		CloseConnectionsOnHostHealthFailure: c.GetCloseConnectionsOnHostHealthFailure(),
 		IgnoreHealthOnHostRemoval:           c.GetIgnoreHealthOnHostRemoval(),
 	}

@@ -56,7 +56,6 @@ func TestCompileFromDestinationRules(t *testing.T) {
 			wantEq(t, "outlier", c.Outlier == nil, true)
 			wantEq(t, "protocol", c.HTTP.Protocol, upstream.HTTP1)
 			wantEq(t, "idle timeout", c.HTTP.IdleTimeout, time.Hour)
-			wantEq(t, "istio metadata", c.Metadata.GetFilterMetadata()["istio"] != nil, true)
 		}},
 		{"ROUND_ROBIN", reviewsRule(`    loadBalancer: {simple: ROUND_ROBIN}`), func(t *testing.T, c *upstream.Cluster) {
 			wantEq(t, "policy", c.LB.Policy, lb.RoundRobin)

@@ -3,6 +3,7 @@ package upstream
 import (
 	"errors"
 	"fmt"
+	"google.golang.org/protobuf/types/known/structpb"
 	"math"
 	"net/netip"
 
@@ -150,7 +151,7 @@ func endpoint(lbe *endpointv3.LbEndpoint, l LocalityEndpoints, dnsNames bool) (h
 		Locality: l.Locality,
 		Priority: l.Priority,
 		Health:   lbe.GetHealthStatus(),
-		Metadata: lbe.GetMetadata(),
+		Metadata: socketMatchMetadata(lbe.GetMetadata()),
 		TLSMode:  metadataString(lbe.GetMetadata(), TransportSocketMatchKey, TLSModeKey),
 		HashKey:  metadataString(lbe.GetMetadata(), EnvoyLBKey, HashKeyKey),
 	}
@@ -192,6 +193,19 @@ func address(a *corev3.Address, dnsNames bool) (host.Address, error) {
 		return out, nil
 	}
 	return host.Address{}, errors.New("address is empty")
+}
+
+// socketMatchMetadata is the part of an endpoint's metadata a compiled
+// host keeps: the transport socket match namespace, all that is matched at
+// connection time. The rest (Istio's workload metadata and the like) is
+// read at compile time, so the decoded message does not stay alive
+// through the host (5,000 endpoints' metadata maps were megabytes).
+func socketMatchMetadata(md *corev3.Metadata) *corev3.Metadata {
+	fm, ok := md.GetFilterMetadata()[TransportSocketMatchKey]
+	if !ok {
+		return nil
+	}
+	return &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{TransportSocketMatchKey: fm}}
 }
 
 func metadataString(md *corev3.Metadata, filter, key string) string {

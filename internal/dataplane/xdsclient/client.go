@@ -25,24 +25,23 @@ const DefaultInitialFetchTimeout = 15 * time.Second
 // one call at a time, in delivery order (see the package doc).
 type Consumer interface {
 	// Apply receives the complete set of accepted resources of one type
-	// (name → message) after a response changed it, or after an
-	// unsubscription dropped some. It returns an error per resource it
-	// rejects; any non-nil error rejects the whole response: the client
-	// NACKs it (error_detail "<type> <name>: <reason>; ...") and the
-	// consumer must keep its last good state, which the client also keeps.
-	// The map is the consumer's to keep; the messages are shared and must
-	// not be modified. Apply is never called with an empty set because of
-	// a disconnection.
-	Apply(typeURL string, resources map[string]proto.Message) map[string]error
+	// after a response changed it, or after an unsubscription dropped
+	// some. It returns an error per resource it rejects; any non-nil
+	// error rejects the whole response: the client NACKs it (error_detail
+	// "<type> <name>: <reason>; ...") and the consumer must keep its last
+	// good state, which the client also keeps. The Set is valid only
+	// during the call: the consumer diffs by version (same name and
+	// version: unchanged, nothing to decode), keeps what it compiles and
+	// drops the messages, which must not be modified. Apply is never
+	// called with an empty set because of a disconnection.
+	Apply(set *Set) map[string]error
 }
 
 // ConsumerFunc adapts a function to Consumer.
-type ConsumerFunc func(typeURL string, resources map[string]proto.Message) map[string]error
+type ConsumerFunc func(set *Set) map[string]error
 
 // Apply calls f.
-func (f ConsumerFunc) Apply(typeURL string, resources map[string]proto.Message) map[string]error {
-	return f(typeURL, resources)
-}
+func (f ConsumerFunc) Apply(set *Set) map[string]error { return f(set) }
 
 // Config configures a Client.
 type Config struct {

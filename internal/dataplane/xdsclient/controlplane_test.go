@@ -243,7 +243,7 @@ func TestControlPlaneSync(t *testing.T) {
 					hasAll(rec, xdsclient.RouteType, "9080"),
 				)
 			})
-			if _, ok := c.Resources(xdsclient.EndpointType)[cluster9081]; ok {
+			if _, ok := resources(t, c, xdsclient.EndpointType)[cluster9081]; ok {
 				t.Errorf("client still holds the endpoints of the removed %s", cluster9081)
 			}
 			eventually(t, "all types ACKed after the changes", func() error { return allAcked(cp, p) })
@@ -332,7 +332,7 @@ func TestControlPlaneNACK(t *testing.T) {
 			if st.LastNACK != want || st.Version != acked {
 				t.Errorf("RDS status %+v: want NACK %q with version %s kept", st, want, acked)
 			}
-			if got := routePrefixes(c.Resources(xdsclient.RouteType)["9080"]); !slices.Contains(got, "/v1") {
+			if got := routePrefixes(resources(t, c, xdsclient.RouteType)["9080"]); !slices.Contains(got, "/v1") {
 				t.Errorf("client's route 9080 has prefixes %v after the NACK, want the old /v1", got)
 			}
 			if m, _ := rec.get(xdsclient.RouteType, "9080"); !slices.Contains(routePrefixes(m), "/v1") {
@@ -345,7 +345,7 @@ func TestControlPlaneNACK(t *testing.T) {
 				if got := routePrefixes(m); !slices.Contains(got, "/v2") {
 					return fmt.Errorf("route 9080 prefixes %v, want /v2", got)
 				}
-				if got := routePrefixes(c.Resources(xdsclient.RouteType)["9080"]); !slices.Contains(got, "/v2") {
+				if got := routePrefixes(resources(t, c, xdsclient.RouteType)["9080"]); !slices.Contains(got, "/v2") {
 					return fmt.Errorf("client's route 9080 prefixes %v, want /v2", got)
 				}
 				return allAcked(cp, p)

@@ -7,6 +7,20 @@
 // hands complete per-type sets to a Consumer, ACKs or NACKs, and reconnects
 // with jittered exponential back-off.
 //
+// # Memory
+//
+// The client keeps each accepted resource serialized: name, version, the
+// body (the value of its Any) and the names it references; decoded
+// messages live only while a response is handled. A Consumer is given a
+// Set (set.go) with the complete set, the versions and Changed (against
+// the last accepted set); Msg returns the messages of the response as
+// they were decoded for validation and decodes the others from the kept
+// bytes on demand. The Set is invalid once Apply returns, and consumers
+// keep what they compiled with the version it came from, so with a large
+// configuration the decoded form (several times the serialized size: Struct
+// metadata maps, strings) is garbage after every update. Resources (the
+// config dump) decodes the kept bytes anew on every call.
+//
 // Layering follows grpc-go's internal/xds/clients: a byte-level Transport
 // (gRPC by default, plaintext or with Config.Credentials; MeshTLS (tls.go)
 // is mutual TLS to the control plane's secure port with the workload

@@ -46,7 +46,7 @@ func FuzzResponse(f *testing.F) {
 			}
 			cfg := &Config{
 				Node:     &corev3.Node{Id: "sidecar~10.0.0.1~a.default~default.svc.cluster.local"},
-				Consumer: ConsumerFunc(func(string, map[string]proto.Message) map[string]error { return nil }),
+				Consumer: ConsumerFunc(func(*Set) map[string]error { return nil }),
 				Metrics:  nopMetrics{},
 				Logger:   slog.New(slog.DiscardHandler),
 			}

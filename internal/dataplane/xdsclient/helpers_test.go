@@ -58,7 +58,17 @@ func newRecorder() *recorder {
 	return &recorder{state: map[string]map[string]proto.Message{}}
 }
 
-func (r *recorder) Apply(typeURL string, res map[string]proto.Message) map[string]error {
+// Apply decodes the whole set, so that tests can look at the messages.
+func (r *recorder) Apply(set *xdsclient.Set) map[string]error {
+	typeURL := set.TypeURL()
+	res := make(map[string]proto.Message, set.Len())
+	for _, name := range set.Names() {
+		m, err := set.Msg(name)
+		if err != nil {
+			return map[string]error{name: err}
+		}
+		res[name] = m
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var errs map[string]error
@@ -102,6 +112,16 @@ func (r *recorder) history() []applyCall {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return slices.Clone(r.calls)
+}
+
+// resources returns the client's decoded resources of a type.
+func resources(t *testing.T, c *xdsclient.Client, typeURL string) map[string]proto.Message {
+	t.Helper()
+	res, err := c.Resources(typeURL)
+	if err != nil {
+		t.Fatalf("Resources(%s): %v", typeURL, err)
+	}
+	return res
 }
 
 // run starts c.Run and stops it when the test ends, checking it returned nil.

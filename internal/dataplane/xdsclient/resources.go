@@ -76,55 +76,70 @@ func resourceTypes() [numTypes]*resourceType {
 	}
 }
 
-// resource is one decoded, validated resource. Values are immutable once
-// built: the message is shared with the consumer and the status.
+// resource is one validated resource as the client keeps it: serialized,
+// not decoded (a decoded message is several times larger, and the
+// consumers keep what they compiled from it). Values are immutable once
+// built and shared by the accepted sets, the board and Sets.
 type resource struct {
 	name string
 	// version identifies the content: the server's version in delta, a
 	// hash of the serialized body in state of the world.
 	version string
-	msg     proto.Message
-	deps    []string
+	// body is the value of the resource's Any: the serialized message.
+	body []byte
+	deps []string
 }
 
 // decode unmarshals body into the type's message and validates it. want,
 // if set, is the name the response gave the resource (delta), which must
-// match the message's own name.
-func (rt *resourceType) decode(body *anypb.Any, want, version string) (resource, error) {
+// match the message's own name. It returns the resource as kept and the
+// decoded message, which lives as long as the response's handling.
+func (rt *resourceType) decode(body *anypb.Any, want, version string) (resource, proto.Message, error) {
 	if body == nil {
-		return resource{}, errors.New("resource has no body")
+		return resource{}, nil, errors.New("resource has no body")
 	}
 	if body.GetTypeUrl() != rt.url {
-		return resource{}, fmt.Errorf("resource of type %q in a %s response", body.GetTypeUrl(), rt.short)
+		return resource{}, nil, fmt.Errorf("resource of type %q in a %s response", body.GetTypeUrl(), rt.short)
 	}
 	msg := rt.newMsg()
 	if err := proto.Unmarshal(body.GetValue(), msg); err != nil {
-		return resource{}, fmt.Errorf("unmarshalling: %w", err)
+		return resource{}, nil, fmt.Errorf("unmarshalling: %w", err)
 	}
 	name := rt.name(msg)
 	if name == "" {
-		return resource{}, errors.New("resource has no name")
+		return resource{}, nil, errors.New("resource has no name")
 	}
 	if want != "" && want != name {
-		return resource{}, fmt.Errorf("resource named %q in the response but %q in its body", want, name)
+		return resource{}, nil, fmt.Errorf("resource named %q in the response but %q in its body", want, name)
 	}
 	if v, ok := msg.(interface{ ValidateAll() error }); ok {
 		if err := v.ValidateAll(); err != nil {
-			return resource{name: name}, fmt.Errorf("invalid: %w", err)
+			return resource{name: name}, nil, fmt.Errorf("invalid: %w", err)
 		}
 	}
-	r := resource{name: name, version: version, msg: msg}
+	r := resource{name: name, version: version, body: body.GetValue()}
 	if r.version == "" {
 		r.version = contentVersion(body.GetValue())
 	}
 	if rt.deps != nil {
 		deps, err := rt.deps(msg)
 		if err != nil {
-			return resource{name: name}, err
+			return resource{name: name}, nil, err
 		}
 		r.deps = deps
 	}
-	return r, nil
+	return r, msg, nil
+}
+
+// unmarshal decodes a kept resource again. Its body was decoded and
+// validated when it was accepted, so an error means memory corruption or
+// a changed message type; it is reported, not hidden.
+func (rt *resourceType) unmarshal(r resource) (proto.Message, error) {
+	msg := rt.newMsg()
+	if err := proto.Unmarshal(r.body, msg); err != nil {
+		return nil, fmt.Errorf("%s %s: decoding the accepted resource: %w", rt.short, r.name, err)
+	}
+	return msg, nil
 }
 
 // contentVersion is the version of a resource the server gave none for:
@@ -148,13 +163,4 @@ func sameSet(a, b map[string]resource) bool {
 		}
 	}
 	return true
-}
-
-// messages returns the consumer's view of a set: a fresh map it may keep.
-func messages(set map[string]resource) map[string]proto.Message {
-	out := make(map[string]proto.Message, len(set))
-	for name, r := range set {
-		out[name] = r.msg
-	}
-	return out
 }

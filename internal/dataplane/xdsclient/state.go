@@ -227,6 +227,7 @@ func (s *state) settle(now time.Time) {
 	}
 	for len(s.held) > 0 && len(s.warming) == 0 {
 		r := s.held[0]
+		s.held[0] = nil // the backing array must not keep it
 		s.held = s.held[1:]
 		s.process(s.typeOf(r.typeURL), r, now)
 	}
@@ -236,11 +237,11 @@ func (s *state) settle(now time.Time) {
 // it. The response is accepted or rejected as a whole.
 func (s *state) process(t *typeState, r *response, now time.Time) {
 	t.nonce = r.nonce
-	decoded, errs := s.decodeAll(t, r)
+	decoded, msgs, errs := s.decodeAll(t, r)
 	if len(errs) == 0 {
 		next := s.proto.merge(t, r, decoded)
 		if !sameSet(t.accepted, next) {
-			errs = s.apply(t, next)
+			errs = s.apply(t, next, msgs)
 		}
 		if len(errs) == 0 {
 			s.accept(t, r, next, decoded, now)
@@ -250,9 +251,10 @@ func (s *state) process(t *typeState, r *response, now time.Time) {
 	s.reject(t, r, errs, now)
 }
 
-// decodeAll decodes every resource of r; errs is keyed by resource name
-// (or position, when the name is unknown).
-func (s *state) decodeAll(t *typeState, r *response) ([]resource, map[string]error) {
+// decodeAll decodes every resource of r: the resources as kept, and their
+// messages by name for the consumer; errs is keyed by resource name (or
+// position, when the name is unknown).
+func (s *state) decodeAll(t *typeState, r *response) ([]resource, map[string]proto.Message, map[string]error) {
 	var errs map[string]error
 	fail := func(name string, err error) {
 		if errs == nil {
@@ -261,9 +263,9 @@ func (s *state) decodeAll(t *typeState, r *response) ([]resource, map[string]err
 		errs[name] = err
 	}
 	out := make([]resource, 0, len(r.resources))
-	seen := make(map[string]struct{}, len(r.resources))
+	msgs := make(map[string]proto.Message, len(r.resources))
 	for i, raw := range r.resources {
-		res, err := t.rt.decode(raw.body, raw.name, raw.version)
+		res, msg, err := t.rt.decode(raw.body, raw.name, raw.version)
 		name := res.name
 		if name == "" {
 			name = raw.name
@@ -275,20 +277,24 @@ func (s *state) decodeAll(t *typeState, r *response) ([]resource, map[string]err
 			fail(name, err)
 			continue
 		}
-		if _, dup := seen[name]; dup {
+		if _, dup := msgs[name]; dup {
 			fail(name, fmt.Errorf("duplicate resource name"))
 			continue
 		}
-		seen[name] = struct{}{}
+		msgs[name] = msg
 		out = append(out, res)
 	}
-	return out, errs
+	return out, msgs, errs
 }
 
-// apply gives the consumer a type's complete set.
-func (s *state) apply(t *typeState, next map[string]resource) map[string]error {
+// apply gives the consumer a type's complete set; msgs are the messages
+// decoded from the response, if any. They are dropped when the consumer
+// returns: the client keeps resources serialized only.
+func (s *state) apply(t *typeState, next map[string]resource, msgs map[string]proto.Message) map[string]error {
+	set := newSet(t.rt, next, t.accepted, msgs)
+	defer set.finish()
 	var errs map[string]error
-	for name, err := range s.consumer.Apply(t.rt.url, messages(next)) {
+	for name, err := range s.consumer.Apply(set) {
 		if err == nil {
 			continue
 		}
@@ -371,7 +377,7 @@ func (s *state) setNames(t *typeState, names []string, now time.Time) {
 		// Not a response: there is nothing to NACK, and the resources are
 		// gone from the server's view too. The consumer's objection is
 		// logged and the smaller set kept.
-		if errs := s.apply(t, dropped); len(errs) > 0 {
+		if errs := s.apply(t, dropped, nil); len(errs) > 0 {
 			s.log.Warn("xds consumer objected to dropping unsubscribed resources", "type", t.rt.short,
 				"err", nackDetail(t.rt.short, errs))
 		}

@@ -45,14 +45,16 @@ type TypeStatus struct {
 // board holds what Status and Resources report. Run's goroutine writes it;
 // any goroutine reads it. The sets it holds are never modified.
 type board struct {
-	mu   sync.Mutex
-	st   Status
-	sets [numTypes]map[string]resource
+	mu    sync.Mutex
+	st    Status
+	sets  [numTypes]map[string]resource
+	types [numTypes]*resourceType // immutable
 }
 
 func newBoard(server string, p Protocol) *board {
 	b := &board{st: Status{Server: server, Protocol: p, Types: make([]TypeStatus, numTypes)}}
-	for i, rt := range resourceTypes() {
+	b.types = resourceTypes()
+	for i, rt := range b.types {
 		b.st.Types[i].TypeURL = rt.url
 	}
 	return b
@@ -66,15 +68,16 @@ func (b *board) snapshot() Status {
 	return st
 }
 
-func (b *board) resources(url string) map[string]proto.Message {
+// resources returns the accepted set of url's type, and the type.
+func (b *board) resources(url string) (map[string]resource, *resourceType) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for i, t := range b.st.Types {
 		if t.TypeURL == url {
-			return messages(b.sets[i])
+			return b.sets[i], b.types[i]
 		}
 	}
-	return nil
+	return nil, nil
 }
 
 // accepted records an accepted set; a zero now (a set reduced by an
@@ -124,9 +127,22 @@ func (b *board) setProtocol(p Protocol) {
 // Status returns the client's current status.
 func (c *Client) Status() Status { return c.board.snapshot() }
 
-// Resources returns the last accepted resources of a type (name → message),
-// nil for an unknown type. The map is the caller's; the messages are shared
-// and must not be modified.
-func (c *Client) Resources(typeURL string) map[string]proto.Message {
-	return c.board.resources(typeURL)
+// Resources returns the last accepted resources of a type (name →
+// message), nil for an unknown type. The client keeps resources
+// serialized: every call decodes them anew, and the map and the messages
+// are the caller's.
+func (c *Client) Resources(typeURL string) (map[string]proto.Message, error) {
+	set, rt := c.board.resources(typeURL)
+	if rt == nil {
+		return nil, nil
+	}
+	out := make(map[string]proto.Message, len(set))
+	for name, r := range set {
+		m, err := rt.unmarshal(r)
+		if err != nil {
+			return nil, err
+		}
+		out[name] = m
+	}
+	return out, nil
 }

@@ -1,5 +1,6 @@
 // Package leader elects one control-plane replica to do the work that
-// writes to the cluster (root ConfigMaps, the webhooks' caBundle, status),
+// writes to the cluster (root ConfigMaps, the webhooks' caBundle, the
+// status of Istio objects),
 // with a coordination.k8s.io Lease and client-go's leaderelection. Every
 // replica serves xDS, the CA and the webhooks; only the leader writes.
 //

@@ -19,6 +19,23 @@ const (
 	ValidatingName = "trellis-validator"
 )
 
+// MutatingNameFor and ValidatingNameFor name a revision's webhook
+// configurations, as Istio's install does (istio-sidecar-injector-<rev>):
+// the default revision keeps MutatingName and ValidatingName, any other
+// revision gets its own, so that revisions installed side by side do not
+// overwrite each other's configuration.
+func MutatingNameFor(revision string) string { return revisionName(MutatingName, revision) }
+
+// ValidatingNameFor: see MutatingNameFor.
+func ValidatingNameFor(revision string) string { return revisionName(ValidatingName, revision) }
+
+func revisionName(base, revision string) string {
+	if revision == "" || revision == "default" {
+		return base
+	}
+	return base + "-" + revision
+}
+
 // ServiceRef is the Service in front of the webhook server.
 type ServiceRef struct {
 	Namespace, Name string

@@ -20,6 +20,11 @@
 // spec.http[0].match[0].uri.regex: invalid RE2 regex: ..."); warnings are
 // returned as admission warnings; deletions are allowed.
 //
+// Requests are bounded: a review body of at most 6 MiB (413 above), JSON
+// nesting as encoding/json and config/decode allow (400, or a denial naming
+// the depth), a whole request read within Config.ReadTimeout (30 s, the
+// API server's longest webhook timeout), 64 KiB of headers.
+//
 // Both generated configurations use failurePolicy Fail, sideEffects None
 // and AdmissionReview v1. The BundleSyncer writes only when a caBundle
 // differs; it is the one writer, so only the leader should run it.

@@ -32,9 +32,17 @@ type Config struct {
 	// Schemas are the kinds /validate checks (default schema.Istio()).
 	Schemas *schema.Set
 	// Certs provides the serving certificate (required).
-	Certs  *Certs
-	Logger *slog.Logger
+	Certs *Certs
+	// ReadTimeout bounds reading one request, headers and body (default
+	// DefaultReadTimeout): a client trickling a body cannot hold a
+	// connection and its buffer for longer.
+	ReadTimeout time.Duration
+	Logger      *slog.Logger
 }
+
+// DefaultReadTimeout is the API server's longest webhook timeout (30s):
+// a review that takes longer to arrive is no longer awaited.
+const DefaultReadTimeout = 30 * time.Second
 
 // Server is the admission webhook server: HTTPS with the certificate from
 // Certs, /inject and /validate.
@@ -59,6 +67,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.ReadTimeout <= 0 {
+		cfg.ReadTimeout = DefaultReadTimeout
 	}
 	mux := http.NewServeMux()
 	if cfg.Injector != nil {
@@ -99,6 +110,9 @@ func (s *Server) Run(ctx context.Context) error {
 	hs := &http.Server{
 		Handler:           s.handler,
 		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       s.cfg.ReadTimeout,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
 		TLSConfig:         &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: s.cfg.Certs.GetCertificate},
 		ErrorLog:          slog.NewLogLogger(s.cfg.Logger.Handler(), slog.LevelDebug),
 	}

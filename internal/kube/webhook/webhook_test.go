@@ -315,3 +315,18 @@ func TestConfigs(t *testing.T) {
 		t.Errorf("failure policy is not Fail")
 	}
 }
+
+func TestRevisionNames(t *testing.T) {
+	for _, tc := range []struct{ rev, mutating, validating string }{
+		{"", MutatingName, ValidatingName},
+		{"default", MutatingName, ValidatingName},
+		{"canary", MutatingName + "-canary", ValidatingName + "-canary"},
+	} {
+		if got := MutatingNameFor(tc.rev); got != tc.mutating {
+			t.Errorf("MutatingNameFor(%q) = %q, want %q", tc.rev, got, tc.mutating)
+		}
+		if got := ValidatingNameFor(tc.rev); got != tc.validating {
+			t.Errorf("ValidatingNameFor(%q) = %q, want %q", tc.rev, got, tc.validating)
+		}
+	}
+}

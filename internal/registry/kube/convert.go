@@ -136,16 +136,28 @@ type Health int
 
 // Health states.
 const (
-	// Healthy: ready (or readiness unknown). Sent to proxies.
+	// Healthy: ready (or readiness unknown). Published as HEALTHY.
 	Healthy Health = iota
-	// Draining: not ready but still serving while terminating. Istio sends
-	// these (as DRAINING) only for services using persistent sessions,
-	// which Trellis does not implement, so they are not published.
+	// Draining: not ready but still serving while terminating. Published
+	// as DRAINING for services that use persistent sessions (Istio's
+	// SupportsDrainingEndpoints: a label LabelPersistentSession or
+	// LabelPersistentSessionHeader on the Service), where a pinned client
+	// may keep using it; proxies send it no new requests. Elsewhere it is
+	// treated as Terminating.
 	Draining
-	// Terminating: shutting down and no longer serving. Not published.
+	// Terminating: shutting down and no longer serving. Never published.
 	Terminating
-	// Unhealthy: not ready. Not published (Istio's default).
+	// Unhealthy: not ready. Published as UNHEALTHY only when
+	// Config.SendUnhealthyEndpoints is set (Istio's
+	// PILOT_SEND_UNHEALTHY_ENDPOINTS); otherwise left out.
 	Unhealthy
+)
+
+// The Service labels that mark persistent-session services (Istio's
+// PERSISTENT_SESSION_LABEL and PERSISTENT_SESSION_HEADER_LABEL defaults).
+const (
+	LabelPersistentSession       = "istio.io/persistent-session"
+	LabelPersistentSessionHeader = "istio.io/persistent-session-header"
 )
 
 // EndpointHealth classifies an endpoint from its conditions as Istio does:
@@ -168,6 +180,39 @@ func EndpointHealth(c discoveryv1.EndpointConditions) Health {
 	return Unhealthy
 }
 
+// publish says which endpoints besides the healthy ones a service's EDS
+// carries.
+type publish struct {
+	draining  bool // the service uses persistent sessions
+	unhealthy bool // Config.SendUnhealthyEndpoints
+}
+
+// publishFor returns the publishing rules of a Service.
+func publishFor(svc *corev1.Service, sendUnhealthy bool) publish {
+	return publish{
+		draining:  svc.Labels[LabelPersistentSession] != "" || svc.Labels[LabelPersistentSessionHeader] != "",
+		unhealthy: sendUnhealthy,
+	}
+}
+
+// modelHealth maps an endpoint's state to what is published, or false
+// when it is left out.
+func (p publish) modelHealth(h Health) (model.Health, bool) {
+	switch h {
+	case Healthy:
+		return model.Healthy, true
+	case Draining:
+		if p.draining {
+			return model.Draining, true
+		}
+	case Unhealthy:
+		if p.unhealthy {
+			return model.Unhealthy, true
+		}
+	}
+	return 0, false
+}
+
 // lookup gives endpoint building access to the cluster's other objects.
 type lookup struct {
 	pod  func(ns, name string) *corev1.Pod
@@ -178,15 +223,16 @@ type lookup struct {
 }
 
 // convertEndpoints builds a service's endpoints from the EndpointSlices of
-// its Kubernetes Service. Only Healthy endpoints of IPv4/IPv6 slices are
-// kept (FQDN slices are ignored, as in Istio). An endpoint whose targetRef
+// its Kubernetes Service. Endpoints of IPv4/IPv6 slices are kept when pub
+// publishes their state (FQDN slices are ignored, as in Istio), with their
+// model.Health. An endpoint whose targetRef
 // is a Pod the cache does not know yet is skipped: it is added when the Pod
 // arrives. Each address is one endpoint, with the slice's ports mapped by
 // name; labels, service account, workload name, TLS mode, network and
 // locality come from the Pod and its Node.
-func convertEndpoints(eslices []*discoveryv1.EndpointSlice, lk lookup) []*model.Endpoint {
+func convertEndpoints(eslices []*discoveryv1.EndpointSlice, lk lookup, pub publish) []*model.Endpoint {
 	var out []*model.Endpoint
-	seen := map[string]bool{}
+	seen := map[string]int{} // endpoint key -> index in out
 	for _, es := range eslices {
 		if es.AddressType == discoveryv1.AddressTypeFQDN {
 			continue
@@ -200,7 +246,8 @@ func convertEndpoints(eslices []*discoveryv1.EndpointSlice, lk lookup) []*model.
 			}
 		}
 		for _, e := range es.Endpoints {
-			if EndpointHealth(e.Conditions) != Healthy {
+			health, ok := pub.modelHealth(EndpointHealth(e.Conditions))
+			if !ok {
 				continue
 			}
 			var pod *corev1.Pod
@@ -219,11 +266,16 @@ func convertEndpoints(eslices []*discoveryv1.EndpointSlice, lk lookup) []*model.
 			}
 			for _, addr := range e.Addresses {
 				ep := endpoint(addr, es.Namespace, ports, pod, nodeName, lk)
-				if seen[ep.Key()] {
-					// The same address in two slices while it moves between them.
+				ep.Health = health
+				if i, ok := seen[ep.Key()]; ok {
+					// The same address in two slices while it moves
+					// between them: the healthier state wins.
+					if out[i].Health != model.Healthy && ep.Health == model.Healthy {
+						out[i] = ep
+					}
 					continue
 				}
-				seen[ep.Key()] = true
+				seen[ep.Key()] = len(out)
 				out = append(out, ep)
 			}
 		}

@@ -191,3 +191,59 @@ func TestNodeLocality(t *testing.T) {
 		}
 	}
 }
+
+// TestPublishedHealth checks which endpoints a service's EDS carries, and
+// with what health, from their EndpointSlice conditions: Istio's rules.
+func TestPublishedHealth(t *testing.T) {
+	tr, fa := ptr(true), ptr(false)
+	slice := &discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Name: "s", Namespace: "shop"},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Ports:       []discoveryv1.EndpointPort{{Name: ptr("http"), Port: ptr(int32(9080))}},
+		Endpoints: []discoveryv1.Endpoint{
+			{Addresses: []string{"10.0.0.1"}, Conditions: discoveryv1.EndpointConditions{Ready: tr}},
+			{Addresses: []string{"10.0.0.2"}, Conditions: discoveryv1.EndpointConditions{Ready: fa, Serving: tr, Terminating: tr}},
+			{Addresses: []string{"10.0.0.3"}, Conditions: discoveryv1.EndpointConditions{Ready: fa, Serving: fa, Terminating: tr}},
+			{Addresses: []string{"10.0.0.4"}, Conditions: discoveryv1.EndpointConditions{Ready: fa, Serving: fa, Terminating: fa}},
+		},
+	}
+	// The same address in a second slice (moving between slices): the
+	// healthy copy wins whatever the order.
+	moving := &discoveryv1.EndpointSlice{
+		ObjectMeta: slice.ObjectMeta, AddressType: discoveryv1.AddressTypeIPv4, Ports: slice.Ports,
+		Endpoints: []discoveryv1.Endpoint{{Addresses: []string{"10.0.0.4"}, Conditions: discoveryv1.EndpointConditions{Ready: tr}}},
+	}
+	lk := lookup{pod: func(string, string) *corev1.Pod { return nil }, node: func(string) *corev1.Node { return nil }}
+	svc := func(labels map[string]string) *corev1.Service {
+		return &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "reviews", Namespace: "shop", Labels: labels}}
+	}
+	for _, tc := range []struct {
+		name          string
+		svc           *corev1.Service
+		sendUnhealthy bool
+		slices        []*discoveryv1.EndpointSlice
+		want          []string
+	}{
+		{"default: ready only", svc(nil), false, []*discoveryv1.EndpointSlice{slice}, []string{"10.0.0.1 HEALTHY"}},
+		{"persistent sessions: draining too", svc(map[string]string{LabelPersistentSession: "cookie"}), false,
+			[]*discoveryv1.EndpointSlice{slice}, []string{"10.0.0.1 HEALTHY", "10.0.0.2 DRAINING"}},
+		{"persistent session header label", svc(map[string]string{LabelPersistentSessionHeader: "x-session"}), false,
+			[]*discoveryv1.EndpointSlice{slice}, []string{"10.0.0.1 HEALTHY", "10.0.0.2 DRAINING"}},
+		{"send unhealthy: not ready as UNHEALTHY, terminating never", svc(nil), true,
+			[]*discoveryv1.EndpointSlice{slice}, []string{"10.0.0.1 HEALTHY", "10.0.0.4 UNHEALTHY"}},
+		{"healthy copy wins", svc(nil), true, []*discoveryv1.EndpointSlice{slice, moving},
+			[]string{"10.0.0.1 HEALTHY", "10.0.0.4 HEALTHY"}},
+		{"healthy copy wins, other order", svc(nil), true, []*discoveryv1.EndpointSlice{moving, slice},
+			[]string{"10.0.0.1 HEALTHY", "10.0.0.4 HEALTHY"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var got []string
+			for _, ep := range convertEndpoints(tc.slices, lk, publishFor(tc.svc, tc.sendUnhealthy)) {
+				got = append(got, ep.Address+" "+ep.Health.String())
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("endpoints (-want +got):\n%s", diff)
+			}
+		})
+	}
+}

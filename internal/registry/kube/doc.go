@@ -32,10 +32,15 @@
 // Istio). Conditions are classified as Istio does (EndpointHealth): ready
 // or unset is Healthy; otherwise serving+terminating is Draining,
 // terminating Terminating, anything else Unhealthy (an unset serving or
-// terminating counts as true once ready is false). Only Healthy endpoints
-// are published: Istio sends Draining ones only for services with
-// persistent sessions, and model.Endpoint has no health status to carry
-// them yet. An endpoint whose targetRef is a Pod the cache does not hold
+// terminating counts as true once ready is false). What is published
+// follows Istio: Healthy endpoints as model.Healthy (EDS HEALTHY);
+// Draining ones as model.Draining (DRAINING: no new requests, established
+// connections kept) only for Services labelled istio.io/persistent-session
+// or istio.io/persistent-session-header, and left out elsewhere;
+// Unhealthy ones as model.Unhealthy (UNHEALTHY) only with
+// Config.SendUnhealthyEndpoints (Istio's PILOT_SEND_UNHEALTHY_ENDPOINTS);
+// Terminating ones never. When one address is in two slices (moving
+// between them) a healthy copy wins. An endpoint whose targetRef is a Pod the cache does not hold
 // yet is left out until the Pod arrives (as Istio does). Each address is
 // one endpoint with the slice's named ports; from the Pod come its labels,
 // service account, workload name (the Deployment of a ReplicaSet-owned

@@ -33,6 +33,9 @@ type Config struct {
 	// topology.istio.io/network label names the cluster's default network
 	// (default "istio-system").
 	SystemNamespace string
+	// SendUnhealthyEndpoints publishes not-ready endpoints as UNHEALTHY
+	// instead of leaving them out (Istio's PILOT_SEND_UNHEALTHY_ENDPOINTS).
+	SendUnhealthyEndpoints bool
 	// Logger receives debug messages (default: discard).
 	Logger *slog.Logger
 }
@@ -298,7 +301,7 @@ func (r *Registry) buildNamespace(ns string, lk lookup) *nsState {
 		}
 		eslices := r.slices.ByIndex(sliceServiceIndex, ns+"/"+svc.Name)
 		slices.SortFunc(eslices, func(a, b *discoveryv1.EndpointSlice) int { return strings.Compare(a.Name, b.Name) })
-		if eps := convertEndpoints(eslices, lk); len(eps) > 0 {
+		if eps := convertEndpoints(eslices, lk, publishFor(svc, r.cfg.SendUnhealthyEndpoints)); len(eps) > 0 {
 			out.endpoints[key] = eps
 		}
 	}

@@ -97,10 +97,12 @@ func TestDebugSyncz(t *testing.T) {
 	dc.send(dreq(xds.ClusterType, dcds.GetNonce()))
 
 	var got []SyncStatus
-	eventually(t, "syncz shows the NACK and the delta ACK", func() bool {
+	// The stream goroutine records a response as sent once Send returns,
+	// which may be after the client has read it: wait for RDS too.
+	eventually(t, "syncz shows the NACK, the unanswered RDS and the delta ACK", func() bool {
 		got = syncz(t, dbg)
 		return len(got) == 2 && typeStates(got[1])["CDS"] == StateSynced &&
-			strings.HasPrefix(typeStates(got[0])["LDS"], StateNACKed)
+			strings.HasPrefix(typeStates(got[0])["LDS"], StateNACKed) && typeStates(got[0])["RDS"] == StateStale
 	})
 	s, d := got[0], got[1] // sorted by proxy ID
 	if s.Proxy != sotwID || s.Name != "reviews-v1.bookinfo" || s.Namespace != "bookinfo" || s.ClusterID != "Kubernetes" ||

@@ -49,6 +49,14 @@
 // service account from the client certificate). Both registrations share
 // one Server: the same snapshot, pushes and debug views.
 //
+// Transport limits (limits.go): GRPCLimits.ServerOptions are the gRPC
+// server options of an xDS port — 4 MiB per request message, 100 streams
+// per connection (extra ones REFUSED_STREAM; this also caps handler
+// goroutines), 16 KiB of headers, 10 s handshake, keepalive pings after
+// 30 s of silence with a 10 s timeout, client pings at most every 15 s
+// (else GOAWAY too_many_pings). Package h2raw is the raw HTTP/2 client the
+// tests use to break them.
+//
 // Protocol decisions are documented on the sotw and delta types; unknown
 // type URLs are ignored (see typeIndex). Goroutines: Run owns the debounce
 // loop; gRPC owns the stream goroutines, which end when their stream ends or

@@ -19,8 +19,11 @@ import (
 	"testing"
 	"time"
 
+	meshconfig "istio.io/api/mesh/v1alpha1"
+
 	"github.com/trellismesh/trellis/internal/ca"
 	"github.com/trellismesh/trellis/internal/ca/bootstrap"
+	"github.com/trellismesh/trellis/internal/model"
 	"github.com/trellismesh/trellis/test/framework"
 )
 
@@ -51,6 +54,8 @@ type mesh struct {
 	cp                                 *framework.ControlPlane
 	secure                             string // the control plane's CA and xDS address
 	client, server, payments, outsider *workload
+	// mode is the PeerAuthentication mode last written.
+	mode string
 }
 
 // meshOptions varies the topology between the package's tests.
@@ -66,11 +71,20 @@ type meshOptions struct {
 	// with protocol TCP: the sidecars proxy it connection by connection,
 	// so every client connection is one mTLS handshake between them.
 	tcpPort int
+	// mesh is the control plane's mesh configuration (nil: defaults).
+	mesh *meshconfig.MeshConfig
 }
 
+// aliasTrustDomain is meshConfig.trustDomainAliases of newMesh's mesh.
+const aliasTrustDomain = "old.example"
+
+// newMesh is TestMTLS's mesh: default mesh configuration but for a trust
+// domain alias.
 func newMesh(t *testing.T) *mesh {
 	t.Helper()
-	return newMeshWith(t, meshOptions{bridge: "trm"})
+	mc := model.DefaultMesh()
+	mc.TrustDomainAliases = []string{aliasTrustDomain}
+	return newMeshWith(t, meshOptions{bridge: "trm", mesh: mc})
 }
 
 func newMeshWith(t testing.TB, o meshOptions) *mesh {
@@ -96,7 +110,7 @@ func newMeshWith(t testing.TB, o meshOptions) *mesh {
 	}
 
 	// Control plane: CA and xDS over mutual TLS only.
-	m.cp = framework.StartControlPlaneWith(t, framework.ControlPlaneOptions{XDSAddress: "-", SecureAddress: bridge.Addr.String() + ":0"})
+	m.cp = framework.StartControlPlaneWith(t, framework.ControlPlaneOptions{XDSAddress: "-", SecureAddress: bridge.Addr.String() + ":0", Mesh: o.mesh})
 	m.secure = m.cp.SecureGRPCAddr().String()
 	m.cp.WriteFile(t, "services.yaml", servicesYAML(m))
 
@@ -215,6 +229,7 @@ spec:
 // setPeerAuthentication makes mode the namespace's mTLS mode.
 func (m *mesh) setPeerAuthentication(t testing.TB, mode string) {
 	t.Helper()
+	m.mode = mode
 	m.cp.WriteFile(t, "peer-authentication.yaml", fmt.Sprintf(`apiVersion: security.istio.io/v1
 kind: PeerAuthentication
 metadata:
@@ -230,6 +245,8 @@ spec:
 // "<workload> <peer ip>".
 type app struct {
 	bytes atomic.Int64
+	// xfcc is the x-forwarded-client-cert of the last request.
+	xfcc atomic.Value
 }
 
 func startApp(t testing.TB, w *workload, port int) *app {
@@ -239,6 +256,7 @@ func startApp(t testing.TB, w *workload, port int) *app {
 	srv := &http.Server{
 		Handler: http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 			host, _, _ := net.SplitHostPort(r.RemoteAddr)
+			a.xfcc.Store(strings.Join(r.Header.Values("X-Forwarded-Client-Cert"), ","))
 			fmt.Fprintf(rw, "%s %s", w.name, host)
 		}),
 		ReadHeaderTimeout: 5 * time.Second,

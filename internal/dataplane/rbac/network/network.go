@@ -9,8 +9,17 @@
 // read at L4 is known at accept, so the decision is the same and
 // server-first upstreams never see the connection either). CONTINUOUS
 // enforcement re-evaluates nothing new at L4 and is treated the same.
-// Counters: <stat_prefix>rbac.allowed|denied and
-// <stat_prefix>rbac.<shadow_rules_stat_prefix>shadow_allowed|shadow_denied.
+// Counters (Envoy's names, see rbac.NewStatNames): <stat_prefix>rbac.allowed|denied
+// and <stat_prefix>rbac.<shadow_rules_stat_prefix>.shadow_allowed|shadow_denied.
+//
+// The shadow evaluation is also recorded, as Envoy does, in the
+// connection's dynamic metadata under "envoy.filters.network.rbac" (handed
+// down the chain in the context, rbac.ContextWithMetadata):
+// <shadow_rules_stat_prefix>shadow_engine_result ("allowed" or "denied")
+// and, when a shadow policy matched,
+// <shadow_rules_stat_prefix>shadow_effective_policy_id. Istio's CUSTOM
+// action on TCP gates the network ext_authz filter on the latter
+// (package dataplane/tcp/extauthz).
 //
 // Not supported (rejected at Build): the matcher API and delay_deny.
 package network
@@ -69,6 +78,8 @@ func (f Filters) Build(lf *listenerv3.Filter) (listener.ConnHandler, error) {
 		}
 	}
 	h.names = rbac.NewStatNames(msg.GetStatPrefix(), "", msg.GetShadowRulesStatPrefix())
+	h.shadowResultKey = msg.GetShadowRulesStatPrefix() + rbac.ShadowEngineResult
+	h.shadowPolicyKey = msg.GetShadowRulesStatPrefix() + rbac.ShadowEffectivePolicyID
 	return h, nil
 }
 
@@ -79,7 +90,13 @@ type Handler struct {
 	stats         rbac.Stats
 	names         rbac.StatNames
 	next          listener.ConnHandler
+	// shadowResultKey and shadowPolicyKey are the dynamic metadata keys
+	// of the shadow evaluation.
+	shadowResultKey, shadowPolicyKey string
 }
+
+// MetadataNamespace is the dynamic metadata namespace the filter writes.
+const MetadataNamespace = "envoy.filters.network.rbac"
 
 // Wrap implements listener.Wrapper.
 func (h *Handler) Wrap(next listener.ConnHandler) listener.ConnHandler {
@@ -91,31 +108,62 @@ func (h *Handler) Wrap(next listener.ConnHandler) listener.ConnHandler {
 // Serve implements listener.ConnHandler: it decides, then hands the
 // connection on or returns (the listener closes it).
 func (h *Handler) Serve(ctx context.Context, c *listener.Conn) {
-	if !h.Allow(c) || h.next == nil {
+	in := InputOf(c)
+	in.Metadata = rbac.MetadataFromContext(ctx)
+	shadow, shadowed, allowed := h.decide(&in)
+	if shadowed {
+		md := in.Metadata
+		if md == nil {
+			md = rbac.Metadata{}
+			ctx = rbac.ContextWithMetadata(ctx, md)
+		}
+		own := md[MetadataNamespace]
+		if own == nil {
+			own = map[string]any{}
+			md[MetadataNamespace] = own
+		}
+		own[h.shadowResultKey] = "denied"
+		if shadow.Allowed {
+			own[h.shadowResultKey] = "allowed"
+		}
+		if shadow.Policy != "" {
+			own[h.shadowPolicyKey] = shadow.Policy
+		}
+	}
+	if !allowed || h.next == nil {
 		return
 	}
 	h.next.Serve(ctx, c)
 }
 
-// Allow evaluates the policies for a connection and counts the result.
+// Allow evaluates the policies for a connection (without dynamic
+// metadata) and counts the result.
 func (h *Handler) Allow(c *listener.Conn) bool {
 	in := InputOf(c)
+	_, _, allowed := h.decide(&in)
+	return allowed
+}
+
+// decide evaluates the shadow rules (counted and returned, shadowed
+// reports there are some) and the rules (counted, enforced).
+func (h *Handler) decide(in *rbac.Input) (shadow rbac.Decision, shadowed, allowed bool) {
 	if h.shadow != nil {
-		if h.shadow.Evaluate(&in).Allowed {
+		shadow, shadowed = h.shadow.Evaluate(in), true
+		if shadow.Allowed {
 			h.stats.Inc(h.names.ShadowAllowed)
 		} else {
 			h.stats.Inc(h.names.ShadowDenied)
 		}
 	}
 	if h.rules == nil {
-		return true
+		return shadow, shadowed, true
 	}
-	if h.rules.Evaluate(&in).Allowed {
+	if h.rules.Evaluate(in).Allowed {
 		h.stats.Inc(h.names.Allowed)
-		return true
+		return shadow, shadowed, true
 	}
 	h.stats.Inc(h.names.Denied)
-	return false
+	return shadow, shadowed, false
 }
 
 // InputOf is what an L4 policy reads from a connection.

@@ -65,8 +65,8 @@ func TestServe(t *testing.T) {
 			}
 		})
 	}
-	if stats.Get("tcp.rbac.allowed") != 1 || stats.Get("tcp.rbac.denied") != 3 || stats.Get("tcp.rbac.istio_dry_run_deny_shadow_denied") != 4 {
-		t.Errorf("counters: %v allowed=%d denied=%d shadow=%d", stats.Names(), stats.Get("tcp.rbac.allowed"), stats.Get("tcp.rbac.denied"), stats.Get("tcp.rbac.istio_dry_run_deny_shadow_denied"))
+	if stats.Get("tcp.rbac.allowed") != 1 || stats.Get("tcp.rbac.denied") != 3 || stats.Get("tcp.rbac.istio_dry_run_deny_.shadow_denied") != 4 {
+		t.Errorf("counters: %v allowed=%d denied=%d shadow=%d", stats.Names(), stats.Get("tcp.rbac.allowed"), stats.Get("tcp.rbac.denied"), stats.Get("tcp.rbac.istio_dry_run_deny_.shadow_denied"))
 	}
 }
 

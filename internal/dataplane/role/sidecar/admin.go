@@ -91,6 +91,7 @@ func (s *Sidecar) ready(w http.ResponseWriter, _ *http.Request) {
 }
 
 // configDump writes {"<type short name>": {"<name>": <resource JSON>}}.
+// The xDS client keeps resources serialized; each dump decodes them.
 func (s *Sidecar) configDump(w http.ResponseWriter, _ *http.Request) {
 	out := map[string]map[string]json.RawMessage{}
 	types := &opaque.Resolver{} // extension configs this binary does not link print as their @type
@@ -100,7 +101,11 @@ func (s *Sidecar) configDump(w http.ResponseWriter, _ *http.Request) {
 		"listeners": xdsclient.ListenerType,
 		"routes":    xdsclient.RouteType,
 	} {
-		res := s.xds.Resources(typeURL)
+		res, err := s.xds.Resources(typeURL) // decoded from the kept bytes
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
 		names := make([]string, 0, len(res))
 		for n := range res {
 			names = append(names, n)

@@ -3,10 +3,12 @@
 // (RDS) and the listener manager (LDS), whose filter chains use the tcp
 // proxy and the HTTP connection manager; plus the admin endpoint.
 //
-//	xdsclient ──Apply(CDS)──► upstream/manager.ApplyClusters
-//	          ──Apply(EDS)──► upstream/manager.ApplyEndpoints
-//	          ──Apply(RDS)──► route.Compile ─► http.RouteTables
-//	          ──Apply(LDS)──► listener.Manager.Update
+//	xdsclient ──Apply(CDS set)──► upstream/manager.ApplyClusterSet, telemetry SetClusters
+//	          ──Apply(EDS set)──► upstream/manager.ApplyEndpointSet, telemetry SetEndpoints
+//	          ──Apply(RDS set)──► route.Compile (changed versions) ─► http.RouteTables
+//	          ──Apply(LDS set)──► listener.Manager.UpdateSet
+//	          (each component compiles what changed by version and keeps no decoded message;
+//	          /config_dump decodes the client's serialized resources on demand)
 //	                              filter chains: tcp_proxy ─► manager.Dial
 //	                                             http_connection_manager ─► router ─► manager.RoundTrip
 //	admin 127.0.0.1:15000  /ready /config_dump /clusters /xds_status /stats/prometheus
@@ -40,7 +42,12 @@
 // client certificate, the control plane verified with ROOTCA for that
 // name) and starts only once the first certificate has arrived. The
 // listener manager's counters, TLS handshake failures by reason included,
-// are on /stats/prometheus (listenermetrics.go), and inbound metrics carry
+// are on /stats/prometheus (listenermetrics.go), as are the connection
+// managers' limit counters under Envoy's names (httpmetrics.go:
+// envoy_http_downstream_cx_protocol_error, envoy_http2_*_flood, ...); the
+// per-socket connection limit is Config.MaxConnections (the proxy's
+// --max-connections, default listener.DefaultMaxConnections, 16384), and
+// inbound metrics carry
 // connection_security_policy and the principals of mutual TLS peers.
 //
 // A rejected resource is NACKed with the component's error and the last

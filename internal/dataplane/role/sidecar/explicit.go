@@ -18,7 +18,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
@@ -230,9 +229,9 @@ func (p *explicitProxy) updateLocked(tmpl *hcmv3.HttpConnectionManager) error {
 }
 
 // setClusters records the outbound cluster names, for CONNECT.
-func (p *explicitProxy) setClusters(cs map[string]*clusterv3.Cluster) {
-	names := make(map[string]bool, len(cs))
-	for n := range cs {
+func (p *explicitProxy) setClusters(clusters []string) {
+	names := make(map[string]bool, len(clusters))
+	for _, n := range clusters {
 		if strings.HasPrefix(n, "outbound|") {
 			names[n] = true
 		}

@@ -14,11 +14,17 @@ import (
 //	trellis_listener_tls_handshake_failures_total{listener,reason}  downstream TLS handshakes that failed
 //	                                       (reason: no_client_certificate, unknown_ca, certificate_expired, ...)
 //	trellis_listener_filter_closed_total{listener,reason}            closed by the listener filters
-//	trellis_listener_overflow_total{listener}                        closed at the connection limit
-//	trellis_listener_no_filter_chain_total{listener}                 no filter chain matched
+//	envoy_listener_downstream_pre_cx_timeout{listener}                 closed by the listener filters at a timeout
+//	                                       (listener_filters_timeout, or the handshake timeout: C6)
+//	envoy_listener_downstream_cx_overflow{listener}                    closed at the connection limit (C8)
+//	envoy_listener_no_filter_chain_match{listener}                     no filter chain matched
+//
+// The envoy_listener_* names are Envoy's listener statistics as its
+// Prometheus output names them (the label is the listener's name here).
 type listenerMetrics struct {
 	tlsFailed, filterClosed *prometheus.CounterVec
 	overflow, noChain       *prometheus.CounterVec
+	preTimeout              *prometheus.CounterVec
 }
 
 var (
@@ -32,12 +38,14 @@ func newListenerMetrics(reg prometheus.Registerer) (*listenerMetrics, error) {
 			Help: "Downstream TLS handshakes that failed, by listener and reason."}, []string{"listener", "reason"}),
 		filterClosed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "trellis_listener_filter_closed_total",
 			Help: "Connections closed by the listener filters, by listener and reason."}, []string{"listener", "reason"}),
-		overflow: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "trellis_listener_overflow_total",
+		overflow: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "envoy_listener_downstream_cx_overflow",
 			Help: "Connections closed at accept because the socket is at its connection limit."}, []string{"listener"}),
-		noChain: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "trellis_listener_no_filter_chain_total",
+		noChain: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "envoy_listener_no_filter_chain_match",
 			Help: "Connections no filter chain matched."}, []string{"listener"}),
+		preTimeout: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "envoy_listener_downstream_pre_cx_timeout",
+			Help: "Connections closed by the listener filters at a timeout (listener_filters_timeout or the handshake timeout)."}, []string{"listener"}),
 	}
-	for _, c := range []prometheus.Collector{m.tlsFailed, m.filterClosed, m.overflow, m.noChain} {
+	for _, c := range []prometheus.Collector{m.tlsFailed, m.filterClosed, m.overflow, m.noChain, m.preTimeout} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("listener metrics: %w", err)
 		}
@@ -51,6 +59,9 @@ func (m *listenerMetrics) TLSHandshakeFailed(l, reason string) {
 
 func (m *listenerMetrics) FilterClosed(l, reason string) {
 	m.filterClosed.WithLabelValues(l, reason).Inc()
+	if reason == "timeout" || reason == "handshake_timeout" {
+		m.preTimeout.WithLabelValues(l).Inc()
+	}
 }
 
 func (m *listenerMetrics) Overflow(l string)      { m.overflow.WithLabelValues(l).Inc() }

@@ -41,7 +41,11 @@ func TestMetricsWiring(t *testing.T) {
 	c := &clusterv3.Cluster{Name: name, ConnectTimeout: durationpb.New(time.Second),
 		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
 		Metadata:             &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{"istio": md}}}
-	if errs := s.Apply(xdsclient.ClusterType, map[string]proto.Message{name: c}); len(errs) > 0 {
+	set, err := xdsclient.SetOf(xdsclient.ClusterType, map[string]proto.Message{name: c}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if errs := s.Apply(set); len(errs) > 0 {
 		t.Fatalf("Apply: %v", errs)
 	}
 	s.metrics.Observe(&filter.Record{Listener: "0.0.0.0_80", Cluster: name, ResponseCode: 503,

@@ -5,16 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/netip"
-	"sort"
 	"sync"
 	"time"
 
-	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"google.golang.org/protobuf/proto"
@@ -22,13 +20,13 @@ import (
 	dphttp "github.com/trellismesh/trellis/internal/dataplane/http"
 	"github.com/trellismesh/trellis/internal/dataplane/identity"
 	"github.com/trellismesh/trellis/internal/dataplane/listener"
-	rbacnet "github.com/trellismesh/trellis/internal/dataplane/rbac/network"
 	"github.com/trellismesh/trellis/internal/dataplane/route"
 	"github.com/trellismesh/trellis/internal/dataplane/secrets"
 	"github.com/trellismesh/trellis/internal/dataplane/tcp"
 	"github.com/trellismesh/trellis/internal/dataplane/telemetry"
 	"github.com/trellismesh/trellis/internal/dataplane/upstream/manager"
 	"github.com/trellismesh/trellis/internal/dataplane/xdsclient"
+	"github.com/trellismesh/trellis/internal/dataplane/xdsset"
 )
 
 // Config configures a sidecar. cmd fills it from flags.
@@ -88,7 +86,13 @@ type Config struct {
 	// SO_ORIGINAL_DST (tests that reach the inbound listener without
 	// iptables). Nil: capture.OriginalDst.
 	OriginalDst func(*net.TCPConn) (netip.AddrPort, error)
-	Logger      *slog.Logger
+	// MaxConnections limits the open connections of each listener socket
+	// (inbound 15006, outbound 15001, ...; SECURITY C8): beyond it new
+	// connections are closed at accept and counted in
+	// envoy_listener_downstream_cx_overflow, existing ones are served.
+	// 0: listener.DefaultMaxConnections; negative: no limit.
+	MaxConnections int
+	Logger         *slog.Logger
 }
 
 // Sidecar is a running sidecar proxy.
@@ -108,11 +112,12 @@ type Sidecar struct {
 	secrets   *secrets.Local
 	life      lifecycle
 
-	// mu guards routeNames, the RDS names currently stored, and bound,
-	// the addresses the admin, health and metrics servers listen on.
-	mu         sync.Mutex
-	routeNames map[string]bool
-	bound      map[string]net.Addr
+	// mu guards routeVersions, the versions of the RDS tables currently
+	// stored by name, and bound, the addresses the admin, health and
+	// metrics servers listen on.
+	mu            sync.Mutex
+	routeVersions map[string]string
+	bound         map[string]net.Addr
 }
 
 // New builds a sidecar; it does no I/O.
@@ -146,7 +151,7 @@ func New(cfg Config) (*Sidecar, error) {
 			local.Principal = u.String()
 		}
 	}
-	s := &Sidecar{cfg: cfg, log: cfg.Logger, routes: &dphttp.RouteTables{}, routeNames: map[string]bool{},
+	s := &Sidecar{cfg: cfg, log: cfg.Logger, routes: &dphttp.RouteTables{}, routeVersions: map[string]string{},
 		bound:   map[string]net.Addr{},
 		metrics: telemetry.New(telemetry.Config{Local: local}),
 		life:    newLifecycle()}
@@ -179,12 +184,22 @@ func New(cfg Config) (*Sidecar, error) {
 	if err != nil {
 		return nil, err
 	}
-	httpFilters := dphttp.NetworkFilter{Deps: dphttp.Deps{Routes: s.routes, Upstream: s.clusters, Observer: s.metrics, Filters: s.tel.filters(), Logger: cfg.Logger.With("component", "http")}}
-	filters := listener.Registry{
-		tcp.TypeURL:     tcpFilters,
-		dphttp.TypeURL:  httpFilters,
-		rbacnet.TypeURL: rbacnet.Filters{},
+	authz, err := newAuthzFilters(s.metrics, s.clusters, local.Principal, cfg.Logger.With("component", "ext_authz"))
+	if err != nil {
+		return nil, fmt.Errorf("sidecar: %w", err)
 	}
+	httpReg := s.tel.filters()
+	maps.Copy(httpReg, authz.http)
+	httpLimits, err := newHTTPLimitMetrics(s.metrics.Registry())
+	if err != nil {
+		return nil, fmt.Errorf("sidecar: %w", err)
+	}
+	httpFilters := dphttp.NetworkFilter{Deps: dphttp.Deps{Routes: s.routes, Upstream: s.clusters, Observer: s.metrics, Stats: httpLimits, Filters: httpReg, LocalIdentity: local.Principal, Logger: cfg.Logger.With("component", "http")}}
+	filters := listener.Registry{
+		tcp.TypeURL:    tcpFilters,
+		dphttp.TypeURL: httpFilters,
+	}
+	maps.Copy(filters, authz.network)
 	if cfg.AppMetricsURL != "" {
 		if s.app, err = newAppMetrics(cfg.AppMetricsURL, cfg.AppMetricsTimeout, s.metrics.Registry(), cfg.Logger.With("component", "metrics")); err != nil {
 			return nil, err
@@ -212,12 +227,13 @@ func New(cfg Config) (*Sidecar, error) {
 		return nil, fmt.Errorf("sidecar: %w", err)
 	}
 	if s.listeners, err = listener.New(listener.Config{
-		Filters:      filters,
-		OriginalDst:  cfg.OriginalDst,
-		Metrics:      lm,
-		Secrets:      s.secrets,
-		DrainTimeout: cfg.DrainDuration,
-		Logger:       cfg.Logger.With("component", "listeners"),
+		MaxConnections: cfg.MaxConnections,
+		Filters:        filters,
+		OriginalDst:    cfg.OriginalDst,
+		Metrics:        lm,
+		Secrets:        s.secrets,
+		DrainTimeout:   cfg.DrainDuration,
+		Logger:         cfg.Logger.With("component", "listeners"),
 	}); err != nil {
 		return nil, err
 	}
@@ -242,51 +258,58 @@ func New(cfg Config) (*Sidecar, error) {
 	return s, nil
 }
 
-// Apply implements xdsclient.Consumer: each type goes to its component;
-// per-resource errors NACK the response and keep the last good state.
-func (s *Sidecar) Apply(typeURL string, resources map[string]proto.Message) map[string]error {
-	switch typeURL {
+// Apply implements xdsclient.Consumer: each type goes to its component,
+// which compiles only the resources whose version changed and keeps no
+// decoded message; per-resource errors NACK the response and keep the
+// last good state.
+func (s *Sidecar) Apply(set *xdsclient.Set) map[string]error {
+	switch set.TypeURL() {
 	case xdsclient.ClusterType:
-		cs := typed[*clusterv3.Cluster](resources)
-		errs := s.clusters.ApplyClusters(cs)
+		errs := s.clusters.ApplyClusterSet(set)
 		if len(errs) == 0 {
-			s.metrics.SetClusters(cs)
+			if err := s.metrics.SetClusters(set); err != nil {
+				s.log.Warn("metrics: cluster metadata not updated", "error", err)
+			}
 			if s.explicit != nil {
-				s.explicit.setClusters(cs)
+				s.explicit.setClusters(set.Names())
 			}
 		}
 		return errs
 	case xdsclient.EndpointType:
-		es := typed[*endpointv3.ClusterLoadAssignment](resources)
-		errs := s.clusters.ApplyEndpoints(es)
+		errs := s.clusters.ApplyEndpointSet(set)
 		if len(errs) == 0 {
-			s.metrics.SetEndpoints(es)
+			if err := s.metrics.SetEndpoints(set); err != nil {
+				s.log.Warn("metrics: endpoint metadata not updated", "error", err)
+			}
 		}
 		return errs
 	case xdsclient.RouteType:
-		return s.applyRoutes(typed[*routev3.RouteConfiguration](resources))
+		return s.applyRoutes(set)
 	case xdsclient.ListenerType:
-		return s.applyListeners(typed[*listenerv3.Listener](resources))
+		return s.applyListeners(set)
 	}
 	return nil
 }
 
-func typed[T proto.Message](in map[string]proto.Message) map[string]T {
-	out := make(map[string]T, len(in))
-	for k, v := range in {
-		if t, ok := v.(T); ok {
-			out[k] = t
-		}
-	}
-	return out
-}
-
-// applyRoutes compiles every route configuration first and stores them only
-// if all compile, so a NACKed response changes nothing.
-func (s *Sidecar) applyRoutes(rcs map[string]*routev3.RouteConfiguration) map[string]error {
-	tables := make(map[string]*route.Table, len(rcs))
+// applyRoutes compiles the route configurations whose version changed
+// and stores the tables only if all compile, so a NACKed response changes
+// nothing.
+func (s *Sidecar) applyRoutes(set *xdsclient.Set) map[string]error {
+	names := set.Names()
+	s.mu.Lock()
+	prev := s.routeVersions
+	s.mu.Unlock()
+	tables := map[string]*route.Table{}
 	errs := map[string]error{}
-	for name, rc := range rcs {
+	for _, name := range names {
+		if xdsset.Unchanged(prev[name], set.Version(name)) {
+			continue
+		}
+		rc, err := setMsg[*routev3.RouteConfiguration](set, name)
+		if err != nil {
+			errs[name] = err
+			continue
+		}
 		t, err := route.Compile(rc)
 		if err != nil {
 			errs[name] = err
@@ -298,7 +321,14 @@ func (s *Sidecar) applyRoutes(rcs map[string]*routev3.RouteConfiguration) map[st
 		return errs
 	}
 	if s.explicit != nil {
-		// The explicit proxy's merged table; never a reason to NACK.
+		// The explicit proxy's merged table, from every configuration;
+		// never a reason to NACK.
+		rcs := make(map[string]*routev3.RouteConfiguration, len(names))
+		for _, name := range names {
+			if rc, err := setMsg[*routev3.RouteConfiguration](set, name); err == nil {
+				rcs[name] = rc
+			}
+		}
 		s.routes.Set(explicitRouteName, s.explicit.routes(rcs))
 	}
 	s.mu.Lock()
@@ -306,34 +336,46 @@ func (s *Sidecar) applyRoutes(rcs map[string]*routev3.RouteConfiguration) map[st
 	for name, t := range tables {
 		s.routes.Set(name, t)
 	}
-	for name := range s.routeNames {
-		if _, ok := tables[name]; !ok {
+	versions := make(map[string]string, len(names))
+	for _, name := range names {
+		versions[name] = set.Version(name)
+	}
+	for name := range s.routeVersions {
+		if _, ok := versions[name]; !ok {
 			s.routes.Set(name, nil)
 		}
 	}
-	s.routeNames = map[string]bool{}
-	for name := range tables {
-		s.routeNames[name] = true
-	}
+	s.routeVersions = versions
 	return nil
 }
 
-// applyListeners binds and swaps listeners; the listener manager is all or
-// nothing and names each rejected listener.
-func (s *Sidecar) applyListeners(ls map[string]*listenerv3.Listener) map[string]error {
-	names := make([]string, 0, len(ls))
-	for name := range ls {
-		names = append(names, name)
+// setMsg returns resource name of set as a T.
+func setMsg[T proto.Message](set xdsset.Set, name string) (T, error) {
+	var zero T
+	msg, err := set.Msg(name)
+	if err != nil {
+		return zero, err
 	}
-	sort.Strings(names)
-	list := make([]*listenerv3.Listener, 0, len(ls))
-	for _, name := range names {
-		list = append(list, s.rebind(ls[name]))
+	t, ok := msg.(T)
+	if !ok || msg == nil {
+		return zero, fmt.Errorf("resource is a %T, not a %T", msg, zero)
 	}
-	err := s.listeners.Update(list)
+	return t, nil
+}
+
+// applyListeners binds and swaps the listeners whose version changed; the
+// listener manager is all or nothing and names each rejected listener.
+func (s *Sidecar) applyListeners(set *xdsclient.Set) map[string]error {
+	err := s.listeners.UpdateSet(reboundSet{Set: set, s: s})
 	if err == nil {
 		if s.explicit != nil {
 			// The explicit proxy follows the outbound HTTP settings.
+			list := make([]*listenerv3.Listener, 0, set.Len())
+			for _, name := range set.Names() {
+				if l, err := setMsg[*listenerv3.Listener](set, name); err == nil {
+					list = append(list, l)
+				}
+			}
 			s.explicit.setTemplate(list)
 		}
 		return nil
@@ -344,10 +386,26 @@ func (s *Sidecar) applyListeners(ls map[string]*listenerv3.Listener) map[string]
 	}
 	// Not attributable to one listener: reject them all with it.
 	out := map[string]error{}
-	for _, name := range names {
+	for _, name := range set.Names() {
 		out[name] = err
 	}
 	return out
+}
+
+// reboundSet is the LDS set with BindAddress applied (rebind). The
+// versions stay the resources': BindAddress does not change while the
+// sidecar runs.
+type reboundSet struct {
+	*xdsclient.Set
+	s *Sidecar
+}
+
+func (r reboundSet) Msg(name string) (proto.Message, error) {
+	l, err := setMsg[*listenerv3.Listener](r.Set, name)
+	if err != nil {
+		return nil, err
+	}
+	return r.s.rebind(l), nil
 }
 
 // rebind applies BindAddress to a listener that binds a wildcard socket.

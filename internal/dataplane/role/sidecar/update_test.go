@@ -80,7 +80,11 @@ func apply(t *testing.T, s *Sidecar, typeURL string, ms ...proto.Message) {
 	for _, m := range ms {
 		res[m.(interface{ GetName() string }).GetName()] = m
 	}
-	if errs := s.Apply(typeURL, res); len(errs) > 0 {
+	set, err := xdsclient.SetOf(typeURL, res, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if errs := s.Apply(set); len(errs) > 0 {
 		t.Fatalf("Apply %s: %v", typeURL, errs)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/asn1"
 	"fmt"
 	"math/big"
 	"net"
@@ -70,10 +71,18 @@ type Leaf struct {
 	IPs      []net.IP
 	// NotAfter defaults to a day from now.
 	NotAfter time.Time
+	// KeyUsage, when not zero, replaces digitalSignature|keyEncipherment.
+	KeyUsage x509.KeyUsage
+	// ExtKeyUsage, when not nil, replaces serverAuth and clientAuth.
+	ExtKeyUsage []x509.ExtKeyUsage
+	// RawURI, when set, is written byte for byte as the only URI SAN
+	// (crypto/x509 refuses to encode, and to parse, a NUL in it); the
+	// leaf is then returned without Leaf.
+	RawURI string
 }
 
 // Issue signs a leaf with a fresh P-256 key, usable for client and server
-// authentication.
+// authentication unless l says otherwise.
 func (ca *CA) Issue(t testing.TB, l Leaf) *tls.Certificate {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -83,12 +92,18 @@ func (ca *CA) Issue(t testing.TB, l Leaf) *tls.Certificate {
 	if l.NotAfter.IsZero() {
 		l.NotAfter = time.Now().Add(24 * time.Hour)
 	}
+	if l.KeyUsage == 0 {
+		l.KeyUsage = x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment
+	}
+	if l.ExtKeyUsage == nil {
+		l.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
+	}
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(time.Now().UnixNano()),
 		NotBefore:    time.Now().Add(-2 * time.Hour),
 		NotAfter:     l.NotAfter,
-		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		KeyUsage:     l.KeyUsage,
+		ExtKeyUsage:  l.ExtKeyUsage,
 		DNSNames:     l.DNSNames,
 		IPAddresses:  l.IPs,
 	}
@@ -99,9 +114,20 @@ func (ca *CA) Issue(t testing.TB, l Leaf) *tls.Certificate {
 		}
 		tmpl.URIs = append(tmpl.URIs, pu)
 	}
+	if l.RawURI != "" {
+		san, err := asn1.Marshal([]asn1.RawValue{{Class: asn1.ClassContextSpecific, Tag: 6, Bytes: []byte(l.RawURI)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tmpl.URIs, tmpl.DNSNames, tmpl.IPAddresses = nil, nil, nil
+		tmpl.ExtraExtensions = []pkix.Extension{{Id: asn1.ObjectIdentifier{2, 5, 29, 17}, Value: san}}
+	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.key)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if l.RawURI != "" {
+		return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 	}
 	leaf, err := x509.ParseCertificate(der)
 	if err != nil {

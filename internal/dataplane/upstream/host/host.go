@@ -21,7 +21,8 @@ type Endpoint struct {
 	Priority uint32
 	// Health is the health status EDS reported.
 	Health corev3.HealthStatus
-	// Metadata is the endpoint's metadata; read-only.
+	// Metadata is the endpoint's transport socket match metadata (the
+	// only namespace matched after compilation); read-only.
 	Metadata *corev3.Metadata
 	// TLSMode is Istio's filter_metadata["envoy.transport_socket_match"]
 	// ["tlsMode"] ("istio" when the workload has a mesh proxy).

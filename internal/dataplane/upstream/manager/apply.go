@@ -1,6 +1,7 @@
 package manager
 
 import (
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"slices"
@@ -12,15 +13,26 @@ import (
 
 	"github.com/trellismesh/trellis/internal/dataplane/upstream"
 	"github.com/trellismesh/trellis/internal/dataplane/upstream/host"
+	"github.com/trellismesh/trellis/internal/dataplane/xdsset"
 )
 
 var errClosed = errors.New("cluster manager closed")
 
-// ApplyClusters makes res (CDS resources by name, the complete set) the
-// clusters in force and returns the errors of the rejected ones, for the
-// NACK (nil when all were accepted):
+// ApplyClusters applies res as ApplyClusterSet does, for callers that
+// hold messages (tests, configuration built in process): versions are
+// hashes of the clusters' content (xdsset.Of). The manager does not keep
+// the messages.
+func (m *Manager) ApplyClusters(res map[string]*clusterv3.Cluster) map[string]error {
+	return m.ApplyClusterSet(xdsset.Of(res))
+}
+
+// ApplyClusterSet makes res (the complete CDS set, as the xDS client
+// delivers it) the clusters in force and returns the errors of the
+// rejected ones, for the NACK (nil when all were accepted):
 //
-//   - unchanged clusters (proto.Equal) are kept as they are;
+//   - a cluster with the version it was compiled from is kept as it is,
+//     without being decoded; so is one whose new version has the same
+//     content (the same deterministic serialization);
 //   - new and changed ones are compiled; a rejected cluster keeps its
 //     previous version, if any;
 //   - a changed cluster whose difference lies only in connection settings
@@ -34,26 +46,24 @@ var errClosed = errors.New("cluster manager closed")
 //   - clusters absent from res are removed: new requests fail with NC,
 //     in-flight ones finish, then their connections close.
 //
-// The protos must not be modified afterwards.
-func (m *Manager) ApplyClusters(res map[string]*clusterv3.Cluster) map[string]error {
+// The manager keeps what it compiled and fingerprints of the content, not
+// the messages.
+func (m *Manager) ApplyClusterSet(res xdsset.Set) map[string]error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	errs := map[string]error{}
+	names := res.Names()
 	if m.closed {
-		for name := range res {
+		for _, name := range names {
 			errs[name] = errClosed
 		}
 		return errs
 	}
 	old := *m.clusters.Load()
-	next := make(map[string]*entry, len(res))
-	for name, pc := range res {
+	next := make(map[string]*entry, len(names))
+	for _, name := range names {
 		prev := old[name]
-		if prev != nil && (prev.proto == pc || proto.Equal(prev.proto, pc)) {
-			next[name] = prev
-			continue
-		}
-		e, err := m.build(name, pc, prev)
+		e, err := m.cluster(name, res, prev)
 		if err != nil {
 			errs[name] = err
 			m.log.Warn("cluster rejected", "cluster", name, "error", err)
@@ -83,11 +93,34 @@ func (m *Manager) ApplyClusters(res map[string]*clusterv3.Cluster) map[string]er
 	return errs
 }
 
-// build compiles one cluster.
-func (m *Manager) build(name string, pc *clusterv3.Cluster, prev *entry) (*entry, error) {
+// cluster returns the entry of cluster name in res: prev if unchanged,
+// else a new one. Called with mu held.
+func (m *Manager) cluster(name string, res xdsset.Set, prev *entry) (*entry, error) {
+	version := res.Version(name)
+	if prev != nil && xdsset.Unchanged(prev.src.version, version) {
+		return prev, nil
+	}
+	msg, err := res.Msg(name)
+	if err != nil {
+		return nil, fmt.Errorf("cluster %q: %w", name, err)
+	}
+	pc, ok := msg.(*clusterv3.Cluster)
+	if msg != nil && !ok {
+		return nil, fmt.Errorf("cluster %q: resource is a %T, not a Cluster", name, msg)
+	}
 	if pc == nil {
 		return nil, fmt.Errorf("cluster %q: nil resource", name)
 	}
+	src := newSource(version, pc)
+	if prev != nil && src.sameContent(prev.src) {
+		prev.src.version = version
+		return prev, nil
+	}
+	return m.build(name, pc, src, prev)
+}
+
+// build compiles one cluster.
+func (m *Manager) build(name string, pc *clusterv3.Cluster, src source, prev *entry) (*entry, error) {
 	if pc.GetName() != name {
 		return nil, fmt.Errorf("cluster %q: resource name differs from the cluster's name %q", name, pc.GetName())
 	}
@@ -106,8 +139,8 @@ func (m *Manager) build(name string, pc *clusterv3.Cluster, prev *entry) (*entry
 	if err != nil {
 		return nil, fmt.Errorf("cluster %q: %w", name, err)
 	}
-	e := newEntry(name, pc, c, dialer{bind: bind, keepalive: keepaliveConfig(c.ConnectionOptions), sockets: socks, httpALPN: alpnOverride(pc)}, m.log)
-	if prev != nil && sameInstance(prev.proto, pc) {
+	e := newEntry(name, src, c, dialer{bind: bind, keepalive: keepaliveConfig(c.ConnectionOptions), sockets: socks, httpALPN: alpnOverride(pc)}, m.log)
+	if prev != nil && src.sameInstance(prev.src) {
 		e.in = prev.in
 		e.adopt(prev)
 		return e, nil
@@ -147,20 +180,45 @@ var settingsFields = []protoreflect.Name{
 	"upstream_http_protocol_options", "protocol_selection", "max_requests_per_connection",
 }
 
-// sameInstance reports whether a and b differ only in settingsFields.
-func sameInstance(a, b *clusterv3.Cluster) bool {
-	x, y := proto.Clone(a), proto.Clone(b)
-	for _, msg := range []proto.Message{x, y} {
-		r := msg.ProtoReflect()
-		fields := r.Descriptor().Fields()
-		for _, n := range settingsFields {
-			if fd := fields.ByName(n); fd != nil {
-				r.Clear(fd)
-			}
+// source identifies what an entry was compiled from: the resource's
+// version and fingerprints of its deterministic serialization, whole and
+// without settingsFields. Guarded by Manager.mu (version is updated when
+// a new version has the same content).
+type source struct {
+	version string
+	// content and instance are SHA-256 sums; ok is false if the cluster
+	// could not be serialized, and the sums then match nothing.
+	content, instance [sha256.Size]byte
+	ok                bool
+}
+
+func newSource(version string, pc *clusterv3.Cluster) source {
+	src := source{version: version}
+	whole, err := proto.MarshalOptions{Deterministic: true}.Marshal(pc)
+	if err != nil {
+		return src
+	}
+	x := proto.Clone(pc)
+	r := x.ProtoReflect()
+	fields := r.Descriptor().Fields()
+	for _, n := range settingsFields {
+		if fd := fields.ByName(n); fd != nil {
+			r.Clear(fd)
 		}
 	}
-	return proto.Equal(x, y)
+	inst, err := proto.MarshalOptions{Deterministic: true}.Marshal(x)
+	if err != nil {
+		return src
+	}
+	src.content, src.instance, src.ok = sha256.Sum256(whole), sha256.Sum256(inst), true
+	return src
 }
+
+// sameContent reports whether a and b were compiled from the same cluster.
+func (a source) sameContent(b source) bool { return a.ok && b.ok && a.content == b.content }
+
+// sameInstance reports whether a and b differ only in settingsFields.
+func (a source) sameInstance(b source) bool { return a.ok && b.ok && a.instance == b.instance }
 
 // reindexLocked rebuilds the EDS index and forgets what no cluster uses
 // any more: assignments of removed service names, drained retired
@@ -182,31 +240,41 @@ func (m *Manager) reindexLocked(cur map[string]*entry) {
 	m.retired = slices.DeleteFunc(m.retired, func(e *entry) bool { return e.empty() })
 }
 
-// ApplyEndpoints applies EDS resources (ClusterLoadAssignments by service
-// name) to the clusters that use them and returns the errors of the
-// rejected ones (nil when all were accepted); a rejected assignment
-// leaves its clusters' hosts as they were. Assignments equal to the last
-// applied one are skipped, so the xDS client may pass its complete set
-// every time; names absent from res keep their endpoints (a name goes
-// away with its last cluster). A nil assignment removes the service's
-// endpoints. Names no cluster uses (yet) are kept until the next
-// ApplyClusters. Hosts that stay keep their counters, outlier state and
-// connections; hosts that leave drain their pools.
+// ApplyEndpoints applies res as ApplyEndpointSet does, for callers that
+// hold messages (tests, configuration built in process): versions are
+// hashes of the assignments' content (xdsset.Of); a nil assignment removes
+// the service's endpoints.
 func (m *Manager) ApplyEndpoints(res map[string]*endpointv3.ClusterLoadAssignment) map[string]error {
+	return m.ApplyEndpointSet(xdsset.Of(res))
+}
+
+// ApplyEndpointSet applies EDS resources (ClusterLoadAssignments by
+// service name) to the clusters that use them and returns the errors of
+// the rejected ones (nil when all were accepted); a rejected assignment
+// leaves its clusters' hosts as they were. An assignment with the version
+// last applied is skipped without being decoded, so the xDS client may
+// pass its complete set every time; names absent from res keep their
+// endpoints (a name goes away with its last cluster). Names no cluster
+// uses (yet) are kept until the next ApplyClusterSet. Hosts that stay keep
+// their counters, outlier state and connections; hosts that leave drain
+// their pools. The manager keeps the compiled endpoints and the version,
+// not the messages.
+func (m *Manager) ApplyEndpointSet(res xdsset.Set) map[string]error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	errs := map[string]error{}
-	for name, cla := range res {
-		if prev, ok := m.applied[name]; ok && (prev == cla || proto.Equal(prev, cla)) {
+	for _, name := range res.Names() {
+		version := res.Version(name)
+		if prev, ok := m.applied[name]; ok && xdsset.Unchanged(prev, version) {
 			continue
 		}
-		eps, err := endpointSet(name, cla)
+		eps, err := endpoints(name, res)
 		if err != nil {
 			errs[name] = err
 			m.log.Warn("cluster load assignment rejected", "service", name, "error", err)
 			continue
 		}
-		m.endpoints[name], m.applied[name] = eps, cla
+		m.endpoints[name], m.applied[name] = eps, version
 		for _, e := range m.byEDS[name] {
 			if err := e.update(eps); err != nil {
 				errs[name] = err
@@ -217,6 +285,19 @@ func (m *Manager) ApplyEndpoints(res map[string]*endpointv3.ClusterLoadAssignmen
 		return nil
 	}
 	return errs
+}
+
+// endpoints decodes and compiles the assignment name of res.
+func endpoints(name string, res xdsset.Set) (*upstream.EndpointSet, error) {
+	msg, err := res.Msg(name)
+	if err != nil {
+		return nil, fmt.Errorf("cluster load assignment %q: %w", name, err)
+	}
+	cla, ok := msg.(*endpointv3.ClusterLoadAssignment)
+	if msg != nil && !ok {
+		return nil, fmt.Errorf("cluster load assignment %q: resource is a %T, not a ClusterLoadAssignment", name, msg)
+	}
+	return endpointSet(name, cla)
 }
 
 func endpointSet(name string, cla *endpointv3.ClusterLoadAssignment) (*upstream.EndpointSet, error) {

@@ -4,13 +4,20 @@
 // its hosts, and serves the two data paths — the HTTP router
 // (router.Upstream: RoundTrip) and the tcp proxy (tcp.Upstream: Dial).
 //
-//	xDS client ──ApplyClusters(map)──► compile (upstream.Compile) ──error──► per-resource NACK,
+//	xDS client ──ApplyClusterSet(xdsset.Set)──► compile (upstream.Compile) ──error──► per-resource NACK,
 //	   │                                  │                                 previous version kept
-//	   │                                  ├ unchanged (proto.Equal): kept
+//	   │                                  ├ same version: kept, not decoded
+//	   │                                  ├ new version, same content (SHA-256 of the
+//	   │                                  │   deterministic serialization): kept
 //	   │                                  ├ settings-only change: same Instance, new pools
 //	   │                                  ├ otherwise: new Instance (+ last CLA of its EDS name)
 //	   │                                  └ absent: retired — NC for new requests, pools drain
-//	   └─ApplyEndpoints(map)─► upstream.Endpoints ─► Instance.Update ─► pools of hosts that left drain
+//	   └─ApplyEndpointSet(xdsset.Set)─► (same version: skipped) upstream.Endpoints ─► Instance.Update
+//	                                    ─► pools of hosts that left drain
+//
+//	The manager keeps compiled clusters and endpoint sets with the versions (and
+//	fingerprints) they came from, never the messages; ApplyClusters and
+//	ApplyEndpoints take maps of messages (tests, in-process configuration).
 //
 //	Run(ctx): per cluster one goroutine, if needed:
 //	   outlier interval ─► Instance.Tick     DNS refresh ─► Instance.Update

@@ -10,7 +10,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 
 	"github.com/trellismesh/trellis/internal/dataplane/upstream"
@@ -20,15 +19,15 @@ import (
 )
 
 // entry is one version of a cluster: its compiled settings, its Instance
-// (possibly shared with the previous version, see sameInstance) and the
+// (possibly shared with the previous version, see source.sameInstance) and the
 // connection pools of its hosts.
 type entry struct {
-	name  string
-	proto *clusterv3.Cluster
-	c     *upstream.Cluster
-	in    *upstream.Instance
-	dial  dialer
-	log   *slog.Logger
+	name string
+	src  source // what c was compiled from
+	c    *upstream.Cluster
+	in   *upstream.Instance
+	dial dialer
+	log  *slog.Logger
 
 	// warming: an EDS cluster whose assignment has not arrived, or a DNS
 	// cluster not resolved yet.
@@ -54,9 +53,9 @@ type entry struct {
 	dnsFailures int
 }
 
-func newEntry(name string, pc *clusterv3.Cluster, c *upstream.Cluster, d dialer, log *slog.Logger) *entry {
+func newEntry(name string, src source, c *upstream.Cluster, d dialer, log *slog.Logger) *entry {
 	return &entry{
-		name: name, proto: pc, c: c, dial: d, log: log,
+		name: name, src: src, c: c, dial: d, log: log,
 		byKey:   map[string]*hostPools{},
 		orig:    map[netip.AddrPort]*hostPools{},
 		current: map[string]bool{},

@@ -11,8 +11,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
-
 	"github.com/trellismesh/trellis/internal/dataplane/upstream"
 )
 
@@ -57,9 +55,9 @@ type Manager struct {
 
 	mu sync.Mutex
 	// endpoints is the last good EndpointSet per EDS service name, and
-	// applied the assignment it was compiled from.
+	// applied the version of the assignment it was compiled from.
 	endpoints map[string]*upstream.EndpointSet
-	applied   map[string]*endpointv3.ClusterLoadAssignment
+	applied   map[string]string
 	// byEDS indexes the current EDS clusters by service name.
 	byEDS map[string][]*entry
 	// retired clusters drain their pools; forgotten once empty.
@@ -92,7 +90,7 @@ func New(cfg Config) (*Manager, error) {
 		log:       cfg.Logger,
 		kick:      make(chan struct{}, 1),
 		endpoints: map[string]*upstream.EndpointSet{},
-		applied:   map[string]*endpointv3.ClusterLoadAssignment{},
+		applied:   map[string]string{},
 		byEDS:     map[string][]*entry{},
 	}
 	m.clusters.Store(&map[string]*entry{})

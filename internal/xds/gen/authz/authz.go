@@ -1,7 +1,6 @@
 package authz
 
 import (
-	"errors"
 	"fmt"
 	"sort"
 	"strconv"
@@ -58,7 +57,10 @@ type Filters struct {
 	// HTTP are the RBAC filters (CUSTOM with an unavailable provider,
 	// AUDIT, DENY, ALLOW), after request authentication.
 	HTTP []*hcmv3.HttpFilter
-	TCP  []*listenerv3.Filter
+	// TCP are the network filters of TCP chains, in order: the CUSTOM
+	// policies' shadow RBAC and ext_authz (gRPC provider), then the RBAC
+	// filters (CUSTOM with an unavailable provider, AUDIT, DENY, ALLOW).
+	TCP []*listenerv3.Filter
 	// Warnings name the rules, values and providers that were skipped.
 	Warnings []string
 }
@@ -71,9 +73,10 @@ func Build(p model.AuthzPolicies, opts Options) Filters {
 		b.warnings = nil
 		var sets []ruleSet
 		if len(p.Custom) > 0 {
-			set, filters := b.custom(p.Custom, forTCP)
+			set, httpFilters, tcpFilters := b.custom(p.Custom, forTCP)
 			sets = append(sets, set)
-			out.CustomHTTP = append(out.CustomHTTP, filters...)
+			out.CustomHTTP = append(out.CustomHTTP, httpFilters...)
+			out.TCP = append(out.TCP, tcpFilters...)
 		}
 		for _, a := range []struct {
 			policies []config.Config
@@ -203,11 +206,13 @@ func (b *builder) addPolicy(into map[string]*rbacv3.Policy, c config.Config, act
 
 // custom translates CUSTOM policies. When every enforced CUSTOM policy
 // names the same provider and it resolves to an ext_authz provider, HTTP
-// chains get the shadow RBAC and ext_authz filters (customHTTP); TCP
-// chains get nothing for an HTTP provider (as Istio). Otherwise the
-// provider is unavailable and Istio denies what the CUSTOM rules match: a
-// DENY RBAC over them. Dry-run policies are left out.
-func (b *builder) custom(policies []config.Config, forTCP bool) (ruleSet, []*hcmv3.HttpFilter) {
+// chains get the shadow RBAC and ext_authz filters (customHTTP) and TCP
+// chains, for a gRPC provider, the network shadow RBAC and ext_authz
+// filters (customTCP); TCP chains get nothing for an HTTP provider (as
+// Istio). Otherwise the provider is unavailable and Istio denies what the
+// CUSTOM rules match: a DENY RBAC over them. Dry-run policies are left
+// out.
+func (b *builder) custom(policies []config.Config, forTCP bool) (ruleSet, []*hcmv3.HttpFilter, []*listenerv3.Filter) {
 	rules := &rbacv3.RBAC{Action: rbacv3.RBAC_DENY, Policies: map[string]*rbacv3.Policy{}}
 	seen := map[string]bool{}
 	var providers []string
@@ -231,11 +236,9 @@ func (b *builder) custom(policies []config.Config, forTCP bool) (ruleSet, []*hcm
 	var err error
 	if len(providers) != 1 {
 		err = fmt.Errorf("the CUSTOM policies of a workload must all use one provider, found %q", providers)
-	} else if ea, err = b.resolveProvider(providers[0]); err == nil && forTCP {
-		if !ea.grpc {
-			return ruleSet{}, nil
-		}
-		err = errors.New("Trellis has no envoy.filters.network.ext_authz filter for TCP filter chains")
+	} else if ea, err = b.resolveProvider(providers[0]); err == nil && forTCP && ea.tcp == nil {
+		// An HTTP provider cannot check a TCP connection: Istio ignores it.
+		return ruleSet{}, nil, nil
 	}
 	if err != nil {
 		b.warnf("CUSTOM action with provider %s: %v; requests the policies select are denied", strings.Join(quoteAll(providers), ", "), err)
@@ -243,12 +246,15 @@ func (b *builder) custom(policies []config.Config, forTCP bool) (ruleSet, []*hcm
 		for name, pol := range rules.Policies {
 			deny.Policies[name+badCustomActionSuffix] = pol
 		}
-		return ruleSet{rules: deny}, nil
+		return ruleSet{rules: deny}, nil, nil
 	}
 	if len(rules.Policies) == 0 {
-		return ruleSet{}, nil
+		return ruleSet{}, nil, nil
 	}
-	return ruleSet{}, customHTTP(rules, ea)
+	if forTCP {
+		return ruleSet{}, nil, customTCP(rules, ea)
+	}
+	return ruleSet{}, customHTTP(rules, ea), nil
 }
 
 func quoteAll(s []string) []string {

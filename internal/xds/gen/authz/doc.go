@@ -4,9 +4,10 @@
 // connection managers (envoy.filters.http.rbac) and inbound TCP filter
 // chains (envoy.filters.network.rbac, stat_prefix "tcp.").
 //
-//	model.AuthzPolicies ─► Build ─► Filters{HTTP, TCP, Warnings}
-//	   CUSTOM ─► shadow RBAC + ext_authz (CustomHTTP), or a DENY RBAC
-//	             when the provider is unavailable (see below)
+//	model.AuthzPolicies ─► Build ─► Filters{CustomHTTP, HTTP, TCP, Warnings}
+//	   CUSTOM ─► shadow RBAC + ext_authz (CustomHTTP; first in TCP for a
+//	             gRPC provider), or a DENY RBAC when the provider is
+//	             unavailable (see below)
 //	   AUDIT  ─► RBAC action LOG
 //	   DENY   ─► RBAC action DENY
 //	   ALLOW  ─► RBAC action ALLOW (present but matching nothing: deny)
@@ -23,7 +24,11 @@
 // namespaces, remoteIpBlocks, ipBlocks, serviceAccounts, then the
 // principal-side when conditions); values of a field are or-ed, not*
 // values become not(or(...)). A policy with no rules never matches. A
-// rule with an unknown when key is skipped.
+// when key no generator translates (one validation accepts, such as
+// source.serviceAccount) fails closed (SECURITY A12): an ALLOW rule using
+// it is skipped (it never allows), a DENY or AUDIT rule is kept without
+// that condition (it denies more, never less), as for HTTP-only fields on
+// TCP below.
 //
 // Field translation (Istio's generators):
 //
@@ -82,16 +87,30 @@
 //
 // so only requests a CUSTOM rule selects are sent to the provider. Header
 // names "x-*" / "*-x" become case-insensitive prefix / suffix matchers; a
-// lone "*" makes the provider invalid. On TCP chains an HTTP provider
-// gives no filter (Istio ignores it there).
+// lone "*" makes the provider invalid.
 //
-// Otherwise (provider not declared, invalid, service not found, several
-// providers for one workload, or a gRPC provider on a TCP chain, where
-// Trellis has no network ext_authz filter) the provider is unavailable and
+// On TCP chains a gRPC provider gives, first in Filters.TCP (Istio's
+// order: CUSTOM, then AUDIT, DENY, ALLOW):
+//
+//	envoy.filters.network.rbac      stat_prefix "tcp.", shadow_rules = the
+//	                                CUSTOM rules (translated for TCP as a
+//	                                DENY: HTTP-only fields are dropped, so
+//	                                the rule selects more connections),
+//	                                shadow_rules_stat_prefix istio_ext_authz_
+//	envoy.filters.network.ext_authz stat_prefix "tcp.", the provider's
+//	                                grpc_service and failure_mode_allow,
+//	                                filter_enabled_metadata on the network
+//	                                RBAC's istio_ext_authz_shadow_effective_policy_id
+//
+// An HTTP provider gives no filter on TCP chains (Istio ignores it there:
+// it cannot check a connection).
+//
+// Otherwise (provider not declared, invalid, service not found, or
+// several providers for one workload) the provider is unavailable and
 // Build does what Istio does: a DENY RBAC over the CUSTOM policies' rules,
 // each named ...-deny-due-to-bad-CUSTOM-action, and a warning. Requests
-// the CUSTOM policy would send to the provider are refused (fail closed);
-// others pass.
+// and connections the CUSTOM policy would send to the provider are
+// refused (fail closed); others pass.
 //
 // Build is pure and deterministic; Warnings list what was skipped.
 package authz

@@ -9,10 +9,13 @@ import (
 	"strings"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	rbacv3 "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
 	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
 	rbachttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
+	extauthztcpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/ext_authz/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	rbactcpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/rbac/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -22,6 +25,7 @@ import (
 // Names Istio uses for CUSTOM actions.
 const (
 	ExtAuthzHTTPFilterName = "envoy.filters.http.ext_authz"
+	ExtAuthzTCPFilterName  = "envoy.filters.network.ext_authz"
 	// ExtAuthzShadowPrefix is the shadow_rules_stat_prefix of the RBAC
 	// filter that marks the requests a CUSTOM policy selects.
 	ExtAuthzShadowPrefix = "istio_ext_authz_"
@@ -34,11 +38,12 @@ const (
 // defaultExtAuthzTimeout is Istio's timeout for a provider without one.
 var defaultExtAuthzTimeout = durationpb.New(600e9)
 
-// extAuthz is one resolved extension provider: its HTTP filter config;
-// grpc marks a gRPC provider (which Istio also applies to TCP chains).
+// extAuthz is one resolved extension provider: its HTTP filter config
+// and, for a gRPC provider (which Istio also applies to TCP chains), its
+// network filter config.
 type extAuthz struct {
 	http *extauthzv3.ExtAuthz
-	grpc bool
+	tcp  *extauthztcpv3.ExtAuthz
 }
 
 // resolveProvider finds a provider in the mesh config and builds its
@@ -182,14 +187,25 @@ func (b *builder) extAuthzGRPC(c *meshconfig.MeshConfig_ExtensionProvider_EnvoyE
 		}},
 		Timeout: timeoutOrDefault(c.GetTimeout()),
 	}
-	return &extAuthz{grpc: true, http: &extauthzv3.ExtAuthz{
-		Services:              &extauthzv3.ExtAuthz_GrpcService{GrpcService: grpc},
-		TransportApiVersion:   corev3.ApiVersion_V3,
-		FailureModeAllow:      c.GetFailOpen(),
-		StatusOnError:         status,
-		FilterEnabledMetadata: filterEnabled(HTTPFilterName),
-		WithRequestBody:       bodySettings(c.GetIncludeRequestBodyInCheck()),
-	}}, nil
+	return &extAuthz{
+		http: &extauthzv3.ExtAuthz{
+			Services:              &extauthzv3.ExtAuthz_GrpcService{GrpcService: grpc},
+			TransportApiVersion:   corev3.ApiVersion_V3,
+			FailureModeAllow:      c.GetFailOpen(),
+			StatusOnError:         status,
+			FilterEnabledMetadata: filterEnabled(HTTPFilterName),
+			WithRequestBody:       bodySettings(c.GetIncludeRequestBodyInCheck()),
+		},
+		// Istio's network filter: the same channel and failure mode,
+		// counted under "tcp.", gated on the network shadow RBAC.
+		tcp: &extauthztcpv3.ExtAuthz{
+			StatPrefix:            TCPStatPrefix,
+			GrpcService:           grpc,
+			TransportApiVersion:   corev3.ApiVersion_V3,
+			FailureModeAllow:      c.GetFailOpen(),
+			FilterEnabledMetadata: filterEnabled(TCPFilterName),
+		},
+	}, nil
 }
 
 func timeoutOrDefault(d *durationpb.Duration) *durationpb.Duration {
@@ -244,6 +260,19 @@ func filterEnabled(rbacFilter string) *matcherv3.MetadataMatcher {
 		Value: &matcherv3.ValueMatcher{MatchPattern: &matcherv3.ValueMatcher_StringMatch{
 			StringMatch: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: extAuthzPrefix}},
 		}},
+	}
+}
+
+// customTCP are the network filters of the CUSTOM policies on a TCP
+// chain when their provider is a gRPC one: a network RBAC filter whose
+// shadow rules mark the connections the CUSTOM rules select, then the
+// network ext_authz filter gated on that mark (Istio's order and names).
+func customTCP(rules *rbacv3.RBAC, ea *extAuthz) []*listenerv3.Filter {
+	return []*listenerv3.Filter{
+		{Name: TCPFilterName, ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: toAny(&rbactcpv3.RBAC{
+			ShadowRules: rules, StatPrefix: TCPStatPrefix, ShadowRulesStatPrefix: ExtAuthzShadowPrefix,
+		})}},
+		{Name: ExtAuthzTCPFilterName, ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: toAny(ea.tcp)}},
 	}
 }
 

@@ -70,6 +70,20 @@ spec:
 `
 }
 
+// customTCPPolicy sends connections to port 7000 from 10.0.0.0/8 to the
+// gRPC provider.
+const customTCPPolicy = `
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: ext-tcp, namespace: foo}
+spec:
+  action: CUSTOM
+  provider: {name: opa-grpc}
+  rules:
+  - from: [{source: {ipBlocks: ["10.0.0.0/8"]}}]
+    to: [{operation: {ports: ["7000"]}}]
+`
+
 func TestCustomGolden(t *testing.T) {
 	cases := []struct {
 		name, yaml string
@@ -79,8 +93,15 @@ func TestCustomGolden(t *testing.T) {
 	}{
 		{"custom-http", customPolicy("opa") + "---" + denyAll,
 			"envoy.filters.http.rbac envoy.filters.http.ext_authz", "envoy.filters.http.rbac", "envoy.filters.network.rbac", ""},
+		// A gRPC provider also checks TCP chains: the network shadow RBAC
+		// and ext_authz (the path rule, HTTP only, selects every
+		// connection: the field is dropped as in Istio's DENY translation).
 		{"custom-grpc", customPolicy("opa-grpc"),
-			"envoy.filters.http.rbac envoy.filters.http.ext_authz", "", "envoy.filters.network.rbac", "TCP"},
+			"envoy.filters.http.rbac envoy.filters.http.ext_authz", "", "envoy.filters.network.rbac envoy.filters.network.ext_authz", ""},
+		// CUSTOM comes first on TCP chains, then the other actions.
+		{"custom-grpc-tcp", customTCPPolicy + "---" + denyAll,
+			"envoy.filters.http.rbac envoy.filters.http.ext_authz", "envoy.filters.http.rbac",
+			"envoy.filters.network.rbac envoy.filters.network.ext_authz envoy.filters.network.rbac", ""},
 		{"custom-unknown-provider", customPolicy("nope"), "", "envoy.filters.http.rbac", "envoy.filters.network.rbac", `"nope" is not declared`},
 		{"custom-bad-provider", customPolicy("bad-wildcard"), "", "envoy.filters.http.rbac", "envoy.filters.network.rbac", "single wildcard"},
 		{"custom-missing-service", customPolicy("missing-service"), "", "envoy.filters.http.rbac", "envoy.filters.network.rbac", "not found"},

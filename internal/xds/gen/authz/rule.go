@@ -96,7 +96,11 @@ func newRuleModel(r *security.Rule, policyNS string) (*ruleModel, error) {
 			}
 			basePrin = add(basePrin, false, claimGen{claims: claims}, k, vs, nvs)
 		default:
-			return nil, fmt.Errorf("unknown attribute %s", k)
+			// A key validation let through but no generator knows
+			// (SECURITY A12): the condition cannot be checked, so an
+			// ALLOW rule using it never allows and a DENY or AUDIT rule
+			// is widened to ignore it; never silently dropped whole.
+			basePerm = add(basePerm, false, unknownGen{}, k, vs, nvs)
 		}
 	}
 	m := &ruleModel{}
@@ -324,4 +328,17 @@ func nestedBracketed(s string) ([]string, error) {
 		return nil, fmt.Errorf("expecting format [<NAME>], but found %s", s)
 	}
 	return out, nil
+}
+
+// unknownGen is a when key the generators do not translate: it always
+// fails, which check turns into "the ALLOW rule never matches" and "the
+// DENY or AUDIT rule is checked without it".
+type unknownGen struct{}
+
+func (unknownGen) permission(key string, _ []string, _ bool) (*rbacv3.Permission, error) {
+	return nil, fmt.Errorf("unknown attribute %s", key)
+}
+
+func (unknownGen) principal(key string, _ []string, _ bool) (*rbacv3.Principal, error) {
+	return nil, fmt.Errorf("unknown attribute %s", key)
 }

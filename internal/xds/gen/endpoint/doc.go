@@ -18,6 +18,11 @@
 // PeerAuthentication turns mTLS off for that workload port (DISABLE;
 // model.Snapshot.PeerAuthentication).
 //
+// Each lb_endpoint's health_status is its model.Endpoint's Health:
+// HEALTHY, UNHEALTHY or DRAINING (the registry decides which endpoints
+// are sent at all; see registry/kube). Locality weights count every
+// endpoint sent; proxies skip the unhealthy and draining ones.
+//
 // Build answers EDS requests. Assignment is the shared building block: the
 // cluster generator uses it for the inline load_assignment of DNS clusters,
 // so CDS and EDS agree on endpoints, metadata and locality priorities.

@@ -186,10 +186,21 @@ func lbEndpoint(ep *model.Endpoint, port uint32, mtls bool) *endpointv3.LbEndpoi
 		HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
 			Address: Address(ep.Address, port),
 		}},
-		HealthStatus:        core.HealthStatus_HEALTHY,
+		HealthStatus:        healthStatus(ep.Health),
 		LoadBalancingWeight: wrapperspb.UInt32(ep.LBWeight()),
 		Metadata:            md,
 	}
+}
+
+// healthStatus is the EDS health_status of an endpoint's health.
+func healthStatus(h model.Health) core.HealthStatus {
+	switch h {
+	case model.Unhealthy:
+		return core.HealthStatus_UNHEALTHY
+	case model.Draining:
+		return core.HealthStatus_DRAINING
+	}
+	return core.HealthStatus_HEALTHY
 }
 
 // Address returns an Envoy address: a socket address for IPs and host names,

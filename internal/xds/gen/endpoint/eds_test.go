@@ -295,3 +295,38 @@ func TestCanonicalService(t *testing.T) {
 		}
 	}
 }
+
+// TestHealthStatus checks each endpoint's health reaches EDS as
+// health_status: HEALTHY, UNHEALTHY, DRAINING.
+func TestHealthStatus(t *testing.T) {
+	svc := &model.Service{Hostname: "web.default.svc.cluster.local", Namespace: "default",
+		Ports: []model.Port{{Name: "http", Number: 8080, Protocol: model.ProtocolHTTP}}}
+	eps := []*model.Endpoint{
+		{Address: "10.1.0.1", Namespace: "default", TLSMode: "disabled"},
+		{Address: "10.1.0.2", Namespace: "default", TLSMode: "disabled", Health: model.Unhealthy},
+		{Address: "10.1.0.3", Namespace: "default", TLSMode: "disabled", Health: model.Draining},
+	}
+	snap := model.NewSnapshot(model.SnapshotInput{
+		DomainSuffix: "cluster.local", Services: []*model.Service{svc},
+		Endpoints: map[model.ServiceKey][]*model.Endpoint{svc.Key(): eps},
+	})
+	clas := endpoint.Build(snap.Scope(productpage()), []string{outbound(8080, "", svc.Hostname)})
+	if len(clas) != 1 {
+		t.Fatalf("%d assignments", len(clas))
+	}
+	got := map[string]string{}
+	for _, l := range clas[0].GetEndpoints() {
+		for _, e := range l.GetLbEndpoints() {
+			got[e.GetEndpoint().GetAddress().GetSocketAddress().GetAddress()] = e.GetHealthStatus().String()
+		}
+	}
+	want := map[string]string{"10.1.0.1": "HEALTHY", "10.1.0.2": "UNHEALTHY", "10.1.0.3": "DRAINING"}
+	if len(got) != len(want) {
+		t.Fatalf("health %v, want %v", got, want)
+	}
+	for a, h := range want {
+		if got[a] != h {
+			t.Errorf("%s: health_status %s, want %s", a, got[a], h)
+		}
+	}
+}

@@ -3,7 +3,10 @@
 // Istio's AuthorizationPolicy generates them for inbound HTTP.
 //
 // The filter's shadow_rules are evaluated first and only counted
-// (shadow_allowed / shadow_denied under shadow_rules_stat_prefix) and
+// (http.rbac.<shadow_rules_stat_prefix>.shadow_allowed|shadow_denied; the
+// rules count http.rbac.allowed|denied: Envoy's names without the
+// connection manager's stat prefix, which a filter factory is not told)
+// and
 // recorded, as Envoy does, in the stream's dynamic metadata under
 // "envoy.filters.http.rbac": <shadow_rules_stat_prefix>shadow_engine_result
 // ("allowed" or "denied") and, when a shadow policy matched,
