@@ -1,6 +1,7 @@
 package rbac
 
 import (
+	"fmt"
 	"net/netip"
 	"testing"
 
@@ -8,6 +9,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/trellismesh/trellis/internal/dataplane/route"
+	"github.com/trellismesh/trellis/internal/dataplane/strmatch"
 )
 
 func mustCompile(t testing.TB, js string) *Engine {
@@ -150,6 +152,26 @@ func TestURITemplate(t *testing.T) {
 	for _, bad := range []string{"a/*", "/**/x", "/a{b}", "/{1x}", "/{a}/{a}", "/a/*b/c", "/{a=b/*}"} {
 		if _, err := CompileURITemplate(bad); err == nil {
 			t.Errorf("%s: accepted", bad)
+		}
+	}
+}
+
+// TestAndOrdersCheapestFirst: an and evaluates integer rules, then paths,
+// then headers, then regexes (a policy set mostly fails early), keeping
+// the given order among equals.
+func TestAndOrdersCheapestFirst(t *testing.T) {
+	hdr := &headerRule{name: ":method", sm: strmatch.Matcher{Kind: strmatch.Exact, Value: "GET"}}
+	re := &urlPathRule{sm: strmatch.Matcher{Kind: strmatch.Regex}}
+	path := &urlPathRule{sm: strmatch.Matcher{Kind: strmatch.Prefix, Value: "/a"}}
+	port := portRule{lo: 80, hi: 81}
+	got := and([]matcher{re, orRule{hdr, hdr}, path, port}).(andRule)
+	want := []matcher{port, path, orRule{hdr, hdr}, re}
+	if len(got) != len(want) {
+		t.Fatalf("got %d rules", len(got))
+	}
+	for i := range want {
+		if fmt.Sprintf("%T %v", got[i], got[i]) != fmt.Sprintf("%T %v", want[i], want[i]) {
+			t.Errorf("rule %d is %T, want %T", i, got[i], want[i])
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -48,12 +49,54 @@ func (o orRule) match(in *Input) bool {
 }
 
 // and and or drop a set of one (same result, one call less). An empty
-// and matches everything and an empty or nothing, as in Envoy.
+// and matches everything and an empty or nothing, as in Envoy. and orders
+// its rules cheapest first (rules are pure, so the order changes only the
+// cost): with many policies most fail on a port or a path before their
+// header, principal or regex rules run.
 func and(ms []matcher) matcher {
 	if len(ms) == 1 {
 		return ms[0]
 	}
+	slices.SortStableFunc(ms, func(a, b matcher) int { return cost(a) - cost(b) })
 	return andRule(ms)
+}
+
+// cost ranks a rule by what evaluating it takes: integer and prefix
+// compares, then string matchers, then header readings, then regexes,
+// metadata and templates.
+func cost(m matcher) int {
+	switch r := m.(type) {
+	case anyRule, portRule, *ipRule:
+		return 0
+	case *urlPathRule:
+		return matcherCost(r.sm, 1)
+	case *sniRule:
+		return matcherCost(r.sm, 1)
+	case *headerRule:
+		return matcherCost(r.sm, 2)
+	case notRule:
+		return cost(r.m)
+	case andRule:
+		return maxCost(r)
+	case orRule:
+		return maxCost(r)
+	}
+	return 3
+}
+
+func matcherCost(sm strmatch.Matcher, base int) int {
+	if sm.Kind == strmatch.Regex {
+		return 3
+	}
+	return base
+}
+
+func maxCost(ms []matcher) int {
+	c := 0
+	for _, m := range ms {
+		c = max(c, cost(m))
+	}
+	return c
 }
 
 func or(ms []matcher) matcher {
