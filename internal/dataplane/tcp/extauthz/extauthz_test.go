@@ -54,6 +54,9 @@ func (s *authzServer) Check(ctx context.Context, r *authv3.CheckRequest) (*authv
 		select {
 		case <-s.release:
 		case <-ctx.Done():
+			// The caller's deadline: an error either way (answering
+			// "denied" here could race the client's own deadline).
+			return nil, ctx.Err()
 		}
 	}
 	return &authv3.CheckResponse{Status: &status.Status{Code: int32(code.Code_PERMISSION_DENIED)}}, nil
