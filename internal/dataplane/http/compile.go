@@ -118,6 +118,7 @@ type serverHeader struct {
 // It implements listener.ConnHandler. It is safe for concurrent use.
 type Manager struct {
 	cfg         settings
+	xfcc        atomic.Pointer[xfccEntry] // headers.go: clientCertEntryCached
 	routes      *RouteSlot
 	chain       filter.Handler
 	closers     []io.Closer
@@ -129,6 +130,9 @@ type Manager struct {
 	random      func() uint64
 	bufferLimit int
 	tlsConns    sync.Map // *tls.Conn → *connState, for HTTP/2 over TLS
+	// serverHook is m.serverHeader, made once (a method value per
+	// request would be an allocation).
+	serverHook func(int, nethttp.Header)
 
 	closeOnce sync.Once
 }
@@ -173,6 +177,7 @@ func Compile(h *hcmv3.HttpConnectionManager, deps Deps) (*Manager, error) {
 		random:      deps.Random,
 		bufferLimit: deps.BufferLimit,
 	}
+	m.serverHook = m.serverHeader
 	if m.log == nil {
 		m.log = slog.Default()
 	}

@@ -100,6 +100,14 @@
 //     head through the returned reader; on a handler panic
 //     (http.ErrAbortHandler: the stream reset) closes the connection.
 //
+// Allocations per request: ServeHTTP allocates the request's stream,
+// body counter, timers and the values of the proxy's own headers as one
+// value (handler.go: exchange); a path already canonical and an
+// authority with nothing to strip are used as they are; the response
+// header map and the write buffer are the connection's, reused from one
+// request to the next (observers read the response headers only during
+// Observe).
+//
 // Downstream close while a request waits for its upstream: the
 // connection is not read in the background for every request. A request
 // that has been in flight for 50 ms and whose body is read gets one

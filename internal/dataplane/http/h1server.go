@@ -78,17 +78,20 @@ func (s *h1Server) putReadBuf(b []byte) {
 	}
 }
 
-func (s *h1Server) getWriteBuf() []byte {
+// getWriteBuf returns a pooled write buffer, empty; the pointer goes
+// back with putWriteBuf (so that returning it allocates nothing).
+func (s *h1Server) getWriteBuf() *[]byte {
 	if p, ok := s.wbufs.Get().(*[]byte); ok {
-		return *p
+		return p
 	}
-	return make([]byte, 0, writeBufSize)
+	b := make([]byte, 0, writeBufSize)
+	return &b
 }
 
-func (s *h1Server) putWriteBuf(b []byte) {
-	if cap(b) == writeBufSize {
-		b = b[:0]
-		s.wbufs.Put(&b)
+func (s *h1Server) putWriteBuf(p *[]byte) {
+	if cap(*p) == writeBufSize {
+		*p = (*p)[:0]
+		s.wbufs.Put(p)
 	}
 }
 

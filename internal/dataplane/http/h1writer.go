@@ -28,6 +28,10 @@ const (
 	writeBufSize  = writeHeadroom + writeBodyCap + writeTailroom
 )
 
+// maxKeptHeader is the most fields a response header map may have had to
+// be cleared and kept for the connection's next response.
+const maxKeptHeader = 32
+
 // respWriter is the HTTP/1 response writer: http.ResponseWriter,
 // http.Flusher, http.Hijacker, and what http.ResponseController asks for
 // (FlushError, SetReadDeadline, SetWriteDeadline, EnableFullDuplex).
@@ -49,7 +53,11 @@ type respWriter struct {
 	c    *h1conn
 	req  *nethttp.Request
 	body *reqBody
-	hdr  nethttp.Header // new for each request: records may keep it
+	// hdr is the response's header map. It is the connection's, cleared
+	// for each request: the handler and the record's observers (which
+	// read filter.Record.ResponseHeader only during Observe) are done
+	// with it when the next request starts.
+	hdr nethttp.Header
 
 	// Request facts.
 	http11      bool
@@ -79,6 +87,7 @@ type respWriter struct {
 	hijacked   bool
 	written    int64
 	buf        []byte // the pooled write buffer: headroom, then body bytes
+	bufp       *[]byte
 	pre        []byte // scratch for the head as sent (per connection)
 	werr       error
 
@@ -88,15 +97,20 @@ type respWriter struct {
 
 // reset prepares the writer for the request r.
 func (w *respWriter) reset(r *nethttp.Request, h *requestHead, body *reqBody, expect bool) {
-	c, head, pre, declared := w.c, w.head[:0], w.pre[:0], w.declared[:0]
+	c, head, pre, declared, hdr := w.c, w.head[:0], w.pre[:0], w.declared[:0], w.hdr
 	if cap(head) > 8<<10 {
 		head = nil
+	}
+	if hdr == nil || len(hdr) > maxKeptHeader {
+		hdr = make(nethttp.Header, 8)
+	} else {
+		clear(hdr)
 	}
 	if cap(pre) > 8<<10 {
 		pre = nil
 	}
 	*w = respWriter{
-		c: c, req: r, body: body, hdr: nethttp.Header{}, head: head, pre: pre, declared: declared,
+		c: c, req: r, body: body, hdr: hdr, head: head, pre: pre, declared: declared,
 		http11:      h.minor >= 1,
 		isHEAD:      h.method == nethttp.MethodHead,
 		reqClose:    h.closeAfter,
@@ -264,7 +278,8 @@ func (w *respWriter) Write(p []byte) (int, error) {
 	n := len(p)
 	for len(p) > 0 {
 		if w.buf == nil {
-			w.buf = w.c.srv.getWriteBuf()[:writeHeadroom]
+			w.bufp = w.c.srv.getWriteBuf()
+			w.buf = (*w.bufp)[:writeHeadroom]
 		}
 		if w.headSent && !w.chunked && len(w.buf) == writeHeadroom && len(p) >= writeBodyCap {
 			// A large write with nothing buffered goes out as it is.
@@ -362,8 +377,8 @@ func (w *respWriter) finish() {
 // release returns the write buffer to the pool.
 func (w *respWriter) release() {
 	if w.buf != nil {
-		w.c.srv.putWriteBuf(w.buf)
-		w.buf = nil
+		w.c.srv.putWriteBuf(w.bufp)
+		w.buf, w.bufp = nil, nil
 	}
 }
 

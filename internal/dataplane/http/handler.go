@@ -29,27 +29,62 @@ func (m *Manager) ServeHTTP(w nethttp.ResponseWriter, r *nethttp.Request) {
 	if ts == nil {
 		ts = r.TLS
 	}
-	s := filter.NewStream(w, r, m.random)
+	x := &exchange{}
+	s := &x.stream
+	s.Init(w, r, m.random)
 	s.Conn = lc
 	if hasConn {
-		s.ConnError = cs.protocolErr
+		s.ConnError = cs.protoErrFn
+		if s.ConnError == nil {
+			s.ConnError = cs.protocolErr
+		}
 	}
 	s.BufferLimit = m.bufferLimit
 	s.Record.Start = time.Now()
-	s.OnResponseHeaders(m.serverHeader) // registered first: runs last
+	s.OnResponseHeaders(m.serverHook) // registered first: runs last
 	var body *countingBody
 	if r.Body != nil && r.Body != nethttp.NoBody {
-		body = &countingBody{rc: r.Body}
+		body = &x.body
+		body.rc = r.Body
 		r.Body = body
 	}
-	// The timers are allocated only when a timeout is armed (startTimers).
-	var timers *streamTimers
-	defer m.finish(s, body, &timers)
-	m.serve(s, body, &timers, ts)
+	x.reqBody = body
+	defer m.finish(x)
+	m.serve(x, ts)
+}
+
+// exchange is what the connection manager allocates for one request, in
+// one allocation: the stream, the request body's counter, the stream
+// timers (armed or not) and room for the values of the headers the
+// proxy sets. It is not retained once ServeHTTP returns (but for what
+// the armed timers' functions hold until they are stopped).
+type exchange struct {
+	stream  filter.Stream
+	body    countingBody
+	reqBody *countingBody // &body when the request has one, else nil
+	timers  streamTimers
+	armed   bool // timers are in use
+	// vals backs the values of the request headers the proxy sets.
+	vals [4]string
+	nval int
+}
+
+// setHeader sets h[k] to the single value v, taking the value slice
+// from x.vals while there is room. k must be canonical.
+func (x *exchange) setHeader(h nethttp.Header, k, v string) {
+	if x.nval < len(x.vals) {
+		i := x.nval
+		x.vals[i] = v
+		x.nval++
+		h[k] = x.vals[i : i+1 : i+1]
+		return
+	}
+	h[k] = []string{v}
 }
 
 // serve runs the steps up to the filter chain.
-func (m *Manager) serve(s *filter.Stream, body *countingBody, timers **streamTimers, ts *tls.ConnectionState) {
+func (m *Manager) serve(x *exchange, ts *tls.ConnectionState) {
+	s := &x.stream
 	r, lc, rec := s.Request, s.Conn, &s.Record
 	rec.Protocol, rec.Method = r.Proto, r.Method
 	rec.Listener, rec.StatPrefix = lc.Listener, m.cfg.statPrefix
@@ -89,7 +124,7 @@ func (m *Manager) serve(s *filter.Stream, body *countingBody, timers **streamTim
 	s.Upgrade = m.sanitize(r, trusted)
 	m.setClientCert(r.Header, ts)
 	s.UpgradeAllowed = s.Upgrade != "" && m.cfg.upgrades[s.Upgrade]
-	rec.Client, rec.RequestID = m.proxyHeaders(r, lc.Source, scheme)
+	rec.Client, rec.RequestID = m.proxyHeaders(x, r, lc.Source, scheme)
 	if id := rec.RequestID; id != "" && m.cfg.fwd.requestIDInResponse {
 		s.OnResponseHeaders(func(_ int, h nethttp.Header) { h.Set("X-Request-Id", id) })
 	}
@@ -121,7 +156,7 @@ func (m *Manager) serve(s *filter.Stream, body *countingBody, timers **streamTim
 			m.routed(s, rt)
 		}
 	}
-	m.startTimers(s, body, timers)
+	m.startTimers(x)
 
 	// 5. The filter chain; the router ends it.
 	m.chain.ServeStream(s)
@@ -161,11 +196,12 @@ func requestTarget(r *nethttp.Request) string {
 // finish records the request and hands the record to the observer. A
 // panic (the router's stream reset included) is recorded, then goes on up
 // to net/http.
-func (m *Manager) finish(s *filter.Stream, body *countingBody, timers **streamTimers) {
+func (m *Manager) finish(x *exchange) {
 	p := recover()
-	if t := *timers; t != nil {
+	s, body := &x.stream, x.reqBody
+	if x.armed {
 		m.countTimeout(s.Request.Context())
-		t.stop()
+		x.timers.stop()
 	}
 	rec := &s.Record
 	rec.Duration = time.Since(rec.Start)
@@ -199,9 +235,10 @@ type streamTimers struct {
 // startTimers arms the stream idle timeout (the route's idle_timeout, else
 // stream_idle_timeout; activity is request body bytes read and response
 // bytes written) and the request timeout (until the request body has been
-// read). Without either, the request's context is used as it is and *tp
-// stays nil.
-func (m *Manager) startTimers(s *filter.Stream, body *countingBody, tp **streamTimers) {
+// read). Without either, the request's context is used as it is and
+// x.armed stays false.
+func (m *Manager) startTimers(x *exchange) {
+	s, body := &x.stream, x.reqBody
 	idle := m.cfg.timeouts.streamIdle
 	if s.Route != nil {
 		if f, ok := s.Route.Action.(*route.Forward); ok && f.IdleTimeout.Set {
@@ -215,8 +252,8 @@ func (m *Manager) startTimers(s *filter.Stream, body *countingBody, tp **streamT
 	if idle <= 0 && reqTimeout <= 0 {
 		return
 	}
-	t := &streamTimers{}
-	*tp = t
+	t := &x.timers
+	x.armed = true
 	ctx, cancel := context.WithCancelCause(s.Request.Context())
 	s.Request = s.Request.WithContext(ctx)
 	t.cancel, t.start, t.d = cancel, time.Now(), idle

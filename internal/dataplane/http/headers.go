@@ -1,6 +1,7 @@
 package http
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
@@ -193,11 +194,36 @@ func (m *Manager) setClientCert(h nethttp.Header, ts *tls.ConnectionState) {
 	if ts == nil || len(ts.PeerCertificates) == 0 {
 		return
 	}
-	entry := clientCertEntry(m.cfg.localIdentity, ts.PeerCertificates, m.cfg.fwd.certDetails)
+	entry := m.clientCertEntryCached(ts.PeerCertificates)
 	if old := h.Values("X-Forwarded-Client-Cert"); mode == hcmv3.HttpConnectionManager_APPEND_FORWARD && len(old) > 0 {
 		entry = strings.Join(old, ",") + "," + entry
 	}
 	h["X-Forwarded-Client-Cert"] = []string{entry}
+}
+
+// xfccEntry is the last x-forwarded-client-cert element made, by the
+// peer certificate it describes: connections from the same peer (most of
+// an inbound sidecar's) reuse it instead of hashing and formatting per
+// request.
+type xfccEntry struct {
+	raw   []byte
+	entry string
+}
+
+// clientCertEntryCached is clientCertEntry through the Manager's
+// one-entry cache (not used when the entry includes the chain).
+func (m *Manager) clientCertEntryCached(chain []*x509.Certificate) string {
+	d := m.cfg.fwd.certDetails
+	if d.GetChain() {
+		return clientCertEntry(m.cfg.localIdentity, chain, d)
+	}
+	leaf := chain[0].Raw
+	if c := m.xfcc.Load(); c != nil && bytes.Equal(c.raw, leaf) {
+		return c.entry
+	}
+	e := clientCertEntry(m.cfg.localIdentity, chain, d)
+	m.xfcc.Store(&xfccEntry{raw: leaf, entry: e})
+	return e
 }
 
 // clientCertEntry formats one x-forwarded-client-cert element.
@@ -259,7 +285,7 @@ func clientCertEntry(by string, chain []*x509.Certificate, d *hcmv3.HttpConnecti
 // x-forwarded-proto is set only when absent. x-request-id is generated
 // when absent, and replaced on edge requests unless
 // preserve_external_request_id.
-func (m *Manager) proxyHeaders(r *nethttp.Request, source netip.AddrPort, scheme string) (client, requestID string) {
+func (m *Manager) proxyHeaders(x *exchange, r *nethttp.Request, source netip.AddrPort, scheme string) (client, requestID string) {
 	h := r.Header
 	remote := ""
 	if source.IsValid() {
@@ -274,27 +300,27 @@ func (m *Manager) proxyHeaders(r *nethttp.Request, source netip.AddrPort, scheme
 		}
 		if remote != "" && !m.cfg.fwd.skipXFFAppend {
 			if v := h.Get("X-Forwarded-For"); v != "" && len(h["X-Forwarded-For"]) == 1 {
-				h.Set("X-Forwarded-For", v+","+remote)
+				x.setHeader(h, "X-Forwarded-For", v+","+remote)
 			} else if len(xff) > 0 {
-				h.Set("X-Forwarded-For", strings.Join(append(xff, remote), ","))
+				x.setHeader(h, "X-Forwarded-For", strings.Join(append(xff, remote), ","))
 			} else {
-				h.Set("X-Forwarded-For", remote)
+				x.setHeader(h, "X-Forwarded-For", remote)
 			}
 		}
-		h.Set("X-Forwarded-Proto", scheme)
+		x.setHeader(h, "X-Forwarded-Proto", scheme)
 	} else {
 		client = remote
 		if len(xff) > hops {
 			client = xff[len(xff)-1-hops]
 		}
 		if h.Get("X-Forwarded-Proto") == "" {
-			h.Set("X-Forwarded-Proto", scheme)
+			x.setHeader(h, "X-Forwarded-Proto", scheme)
 		}
 	}
 	requestID = h.Get("X-Request-Id")
 	if m.cfg.fwd.generateRequestID && (requestID == "" || (m.cfg.fwd.useRemoteAddress && !m.cfg.fwd.preserveExternalID)) {
 		requestID = m.uuid()
-		h.Set("X-Request-Id", requestID)
+		x.setHeader(h, "X-Request-Id", requestID)
 	}
 	if m.cfg.fwd.via != "" {
 		h.Add("Via", m.cfg.fwd.via)
@@ -364,6 +390,10 @@ func (m *Manager) authority(host string, local netip.AddrPort) string {
 	}
 	if port == "" {
 		return hostPart
+	}
+	if len(host) == len(hostPart)+1+len(port) && strings.HasPrefix(host, hostPart) &&
+		host[len(hostPart)] == ':' && strings.HasSuffix(host, port) {
+		return host // unchanged: no copy
 	}
 	return hostPart + ":" + port
 }

@@ -75,7 +75,7 @@ func TestProxyHeaders(t *testing.T) {
 			if tc.xfp != "" {
 				r.Header.Set("X-Forwarded-Proto", tc.xfp)
 			}
-			client, id := m.proxyHeaders(r, src, "http")
+			client, id := m.proxyHeaders(&exchange{}, r, src, "http")
 			if got := r.Header.Get("X-Forwarded-For"); got != tc.wantXFF {
 				t.Errorf("x-forwarded-for %q, want %q", got, tc.wantXFF)
 			}

@@ -47,6 +47,7 @@ func (n *normalizer) apply(target string) (string, pathAction) {
 		target = target[:i]
 	}
 	path, query, hasQuery := strings.Cut(target, "?")
+	orig := path
 	if path == "" || path[0] != '/' {
 		return "", pathReject
 	}
@@ -76,6 +77,9 @@ func (n *normalizer) apply(target string) (string, pathAction) {
 	}
 	if n.mergeSlashes {
 		path = mergeSlashes(path)
+	}
+	if path == orig {
+		return target, action // unchanged: no copy
 	}
 	if hasQuery {
 		path += "?" + query
@@ -194,6 +198,14 @@ var pathChars = func() (t [256]byte) {
 // (Chromium's CanonicalizePath, which Envoy vendors). ok is false when
 // the path holds a NUL, raw or escaped.
 func canonicalPath(in string) (string, bool) {
+	if isCanonical(in) {
+		return in, true
+	}
+	return rewritePath(in)
+}
+
+// rewritePath is canonicalPath building a new path.
+func rewritePath(in string) (string, bool) {
 	out := make([]byte, 0, len(in)+8)
 	if in == "" || !isURLSlash(in[0]) {
 		out = append(out, '/')
@@ -257,6 +269,21 @@ func canonicalPath(in string) (string, bool) {
 		}
 	}
 	return string(out), ok
+}
+
+// isCanonical reports a path canonicalPath would return unchanged: it
+// starts with '/' and has no byte the canonicaliser treats specially
+// (dots, backslashes, '%', controls, characters to escape).
+func isCanonical(in string) bool {
+	if in == "" || in[0] != '/' {
+		return false
+	}
+	for i := 1; i < len(in); i++ {
+		if pathChars[in[i]]&pcSpecial != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 func isURLSlash(c byte) bool { return c == '/' || c == '\\' }

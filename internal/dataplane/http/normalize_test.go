@@ -97,6 +97,11 @@ func FuzzNormalize(f *testing.F) {
 		hcmv3.HttpConnectionManager_UNESCAPE_AND_REDIRECT, hcmv3.HttpConnectionManager_UNESCAPE_AND_FORWARD,
 	}
 	f.Fuzz(func(t *testing.T, in string, mode uint8) {
+		if isCanonical(in) {
+			if out, ok := rewritePath(in); !ok || out != in {
+				t.Fatalf("isCanonical(%q) but the canonicaliser gives %q, %v", in, out, ok)
+			}
+		}
 		n := normalizer{normalize: mode&1 != 0, mergeSlashes: mode&2 != 0, escapedSlashes: actions[(mode>>2)%4]}
 		out, act := n.apply(in)
 		if act == pathReject {
@@ -124,4 +129,42 @@ func FuzzNormalize(f *testing.F) {
 			t.Fatalf("not idempotent: apply(%q) = %q, apply(%q) = %q (%d)", in, out, out, again, act2)
 		}
 	})
+}
+
+// TestCanonicalFastPath checks that the paths canonicalPath returns
+// without rewriting are exactly those the full canonicaliser leaves
+// unchanged, on paths with and without the bytes it treats specially.
+func TestCanonicalFastPath(t *testing.T) {
+	tests := []struct {
+		in        string
+		canonical bool
+	}{
+		{"/", true},
+		{"/echo", true},
+		{"/api/v1/items-2_x~y", true},
+		{"/a/b:c@d!$&'()*+,;=", true},
+		{"/a/./b", false},
+		{"/a/../b", false},
+		{"/a%2fb", false},
+		{"/a\\b", false},
+		{"/a b", false},
+		{"/a\x00", false},
+		{"a/b", false},
+		{"", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.in, func(t *testing.T) {
+			if got := isCanonical(tc.in); got != tc.canonical {
+				t.Fatalf("isCanonical(%q) = %v, want %v", tc.in, got, tc.canonical)
+			}
+			slow, okSlow := rewritePath(tc.in)
+			fast, okFast := canonicalPath(tc.in)
+			if slow != fast || okSlow != okFast {
+				t.Fatalf("canonicalPath(%q) = %q, %v; the full canonicaliser gives %q, %v", tc.in, fast, okFast, slow, okSlow)
+			}
+			if tc.canonical && fast != tc.in {
+				t.Fatalf("canonicalPath(%q) = %q, want it unchanged", tc.in, fast)
+			}
+		})
+	}
 }

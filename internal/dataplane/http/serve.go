@@ -74,6 +74,8 @@ type connState struct {
 	// protoErr is a framing error the HTTP/1 codec found in a request
 	// body, set by the body's reader and read by handlers.
 	protoErr atomic.Pointer[protocolError]
+	// protoErrFn is protocolErr, made once for the connection's requests.
+	protoErrFn func() error
 }
 
 // protocolErr is the connection's protocol error, or nil.
@@ -101,6 +103,7 @@ func (c *connState) finish() { c.once.Do(func() { close(c.done) }) }
 // HTTP2-only codec_type.
 func (m *Manager) Serve(ctx context.Context, c *listener.Conn) {
 	cs := &connState{lc: c, done: make(chan struct{})}
+	cs.protoErrFn = cs.protocolErr
 	if tc, ok := c.Conn.(*tls.Conn); ok {
 		st := tc.ConnectionState()
 		cs.tls = &st

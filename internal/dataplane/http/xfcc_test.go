@@ -83,6 +83,18 @@ func TestSetClientCert(t *testing.T) {
 			}
 		})
 	}
+	// The same peer again (another connection: another *x509.Certificate
+	// with the same bytes) gets the cached entry; another peer its own.
+	m := &Manager{cfg: settings{fwd: forwarding{clientCert: hcmv3.HttpConnectionManager_SANITIZE_SET, certDetails: istio}, localIdentity: "spiffe://cluster.local/ns/a/sa/server"}}
+	again, _ := x509.ParseCertificate(c.Raw)
+	other := peerCert(t, "spiffe://cluster.local/ns/c/sa/other")
+	for i, peer := range []*x509.Certificate{c, again, other, c} {
+		h := nethttp.Header{}
+		m.setClientCert(h, &tls.ConnectionState{PeerCertificates: []*x509.Certificate{peer}})
+		if want := "URI=" + peer.URIs[0].String(); !strings.Contains(h.Get("X-Forwarded-Client-Cert"), want) {
+			t.Errorf("request %d: %q, want the entry of %s", i, h.Get("X-Forwarded-Client-Cert"), want)
+		}
+	}
 	// Cert and Chain are URL-encoded PEM in quotes.
 	e := clientCertEntry("", []*x509.Certificate{c, c}, &hcmv3.HttpConnectionManager_SetCurrentClientCertDetails{Cert: true, Chain: true})
 	if !strings.HasPrefix(e, "Hash="+hash+`;Cert="-----BEGIN+CERTIFICATE-----%0A`) || strings.Count(e, "BEGIN+CERTIFICATE") != 3 {

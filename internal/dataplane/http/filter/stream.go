@@ -85,11 +85,19 @@ type Stream struct {
 // NewStream starts a stream over w and r. random draws the stream's
 // random values (nil: never random, always 0).
 func NewStream(w http.ResponseWriter, r *http.Request, random func() uint64) *Stream {
-	s := &Stream{Request: r, random: random}
+	s := &Stream{}
+	s.Init(w, r, random)
+	return s
+}
+
+// Init starts a stream over w and r in s, a zero Stream (NewStream
+// without the allocation, for a Stream inside a larger value). s must
+// not be copied afterwards.
+func (s *Stream) Init(w http.ResponseWriter, r *http.Request, random func() uint64) {
+	s.Request, s.random = r, random
 	s.rw = responseWriter{ResponseWriter: w, s: s}
 	s.w = &s.rw
 	s.hooks = s.hookBuf[:0]
-	return s
 }
 
 // Context is the request's context: it ends when the client goes away,
@@ -116,6 +124,25 @@ func (s *Stream) Rand() uint64 {
 // nearest the router edits first.
 func (s *Stream) OnResponseHeaders(fn func(status int, h http.Header)) {
 	s.hooks = append(s.hooks, fn)
+}
+
+// OnRouteResponseHeaders registers, as OnResponseHeaders would, the
+// matched route's response header operations (those of Weighted
+// first, then the route's: route.Route.FinalizeResponseHeaders), without
+// allocating a function for them. Route must be set.
+func (s *Stream) OnRouteResponseHeaders() {
+	s.hooks = append(s.hooks, nil) // nil: the route's operations
+}
+
+// runHooks runs the response-header hooks, last registered first.
+func (s *Stream) runHooks(code int, h http.Header) {
+	for i := len(s.hooks) - 1; i >= 0; i-- {
+		if f := s.hooks[i]; f != nil {
+			f(code, h)
+		} else {
+			s.Route.FinalizeResponseHeaders(Header(h), s.Weighted)
+		}
+	}
 }
 
 // OnActivity registers fn to run whenever response bytes are written (the
@@ -241,10 +268,7 @@ func (w *responseWriter) WriteHeader(code int) {
 		return
 	}
 	w.wrote = true
-	h := w.ResponseWriter.Header()
-	for i := len(w.s.hooks) - 1; i >= 0; i-- {
-		w.s.hooks[i](code, h)
-	}
+	w.s.runHooks(code, w.ResponseWriter.Header())
 	w.s.Record.ResponseCode = code
 	w.ResponseWriter.WriteHeader(code)
 }
@@ -295,8 +319,6 @@ func (s *Stream) WriteError() error { return s.w.werr }
 // records the 101.
 func (s *Stream) Switched(h http.Header) {
 	s.w.wrote = true
-	for i := len(s.hooks) - 1; i >= 0; i-- {
-		s.hooks[i](http.StatusSwitchingProtocols, h)
-	}
+	s.runHooks(http.StatusSwitchingProtocols, h)
 	s.Record.ResponseCode = http.StatusSwitchingProtocols
 }

@@ -118,9 +118,7 @@ func (r *Router) ServeStream(s *filter.Stream) {
 		s.Respond(filter.Reply{Status: http.StatusNotFound, Details: "route_not_found"})
 		return
 	}
-	s.OnResponseHeaders(func(_ int, h http.Header) {
-		rt.FinalizeResponseHeaders(filter.Header(h), s.Weighted)
-	})
+	s.OnRouteResponseHeaders()
 	switch a := rt.Action.(type) {
 	case *route.Redirect:
 		h := http.Header{"Location": {rt.Location(&s.Routing)}}
@@ -147,7 +145,13 @@ type target struct {
 	header    http.Header
 	// spare is room for values of fields the router adds (set).
 	spare []string
+	// vals backs the header values of a request with few of them.
+	vals [smallHeader]string
 }
+
+// smallHeader is how many header values (the router's included) a
+// request may have to keep them in target.vals.
+const smallHeader = 16
 
 // set sets a header field to v, its value slice taken from spare.
 func (tg *target) set(k, v string) {
@@ -166,13 +170,18 @@ const addedFields = 4
 
 // cloneHeader copies h with room for extra more fields: one map and one
 // backing array for every value, the extra ones' included (returned as
-// spare, empty).
-func cloneHeader(h http.Header, extra int) (http.Header, []string) {
+// spare, empty); the array is small when it is large enough.
+func cloneHeader(h http.Header, extra int, small []string) (http.Header, []string) {
 	nv := 0
 	for _, vs := range h {
 		nv += len(vs)
 	}
-	sv := make([]string, nv, nv+extra)
+	var sv []string
+	if nv+extra <= len(small) {
+		sv = small[: nv : nv+extra]
+	} else {
+		sv = make([]string, nv, nv+extra)
+	}
 	// Room in the map for the two fields most requests get (the expected
 	// timeout, the attempt count): a hint beyond 8 fields costs a bigger
 	// table up front.
@@ -585,7 +594,7 @@ func (r *Router) copyBody(w http.ResponseWriter, src io.Reader, flush bool) erro
 // target computes the upstream authority, URL and headers.
 func (r *Router) target(s *filter.Stream, rt *route.Route, f *route.Forward, timeout time.Duration) *target {
 	tg := &target{}
-	tg.header, tg.spare = cloneHeader(s.Request.Header, addedFields)
+	tg.header, tg.spare = cloneHeader(s.Request.Header, addedFields, tg.vals[:])
 	h := tg.header
 	delete(h, "Expect") // 100-continue is answered downstream by net/http
 	// Route header mutations run after the connection manager sanitised

@@ -73,8 +73,10 @@
 //	  body's end; its end closes the connection and the request fails with
 //	  its cause (Timeout or Canceled)
 //
-// The pool adds one allocation per request (the body wrapper). Request
-// trailers are not sent.
+// A response of our client is one allocation with its body, the pool's
+// body wrapper and the values of a head of up to 8 fields
+// (h1read.go: h1Response); the header map and the head's string are the
+// others. Request trailers are not sent.
 //
 // # State
 //

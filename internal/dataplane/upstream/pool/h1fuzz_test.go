@@ -32,8 +32,9 @@ func FuzzResponseHead(f *testing.F) {
 		if err != nil {
 			return
 		}
-		resp, err := parseHead(string(head))
-		if err != nil {
+		var r h1Response
+		resp := &r.resp
+		if err := parseHead(string(head), resp, r.vals[:]); err != nil {
 			return
 		}
 		if resp.StatusCode < 100 || resp.StatusCode > 999 || resp.ProtoMajor != 1 {

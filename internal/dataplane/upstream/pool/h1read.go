@@ -43,21 +43,40 @@ func (c *h1Conn) readResponse(_ context.Context, req *http.Request) (*http.Respo
 			return nil, err
 		}
 		limit -= len(head)
-		resp, err := parseHead(string(head))
-		if err != nil {
+		r := new(h1Response)
+		resp := &r.resp
+		if err := parseHead(string(head), resp, r.vals[:]); err != nil {
 			return nil, err
 		}
 		if resp.StatusCode/100 == 1 && resp.StatusCode != http.StatusSwitchingProtocols {
 			continue
 		}
 		resp.Request = req
-		return c.startBody(resp)
+		return c.startBody(r)
 	}
 }
 
+// h1Response is a response and what comes with it, allocated together:
+// its body, the pool's wrapper of that body (pool.go: RoundTrip), and
+// the values of a head with few fields. Nothing in it is reused: it lives
+// as long as the caller holds the response.
+type h1Response struct {
+	resp http.Response
+	body h1Body
+	// wrap is the pool's body (RoundTrip sets it up and hands out
+	// &wrap as resp.Body).
+	wrap body
+	vals [smallHead]string
+}
+
+// smallHead is how many field values a head may have to take them from
+// h1Response.vals rather than an array of their own.
+const smallHead = 8
+
 // startBody frames the response body and ends the request at once when
 // there is none.
-func (c *h1Conn) startBody(resp *http.Response) (*http.Response, error) {
+func (c *h1Conn) startBody(r *h1Response) (*http.Response, error) {
+	resp := &r.resp
 	if resp.StatusCode == http.StatusSwitchingProtocols {
 		c.upgraded()
 		resp.Body = h1Upgrade{c}
@@ -78,7 +97,8 @@ func (c *h1Conn) startBody(resp *http.Response) (*http.Response, error) {
 		c.finish(true)
 		return resp, nil
 	}
-	resp.Body = &h1Body{c: c, resp: resp, mode: mode, n: n}
+	r.body = h1Body{c: c, resp: resp, mode: mode, n: n, outer: r}
+	resp.Body = &r.body
 	return resp, nil
 }
 
@@ -113,42 +133,45 @@ func readHead(br *bufio.Reader, buf []byte, limit int, empty bool) ([]byte, erro
 }
 
 // parseHead parses a response head (status line and fields, without the
-// empty line). Header keys are canonical; values are substrings of s.
-func parseHead(s string) (*http.Response, error) {
+// empty line) into resp. Header keys are canonical; values are
+// substrings of s. small is room for the values of a head with at most
+// len(small) fields (a larger one gets an array of its own).
+func parseHead(s string, resp *http.Response, small []string) error {
 	line, rest := h1wire.CutLine(s)
 	if len(line) < 12 || line[:7] != "HTTP/1." || line[8] != ' ' || len(line) > 12 && line[12] != ' ' {
-		return nil, malformed("status line %q", line)
+		return malformed("status line %q", line)
 	}
-	resp := &http.Response{Status: line[9:], ProtoMajor: 1}
+	*resp = http.Response{Status: line[9:], ProtoMajor: 1}
 	switch line[7] {
 	case '0':
 		resp.Proto = "HTTP/1.0"
 	case '1':
 		resp.Proto, resp.ProtoMinor = "HTTP/1.1", 1
 	default:
-		return nil, malformed("unsupported version in status line %q", line)
+		return malformed("unsupported version in status line %q", line)
 	}
 	for _, c := range []byte(line[9:12]) {
 		if c < '0' || c > '9' {
-			return nil, malformed("status code in %q", line)
+			return malformed("status code in %q", line)
 		}
 		resp.StatusCode = resp.StatusCode*10 + int(c-'0')
 	}
 	if resp.StatusCode < 100 {
-		return nil, malformed("status code in %q", line)
+		return malformed("status code in %q", line)
 	}
 	if !httpguts.ValidHeaderFieldValue(line[9:]) {
-		return nil, malformed("reason phrase in %q", line)
+		return malformed("reason phrase in %q", line)
 	}
 	n := strings.Count(rest, "\n")
 	if n > maxHeaderFields {
-		return nil, malformed("more than %d header fields", maxHeaderFields)
+		return malformed("more than %d header fields", maxHeaderFields)
 	}
 	resp.Header = make(http.Header, n)
-	if err := parseFields(rest, resp.Header, make([]string, n)); err != nil {
-		return nil, err
+	vals := small
+	if n > len(small) {
+		vals = make([]string, n)
 	}
-	return resp, nil
+	return parseFields(rest, resp.Header, vals)
 }
 
 // parseFields adds the field lines of s to h, taking the first value of
@@ -275,11 +298,12 @@ func declareTrailers(resp *http.Response) error {
 // closes unless the rest of a Content-Length body is already buffered).
 // Close may come from another goroutine than Read.
 type h1Body struct {
-	c    *h1Conn
-	resp *http.Response
-	mode bodyMode
-	n    int64 // left in the body (bodyLength) or the chunk (bodyChunked)
-	crlf bool  // a chunk's data was read; its CRLF was not
+	c     *h1Conn
+	resp  *http.Response
+	outer *h1Response // what it was allocated with
+	mode  bodyMode
+	n     int64 // left in the body (bodyLength) or the chunk (bodyChunked)
+	crlf  bool  // a chunk's data was read; its CRLF was not
 
 	mu      sync.Mutex
 	reading bool

@@ -248,6 +248,11 @@ func (p *Pool) RoundTrip(ctx context.Context, req *http.Request, retry bool) (*h
 		u := &upgradeBody{rw: rw}
 		u.body = body{rc: rw, p: p, c: c, ctx: ctx, retry: retry}
 		resp.Body = u
+	} else if hb, ok := resp.Body.(*h1Body); ok && hb.outer != nil {
+		// Our HTTP/1.1 client's body has room for the wrapper.
+		w := &hb.outer.wrap
+		*w = body{rc: hb, p: p, c: c, ctx: ctx, retry: retry}
+		resp.Body = w
 	} else {
 		resp.Body = &body{rc: resp.Body, p: p, c: c, ctx: ctx, retry: retry}
 	}
