@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -44,7 +45,7 @@ type sidecarOptions struct {
 	xdsServerName  string
 	certTTL        time.Duration
 	rootCheck      time.Duration
-	gcHeadroomMiB  int
+	gcHeadroom     string // MiB
 }
 
 func newSidecarCommand(d deps) *cobra.Command {
@@ -77,8 +78,8 @@ POD_NAMESPACE, SERVICE_ACCOUNT) when set.`,
 			if err != nil {
 				return err
 			}
-			if o.gcHeadroomMiB > 0 {
-				defer gctune.Start(gctune.Config{Headroom: uint64(o.gcHeadroomMiB) << 20}, d.getenv).Stop()
+			if mib, _ := o.gcHeadroomMiB(); mib > 0 { // checked by config
+				defer gctune.Start(gctune.Config{Headroom: uint64(mib) << 20}, d.getenv).Stop()
 			}
 			if d.signals != nil {
 				// The first SIGTERM/SIGINT cancels the context: Run drains
@@ -131,8 +132,20 @@ POD_NAMESPACE, SERVICE_ACCOUNT) when set.`,
 	f.DurationVar(&o.rootCheck, "root-check-interval", identity.DefaultRootCheckInterval, "how often --ca-root-cert is checked for changes (a root rotation step rewrites it)")
 	f.StringVar(&o.xdsTLS, "xds-tls", "auto", `xDS over mutual TLS with the workload certificate: "on", "off" (plaintext), or "auto": on when --ca-address is set and --xds-address is the secure port (port 15012, or the same address as --ca-address)`)
 	f.StringVar(&o.xdsServerName, "xds-server-name", "", "with xDS over TLS, the name the control plane's certificate must carry (default: --ca-server-name when --xds-address is on the CA's host, else the host of --xds-address)")
-	f.IntVar(&o.gcHeadroomMiB, "gc-headroom-mib", gctune.DefaultHeadroom>>20, "garbage the heap may gather above the live heap between collections, MiB: the GC goal is live+headroom instead of Go's 2×live (fewer collections with a small configuration, less memory with a large one); 0 leaves Go's default; an explicit GOGC environment variable wins")
+	f.StringVar(&o.gcHeadroom, "gc-headroom-mib", envDefault(d.getenv, "TRELLIS_GC_HEADROOM_MIB", strconv.Itoa(gctune.DefaultHeadroom>>20)), "garbage the heap may gather above the live heap between collections, MiB: the GC goal is live+headroom instead of Go's 2×live (less memory with a large configuration, fewer collections with a small one); 0 leaves Go's default; an explicit GOGC environment variable wins (env TRELLIS_GC_HEADROOM_MIB)")
 	return cmd
+}
+
+// gcHeadroomMiB is --gc-headroom-mib as a number of MiB (≥ 0).
+func (o sidecarOptions) gcHeadroomMiB() (int, error) {
+	if o.gcHeadroom == "" {
+		return gctune.DefaultHeadroom >> 20, nil
+	}
+	n, err := strconv.Atoi(o.gcHeadroom)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("--gc-headroom-mib (env TRELLIS_GC_HEADROOM_MIB) %q: want a whole number of MiB ≥ 0 (0 leaves Go's default GC pace)", o.gcHeadroom)
+	}
+	return n, nil
 }
 
 func envDefault(getenv env, key, def string) string {
@@ -147,8 +160,8 @@ func (o sidecarOptions) config(d deps) (sidecar.Config, error) {
 	if o.ip == "" {
 		return sidecar.Config{}, fmt.Errorf("--ip is required (or set INSTANCE_IP)")
 	}
-	if o.gcHeadroomMiB < 0 {
-		return sidecar.Config{}, fmt.Errorf("--gc-headroom-mib %d: must be ≥ 0 (0 leaves Go's default GC pace)", o.gcHeadroomMiB)
+	if _, err := o.gcHeadroomMiB(); err != nil {
+		return sidecar.Config{}, err
 	}
 	pod := o.podName
 	if pod == "" {

@@ -37,7 +37,7 @@ func sidecarConfigFull(t *testing.T, env map[string]string, args ...string) (sid
 		*dst = v
 	}
 	var err error
-	if o.gcHeadroomMiB, err = f.GetInt("gc-headroom-mib"); err != nil {
+	if o.gcHeadroom, err = f.GetString("gc-headroom-mib"); err != nil {
 		t.Fatal(err)
 	}
 	cfg, err := o.config(d)
@@ -58,6 +58,8 @@ func TestSidecarIdentityFlags(t *testing.T) {
 		{"no token", nil, []string{"--ca-address", "127.0.0.1:15012"}, "--bootstrap-token"},
 		{"no service account", nil, []string{"--ca-address", "127.0.0.1:15012", "--bootstrap-token", "/t", "--service-account", ""}, "--service-account"},
 		{"negative GC headroom", nil, []string{"--gc-headroom-mib", "-1"}, "--gc-headroom-mib"},
+		{"GC headroom from the environment", map[string]string{"TRELLIS_GC_HEADROOM_MIB": "4"}, nil, ""},
+		{"bad GC headroom in the environment", map[string]string{"TRELLIS_GC_HEADROOM_MIB": "lots"}, nil, "TRELLIS_GC_HEADROOM_MIB"},
 		{"bad trust domain", nil, []string{"--ca-address", "127.0.0.1:15012", "--bootstrap-token", "/t", "--trust-domain", "Bad_TD"}, "--trust-domain"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -12,11 +12,11 @@
 // (runtime/metrics "/gc/heap/live:bytes") and sets the GC percentage to
 // 100·Headroom/live, clamped to [MinPercent, MaxPercent].
 //
-//	live heap   GOGC   heap goal (Headroom 16 MiB)
-//	  4 MiB      400    20 MiB   (collections 4× rarer than GOGC=100)
-//	  8 MiB      200    24 MiB
-//	 16 MiB      100    32 MiB   (Go's default)
-//	 32 MiB       50    48 MiB   (instead of 64)
+//	live heap   GOGC   heap goal (Headroom 8 MiB, the default)
+//	  2 MiB      400    10 MiB   (the ceiling; collections 4× rarer than GOGC=100)
+//	  4 MiB      200    12 MiB
+//	  8 MiB      100    16 MiB   (Go's default)
+//	 24 MiB       33    32 MiB   (instead of 48: 1,000 services)
 //	 64 MiB       25    80 MiB   (the floor; instead of 128)
 //
 // The hook is a finalizer on a sentinel object that is re-armed on every

@@ -9,7 +9,7 @@ import (
 
 // Defaults of Config.
 const (
-	DefaultHeadroom   = 16 << 20
+	DefaultHeadroom   = 8 << 20
 	DefaultMinPercent = 25
 	DefaultMaxPercent = 400
 )
