@@ -12,6 +12,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/watch"
+	clienttesting "k8s.io/client-go/testing"
 
 	"github.com/trellismesh/trellis/internal/kube"
 	"github.com/trellismesh/trellis/internal/kube/kubefake"
@@ -43,6 +45,18 @@ func TestCollection(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The fake sends a watch only the changes made after it started: wait
+	// for the informer's watch before changing anything (client-go's fake
+	// does not replay from a resource version, a real API server does).
+	watching := make(chan struct{})
+	var once sync.Once
+	c.KubeFake.PrependWatchReactor("services", func(a clienttesting.Action) (bool, watch.Interface, error) {
+		// The default reactor's job, then the signal: the watch is
+		// registered with the tracker before the test changes anything.
+		w, err := c.KubeFake.Tracker().Watch(a.GetResource(), a.GetNamespace())
+		once.Do(func() { close(watching) })
+		return true, w, err
+	})
 	inf := kube.NewInformers(c.Client, 0)
 	services := inf.Services()
 	if err := services.AddIndex("tier", func(s *corev1.Service) []string {
@@ -89,6 +103,11 @@ func TestCollection(t *testing.T) {
 		t.Errorf("ByIndex(tier, web) = %v", got)
 	}
 
+	select {
+	case <-watching:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the informer never started its watch")
+	}
 	ctx2 := t.Context()
 	one = one.DeepCopy()
 	one.Labels = map[string]string{"tier": "db"}
