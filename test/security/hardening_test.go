@@ -552,6 +552,12 @@ func h2Fields(t *testing.T, src, to string, fields [][2]string) result {
 	if err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: enc(fields), EndStream: true, EndHeaders: true}); err != nil {
 		t.Fatal(err)
 	}
+	return readStream(fr)
+}
+
+// readStream reads the frames of stream 1 until its response ends, the
+// stream is reset or the connection goes away, and says which.
+func readStream(fr *http2.Framer) result {
 	dec := hpack.NewDecoder(4096, nil)
 	var out result
 	for {

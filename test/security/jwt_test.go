@@ -428,46 +428,5 @@ func h2On(c net.Conn, r request) result {
 		}
 		rest = rest[n:]
 	}
-	dec := hpack.NewDecoder(4096, nil)
-	for {
-		f, err := fr.ReadFrame()
-		if err != nil {
-			out.how = "connection closed: " + err.Error()
-			return out
-		}
-		switch f := f.(type) {
-		case *http2.SettingsFrame:
-			if !f.IsAck() {
-				_ = fr.WriteSettingsAck()
-			}
-		case *http2.RSTStreamFrame:
-			out.how = "RST_STREAM " + f.ErrCode.String()
-			return out
-		case *http2.GoAwayFrame:
-			if out.status == 0 {
-				out.how = "GOAWAY " + f.ErrCode.String()
-				return out
-			}
-		case *http2.HeadersFrame:
-			hfs, err := dec.DecodeFull(f.HeaderBlockFragment())
-			if err != nil {
-				out.how = err.Error()
-				return out
-			}
-			for _, hf := range hfs {
-				if hf.Name == ":status" {
-					fmt.Sscan(hf.Value, &out.status)
-					out.how = "response"
-				}
-			}
-			if f.StreamEnded() {
-				return out
-			}
-		case *http2.DataFrame:
-			out.body += string(f.Data())
-			if f.StreamEnded() {
-				return out
-			}
-		}
-	}
+	return readStream(fr)
 }

@@ -23,15 +23,8 @@ func TestSendUnhealthyEndpointsFlag(t *testing.T) {
 		{name: "not a boolean", env: "sometimes", err: "PILOT_SEND_UNHEALTHY_ENDPOINTS"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if tc.env != "" {
-				t.Setenv("PILOT_SEND_UNHEALTHY_ENDPOINTS", tc.env)
-			}
-			cmd := NewCommand(nil)
-			if err := cmd.Flags().Parse(append([]string{"--config-dir", dir}, tc.args...)); err != nil {
-				t.Fatal(err)
-			}
-			v, _ := cmd.Flags().GetString("send-unhealthy-endpoints")
-			cfg, err := Options{ConfigDir: dir, SendUnhealthyEndpoints: v, SecureGRPCAddress: "-", XDSAddress: ":15010"}.Config(nil)
+			cfg, err := flagConfig(t, dir, "PILOT_SEND_UNHEALTHY_ENDPOINTS", tc.env, "send-unhealthy-endpoints", tc.args,
+				func(o *Options, v string) { o.SendUnhealthyEndpoints = v })
 			if tc.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.err) {
 					t.Fatalf("got %v, want an error containing %q", err, tc.err)

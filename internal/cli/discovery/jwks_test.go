@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/trellismesh/trellis/internal/discovery"
 )
 
 // TestJWKSRefreshFlag: the key set refresh interval comes from
@@ -25,15 +27,8 @@ func TestJWKSRefreshFlag(t *testing.T) {
 		{name: "zero", args: []string{"--jwt-pub-key-refresh-interval", "0s"}, err: "--jwt-pub-key-refresh-interval"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if tc.env != "" {
-				t.Setenv("PILOT_JWT_PUB_KEY_REFRESH_INTERVAL", tc.env)
-			}
-			cmd := NewCommand(nil)
-			if err := cmd.Flags().Parse(append([]string{"--config-dir", dir}, tc.args...)); err != nil {
-				t.Fatal(err)
-			}
-			v, _ := cmd.Flags().GetString("jwt-pub-key-refresh-interval")
-			cfg, err := Options{ConfigDir: dir, JWKSRefresh: v, SecureGRPCAddress: "-", XDSAddress: ":15010"}.Config(nil)
+			cfg, err := flagConfig(t, dir, "PILOT_JWT_PUB_KEY_REFRESH_INTERVAL", tc.env, "jwt-pub-key-refresh-interval", tc.args,
+				func(o *Options, v string) { o.JWKSRefresh = v })
 			if tc.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.err) {
 					t.Fatalf("got %v, want an error containing %q", err, tc.err)
@@ -48,4 +43,25 @@ func TestJWKSRefreshFlag(t *testing.T) {
 			}
 		})
 	}
+}
+
+// flagConfig parses args (after setting the environment variable env to
+// val, when val is set) the way the command does, copies the string flag
+// into fresh local-mode Options with set, and returns their Config.
+func flagConfig(t *testing.T, dir, env, val, flag string, args []string, set func(*Options, string)) (discovery.Config, error) {
+	t.Helper()
+	if val != "" {
+		t.Setenv(env, val)
+	}
+	cmd := NewCommand(nil)
+	if err := cmd.Flags().Parse(append([]string{"--config-dir", dir}, args...)); err != nil {
+		t.Fatal(err)
+	}
+	v, err := cmd.Flags().GetString(flag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := Options{ConfigDir: dir, SecureGRPCAddress: "-", XDSAddress: ":15010"}
+	set(&o, v)
+	return o.Config(nil)
 }
