@@ -8,22 +8,16 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
-	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
-	"google.golang.org/protobuf/types/known/durationpb"
 
-	dphttp "github.com/trellismesh/trellis/internal/dataplane/http"
-	"github.com/trellismesh/trellis/internal/dataplane/http/router"
 	"github.com/trellismesh/trellis/internal/dataplane/listener"
 	"github.com/trellismesh/trellis/internal/dataplane/rbac"
 	rbacnet "github.com/trellismesh/trellis/internal/dataplane/rbac/network"
-	"github.com/trellismesh/trellis/internal/dataplane/route"
 	"github.com/trellismesh/trellis/internal/xds/gen/gentest"
+	"github.com/trellismesh/trellis/internal/xds/gen/hcmtest"
 	genlistener "github.com/trellismesh/trellis/internal/xds/gen/listener"
 )
 
@@ -112,82 +106,6 @@ func chain(t *testing.T, l *listenerv3.Listener, port uint32) *listenerv3.Filter
 	return nil
 }
 
-// upstream sends every cluster to one backend.
-type upstream struct{ addr string }
-
-func (u upstream) RoundTrip(_ context.Context, _ string, _ router.PickContext, req *http.Request) (*http.Response, router.Info, error) {
-	req.URL.Scheme, req.URL.Host = "http", u.addr
-	resp, err := http.DefaultTransport.RoundTrip(req)
-	if err != nil {
-		return nil, router.Info{Host: u.addr}, err
-	}
-	return resp, router.Info{Host: u.addr}, nil
-}
-
-// serve runs the generated HCM on loopback; conn sets the TLS facts the
-// listener would have found (mTLS peer identity) on each connection.
-func serve(t *testing.T, h *hcmv3.HttpConnectionManager, backend string, conn func(*listener.Conn)) string {
-	t.Helper()
-	tables := &dphttp.RouteTables{}
-	rc := &routev3.RouteConfiguration{Name: h.GetRds().GetRouteConfigName(), VirtualHosts: []*routev3.VirtualHost{{
-		Name: "inbound", Domains: []string{"*"},
-		Routes: []*routev3.Route{{
-			Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
-			Action: &routev3.Route_Route{Route: &routev3.RouteAction{
-				ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: "inbound|8000||"},
-				Timeout:          durationpb.New(0),
-			}},
-		}},
-	}}}
-	tbl, err := route.Compile(rc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tables.Set(rc.GetName(), tbl)
-	m, err := dphttp.Compile(h, dphttp.Deps{Routes: tables, Upstream: upstream{backend}})
-	if err != nil {
-		t.Fatalf("compiling the generated HCM: %v", err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				local := netip.MustParseAddrPort(c.LocalAddr().String())
-				lc := &listener.Conn{
-					Conn: c, Listener: "virtualInbound", Source: netip.MustParseAddrPort(c.RemoteAddr().String()),
-					Local: local, Destination: netip.AddrPortFrom(netip.MustParseAddr("10.0.0.9"), 8000),
-					Transport: listener.TransportRawBuffer, Accepted: time.Now(),
-				}
-				if conn != nil {
-					conn(lc)
-				}
-				m.Serve(ctx, lc)
-			}()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		cancel()
-		wg.Wait()
-		m.Close()
-	})
-	return ln.Addr().String()
-}
-
 const marker = "SECRET-MARKER"
 
 // TestEnforceHTTP runs the generated inbound HTTP chain through the real
@@ -205,11 +123,11 @@ func TestEnforceHTTP(t *testing.T) {
 	if hcm.GetHttpFilters()[0].GetName() != "envoy.filters.http.rbac" {
 		t.Fatalf("first HTTP filter %q, want the RBAC filter", hcm.GetHttpFilters()[0].GetName())
 	}
-	plain := serve(t, hcm, backend.Listener.Addr().String(), nil)
-	trusted := serve(t, hcm, backend.Listener.Addr().String(), func(c *listener.Conn) {
+	plain := hcmtest.Serve(t, hcm, hcmtest.Clusters{"*": backend.Listener.Addr().String()}, nil)
+	trusted := hcmtest.Serve(t, hcm, hcmtest.Clusters{"*": backend.Listener.Addr().String()}, func(c *listener.Conn) {
 		c.MutualTLS, c.PeerIdentity = true, "spiffe://cluster.local/ns/trusted/sa/client"
 	})
-	other := serve(t, hcm, backend.Listener.Addr().String(), func(c *listener.Conn) {
+	other := hcmtest.Serve(t, hcm, hcmtest.Clusters{"*": backend.Listener.Addr().String()}, func(c *listener.Conn) {
 		c.MutualTLS, c.PeerIdentity = true, "spiffe://cluster.local/ns/untrusted/sa/trusted"
 	})
 	cases := []struct {

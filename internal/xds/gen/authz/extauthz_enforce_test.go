@@ -1,29 +1,22 @@
 package authz_test
 
 import (
-	"context"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"net/netip"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
-	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"google.golang.org/protobuf/types/known/durationpb"
 	meshconfig "istio.io/api/mesh/v1alpha1"
 
-	dphttp "github.com/trellismesh/trellis/internal/dataplane/http"
 	"github.com/trellismesh/trellis/internal/dataplane/http/filter/extauthz/extauthztest"
-	"github.com/trellismesh/trellis/internal/dataplane/http/router"
-	"github.com/trellismesh/trellis/internal/dataplane/listener"
-	"github.com/trellismesh/trellis/internal/dataplane/route"
 	"github.com/trellismesh/trellis/internal/xds/gen/gentest"
+	"github.com/trellismesh/trellis/internal/xds/gen/hcmtest"
 	genlistener "github.com/trellismesh/trellis/internal/xds/gen/listener"
 )
 
@@ -51,25 +44,6 @@ spec:
   rules: [{to: [{operation: {paths: ["/admin*"]}}]}]
 `
 
-// clusters routes each cluster to a loopback address: HTTP through
-// RoundTrip, gRPC channels through Dial (as the cluster manager does).
-type clusters map[string]string
-
-func (c clusters) RoundTrip(_ context.Context, cluster string, _ router.PickContext, req *http.Request) (*http.Response, router.Info, error) {
-	addr, ok := c[cluster]
-	if !ok {
-		addr = c["*"]
-	}
-	req.URL.Scheme, req.URL.Host = "http", addr
-	resp, err := http.DefaultTransport.RoundTrip(req)
-	return resp, router.Info{Host: addr}, err
-}
-
-func (c clusters) Dial(ctx context.Context, cluster string, _ *listener.Conn) (net.Conn, error) {
-	var d net.Dialer
-	return d.DialContext(ctx, "tcp", c[cluster])
-}
-
 // customHCM generates httpbin's inbound HCM on 8000 with one provider.
 func customHCM(t *testing.T, provider *meshconfig.MeshConfig_ExtensionProvider) *hcmv3.HttpConnectionManager {
 	t.Helper()
@@ -91,60 +65,6 @@ func customHCM(t *testing.T, provider *meshconfig.MeshConfig_ExtensionProvider) 
 		t.Fatal(err)
 	}
 	return hcm
-}
-
-// serveWith runs an HCM on loopback with the given upstream.
-func serveWith(t *testing.T, h *hcmv3.HttpConnectionManager, up clusters) string {
-	t.Helper()
-	tables := &dphttp.RouteTables{}
-	rc := &routev3.RouteConfiguration{Name: h.GetRds().GetRouteConfigName(), VirtualHosts: []*routev3.VirtualHost{{
-		Name: "inbound", Domains: []string{"*"},
-		Routes: []*routev3.Route{{
-			Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
-			Action: &routev3.Route_Route{Route: &routev3.RouteAction{
-				ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: "inbound|8000||"},
-				Timeout:          durationpb.New(0),
-			}},
-		}},
-	}}}
-	tbl, err := route.Compile(rc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tables.Set(rc.GetName(), tbl)
-	m, err := dphttp.Compile(h, dphttp.Deps{Routes: tables, Upstream: up})
-	if err != nil {
-		t.Fatalf("compiling the generated HCM: %v", err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Go(func() {
-				defer c.Close()
-				m.Serve(ctx, &listener.Conn{
-					Conn: c, Listener: "virtualInbound", Source: netip.MustParseAddrPort(c.RemoteAddr().String()),
-					Local: netip.MustParseAddrPort(c.LocalAddr().String()), Destination: netip.MustParseAddrPort("10.0.0.9:8000"),
-					Transport: listener.TransportRawBuffer, Accepted: time.Now(),
-				})
-			})
-		}
-	})
-	t.Cleanup(func() {
-		ln.Close()
-		cancel()
-		wg.Wait()
-		m.Close()
-	})
-	return ln.Addr().String()
 }
 
 // TestEnforceCustom runs CUSTOM policies through the generated inbound
@@ -182,14 +102,14 @@ func TestEnforceCustom(t *testing.T) {
 	} {
 		t.Run(flavour.name, func(t *testing.T) {
 			srv, httpAddr, grpcAddr := extauthztest.Start(t)
-			up := clusters{"*": backend.Listener.Addr().String(),
+			up := hcmtest.Clusters{"*": backend.Listener.Addr().String(),
 				"outbound|8000||ext-authz.foo.svc.cluster.local": httpAddr,
 				"outbound|9000||ext-authz.foo.svc.cluster.local": grpcAddr}
 			hcm := customHCM(t, flavour.provider(2*time.Second, false))
 			if n := hcm.GetHttpFilters()[1].GetName(); n != "envoy.filters.http.ext_authz" {
 				t.Fatalf("second HTTP filter %q, want ext_authz", n)
 			}
-			addr := serveWith(t, hcm, up)
+			addr := hcmtest.Serve(t, hcm, up, nil)
 
 			// Not selected by the CUSTOM rule: no check.
 			status, body, _ := get(t, addr, "/public", nil)
@@ -225,10 +145,10 @@ func TestEnforceCustom(t *testing.T) {
 		})
 		t.Run(flavour.name+"/timeout", func(t *testing.T) {
 			srv, httpAddr, grpcAddr := extauthztest.Start(t)
-			up := clusters{"*": backend.Listener.Addr().String(),
+			up := hcmtest.Clusters{"*": backend.Listener.Addr().String(),
 				"outbound|8000||ext-authz.foo.svc.cluster.local": httpAddr,
 				"outbound|9000||ext-authz.foo.svc.cluster.local": grpcAddr}
-			addr := serveWith(t, customHCM(t, flavour.provider(100*time.Millisecond, false)), up)
+			addr := hcmtest.Serve(t, customHCM(t, flavour.provider(100*time.Millisecond, false)), up, nil)
 			status, body, _ := get(t, addr, "/admin", http.Header{"X-Ext-Authz": {"slow"}})
 			srv.Release()
 			if status != 403 || strings.Contains(body, marker) {
@@ -248,8 +168,8 @@ func TestEnforceCustom(t *testing.T) {
 				}
 				deadAddr := dead.Addr().String()
 				dead.Close()
-				up := clusters{"*": backend.Listener.Addr().String(), flavour.cluster: deadAddr}
-				addr := serveWith(t, customHCM(t, flavour.provider(time.Second, failOpen)), up)
+				up := hcmtest.Clusters{"*": backend.Listener.Addr().String(), flavour.cluster: deadAddr}
+				addr := hcmtest.Serve(t, customHCM(t, flavour.provider(time.Second, failOpen)), up, nil)
 				status, body, _ := get(t, addr, "/admin", http.Header{"X-Ext-Authz": {"allow"}})
 				if status != want || (want == 403) == strings.Contains(body, marker) {
 					t.Errorf("server down, failOpen=%v: %d %q, want %d", failOpen, status, body, want)

@@ -7,28 +7,21 @@ import (
 	"encoding/json"
 	"io"
 	"math/big"
-	"net"
 	"net/http"
 	"net/http/httptest"
-	"net/netip"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	jose "github.com/go-jose/go-jose/v4"
-	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/trellismesh/trellis/internal/config"
-	dphttp "github.com/trellismesh/trellis/internal/dataplane/http"
-	"github.com/trellismesh/trellis/internal/dataplane/http/router"
-	"github.com/trellismesh/trellis/internal/dataplane/listener"
-	"github.com/trellismesh/trellis/internal/dataplane/route"
 	"github.com/trellismesh/trellis/internal/jwks"
 	"github.com/trellismesh/trellis/internal/model"
 	"github.com/trellismesh/trellis/internal/xds/gen/gentest"
+	"github.com/trellismesh/trellis/internal/xds/gen/hcmtest"
 	"github.com/trellismesh/trellis/internal/xds/gen/jwt"
 	genlistener "github.com/trellismesh/trellis/internal/xds/gen/listener"
 )
@@ -196,66 +189,6 @@ func inboundHCM(t *testing.T, snap *model.Snapshot) *hcmv3.HttpConnectionManager
 	return nil
 }
 
-type upstream struct{ addr string }
-
-func (u upstream) RoundTrip(_ context.Context, _ string, _ router.PickContext, req *http.Request) (*http.Response, router.Info, error) {
-	req.URL.Scheme, req.URL.Host = "http", u.addr
-	resp, err := http.DefaultTransport.RoundTrip(req)
-	return resp, router.Info{Host: u.addr}, err
-}
-
-// serve runs the HCM through the real connection manager on loopback.
-func serve(t *testing.T, h *hcmv3.HttpConnectionManager, backend string) string {
-	t.Helper()
-	tables := &dphttp.RouteTables{}
-	rc := &routev3.RouteConfiguration{Name: h.GetRds().GetRouteConfigName(), VirtualHosts: []*routev3.VirtualHost{{
-		Name: "inbound", Domains: []string{"*"},
-		Routes: []*routev3.Route{{
-			Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
-			Action: &routev3.Route_Route{Route: &routev3.RouteAction{
-				ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: "inbound|8000||"}, Timeout: durationpb.New(0),
-			}},
-		}},
-	}}}
-	tbl, err := route.Compile(rc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tables.Set(rc.GetName(), tbl)
-	m, err := dphttp.Compile(h, dphttp.Deps{Routes: tables, Upstream: upstream{backend}})
-	if err != nil {
-		t.Fatalf("compiling the generated HCM: %v", err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				m.Serve(ctx, &listener.Conn{
-					Conn: c, Listener: "virtualInbound", Source: netip.MustParseAddrPort(c.RemoteAddr().String()),
-					Local: netip.MustParseAddrPort(c.LocalAddr().String()), Destination: netip.MustParseAddrPort("10.0.0.9:8000"),
-					Transport: listener.TransportRawBuffer, Accepted: time.Now(),
-				})
-			}()
-		}
-	}()
-	t.Cleanup(func() { ln.Close(); cancel(); wg.Wait(); m.Close() })
-	return ln.Addr().String()
-}
-
 const marker = "SECRET-MARKER"
 
 type reply struct {
@@ -312,7 +245,7 @@ func TestEnforce(t *testing.T) {
 	cfgs := gentest.YAML(t, policies(t, keySrv.URL+"/keys.json"))
 	build := func() string {
 		keys := res.Keys(context.Background(), model.JWKSURIs(cfgs))
-		return serve(t, inboundHCM(t, snapshot(t, cfgs, keys)), backend.Listener.Addr().String())
+		return hcmtest.Serve(t, inboundHCM(t, snapshot(t, cfgs, keys)), hcmtest.Clusters{"*": backend.Listener.Addr().String()}, nil)
 	}
 	addr := build()
 
@@ -401,7 +334,7 @@ func TestEnforce(t *testing.T) {
 	if len(keys) != 0 {
 		t.Fatalf("keys %v from a failing server", keys)
 	}
-	down := serve(t, inboundHCM(t, snapshot(t, cfgs, keys)), backend.Listener.Addr().String())
+	down := hcmtest.Serve(t, inboundHCM(t, snapshot(t, cfgs, keys)), hcmtest.Clusters{"*": backend.Listener.Addr().String()}, nil)
 	if r := get(t, down, "/public", http.Header{"X-Jwt": {"Token " + bob2}}); r.status != 401 {
 		t.Errorf("key server down: status %d, want 401", r.status)
 	}
