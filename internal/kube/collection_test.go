@@ -12,8 +12,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/watch"
-	clienttesting "k8s.io/client-go/testing"
 
 	"github.com/trellismesh/trellis/internal/kube"
 	"github.com/trellismesh/trellis/internal/kube/kubefake"
@@ -45,18 +43,6 @@ func TestCollection(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The fake sends a watch only the changes made after it started: wait
-	// for the informer's watch before changing anything (client-go's fake
-	// does not replay from a resource version, a real API server does).
-	watching := make(chan struct{})
-	var once sync.Once
-	c.KubeFake.PrependWatchReactor("services", func(a clienttesting.Action) (bool, watch.Interface, error) {
-		// The default reactor's job, then the signal: the watch is
-		// registered with the tracker before the test changes anything.
-		w, err := c.KubeFake.Tracker().Watch(a.GetResource(), a.GetNamespace())
-		once.Do(func() { close(watching) })
-		return true, w, err
-	})
 	inf := kube.NewInformers(c.Client, 0)
 	services := inf.Services()
 	if err := services.AddIndex("tier", func(s *corev1.Service) []string {
@@ -103,8 +89,9 @@ func TestCollection(t *testing.T) {
 		t.Errorf("ByIndex(tier, web) = %v", got)
 	}
 
+	// The fake sends a watch only the changes made after it started.
 	select {
-	case <-watching:
+	case <-c.WatchStarted("services"):
 	case <-time.After(10 * time.Second):
 		t.Fatal("the informer never started its watch")
 	}

@@ -7,10 +7,12 @@ package kubefake
 
 import (
 	"fmt"
+	"sync"
 
 	istiofake "istio.io/client-go/pkg/clientset/versioned/fake"
 	extfake "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset/fake"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
 	dynamicfake "k8s.io/client-go/dynamic/fake"
@@ -30,6 +32,60 @@ type Client struct {
 	GatewayAPIFake *gatewayfake.Clientset
 	ExtensionsFake *extfake.Clientset
 	DynamicFake    *dynamicfake.FakeDynamicClient
+
+	watches *watches
+}
+
+// WatchStarted is closed once an informer (or anyone) has a watch on the
+// resource (e.g. "services", "virtualservices") of the Kubernetes or
+// Istio fake. client-go's fakes send a watch only the changes made after
+// it started and do not replay from a resource version as an API server
+// does: a test that changes objects right after an informer synced waits
+// for this first, or the change can be lost.
+func (c *Client) WatchStarted(resource string) <-chan struct{} {
+	return c.watches.started(resource)
+}
+
+// watches records the resources watched so far.
+type watches struct {
+	mu sync.Mutex
+	ch map[string]chan struct{}
+}
+
+func (w *watches) started(resource string) chan struct{} {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	c, ok := w.ch[resource]
+	if !ok {
+		c = make(chan struct{})
+		w.ch[resource] = c
+	}
+	return c
+}
+
+// signalWatches makes f's watches (its tracker's, as the default reactor
+// does) close the resource's WatchStarted channel once registered.
+func signalWatches(f interface {
+	PrependWatchReactor(resource string, reaction clienttesting.WatchReactionFunc)
+	Tracker() clienttesting.ObjectTracker
+}, w *watches) {
+	f.PrependWatchReactor("*", func(action clienttesting.Action) (bool, watch.Interface, error) {
+		var opts []metav1.ListOptions
+		if wa, ok := action.(clienttesting.WatchActionImpl); ok {
+			opts = append(opts, wa.ListOptions)
+		}
+		wi, err := f.Tracker().Watch(action.GetResource(), action.GetNamespace(), opts...)
+		if err != nil {
+			return false, nil, err
+		}
+		c := w.started(action.GetResource().Resource)
+		select {
+		case <-c:
+		default:
+			close(c)
+		}
+		return true, wi, nil
+	})
 }
 
 // New returns a fake bundle holding objects. Each object goes to the
@@ -70,9 +126,12 @@ func New(objects ...runtime.Object) (*Client, error) {
 			return nil, fmt.Errorf("kubefake: no scheme knows %T", obj)
 		}
 	}
+	w := &watches{ch: map[string]chan struct{}{}}
 	kc := kubefake.NewClientset(schemes[0].objs...)
+	signalWatches(kc, w)
 	ic := istiofake.NewSimpleClientset(schemes[1].objs...)
-	refuseWatchList(ic)
+	signalWatches(ic, w)
+	refuseWatchList(ic) // prepended after: runs first
 	gc := gatewayfake.NewClientset(schemes[2].objs...)
 	ec := extfake.NewClientset(schemes[3].objs...)
 	dc := dynamicfake.NewSimpleDynamicClient(all, objects...)
@@ -83,6 +142,7 @@ func New(objects ...runtime.Object) (*Client, error) {
 		GatewayAPIFake: gc,
 		ExtensionsFake: ec,
 		DynamicFake:    dc,
+		watches:        w,
 	}, nil
 }
 
