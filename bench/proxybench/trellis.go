@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/trellismesh/trellis/bench/internal/benchmesh"
 	"github.com/trellismesh/trellis/internal/ca/bootstrap"
 )
 
@@ -344,40 +345,7 @@ spec:
 // onwards, outside the topology; nothing is sent to them), the shape of
 // bench/xdsload's. Both sidecars get their clusters, endpoints and virtual
 // hosts in route configuration "8080".
-func extraServices(n int) string {
-	var b strings.Builder
-	for i := range n {
-		fmt.Fprintf(&b, `---
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata:
-  name: svc-%d
-  namespace: bench
-spec:
-  hosts: [svc-%d.bench.svc.cluster.local]
-  location: MESH_INTERNAL
-  ports:
-  - {number: 8080, name: http, protocol: HTTP}
-  resolution: STATIC
-  workloadSelector:
-    labels: {app: svc-%d}
-`, i, i, i)
-		for ep := range 5 {
-			k := i*5 + ep
-			fmt.Fprintf(&b, `---
-apiVersion: networking.istio.io/v1
-kind: WorkloadEntry
-metadata:
-  name: svc-%d-%d
-  namespace: bench
-spec:
-  address: 10.%d.%d.%d
-  labels: {app: svc-%d, version: v%d}
-`, i, ep, 1+k/65536, (k/256)%256, k%256, i, ep%2)
-		}
-	}
-	return b.String()
-}
+func extraServices(n int) string { return benchmesh.Services(n, 5) }
 
 // waitReady polls a sidecar's readiness endpoint (15021, never captured) from
 // the root namespace, up to 30 s.

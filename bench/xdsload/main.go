@@ -29,6 +29,7 @@ import (
 
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/trellismesh/trellis/bench/internal/benchmesh"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -186,38 +187,7 @@ func freeAddr() string {
 }
 
 func writeServices(o options) error {
-	var b strings.Builder
-	for i := 0; i < o.services; i++ {
-		fmt.Fprintf(&b, `---
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata:
-  name: svc-%d
-  namespace: bench
-spec:
-  hosts: [svc-%d.bench.svc.cluster.local]
-  location: MESH_INTERNAL
-  ports:
-  - {number: 8080, name: http, protocol: HTTP}
-  resolution: STATIC
-  workloadSelector:
-    labels: {app: svc-%d}
-`, i, i, i)
-		for e := 0; e < o.endpoints; e++ {
-			n := i*o.endpoints + e
-			fmt.Fprintf(&b, `---
-apiVersion: networking.istio.io/v1
-kind: WorkloadEntry
-metadata:
-  name: svc-%d-%d
-  namespace: bench
-spec:
-  address: 10.%d.%d.%d
-  labels: {app: svc-%d, version: v%d}
-`, i, e, 1+n/65536, (n/256)%256, n%256, i, e%2)
-		}
-	}
-	return os.WriteFile(filepath.Join(o.dir, "services.yaml"), []byte(b.String()), 0o644)
+	return os.WriteFile(filepath.Join(o.dir, "services.yaml"), []byte(benchmesh.Services(o.services, o.endpoints)), 0o644)
 }
 
 // marker is the header value that identifies configuration round r in RDS.
