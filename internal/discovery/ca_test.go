@@ -34,22 +34,7 @@ func runCA(t *testing.T, caDir string) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run returned %v after cancel", err)
-		}
-	})
-	select {
-	case <-s.Ready():
-	case err := <-done:
-		t.Fatalf("Run returned before ready: %v", err)
-	case <-time.After(waitFor):
-		t.Fatalf("not ready after %v", waitFor)
-	}
+	runReady(t, s, waitFor, "")
 	return s
 }
 

@@ -124,27 +124,7 @@ func start(t *testing.T, files map[string]string) (*Server, string) {
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run returned %v after cancel, want nil", err)
-			}
-		case <-time.After(waitFor):
-			t.Errorf("Run did not return within %v of cancel", waitFor)
-		}
-	})
-	select {
-	case <-s.Ready():
-	case err := <-done:
-		t.Fatalf("Run returned before ready: %v", err)
-	case <-time.After(waitFor):
-		t.Fatalf("not ready after %v", waitFor)
-	}
+	runReady(t, s, waitFor, "")
 	return s, dir
 }
 
@@ -420,4 +400,41 @@ spec:
 		}
 		return nil
 	})
+}
+
+// runReady runs s until stop (registered as a cleanup too) and waits until it
+// is ready; wait bounds both. who prefixes the failures ("" for none).
+func runReady(t *testing.T, s *Server, wait time.Duration, who string) (stop func()) {
+	t.Helper()
+	if who != "" {
+		who += ": "
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	stopped := false
+	stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("%sRun returned %v after cancel, want nil", who, err)
+			}
+		case <-time.After(wait):
+			t.Errorf("%sRun did not return within %v of cancel", who, wait)
+		}
+	}
+	t.Cleanup(stop)
+	select {
+	case <-s.Ready():
+	case err := <-done:
+		t.Fatalf("%sRun returned before ready: %v", who, err)
+	case <-time.After(wait):
+		t.Fatalf("%snot ready after %v", who, wait)
+	}
+	return stop
 }

@@ -61,27 +61,7 @@ func startKube(t *testing.T, c *kubetest.Cluster) *Server {
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run returned %v after cancel, want nil", err)
-			}
-		case <-time.After(kubeWait):
-			t.Errorf("Run did not return within %v of cancel", kubeWait)
-		}
-	})
-	select {
-	case <-s.Ready():
-	case err := <-done:
-		t.Fatalf("Run returned before ready: %v", err)
-	case <-time.After(kubeWait):
-		t.Fatalf("not ready after %v", kubeWait)
-	}
+	runReady(t, s, kubeWait, "")
 	return s
 }
 

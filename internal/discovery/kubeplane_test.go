@@ -64,33 +64,7 @@ func startPlane(t *testing.T, c *kubetest.Cluster, id string) (*Server, func()) 
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	stopped := false
-	stop := func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("%s: Run returned %v after cancel", id, err)
-			}
-		case <-time.After(kubeWait):
-			t.Errorf("%s: Run did not return within %v of cancel", id, kubeWait)
-		}
-	}
-	t.Cleanup(stop)
-	select {
-	case <-s.Ready():
-	case err := <-done:
-		t.Fatalf("%s: Run returned before ready: %v", id, err)
-	case <-time.After(kubeWait):
-		t.Fatalf("%s: not ready after %v", id, kubeWait)
-	}
+	stop := runReady(t, s, kubeWait, id)
 	eventuallyKube(t, id+" webhook listening", func() error {
 		if s.WebhookAddr() == nil {
 			return fmt.Errorf("no address yet")

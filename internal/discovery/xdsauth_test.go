@@ -152,22 +152,7 @@ func TestSecureOnly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}()
-	select {
-	case <-s.Ready():
-	case err := <-done:
-		t.Fatalf("Run returned before ready: %v", err)
-	case <-time.After(waitFor):
-		t.Fatal("not ready")
-	}
+	defer runReady(t, s, waitFor, "")()
 	if s.XDSAddr() != nil {
 		t.Fatalf("plaintext xDS listening on %v", s.XDSAddr())
 	}
