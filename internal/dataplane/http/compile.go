@@ -111,6 +111,18 @@ type hostRules struct {
 type serverHeader struct {
 	name      string
 	transform hcmv3.HttpConnectionManager_ServerHeaderTransformation
+	// value is []string{name}, shared by every response that gets the
+	// header (capacity 1: an Add copies it instead of appending in place).
+	value []string
+}
+
+// values is the header's value slice: the shared one when compiled, else
+// a new one.
+func (s serverHeader) values() []string {
+	if len(s.value) == 1 {
+		return s.value[:1:1]
+	}
+	return []string{s.name}
 }
 
 // Manager is a compiled HTTP connection manager: immutable settings, the
@@ -518,6 +530,7 @@ func compileSettings(h *hcmv3.HttpConnectionManager) (settings, string, error) {
 	if cfg.server.name == "" {
 		cfg.server.name = DefaultServerName
 	}
+	cfg.server.value = []string{cfg.server.name}
 
 	cfg.upgrades = map[string]bool{}
 	for i, u := range h.GetUpgradeConfigs() {

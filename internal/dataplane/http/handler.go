@@ -20,16 +20,17 @@ import (
 func (m *Manager) ServeHTTP(w nethttp.ResponseWriter, r *nethttp.Request) {
 	var lc *listener.Conn
 	var ts *tls.ConnectionState
+	remote := ""
 	cs, hasConn := r.Context().Value(connKey{}).(*connState)
 	if hasConn {
-		lc, ts = cs.lc, cs.tls
+		lc, ts, remote = cs.lc, cs.tls, cs.remote
 	} else {
 		lc = &listener.Conn{} // allocated only when there is no connection state
 	}
 	if ts == nil {
 		ts = r.TLS
 	}
-	x := &exchange{}
+	x := &exchange{remote: remote}
 	s := &x.stream
 	s.Init(w, r, m.random)
 	s.Conn = lc
@@ -67,6 +68,9 @@ type exchange struct {
 	// vals backs the values of the request headers the proxy sets.
 	vals [4]string
 	nval int
+	// remote is the downstream address as text, made once per connection
+	// (connState.remote); "" without a connection state.
+	remote string
 }
 
 // setHeader sets h[k] to the single value v, taking the value slice

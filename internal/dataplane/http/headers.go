@@ -287,8 +287,8 @@ func clientCertEntry(by string, chain []*x509.Certificate, d *hcmv3.HttpConnecti
 // preserve_external_request_id.
 func (m *Manager) proxyHeaders(x *exchange, r *nethttp.Request, source netip.AddrPort, scheme string) (client, requestID string) {
 	h := r.Header
-	remote := ""
-	if source.IsValid() {
+	remote := x.remote // the connection's, made once
+	if remote == "" && source.IsValid() {
 		remote = source.Addr().String()
 	}
 	xff := xffList(h["X-Forwarded-For"])
@@ -404,9 +404,9 @@ func (m *Manager) serverHeader(_ int, h nethttp.Header) {
 	case hcmv3.HttpConnectionManager_PASS_THROUGH:
 	case hcmv3.HttpConnectionManager_APPEND_IF_ABSENT:
 		if h.Get("Server") == "" {
-			h.Set("Server", m.cfg.server.name)
+			h["Server"] = m.cfg.server.values()
 		}
 	default:
-		h.Set("Server", m.cfg.server.name)
+		h["Server"] = m.cfg.server.values()
 	}
 }

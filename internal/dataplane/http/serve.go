@@ -76,6 +76,9 @@ type connState struct {
 	protoErr atomic.Pointer[protocolError]
 	// protoErrFn is protocolErr, made once for the connection's requests.
 	protoErrFn func() error
+	// remote is the downstream address as text (lc.Source's address), made
+	// once for the connection's requests' x-forwarded-for and logs.
+	remote string
 }
 
 // protocolErr is the connection's protocol error, or nil.
@@ -104,6 +107,9 @@ func (c *connState) finish() { c.once.Do(func() { close(c.done) }) }
 func (m *Manager) Serve(ctx context.Context, c *listener.Conn) {
 	cs := &connState{lc: c, done: make(chan struct{})}
 	cs.protoErrFn = cs.protocolErr
+	if c.Source.IsValid() {
+		cs.remote = c.Source.Addr().String()
+	}
 	if tc, ok := c.Conn.(*tls.Conn); ok {
 		st := tc.ConnectionState()
 		cs.tls = &st

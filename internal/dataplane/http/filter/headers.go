@@ -2,7 +2,8 @@ package filter
 
 import (
 	"net/http"
-	"net/textproto"
+
+	"github.com/trellismesh/trellis/internal/dataplane/h1wire"
 )
 
 // Header adapts an http.Header (canonical keys) to route.Headers and
@@ -12,7 +13,7 @@ type Header http.Header
 
 // Values implements route.Headers.
 func (h Header) Values(name string) []string {
-	return h[textproto.CanonicalMIMEHeaderKey(name)]
+	return h[h1wire.CanonicalKey(name)]
 }
 
 // Set implements route.HeaderMutator.

@@ -528,10 +528,14 @@ func (r *Router) respond(s *filter.Stream, ctx context.Context, resp *http.Respo
 	h := w.Header()
 	copyResponseHeader(h, resp.Header)
 	if !r.suppress {
-		h.Set("X-Envoy-Upstream-Service-Time", strconv.FormatInt(s.Record.UpstreamServiceTime.Milliseconds(), 10))
-	}
-	if s.Route.VirtualHost.IncludeAttemptCountInResponse && !r.suppress {
-		h.Set("X-Envoy-Attempt-Count", strconv.Itoa(int(s.Record.Attempts)))
+		// One array backs the values of both of the router's headers.
+		vals := make([]string, 1, 2)
+		vals[0] = strconv.FormatInt(s.Record.UpstreamServiceTime.Milliseconds(), 10)
+		h["X-Envoy-Upstream-Service-Time"] = vals[0:1:1]
+		if s.Route.VirtualHost.IncludeAttemptCountInResponse {
+			vals = append(vals, strconv.Itoa(int(s.Record.Attempts)))
+			h["X-Envoy-Attempt-Count"] = vals[1:2:2]
+		}
 	}
 	if s.Upgrade != "" {
 		// An upgrade the upstream did not take: nothing pipelined
