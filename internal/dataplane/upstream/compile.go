@@ -114,7 +114,7 @@ func compileDiscovery(c *clusterv3.Cluster, out *Cluster) error {
 		return fmt.Errorf("type: unknown discovery type %d", c.GetType())
 	}
 	dnsNames := out.Type != Static
-	eps, err := endpoints(c.GetLoadAssignment(), dnsNames)
+	eps, err := endpoints(c.GetLoadAssignment(), dnsNames, NewInterner())
 	if err != nil {
 		return fmt.Errorf("load_assignment: %w", err)
 	}

@@ -4,7 +4,7 @@
 // Connection pools are built on top of it by the HTTP engine.
 //
 //	CDS Cluster ──Compile──► *Cluster (immutable; an error is the NACK's message)
-//	EDS ClusterLoadAssignment ──Endpoints──► *EndpointSet (immutable; idem)
+//	EDS ClusterLoadAssignment ──Interner.Endpoints──► *EndpointSet (immutable; idem)
 //	                                   │
 //	New(*Cluster) ──► *Instance ◄──────┘ Update(*EndpointSet)
 //	                     │  hosts ─ host.Host (address, weight, locality, priority,
@@ -23,6 +23,14 @@
 //	outlier  consecutive 5xx / gateway / local-origin failures, success rate,
 //	         failure percentage; ejection with backoff
 //	circuit  connection, pending request, request, retry and pool limits
+//
+// Compiled endpoints keep nothing of the decoded assignment. A manager
+// compiles them through one Interner: equal transport socket match
+// metadata (in a mesh, {"tlsMode":"istio"} on nearly every endpoint) is one
+// shared, read-only *corev3.Metadata rebuilt from its deterministic
+// serialization and held weakly by the table; locality and host names are
+// canonical strings (package unique). Endpoints without an Interner shares
+// within one assignment only.
 //
 // What a connection pool needs: Instance.Breakers(priority) for the
 // cluster limits, Cluster.PerHostMaxConnections with

@@ -3,7 +3,6 @@ package upstream
 import (
 	"errors"
 	"fmt"
-	"google.golang.org/protobuf/types/known/structpb"
 	"math"
 	"net/netip"
 
@@ -66,18 +65,17 @@ func (s *EndpointSet) Len() int {
 // Endpoints validates and compiles an EDS ClusterLoadAssignment. Addresses
 // must be IP addresses (or pipes, or internal listeners), as Envoy
 // requires of EDS. Errors name the field and are meant for NACKs.
+// Equal metadata is shared within the assignment only; a manager compiles
+// through its Interner (Interner.Endpoints) to share it across clusters.
 func Endpoints(cla *endpointv3.ClusterLoadAssignment) (*EndpointSet, error) {
-	s, err := endpoints(cla, false)
-	if err != nil {
-		return nil, fmt.Errorf("cluster load assignment %q: %w", cla.GetClusterName(), err)
-	}
-	return s, nil
+	return NewInterner().Endpoints(cla)
 }
 
 // endpoints compiles a load assignment; dnsNames allows host names (the
-// endpoints of DNS clusters). A nil assignment has no endpoints.
-func endpoints(cla *endpointv3.ClusterLoadAssignment, dnsNames bool) (*EndpointSet, error) {
-	s := &EndpointSet{ClusterName: cla.GetClusterName(), OverprovisioningFactor: 140}
+// endpoints of DNS clusters). A nil assignment has no endpoints. The
+// set shares repeated values through in and keeps no pointer into cla.
+func endpoints(cla *endpointv3.ClusterLoadAssignment, dnsNames bool, in *Interner) (*EndpointSet, error) {
+	s := &EndpointSet{ClusterName: str(cla.GetClusterName()), OverprovisioningFactor: 140}
 	if cla == nil {
 		return s, nil
 	}
@@ -91,7 +89,7 @@ func endpoints(cla *endpointv3.ClusterLoadAssignment, dnsNames bool) (*EndpointS
 		s.WeightedPriorityHealth = p.GetWeightedPriorityHealth()
 		for _, d := range p.GetDropOverloads() {
 			s.DropOverloads = append(s.DropOverloads, DropOverload{
-				Category:    d.GetCategory(),
+				Category:    str(d.GetCategory()),
 				Numerator:   d.GetDropPercentage().GetNumerator(),
 				Denominator: denominator(d.GetDropPercentage().GetDenominator()),
 			})
@@ -107,9 +105,9 @@ func endpoints(cla *endpointv3.ClusterLoadAssignment, dnsNames bool) (*EndpointS
 		}
 		l := LocalityEndpoints{
 			Locality: host.Locality{
-				Region:  lle.GetLocality().GetRegion(),
-				Zone:    lle.GetLocality().GetZone(),
-				SubZone: lle.GetLocality().GetSubZone(),
+				Region:  str(lle.GetLocality().GetRegion()),
+				Zone:    str(lle.GetLocality().GetZone()),
+				SubZone: str(lle.GetLocality().GetSubZone()),
 			},
 			Priority: lle.GetPriority(),
 			Weight:   lle.GetLoadBalancingWeight().GetValue(),
@@ -118,9 +116,10 @@ func endpoints(cla *endpointv3.ClusterLoadAssignment, dnsNames bool) (*EndpointS
 		if localityWeights[l.Priority] > math.MaxUint32 {
 			return nil, fmt.Errorf("The sum of weights of all localities at the same priority exceeds %d", uint32(math.MaxUint32))
 		}
+		l.Endpoints = make([]host.Endpoint, 0, len(lle.GetLbEndpoints()))
 		var hostWeights uint64
 		for j, lbe := range lle.GetLbEndpoints() {
-			ep, err := endpoint(lbe, l, dnsNames)
+			ep, err := endpoint(lbe, l, dnsNames, in)
 			if err != nil {
 				return nil, fmt.Errorf("endpoints[%d].lb_endpoints[%d]: %w", i, j, err)
 			}
@@ -135,7 +134,12 @@ func endpoints(cla *endpointv3.ClusterLoadAssignment, dnsNames bool) (*EndpointS
 	return s, nil
 }
 
-func endpoint(lbe *endpointv3.LbEndpoint, l LocalityEndpoints, dnsNames bool) (host.Endpoint, error) {
+// endpoint compiles one LbEndpoint. Of its metadata the host keeps the
+// transport socket match namespace (matched at connection time), shared
+// through in; the rest (Istio's workload metadata and the like) is read
+// here, so the decoded message does not stay alive through the host
+// (5,000 endpoints' metadata maps were megabytes).
+func endpoint(lbe *endpointv3.LbEndpoint, l LocalityEndpoints, dnsNames bool, in *Interner) (host.Endpoint, error) {
 	if lbe.GetEndpointName() != "" {
 		return host.Endpoint{}, errors.New("endpoint_name: named endpoints are not supported")
 	}
@@ -144,15 +148,19 @@ func endpoint(lbe *endpointv3.LbEndpoint, l LocalityEndpoints, dnsNames bool) (h
 	if err != nil {
 		return host.Endpoint{}, fmt.Errorf("endpoint.address: %w", err)
 	}
+	md, err := in.socketMatch(lbe.GetMetadata().GetFilterMetadata()[TransportSocketMatchKey])
+	if err != nil {
+		return host.Endpoint{}, err
+	}
 	ep := host.Endpoint{
 		Address:  addr,
-		Hostname: e.GetHostname(),
+		Hostname: str(e.GetHostname()),
 		Weight:   1,
 		Locality: l.Locality,
 		Priority: l.Priority,
 		Health:   lbe.GetHealthStatus(),
-		Metadata: socketMatchMetadata(lbe.GetMetadata()),
-		TLSMode:  metadataString(lbe.GetMetadata(), TransportSocketMatchKey, TLSModeKey),
+		Metadata: md,
+		TLSMode:  metadataString(md, TransportSocketMatchKey, TLSModeKey),
 		HashKey:  metadataString(lbe.GetMetadata(), EnvoyLBKey, HashKeyKey),
 	}
 	if w := lbe.GetLoadBalancingWeight(); w != nil {
@@ -193,19 +201,6 @@ func address(a *corev3.Address, dnsNames bool) (host.Address, error) {
 		return out, nil
 	}
 	return host.Address{}, errors.New("address is empty")
-}
-
-// socketMatchMetadata is the part of an endpoint's metadata a compiled
-// host keeps: the transport socket match namespace, all that is matched at
-// connection time. The rest (Istio's workload metadata and the like) is
-// read at compile time, so the decoded message does not stay alive
-// through the host (5,000 endpoints' metadata maps were megabytes).
-func socketMatchMetadata(md *corev3.Metadata) *corev3.Metadata {
-	fm, ok := md.GetFilterMetadata()[TransportSocketMatchKey]
-	if !ok {
-		return nil
-	}
-	return &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{TransportSocketMatchKey: fm}}
 }
 
 func metadataString(md *corev3.Metadata, filter, key string) string {

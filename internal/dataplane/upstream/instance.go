@@ -131,23 +131,26 @@ func (in *Instance) Update(eps *EndpointSet) error {
 	added := 0
 	for _, l := range eps.Localities {
 		g := host.Group{Priority: l.Priority, Locality: l.Locality, Weight: l.Weight}
-		for _, ep := range l.Endpoints {
+		for i := range l.Endpoints {
+			// Hosts share the set's Endpoints (eps is immutable) and
+			// are indexed by their own key string.
+			ep := &l.Endpoints[i]
 			key := ep.Address.String()
 			if _, dup := next[key]; dup {
 				continue
 			}
 			h := in.hosts[key]
 			if h != nil {
-				h.SetEndpoint(ep)
+				h.ShareEndpoint(ep)
 			} else {
 				var m *outlier.Monitor
 				if in.detector != nil {
 					m = in.detector.Add(key)
 				}
-				h = host.New(ep, m)
+				h = host.NewShared(ep, m)
 				added++
 			}
-			next[key] = h
+			next[h.Key()] = h
 			g.Hosts = append(g.Hosts, h)
 		}
 		groups = append(groups, g)

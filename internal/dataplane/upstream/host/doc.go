@@ -2,7 +2,8 @@
 // balancers read (Envoy's Host, HostSet and PrioritySet).
 //
 //	Endpoint (address, weight, locality, priority, EDS health, metadata)
-//	   │ New / SetEndpoint (EDS updates keep the Host, swap its Endpoint)
+//	   │ New / SetEndpoint (EDS updates keep the Host, swap its Endpoint);
+//	   │ NewShared / ShareEndpoint keep the immutable set's Endpoint, not a copy
 //	   ▼
 //	Host ── Stats: atomic request/connection counters, written by pools and the router,
 //	   │            read by least-request balancing

@@ -22,7 +22,8 @@ type Endpoint struct {
 	// Health is the health status EDS reported.
 	Health corev3.HealthStatus
 	// Metadata is the endpoint's transport socket match metadata (the
-	// only namespace matched after compilation); read-only.
+	// only namespace matched after compilation). Endpoints with equal
+	// metadata share one value (upstream.Interner): never modify it.
 	Metadata *corev3.Metadata
 	// TLSMode is Istio's filter_metadata["envoy.transport_socket_match"]
 	// ["tlsMode"] ("istio" when the workload has a mesh proxy).
@@ -91,6 +92,19 @@ func New(ep Endpoint, monitor *outlier.Monitor) *Host {
 	return h
 }
 
+// NewShared is New for an endpoint of an immutable EndpointSet: the host
+// keeps ep itself instead of a copy (one Endpoint per host, not two, with
+// thousands of hosts), unless ep needs New's defaults. ep must never be
+// modified.
+func NewShared(ep *Endpoint, monitor *outlier.Monitor) *Host {
+	if ep.Weight == 0 {
+		return New(*ep, monitor)
+	}
+	h := &Host{key: ep.Address.String(), addr: ep.Address, monitor: monitor}
+	h.endpoint.Store(ep)
+	return h
+}
+
 // Key is the host's identity in its cluster: its address as a string.
 func (h *Host) Key() string { return h.key }
 
@@ -109,6 +123,17 @@ func (h *Host) SetEndpoint(ep Endpoint) {
 		ep.Weight = 1
 	}
 	h.endpoint.Store(&ep)
+}
+
+// ShareEndpoint is SetEndpoint for an endpoint of an immutable
+// EndpointSet: the host keeps ep itself when it is already in the form
+// SetEndpoint would store. ep must never be modified.
+func (h *Host) ShareEndpoint(ep *Endpoint) {
+	if ep.Weight == 0 || ep.Address != h.addr {
+		h.SetEndpoint(*ep)
+		return
+	}
+	h.endpoint.Store(ep)
 }
 
 // Weight returns the load-balancing weight.

@@ -147,3 +147,28 @@ func TestNewSet(t *testing.T) {
 		t.Errorf("empty set has %d priorities, want 1", len(empty.Priorities))
 	}
 }
+
+// TestSharedEndpoint: a host built from an immutable set's Endpoint keeps
+// that Endpoint instead of a copy, unless it needs New's defaults or an
+// update names another address (then SetEndpoint's rules apply).
+func TestSharedEndpoint(t *testing.T) {
+	ep := &host.Endpoint{Address: socket("10.0.0.1", 80), Weight: 3}
+	h := host.NewShared(ep, nil)
+	if h.Endpoint() != ep || h.Key() != "10.0.0.1:80" {
+		t.Fatalf("NewShared copied the endpoint (%p, want %p) or lost the key %q", h.Endpoint(), ep, h.Key())
+	}
+	next := &host.Endpoint{Address: socket("10.0.0.1", 80), Weight: 5}
+	h.ShareEndpoint(next)
+	if h.Endpoint() != next || h.Weight() != 5 {
+		t.Errorf("ShareEndpoint copied the endpoint or lost the weight: %+v", h.Endpoint())
+	}
+	zero := &host.Endpoint{Address: socket("10.0.0.2", 80)}
+	if g := host.NewShared(zero, nil); g.Endpoint() == zero || g.Weight() != 1 || zero.Weight != 0 {
+		t.Errorf("weight 0: NewShared must apply the default to a copy, not the shared endpoint (%+v)", zero)
+	}
+	other := &host.Endpoint{Address: socket("10.9.9.9", 1), Weight: 2}
+	h.ShareEndpoint(other)
+	if h.Endpoint() == other || h.Endpoint().Address != h.Address() || other.Address.String() != "10.9.9.9:1" {
+		t.Errorf("another address: the host must keep its own address in a copy (%+v)", h.Endpoint())
+	}
+}

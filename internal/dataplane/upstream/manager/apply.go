@@ -268,7 +268,7 @@ func (m *Manager) ApplyEndpointSet(res xdsset.Set) map[string]error {
 		if prev, ok := m.applied[name]; ok && xdsset.Unchanged(prev, version) {
 			continue
 		}
-		eps, err := endpoints(name, res)
+		eps, err := endpoints(name, res, m.intern)
 		if err != nil {
 			errs[name] = err
 			m.log.Warn("cluster load assignment rejected", "service", name, "error", err)
@@ -287,8 +287,9 @@ func (m *Manager) ApplyEndpointSet(res xdsset.Set) map[string]error {
 	return errs
 }
 
-// endpoints decodes and compiles the assignment name of res.
-func endpoints(name string, res xdsset.Set) (*upstream.EndpointSet, error) {
+// endpoints decodes and compiles the assignment name of res, sharing
+// repeated values through in.
+func endpoints(name string, res xdsset.Set, in *upstream.Interner) (*upstream.EndpointSet, error) {
 	msg, err := res.Msg(name)
 	if err != nil {
 		return nil, fmt.Errorf("cluster load assignment %q: %w", name, err)
@@ -297,15 +298,15 @@ func endpoints(name string, res xdsset.Set) (*upstream.EndpointSet, error) {
 	if msg != nil && !ok {
 		return nil, fmt.Errorf("cluster load assignment %q: resource is a %T, not a ClusterLoadAssignment", name, msg)
 	}
-	return endpointSet(name, cla)
+	return endpointSet(name, cla, in)
 }
 
-func endpointSet(name string, cla *endpointv3.ClusterLoadAssignment) (*upstream.EndpointSet, error) {
+func endpointSet(name string, cla *endpointv3.ClusterLoadAssignment, in *upstream.Interner) (*upstream.EndpointSet, error) {
 	if cla == nil {
 		return &upstream.EndpointSet{ClusterName: name, OverprovisioningFactor: host.DefaultOverprovisioningFactor}, nil
 	}
 	if cla.GetClusterName() != name {
 		return nil, fmt.Errorf("cluster load assignment %q: resource name differs from cluster_name %q", name, cla.GetClusterName())
 	}
-	return upstream.Endpoints(cla)
+	return in.Endpoints(cla)
 }

@@ -12,7 +12,7 @@
 //	   │                                  ├ settings-only change: same Instance, new pools
 //	   │                                  ├ otherwise: new Instance (+ last CLA of its EDS name)
 //	   │                                  └ absent: retired — NC for new requests, pools drain
-//	   └─ApplyEndpointSet(xdsset.Set)─► (same version: skipped) upstream.Endpoints ─► Instance.Update
+//	   └─ApplyEndpointSet(xdsset.Set)─► (same version: skipped) Interner.Endpoints ─► Instance.Update
 //	                                    ─► pools of hosts that left drain
 //
 //	The manager keeps compiled clusters and endpoint sets with the versions (and

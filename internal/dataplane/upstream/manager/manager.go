@@ -58,6 +58,9 @@ type Manager struct {
 	// applied the version of the assignment it was compiled from.
 	endpoints map[string]*upstream.EndpointSet
 	applied   map[string]string
+	// intern shares the repeated parts of the compiled endpoints (socket
+	// match metadata) across all EDS assignments.
+	intern *upstream.Interner
 	// byEDS indexes the current EDS clusters by service name.
 	byEDS map[string][]*entry
 	// retired clusters drain their pools; forgotten once empty.
@@ -91,6 +94,7 @@ func New(cfg Config) (*Manager, error) {
 		kick:      make(chan struct{}, 1),
 		endpoints: map[string]*upstream.EndpointSet{},
 		applied:   map[string]string{},
+		intern:    upstream.NewInterner(),
 		byEDS:     map[string][]*entry{},
 	}
 	m.clusters.Store(&map[string]*entry{})
