@@ -24,4 +24,18 @@
 // costs nothing between collections. An operator's explicit GOGC
 // environment variable wins: Start does nothing when it is set (and
 // GOMEMLIMIT, when set, still caps the heap as usual).
+//
+// A Releaser returns the start-up (or large push) peak to the OS. Decoding
+// and compiling 1,000 clusters and 5,000 endpoints at once grows the heap
+// well above its steady goal, and the runtime's background scavenger gives
+// the difference back slowly, if at all. The role brackets each apply with
+// Track; once changes pause (Quiet, at most MaxDelay), a check on a timer
+// goroutine decides, in two pure steps:
+//
+//	Large(bytes the tracked applies allocated) ≥ MinAlloc (8 MiB)?  no → done, no collection
+//	runtime.GC, then Excessive(heap held − fresh goal ≥ 4 MiB and ≥ 10 % of the goal)?
+//	yes → debug.FreeOSMemory, and no other release for MinInterval (30 s)
+//
+// so endpoint churn costs nothing and a stream of large pushes at most one
+// forced release per MinInterval; the request path never waits for it.
 package gctune

@@ -17,6 +17,7 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/trellismesh/trellis/internal/dataplane/gctune"
 	dphttp "github.com/trellismesh/trellis/internal/dataplane/http"
 	"github.com/trellismesh/trellis/internal/dataplane/identity"
 	"github.com/trellismesh/trellis/internal/dataplane/listener"
@@ -111,6 +112,7 @@ type Sidecar struct {
 	id        *identity.Manager // nil without Identity.CAAddress
 	secrets   *secrets.Local
 	life      lifecycle
+	release   *gctune.Releaser // returns the heap a large apply freed to the OS
 
 	// mu guards routeVersions, the versions of the RDS tables currently
 	// stored by name, and bound, the addresses the admin, health and
@@ -154,7 +156,8 @@ func New(cfg Config) (*Sidecar, error) {
 	s := &Sidecar{cfg: cfg, log: cfg.Logger, routes: &dphttp.RouteTables{}, routeVersions: map[string]string{},
 		bound:   map[string]net.Addr{},
 		metrics: telemetry.New(telemetry.Config{Local: local}),
-		life:    newLifecycle()}
+		life:    newLifecycle(),
+		release: gctune.NewReleaser(gctune.ReleaseConfig{})}
 	var err error
 	if cfg.Identity.CAAddress != "" {
 		idc := cfg.Identity
@@ -261,8 +264,10 @@ func New(cfg Config) (*Sidecar, error) {
 // Apply implements xdsclient.Consumer: each type goes to its component,
 // which compiles only the resources whose version changed and keeps no
 // decoded message; per-resource errors NACK the response and keep the
-// last good state.
+// last good state. A large change's freed heap goes back to the OS
+// afterwards (gctune.Releaser, off this goroutine).
 func (s *Sidecar) Apply(set *xdsclient.Set) map[string]error {
+	defer s.release.Track()()
 	switch set.TypeURL() {
 	case xdsclient.ClusterType:
 		errs := s.clusters.ApplyClusterSet(set)
@@ -434,6 +439,7 @@ func (s *Sidecar) Run(ctx context.Context) error {
 	// Components outlive ctx by the drain period: they stop on runCtx.
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
+	defer s.release.Stop()
 	var bg sync.WaitGroup // admin-started drains
 	defer bg.Wait()
 	servers, err := s.serve(runCtx, &bg)
