@@ -13,4 +13,4 @@ test:
 	./scripts/test.sh
 
 build:
-	GOTOOLCHAIN=local go build -o bin/trellis ./cmd/trellis
+	GOTOOLCHAIN=local go build -tags grpcnotrace -o bin/trellis ./cmd/trellis
