@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"unique"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -98,20 +99,22 @@ type metadata struct {
 
 // clusterService reads a cluster's service: Istio's filter_metadata
 // istio.services[0] {host, name, namespace}, else parsed from the name
-// outbound|port|subset|host.
+// outbound|port|subset|host. The fields are canonical copies, not the
+// decoded message's strings.
 func clusterService(c *clusterv3.Cluster) (Service, bool) {
+	s, ok := Service{}, false
 	svcs := c.GetMetadata().GetFilterMetadata()[istioKey].GetFields()["services"].GetListValue().GetValues()
 	if len(svcs) > 0 {
 		f := svcs[0].GetStructValue().GetFields()
-		s := Service{Host: f["host"].GetStringValue(), Name: f["name"].GetStringValue(), Namespace: f["namespace"].GetStringValue()}
-		if s.Host != "" {
-			if s.Name == "" {
-				s.Name = s.Host
-			}
-			return s, true
+		s = Service{Host: f["host"].GetStringValue(), Name: f["name"].GetStringValue(), Namespace: f["namespace"].GetStringValue()}
+		if ok = s.Host != ""; ok && s.Name == "" {
+			s.Name = s.Host
 		}
 	}
-	return serviceFromName(c.GetName())
+	if !ok {
+		s, ok = serviceFromName(c.GetName())
+	}
+	return Service{Host: canonical(s.Host), Name: canonical(s.Name), Namespace: canonical(s.Namespace)}, ok
 }
 
 // serviceFromName parses outbound|port|subset|host; the name and
@@ -139,19 +142,36 @@ func serviceFromName(cluster string) (Service, bool) {
 
 // endpointWorkload parses Istio's endpoint metadata istio.workload,
 // "name;namespace;canonical service;canonical revision;cluster" (as
-// Istio's proxy does, app and version are not part of it).
+// Istio's proxy does, app and version are not part of it). The fields are
+// canonical copies (unique): they repeat across endpoints (every replica
+// of a workload has the same five), and none may keep the decoded
+// message's string alive.
 func endpointWorkload(md *corev3.Metadata) (Workload, bool) {
 	v := md.GetFilterMetadata()[istioKey].GetFields()["workload"].GetStringValue()
 	if v == "" {
 		return Workload{}, false
 	}
-	p := strings.Split(v, ";")
-	for len(p) < 5 {
-		p = append(p, "")
+	var p [5]string
+	for i := range p {
+		var f string
+		f, v, _ = strings.Cut(v, ";")
+		p[i] = canonical(f)
 	}
 	return Workload{Name: p[0], Namespace: p[1], CanonicalService: p[2], CanonicalRevision: p[3], Cluster: p[4]}, true
 }
 
+// canonical returns the shared copy of a label value taken from a
+// decoded message, never a substring of it.
+func canonical(s string) string {
+	if s == "" {
+		return ""
+	}
+	return unique.Make(s).Value()
+}
+
+// addEndpoints records the workload of each endpoint of cla that names
+// one, by "ip:port". Nothing of cla is kept: the keys are formatted
+// afresh, the workloads' fields are canonical copies.
 func addEndpoints(into map[string]Workload, cla *endpointv3.ClusterLoadAssignment) {
 	for _, lle := range cla.GetEndpoints() {
 		for _, lbe := range lle.GetLbEndpoints() {
