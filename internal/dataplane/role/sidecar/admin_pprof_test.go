@@ -2,11 +2,9 @@ package sidecar
 
 import (
 	"bytes"
-	"context"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 )
 
@@ -14,15 +12,7 @@ import (
 // pprof do, through the admin handler: loopback callers get them, remote
 // ones a 403.
 func TestAdminProfiles(t *testing.T) {
-	node, err := NodeConfig{IP: "10.0.0.7", PodName: "web-1", Namespace: "shop"}.Node()
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := New(Config{XDSAddress: "127.0.0.1:1", Node: node})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := s.adminHandler(context.Background(), &sync.WaitGroup{})
+	h := testAdmin(t)
 	gzipped := func(b []byte) bool { return bytes.HasPrefix(b, []byte{0x1f, 0x8b}) }
 	for _, tc := range []struct {
 		name, remote, path string

@@ -73,7 +73,9 @@ func TestRebind(t *testing.T) {
 	}
 }
 
-func TestAdminRefusesRemoteCallers(t *testing.T) {
+// testAdmin is the admin handler of a sidecar that is never started.
+func testAdmin(t *testing.T) http.Handler {
+	t.Helper()
 	node, err := NodeConfig{IP: "10.0.0.7", PodName: "web-1", Namespace: "shop"}.Node()
 	if err != nil {
 		t.Fatal(err)
@@ -82,7 +84,11 @@ func TestAdminRefusesRemoteCallers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := s.adminHandler(context.Background(), &sync.WaitGroup{})
+	return s.adminHandler(context.Background(), &sync.WaitGroup{})
+}
+
+func TestAdminRefusesRemoteCallers(t *testing.T) {
+	h := testAdmin(t)
 	for _, tc := range []struct {
 		remote string
 		want   int
