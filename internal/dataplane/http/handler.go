@@ -174,10 +174,8 @@ func (m *Manager) routed(s *filter.Stream, rt *route.Route) {
 	if f, ok := rt.Action.(*route.Forward); ok {
 		s.Cluster, s.Weighted, s.ClusterOK = f.ClusterFor(&s.Routing)
 	}
-	if v := rt.Config.GetPerRequestBufferLimitBytes(); v != nil {
-		s.BufferLimit = int(v.GetValue())
-	} else if v := rt.VirtualHost.Config.GetPerRequestBufferLimitBytes(); v != nil {
-		s.BufferLimit = int(v.GetValue())
+	if v, ok := rt.BufferLimit(); ok {
+		s.BufferLimit = int(v)
 	}
 }
 

@@ -164,7 +164,10 @@ func TestTracingAndAccessLog(t *testing.T) {
 		hex.EncodeToString(sp.GetParentSpanId()) != callerSpan {
 		t.Errorf("span trace %x span %x parent %x", sp.GetTraceId(), sp.GetSpanId(), sp.GetParentSpanId())
 	}
-	if want := rec.Route.Config.GetDecorator().GetOperation(); want == "" || sp.GetName() != want {
+	if rec.Route.Decorator == nil {
+		t.Fatal("route has no decorator")
+	}
+	if want := rec.Route.Decorator.Operation; want == "" || sp.GetName() != want {
 		t.Errorf("span name %q, want the route's decorator %q", sp.GetName(), want)
 	}
 

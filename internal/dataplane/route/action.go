@@ -6,7 +6,6 @@ import (
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 )
 
@@ -35,12 +34,13 @@ type Route struct {
 	VirtualHost *VirtualHost
 	Action      Action
 	Decorator   *Decorator
-	// Metadata is kept for telemetry (filter_metadata "istio" "config").
-	Metadata   *corev3.Metadata
-	StatPrefix string
-	// Config is the proto as received, for fields the table does not model
-	// (rate limits, tracing, hedging, ...). Do not modify it.
-	Config *routev3.Route
+	StatPrefix  string
+	// PerRequestBufferLimit is per_request_buffer_limit_bytes; see
+	// BufferLimit for the virtual host's fallback.
+	PerRequestBufferLimit OptionalUint32
+
+	// istioConfig is metadata filter_metadata["istio"]["config"].
+	istioConfig string
 
 	match       matcher
 	reqHeaders  []*HeaderOps // route, virtual host, configuration in apply order
@@ -58,12 +58,26 @@ type Decorator struct {
 
 // IstioConfig returns the Istio config path Istio stores in
 // filter_metadata["istio"]["config"], or "".
-func (r *Route) IstioConfig() string {
-	s := r.Metadata.GetFilterMetadata()["istio"]
-	if s == nil {
-		return ""
+func (r *Route) IstioConfig() string { return r.istioConfig }
+
+// BufferLimit is the per_request_buffer_limit_bytes in force: the route's,
+// else its virtual host's; ok is false when neither sets one.
+func (r *Route) BufferLimit() (limit uint32, ok bool) {
+	if l := r.PerRequestBufferLimit; l.Set {
+		return l.V, true
 	}
-	return s.GetFields()["config"].GetStringValue()
+	if r.VirtualHost != nil {
+		if l := r.VirtualHost.PerRequestBufferLimit; l.Set {
+			return l.V, true
+		}
+	}
+	return 0, false
+}
+
+// OptionalUint32 is a wrapped uint32 that may be unset.
+type OptionalUint32 struct {
+	V   uint32
+	Set bool
 }
 
 // OptionalDuration is a duration that may be unset (Envoy then falls back
@@ -120,7 +134,8 @@ type Forward struct {
 	Mirrors  []Mirror
 	Upgrades []Upgrade
 	Priority corev3.RoutingPriority
-	// MetadataMatch selects endpoint subsets (kept for the load balancer).
+	// MetadataMatch selects endpoint subsets (kept for the load balancer;
+	// a copy, not part of the decoded message).
 	MetadataMatch *corev3.Metadata
 
 	regexRewrite  *regexRewrite
@@ -398,7 +413,8 @@ func (d *DirectResponse) Location(req *Request) string {
 }
 
 // FilterConfig is one typed_per_filter_config entry, unwrapped from
-// envoy.config.route.v3.FilterConfig when so wrapped.
+// envoy.config.route.v3.FilterConfig when so wrapped. Config is a copy,
+// not part of the decoded message.
 type FilterConfig struct {
 	Config   *anypb.Any
 	Optional bool

@@ -76,10 +76,9 @@ func Compile(rc *routev3.RouteConfiguration) (*Table, error) {
 		return nil, cerr(-1, -1, "", "", errors.New("route_specifiers are not supported"))
 	}
 	t := &Table{
-		Name:                            rc.GetName(),
+		Name:                            str(rc.GetName()),
 		MaxDirectResponseBodySize:       defaultMaxDirectResponseBody,
 		InternalOnlyHeaders:             lowerAll(rc.GetInternalOnlyHeaders()),
-		Metadata:                        rc.GetMetadata(),
 		ignorePort:                      rc.GetIgnorePortInHostMatching(),
 		vhostHeader:                     strings.ToLower(rc.GetVhostHeader()),
 		exact:                           map[string]*VirtualHost{},
@@ -170,7 +169,7 @@ func compileFilterLevel(m map[string]*anypb.Any) (*filterLevel, error) {
 	}
 	out.configs = make(filterConfigs, len(m))
 	for name, a := range m {
-		fc := FilterConfig{Config: a}
+		fc := FilterConfig{Config: detachAny(a)}
 		if a.GetTypeUrl() == filterConfigType {
 			var w routev3.FilterConfig
 			if err := a.UnmarshalTo(&w); err != nil {
@@ -178,7 +177,7 @@ func compileFilterLevel(m map[string]*anypb.Any) (*filterLevel, error) {
 			}
 			fc = FilterConfig{Config: w.GetConfig(), Optional: w.GetIsOptional(), Disabled: w.GetDisabled()}
 		}
-		out.configs[name] = fc
+		out.configs[str(name)] = fc
 		if fc.Config == nil || fc.Disabled {
 			continue
 		}
@@ -222,11 +221,11 @@ func compileMirrors(list []*routev3.RouteAction_RequestMirrorPolicy) ([]Mirror, 
 	var out []Mirror
 	for i, p := range list {
 		m := Mirror{
-			Cluster:                       p.GetCluster(),
+			Cluster:                       str(p.GetCluster()),
 			ClusterHeader:                 strings.ToLower(p.GetClusterHeader()),
 			Fraction:                      always,
 			DisableShadowHostSuffixAppend: p.GetDisableShadowHostSuffixAppend(),
-			HostRewrite:                   p.GetHostRewriteLiteral(),
+			HostRewrite:                   str(p.GetHostRewriteLiteral()),
 		}
 		if (m.Cluster == "") == (m.ClusterHeader == "") {
 			return nil, fmt.Errorf("request_mirror_policies[%d]: exactly one of cluster and cluster_header is required", i)
@@ -251,13 +250,12 @@ func compileMirrors(list []*routev3.RouteAction_RequestMirrorPolicy) ([]Mirror, 
 // the index of the failing route (-1 for the virtual host itself).
 func compileVirtualHost(t *Table, rcLevel *filterLevel, vc *routev3.VirtualHost, index int) (*VirtualHost, int, error) {
 	vh := &VirtualHost{
-		Name:                          vc.GetName(),
+		Name:                          str(vc.GetName()),
 		Index:                         index,
-		Domains:                       vc.GetDomains(),
+		Domains:                       strs(vc.GetDomains()),
 		IncludeRequestAttemptCount:    vc.GetIncludeRequestAttemptCount(),
 		IncludeAttemptCountInResponse: vc.GetIncludeAttemptCountInResponse(),
-		Metadata:                      vc.GetMetadata(),
-		Config:                        vc,
+		PerRequestBufferLimit:         optUint32(vc.GetPerRequestBufferLimitBytes()),
 		table:                         t,
 	}
 	if err := validateShallow(vc, "routes"); err != nil {
@@ -325,12 +323,12 @@ type levels struct {
 func compileRoute(vh *VirtualHost, lv levels, rt *routev3.Route, index int) (*Route, error) {
 	t := vh.table
 	r := &Route{
-		Name:        rt.GetName(),
-		Index:       index,
-		VirtualHost: vh,
-		Metadata:    rt.GetMetadata(),
-		StatPrefix:  rt.GetStatPrefix(),
-		Config:      rt,
+		Name:                  str(rt.GetName()),
+		Index:                 index,
+		VirtualHost:           vh,
+		StatPrefix:            str(rt.GetStatPrefix()),
+		PerRequestBufferLimit: optUint32(rt.GetPerRequestBufferLimitBytes()),
+		istioConfig:           istioConfig(rt.GetMetadata()),
 	}
 	if err := rt.Validate(); err != nil {
 		return nil, fmt.Errorf("invalid: %w", err)
@@ -343,7 +341,7 @@ func compileRoute(vh *VirtualHost, lv levels, rt *routev3.Route, index int) (*Ro
 		return nil, err
 	}
 	if d := rt.GetDecorator(); d != nil {
-		r.Decorator = &Decorator{Operation: d.GetOperation(), Propagate: d.GetPropagate() == nil || d.GetPropagate().GetValue()}
+		r.Decorator = &Decorator{Operation: str(d.GetOperation()), Propagate: d.GetPropagate() == nil || d.GetPropagate().GetValue()}
 	}
 	rtReq, err := compileHeaderOps(rt.GetRequestHeadersToAdd(), rt.GetRequestHeadersToRemove())
 	if err != nil {
@@ -455,15 +453,15 @@ func headerPlan(mostSpecificWins bool, route, vhost, config *HeaderOps) []*Heade
 
 func compileForward(vh *VirtualHost, ra *routev3.RouteAction, kind pathKind) (*Forward, error) {
 	f := &Forward{
-		PrefixRewrite:        ra.GetPrefixRewrite(),
+		PrefixRewrite:        str(ra.GetPrefixRewrite()),
 		AppendXForwardedHost: ra.GetAppendXForwardedHost(),
 		Timeout:              DefaultTimeout,
 		Priority:             ra.GetPriority(),
-		MetadataMatch:        ra.GetMetadataMatch(),
+		MetadataMatch:        detachMetadata(ra.GetMetadataMatch()),
 	}
 	switch c := ra.GetClusterSpecifier().(type) {
 	case *routev3.RouteAction_Cluster:
-		f.Cluster = c.Cluster
+		f.Cluster = str(c.Cluster)
 	case *routev3.RouteAction_ClusterHeader:
 		f.ClusterHeader = strings.ToLower(c.ClusterHeader)
 	case *routev3.RouteAction_WeightedClusters:
@@ -509,7 +507,7 @@ func compileForward(vh *VirtualHost, ra *routev3.RouteAction, kind pathKind) (*F
 	switch h := ra.GetHostRewriteSpecifier().(type) {
 	case nil:
 	case *routev3.RouteAction_HostRewriteLiteral:
-		f.HostRewrite = h.HostRewriteLiteral
+		f.HostRewrite = str(h.HostRewriteLiteral)
 	case *routev3.RouteAction_AutoHostRewrite:
 		f.AutoHostRewrite = h.AutoHostRewrite.GetValue()
 	case *routev3.RouteAction_HostRewriteHeader:
@@ -576,11 +574,11 @@ func compileWeighted(w *routev3.WeightedCluster) (*WeightedClusters, error) {
 	}
 	for i, c := range w.GetClusters() {
 		wc := &WeightedCluster{
-			Name:          c.GetName(),
+			Name:          str(c.GetName()),
 			ClusterHeader: strings.ToLower(c.GetClusterHeader()),
 			Weight:        c.GetWeight().GetValue(),
-			HostRewrite:   c.GetHostRewriteLiteral(),
-			MetadataMatch: c.GetMetadataMatch(),
+			HostRewrite:   str(c.GetHostRewriteLiteral()),
+			MetadataMatch: detachMetadata(c.GetMetadataMatch()),
 		}
 		if (wc.Name == "") == (wc.ClusterHeader == "") {
 			return nil, fmt.Errorf("clusters[%d]: exactly one of name and cluster_header is required", i)

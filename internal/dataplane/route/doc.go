@@ -67,6 +67,15 @@
 // response bodies. Ignored: runtime keys (no runtime layer; default
 // values apply), header value substitution commands (kept raw, marked
 // HeaderAdd.Dynamic), header-controlled faults and fault rate limits
-// (flagged on Fault), rate limits, hedging, tracing, internal redirects
-// (all kept in the Config protos).
+// (flagged on Fault), rate limits, hedging, tracing, internal redirects.
+//
+// # Memory
+//
+// A Table holds nothing of the decoded RouteConfiguration: the fields it
+// uses are copied into its own structs (strings through unique, so equal
+// names share one copy; metadata_match and typed_per_filter_config as
+// deep copies), so the decoded message is garbage once Compile returns.
+// A consumer needing a field the table does not model decodes it from
+// the serialized resource the xDS client keeps, rather than the table
+// carrying the proto.
 package route

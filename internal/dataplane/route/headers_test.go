@@ -46,9 +46,6 @@ func TestHeaderOpsApply(t *testing.T) {
 			t.Errorf("%s = %q, want %q", k, h[k], v)
 		}
 	}
-	if a := ops.Config.GetRequestHeadersToAdd(); len(a) == 0 {
-		t.Error("config proto not kept")
-	}
 }
 
 func compileHeaderOpsJSON(t *testing.T, js string) (*Route, error) {

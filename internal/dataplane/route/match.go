@@ -199,15 +199,15 @@ func compileMatch(m *routev3.RouteMatch) (matcher, error) {
 	out.caseInsensitive = m.GetCaseSensitive() != nil && !m.GetCaseSensitive().GetValue()
 	switch p := m.GetPathSpecifier().(type) {
 	case *routev3.RouteMatch_Prefix:
-		out.kind, out.value = pathPrefix, p.Prefix
+		out.kind, out.value = pathPrefix, str(p.Prefix)
 	case *routev3.RouteMatch_Path:
-		out.kind, out.value = pathExact, p.Path
+		out.kind, out.value = pathExact, str(p.Path)
 	case *routev3.RouteMatch_PathSeparatedPrefix:
 		v := p.PathSeparatedPrefix
 		if v == "" || v[0] != '/' || strings.ContainsAny(v, "?#") || (len(v) > 1 && v[len(v)-1] == '/') {
 			return out, fmt.Errorf("match.path_separated_prefix %q must start with '/', not end with '/' and hold no '?' or '#'", v)
 		}
-		out.kind, out.value = pathSeparated, v
+		out.kind, out.value = pathSeparated, str(v)
 	case *routev3.RouteMatch_SafeRegex:
 		re, err := compileRegex(p.SafeRegex)
 		if err != nil {

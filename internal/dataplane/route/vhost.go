@@ -5,9 +5,6 @@ import (
 	"slices"
 	"strings"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
-
 	"github.com/trellismesh/trellis/internal/dataplane/strmatch"
 )
 
@@ -31,11 +28,9 @@ type VirtualHost struct {
 	RequireTLS                    TLSRequirement
 	IncludeRequestAttemptCount    bool
 	IncludeAttemptCountInResponse bool
-	// Metadata is kept for telemetry.
-	Metadata *corev3.Metadata
-	// Config is the proto as received, for fields the table does not model
-	// (rate limits, virtual clusters, hedging, ...). Do not modify it.
-	Config *routev3.VirtualHost
+	// PerRequestBufferLimit is per_request_buffer_limit_bytes; a route's
+	// own value wins (Route.BufferLimit).
+	PerRequestBufferLimit OptionalUint32
 
 	table       *Table
 	retry       *RetryPolicy
@@ -58,8 +53,6 @@ type Table struct {
 	// InternalOnlyHeaders are stripped from external requests by the
 	// connection manager.
 	InternalOnlyHeaders []string
-	// Metadata is kept for telemetry.
-	Metadata *corev3.Metadata
 
 	ignorePort  bool
 	vhostHeader string

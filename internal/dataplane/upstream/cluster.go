@@ -3,9 +3,11 @@ package upstream
 import (
 	"fmt"
 	"time"
+	"unique"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/trellismesh/trellis/internal/dataplane/upstream/circuit"
 	"github.com/trellismesh/trellis/internal/dataplane/upstream/lb"
@@ -90,14 +92,48 @@ type Cluster struct {
 	PerConnectionBufferLimit uint32
 	HTTP                     HTTPOptions
 	// TransportSocket is the upstream TLS (or other transport socket)
-	// configuration, kept opaque for the transport-socket owner.
+	// configuration, kept opaque for the transport-socket owner (empty in
+	// the Retained copy).
 	TransportSocket TransportSocket
-	// ConnectionOptions are TCP keepalive and the like (opaque).
+	// ConnectionOptions are TCP keepalive and the like (opaque; nil in
+	// the Retained copy).
 	ConnectionOptions *clusterv3.UpstreamConnectionOptions
 	// CloseConnectionsOnHostHealthFailure and IgnoreHealthOnHostRemoval
 	// are for connection pools and host removal.
 	CloseConnectionsOnHostHealthFailure bool
 	IgnoreHealthOnHostRemoval           bool
+}
+
+// Retained is the copy of c that its owner keeps for the cluster's
+// lifetime, once it has built the dialer from TransportSocket,
+// ConnectionOptions and HTTP.Upstream: those are dropped, as are
+// HTTP.HTTP1 and HTTP.HTTP3 (read by no one after the build), HTTP.HTTP2
+// (read by every new connection pool) is deep-copied and the names are
+// copied, so that nothing of the decoded Cluster stays reachable (a
+// decoded message drags its whole tree). c itself is not modified.
+func (c *Cluster) Retained() *Cluster {
+	out := *c
+	out.Name = detachString(c.Name)
+	out.AltStatName = detachString(c.AltStatName)
+	out.EDSServiceName = detachString(c.EDSServiceName)
+	out.OriginalDst.HTTPHeaderName = detachString(c.OriginalDst.HTTPHeaderName)
+	out.TransportSocket = TransportSocket{}
+	out.ConnectionOptions = nil
+	out.HTTP.HTTP1, out.HTTP.HTTP3, out.HTTP.Upstream = nil, nil, nil
+	if c.HTTP.HTTP2 != nil {
+		out.HTTP.HTTP2 = proto.Clone(c.HTTP.HTTP2).(*corev3.Http2ProtocolOptions)
+	}
+	return &out
+}
+
+// detachString copies s out of the decoded message; equal names (a
+// cluster's name in CDS, RDS and EDS) share one copy through unique
+// while one is reachable.
+func detachString(s string) string {
+	if s == "" {
+		return ""
+	}
+	return unique.Make(s).Value()
 }
 
 // DNS are the resolution options of STRICT_DNS and LOGICAL_DNS clusters,
@@ -173,6 +209,7 @@ func (p UpstreamProtocol) String() string {
 type HTTPOptions struct {
 	Protocol UpstreamProtocol
 	// Per-protocol options as sent, for the HTTP engine; nil when absent.
+	// The Retained copy keeps only HTTP2, deep-copied.
 	HTTP1 *corev3.Http1ProtocolOptions
 	HTTP2 *corev3.Http2ProtocolOptions
 	HTTP3 *corev3.Http3ProtocolOptions
@@ -184,6 +221,7 @@ type HTTPOptions struct {
 	MaxRequestsPerConnection uint32
 	// MaxStreamDuration bounds each request (0: none).
 	MaxStreamDuration time.Duration
-	// Upstream are auto_sni and friends, for the transport-socket owner.
+	// Upstream are auto_sni and friends, for the transport-socket owner
+	// (nil in the Retained copy).
 	Upstream *corev3.UpstreamHttpProtocolOptions
 }

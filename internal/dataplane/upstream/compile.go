@@ -13,10 +13,11 @@ import (
 )
 
 // Compile validates an Envoy cluster and compiles it. Errors name the
-// cluster and the field and are meant for the NACK's error_detail; the
-// protobuf is not retained except for the opaque parts documented on
-// Cluster (transport sockets, protocol details, metadata), which must not
-// be modified afterwards.
+// cluster and the field and are meant for the NACK's error_detail. The
+// result still points into c through the opaque parts documented on
+// Cluster (transport sockets, connection and protocol options), which
+// must not be modified afterwards; once the owner has built from them it
+// keeps Cluster.Retained, which holds nothing of c.
 func Compile(c *clusterv3.Cluster) (*Cluster, error) {
 	if c == nil {
 		return nil, errors.New("nil cluster")

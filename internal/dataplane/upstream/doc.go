@@ -36,7 +36,10 @@
 // cluster limits, Cluster.PerHostMaxConnections with
 // host.Host.AcquireConnection for per-host limits, host.Host.Stats for the
 // counters least-request balancing reads (RqActive), and Cluster.HTTP /
-// Cluster.TransportSocket for how to connect.
+// Cluster.TransportSocket for how to connect. Compile's result points
+// into the decoded Cluster through those opaque parts; once the owner has
+// built its dialer it keeps Cluster.Retained, which drops them (HTTP/2
+// options deep-copied, names copied) so the decoded message can be freed.
 //
 // ORIGINAL_DST clusters have no balancer: Pick returns ErrOriginalDst and
 // the caller connects to the downstream connection's original destination.

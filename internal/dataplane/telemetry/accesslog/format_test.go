@@ -10,7 +10,6 @@ import (
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/trellismesh/trellis/internal/dataplane/http/filter"
@@ -41,7 +40,7 @@ func record() *filter.Record {
 		RequestID:    "5f4e1c2a",
 		Header:       http.Header{"User-Agent": {"curl/8.0"}, "X-Request-Id": {"5f4e1c2a"}, "X-Forwarded-Proto": {"http"}},
 		RouteName:    "default",
-		Route:        &route.Route{Config: &routev3.Route{Name: "default"}},
+		Route:        &route.Route{Name: "default"},
 		Cluster:      "outbound|9080||reviews.default.svc.cluster.local",
 		UpstreamHost: "10.0.0.7:9080",
 		Attempts:     1,

@@ -253,8 +253,8 @@ func (f *Filter) Observe(r *filter.Record) {
 // names as attributes.
 func (f *Filter) span(r *filter.Record) *tracepb.Span {
 	name := ""
-	if r.Route != nil {
-		name = r.Route.Config.GetDecorator().GetOperation()
+	if r.Route != nil && r.Route.Decorator != nil {
+		name = r.Route.Decorator.Operation
 	}
 	path, _, _ := strings.Cut(r.Path, "?")
 	if name == "" {

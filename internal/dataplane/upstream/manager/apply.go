@@ -139,7 +139,10 @@ func (m *Manager) build(name string, pc *clusterv3.Cluster, src source, prev *en
 	if err != nil {
 		return nil, fmt.Errorf("cluster %q: %w", name, err)
 	}
-	e := newEntry(name, src, c, dialer{bind: bind, keepalive: keepaliveConfig(c.ConnectionOptions), sockets: socks, httpALPN: alpnOverride(pc)}, m.log)
+	d := dialer{bind: bind, keepalive: keepaliveConfig(c.ConnectionOptions), sockets: socks, httpALPN: alpnOverride(pc)}
+	// The dialer is built: keep nothing of the decoded Cluster.
+	c = c.Retained()
+	e := newEntry(name, src, c, d, m.log)
 	if prev != nil && src.sameInstance(prev.src) {
 		e.in = prev.in
 		e.adopt(prev)
