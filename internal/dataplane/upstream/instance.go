@@ -42,9 +42,9 @@ var ErrOriginalDst = errors.New("ORIGINAL_DST cluster: connect to the original d
 // timer goroutine.
 //
 //	Update(EndpointSet) ──► hosts (kept by address across updates) ─┐
-//	outlier ejection / un-ejection (OnChange) ──────────────────────┼─► host.Set ─► lb.Balancer (atomic swap)
+//	outlier ejection / un-ejection (OnChange) ──────────────────────┼─► stale
 //	                                                                 │
-//	Pick(ctx) ──────────────────────────────────────── Balancer.Pick ◄┘
+//	Pick(ctx) ─► (stale: host.Set ─► new lb.Balancer) ─ Balancer.Pick ◄┘
 //	Report(host, result) ─► host's outlier Monitor
 type Instance struct {
 	cluster  *Cluster
@@ -54,12 +54,18 @@ type Instance struct {
 	detector *outlier.Detector // nil without outlier detection
 
 	// mu serializes updates and balancer rebuilds.
-	mu       sync.Mutex
-	hosts    map[string]*host.Host
-	groups   []host.Group
-	eps      *EndpointSet
-	balancer atomic.Pointer[lb.Balancer] // nil for ORIGINAL_DST
-	rebuilds atomic.Uint64
+	mu     sync.Mutex
+	hosts  map[string]*host.Host
+	groups []host.Group
+	eps    *EndpointSet
+	// balancer is built on demand: by the first Pick after the hosts or
+	// their health changed (stale), not by every change. A sidecar sees
+	// every service of the mesh and sends to few of them; the clusters it
+	// never picks from keep no balancer. nil before the first Pick and for
+	// ORIGINAL_DST.
+	balancer atomic.Pointer[lb.Balancer]
+	stale    atomic.Bool
+	rebuilds atomic.Uint64 // balancers built
 }
 
 // New starts an instance of c, without goroutines (see Run). STATIC
@@ -165,45 +171,67 @@ func (in *Instance) Update(eps *EndpointSet) error {
 		}
 	}
 	in.hosts, in.groups, in.eps = next, groups, eps
-	in.rebuildLocked()
+	in.stale.Store(true)
 	in.log.Debug("upstream hosts updated", "cluster", in.cluster.Name, "hosts", len(next), "added", added, "removed", removed)
 	return nil
 }
 
-// rebuildLocked builds a balancer over the hosts' current health and
-// swaps it in. Called with in.mu held.
-func (in *Instance) rebuildLocked() {
+// current returns the balancer over the hosts' current health, building
+// it when there is none yet or the hosts changed since it was built; nil
+// for ORIGINAL_DST, and when no balancer could ever be built.
+func (in *Instance) current() *lb.Balancer {
+	if in.cluster.Type == OriginalDst {
+		return nil
+	}
+	if b := in.balancer.Load(); b != nil && !in.stale.Load() {
+		return b
+	}
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if b := in.balancer.Load(); b != nil && !in.stale.Load() {
+		return b // built by a concurrent caller
+	}
+	// Cleared before the build: a health change while it runs marks the
+	// new balancer stale again rather than being lost.
+	in.stale.Store(false)
 	set := host.NewSet(in.groups, in.eps.OverprovisioningFactor, in.eps.WeightedPriorityHealth)
 	b, err := lb.New(in.cluster.LB, set, lb.Options{Rand: in.rand})
 	if err != nil {
 		// The configuration was validated by Compile; keep the old balancer.
 		in.log.Error("building load balancer", "cluster", in.cluster.Name, "error", err)
-		return
+		return in.balancer.Load()
 	}
 	in.balancer.Store(b)
 	in.rebuilds.Add(1)
+	return b
 }
 
-// onHealthChange is the outlier detector's callback.
+// onHealthChange is the outlier detector's callback: the next Pick builds
+// a balancer over the new health.
 func (in *Instance) onHealthChange(changed []*outlier.Monitor) {
 	for _, m := range changed {
 		in.log.Info("outlier detection", "cluster", in.cluster.Name, "host", m.Label(), "ejected", m.Ejected())
 	}
-	in.mu.Lock()
-	in.rebuildLocked()
-	in.mu.Unlock()
+	in.stale.Store(true)
 }
 
 // Pick chooses a host for one attempt of a request. It returns
 // lb.ErrNoHealthyUpstream when no host is available and ErrOriginalDst on
 // ORIGINAL_DST clusters.
 func (in *Instance) Pick(ctx lb.PickContext) (*host.Host, error) {
-	b := in.balancer.Load()
+	b := in.current()
 	if b == nil {
-		return nil, ErrOriginalDst
+		if in.cluster.Type == OriginalDst {
+			return nil, ErrOriginalDst
+		}
+		return nil, lb.ErrNoHealthyUpstream
 	}
 	return b.Pick(ctx)
 }
+
+// BalancersBuilt is how many load balancers the instance has built: one
+// per first Pick after a change of its hosts or of their health.
+func (in *Instance) BalancersBuilt() uint64 { return in.rebuilds.Load() }
 
 // Report feeds the result of an attempt on h to outlier detection. h must
 // come from this instance's Pick.
@@ -290,7 +318,7 @@ func (in *Instance) Hosts() []HostStatus {
 // Load returns the per-priority load and panic state of the balancer
 // (empty for ORIGINAL_DST clusters).
 func (in *Instance) Load() lb.PriorityLoad {
-	if b := in.balancer.Load(); b != nil {
+	if b := in.current(); b != nil {
 		return b.Load()
 	}
 	return lb.PriorityLoad{}

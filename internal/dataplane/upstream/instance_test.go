@@ -203,6 +203,45 @@ spec:
 
 // TestUpdateKeepsHosts: EDS updates keep hosts (and their counters and
 // outlier state) by address.
+// TestBalancerBuiltOnDemand: endpoint updates and health changes build no
+// balancer (a sidecar's clusters that never get traffic keep none); the
+// first pick after them builds one, over the current hosts and health.
+func TestBalancerBuiltOnDemand(t *testing.T) {
+	g := generate(t, reviewsRule(`    outlierDetection: {consecutive5xxErrors: 1, maxEjectionPercent: 100}`), "")
+	in := start(t, g, reviewsCluster, upstream.Options{})
+	built := func(want uint64) {
+		t.Helper()
+		if got := in.BalancersBuilt(); got != want {
+			t.Fatalf("balancers built: %d, want %d", got, want)
+		}
+	}
+	built(0)
+	pickAll(t, in, 5)
+	built(1)
+	eps, err := upstream.Endpoints(g.cla(t, reviewsCluster))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if err := in.Update(eps); err != nil {
+			t.Fatal(err)
+		}
+	}
+	built(1)
+	h := hostByKey(t, in, "10.1.0.1:9080")
+	built(2)
+	in.Report(h, outlier.Result{Status: 500}) // ejected
+	built(2)
+	if got := pickAll(t, in, 50); got[h.Key()] != 0 {
+		t.Errorf("ejected host picked: %v", got)
+	}
+	built(3)
+	if l := in.Load(); len(l.Healthy) == 0 {
+		t.Errorf("load %+v", l)
+	}
+	built(3) // the admin's view reuses the current balancer
+}
+
 func TestUpdateKeepsHosts(t *testing.T) {
 	g := generate(t, reviewsRule(`    outlierDetection: {consecutive5xxErrors: 1, maxEjectionPercent: 100}`), "")
 	in := start(t, g, reviewsCluster, upstream.Options{})

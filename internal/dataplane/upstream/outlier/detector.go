@@ -16,7 +16,8 @@ type Options struct {
 	Rand func() uint64
 	// OnChange is called with the monitors just ejected or un-ejected, once
 	// per Put or Tick that changed any, on that goroutine and without the
-	// detector's lock held. The cluster rebuilds its load balancer from it.
+	// detector's lock held. The cluster rebuilds its load balancer from it
+	// (at its next pick).
 	OnChange func(changed []*Monitor)
 }
 

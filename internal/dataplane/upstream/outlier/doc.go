@@ -8,7 +8,7 @@
 //	                           │ counter reaches its threshold (exactly once)
 //	                           ▼
 //	                        Detector ──ejectHost──► max_ejection_percent, enforcing_* dice,
-//	                        (mutex)                 backoff++ ──► OnChange(m) ──► cluster rebuilds its LB
+//	                        (mutex)                 backoff++ ──► OnChange(m) ──► cluster LB stale (rebuilt at next pick)
 //	                           ▲
 //	timer (Run) ──Tick(now)────┘ un-eject hosts whose time is up, swap success-rate
 //	                             buckets, success-rate and failure-percentage ejections,
