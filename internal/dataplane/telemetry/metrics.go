@@ -183,14 +183,14 @@ type clusterMeta struct {
 	hasService bool
 	edsName    string
 	// workloads of its inline load_assignment by host; nil if none.
-	workloads map[string]workloadRef
+	workloads map[string]Workload
 }
 
 // endpointMeta is what the metrics take from one ClusterLoadAssignment:
 // its workloads by host (nil if none), and its version.
 type endpointMeta struct {
 	version   string
-	workloads map[string]workloadRef
+	workloads map[string]Workload
 }
 
 // SetClusters replaces the clusters whose metadata names destination
@@ -221,7 +221,7 @@ func (m *Metrics) SetClusters(res xdsset.Set) error {
 		cm := clusterMeta{version: v, edsName: c.GetEdsClusterConfig().GetServiceName()}
 		cm.service, cm.hasService = clusterService(c)
 		if la := c.GetLoadAssignment(); la != nil {
-			ws := map[string]workloadRef{}
+			ws := map[string]Workload{}
 			addEndpoints(ws, la)
 			if len(ws) > 0 {
 				cm.workloads = ws
@@ -260,7 +260,7 @@ func (m *Metrics) SetEndpoints(res xdsset.Set) error {
 			continue
 		}
 		em := endpointMeta{version: v}
-		ws := map[string]workloadRef{}
+		ws := map[string]Workload{}
 		addEndpoints(ws, cla)
 		if len(ws) > 0 {
 			em.workloads = ws
@@ -294,7 +294,7 @@ func typedMsg[T proto.Message](res xdsset.Set, name string) (T, error) {
 // and endpoints (never modified) unless a cluster's hosts come from more
 // than one resource.
 func (m *Metrics) rebuildLocked() {
-	md := &metadata{services: map[string]Service{}, edsName: map[string]string{}, workloads: map[string]map[string]workloadRef{}}
+	md := &metadata{services: map[string]Service{}, edsName: map[string]string{}, workloads: map[string]map[string]Workload{}}
 	for name, c := range m.clusters {
 		if c.hasService {
 			md.services[name] = c.service
@@ -433,7 +433,7 @@ func (m *Metrics) labels(md *metadata, inbound bool, cluster, host, authority st
 	} else {
 		src = m.local
 		src.Principal = ""
-		dst, _ = md.workload(cluster, host)
+		dst = md.workloads[cluster][host]
 		dst.Principal = peer
 		var ok bool
 		if svc, ok = md.services[cluster]; !ok {

@@ -94,7 +94,7 @@ type metadata struct {
 	// edsName maps a cluster's EDS service name to the cluster's name.
 	edsName map[string]string
 	// workloads by cluster name, then host address ("ip:port").
-	workloads map[string]map[string]workloadRef
+	workloads map[string]map[string]Workload
 }
 
 // clusterService reads a cluster's service: Istio's filter_metadata
@@ -169,23 +169,10 @@ func canonical(s string) string {
 	return unique.Make(s).Value()
 }
 
-// workload is the workload of host ("ip:port") of cluster, if known.
-func (md *metadata) workload(cluster, host string) (Workload, bool) {
-	if ref, ok := md.workloads[cluster][host]; ok {
-		return ref.Value(), true
-	}
-	return Workload{}, false
-}
-
-// workloadRef is a Workload interned: the replicas of a workload (and
-// every cluster they are endpoints of) share one copy, and a map entry
-// holds a pointer instead of eight strings.
-type workloadRef = unique.Handle[Workload]
-
 // addEndpoints records the workload of each endpoint of cla that names
 // one, by "ip:port". Nothing of cla is kept: the keys are formatted
 // afresh, the workloads' fields are canonical copies.
-func addEndpoints(into map[string]workloadRef, cla *endpointv3.ClusterLoadAssignment) {
+func addEndpoints(into map[string]Workload, cla *endpointv3.ClusterLoadAssignment) {
 	for _, lle := range cla.GetEndpoints() {
 		for _, lbe := range lle.GetLbEndpoints() {
 			w, ok := endpointWorkload(lbe.GetMetadata())
@@ -197,7 +184,7 @@ func addEndpoints(into map[string]workloadRef, cla *endpointv3.ClusterLoadAssign
 			if err != nil {
 				continue
 			}
-			into[netip.AddrPortFrom(ip, uint16(sa.GetPortValue())).String()] = unique.Make(w)
+			into[netip.AddrPortFrom(ip, uint16(sa.GetPortValue())).String()] = w
 		}
 	}
 }

@@ -82,21 +82,16 @@ func TestEndpointWorkloadsShareCanonicalStrings(t *testing.T) {
 		cla.Endpoints = append(cla.Endpoints, assignment("eds-reviews", fmt.Sprintf("10.0.0.%d", i+1), "reviews-v1").Endpoints...)
 	}
 	cla = decoded(t, cla)
-	ws := map[string]workloadRef{}
+	ws := map[string]Workload{}
 	addEndpoints(ws, cla)
 	if len(ws) != 3 {
 		t.Fatalf("workloads %v, want 3", ws)
 	}
 	var first Workload
-	var firstRef workloadRef
 	for _, lle := range cla.GetEndpoints() {
 		lbe := lle.GetLbEndpoints()[0]
 		src := lbe.GetMetadata().GetFilterMetadata()[istioKey].GetFields()["workload"].GetStringValue()
-		ref, ok := ws[lbe.GetEndpoint().GetAddress().GetSocketAddress().GetAddress()+":9080"]
-		if !ok {
-			t.Fatalf("no workload for %v", lbe.GetEndpoint().GetAddress())
-		}
-		w := ref.Value()
+		w := ws[lbe.GetEndpoint().GetAddress().GetSocketAddress().GetAddress()+":9080"]
 		want := Workload{Name: "reviews-v1", Namespace: "shop", CanonicalService: "reviews-v1", CanonicalRevision: "v1"}
 		if w != want {
 			t.Fatalf("workload %+v, want %+v", w, want)
@@ -107,11 +102,8 @@ func TestEndpointWorkloadsShareCanonicalStrings(t *testing.T) {
 			}
 		}
 		if first == (Workload{}) {
-			first, firstRef = w, ref
+			first = w
 			continue
-		}
-		if ref != firstRef {
-			t.Errorf("replicas of one workload are not interned together")
 		}
 		if unsafe.StringData(w.Name) != unsafe.StringData(first.Name) || unsafe.StringData(w.Namespace) != unsafe.StringData(first.Namespace) {
 			t.Errorf("replicas keep separate copies of their labels")
@@ -144,9 +136,7 @@ func TestSetsKeepNoDecodedString(t *testing.T) {
 		runtime.GC()
 	}
 	md := m.meta.Load()
-	if w, ok := md.workload(cluster, "10.0.0.1:9080"); !ok {
-		t.Error("workload of 10.0.0.1:9080 lost")
-	} else if w.Name != "reviews-v1-with-a-long-workload-name" || w.Namespace != "shop" {
+	if w := md.workloads[cluster]["10.0.0.1:9080"]; w.Name != "reviews-v1-with-a-long-workload-name" || w.Namespace != "shop" {
 		t.Errorf("workload after collection %+v", w)
 	}
 	if s := md.services[cluster]; s.Name != "reviews" || s.Namespace != "shop" || s.Host != "reviews.shop.svc.cluster.local" {
