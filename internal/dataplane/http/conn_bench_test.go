@@ -42,31 +42,8 @@ func benchServeConn(b *testing.B, size int) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer m.Close()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		local := addrPort(c.LocalAddr())
-		m.Serve(ctx, &listener.Conn{Conn: c, Listener: "bench", Source: addrPort(c.RemoteAddr()), Local: local, Destination: local, Transport: listener.TransportRawBuffer, Accepted: time.Now()})
-	}()
-	defer func() { cancel(); ln.Close(); wg.Wait() }()
-
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close()
+	b.Cleanup(func() { m.Close() }) // after serveOneConn's cleanup
+	c := serveOneConn(b, m)
 	req := []byte("GET /echo?size=" + strconv.Itoa(size) + " HTTP/1.1\r\nHost: echo.default.svc.cluster.local:8080\r\n" +
 		"User-Agent: fortio.org/fortio-1.69.0\r\nX-Forwarded-Proto: http\r\nX-Request-Id: 6a0e5d3c-7d1b-4a4e-9d8c-3f0a2b1c4d5e\r\n\r\n")
 	rr := &rawResponseReader{c: c, buf: make([]byte, 0, 128<<10)}
@@ -81,6 +58,35 @@ func benchServeConn(b *testing.B, size int) {
 			b.Fatalf("status %d body %d: %v", status, n, err)
 		}
 	}
+}
+
+// serveOneConn serves the first connection of a loopback listener with m
+// (a plaintext downstream as the listener hands it over) and returns the
+// client end; everything stops when the benchmark ends.
+func serveOneConn(b *testing.B, m *hcm.Manager) net.Conn {
+	b.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		local := addrPort(c.LocalAddr())
+		m.Serve(ctx, &listener.Conn{Conn: c, Listener: "bench", Source: addrPort(c.RemoteAddr()), Local: local, Destination: local, Transport: listener.TransportRawBuffer, Accepted: time.Now()})
+	})
+	b.Cleanup(func() { cancel(); ln.Close(); wg.Wait() })
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { c.Close() })
+	return c
 }
 
 // rawResponseReader reads Content-Length framed responses off a socket

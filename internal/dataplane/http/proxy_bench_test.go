@@ -8,13 +8,11 @@ import (
 	"strconv"
 	"sync"
 	"testing"
-	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	hcm "github.com/trellismesh/trellis/internal/dataplane/http"
-	"github.com/trellismesh/trellis/internal/dataplane/listener"
 	"github.com/trellismesh/trellis/internal/dataplane/upstream/manager"
 )
 
@@ -60,29 +58,8 @@ func benchProxy(b *testing.B, size int) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer m.Close()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		local := addrPort(c.LocalAddr())
-		m.Serve(ctx, &listener.Conn{Conn: c, Listener: "bench", Source: addrPort(c.RemoteAddr()), Local: local, Destination: local, Transport: listener.TransportRawBuffer, Accepted: time.Now()})
-	})
-	defer func() { cancel(); ln.Close(); wg.Wait() }()
-
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close()
+	b.Cleanup(func() { m.Close() }) // after serveOneConn's cleanup
+	c := serveOneConn(b, m)
 	req := []byte("GET /echo?size=" + strconv.Itoa(size) + " HTTP/1.1\r\nHost: echo.default.svc.cluster.local:8080\r\n" +
 		"User-Agent: fortio.org/fortio-1.69.0\r\nAccept: */*\r\n\r\n")
 	rr := &rawResponseReader{c: c, buf: make([]byte, 0, 128<<10)}
