@@ -21,6 +21,7 @@ import (
 
 	"github.com/trellismesh/trellis/internal/ca"
 	"github.com/trellismesh/trellis/internal/ca/bootstrap"
+	"github.com/trellismesh/trellis/internal/testing/runready"
 )
 
 // runCA runs a control plane with the CA on a loopback port until the test
@@ -34,7 +35,7 @@ func runCA(t *testing.T, caDir string) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	runReady(t, s, waitFor, "")
+	runready.Start(t, s, waitFor, "")
 	return s
 }
 

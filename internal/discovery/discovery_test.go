@@ -21,6 +21,7 @@ import (
 	"github.com/trellismesh/trellis/internal/config/schema"
 	"github.com/trellismesh/trellis/internal/config/store"
 	"github.com/trellismesh/trellis/internal/model"
+	"github.com/trellismesh/trellis/internal/testing/runready"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -124,7 +125,7 @@ func start(t *testing.T, files map[string]string) (*Server, string) {
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	runReady(t, s, waitFor, "")
+	runready.Start(t, s, waitFor, "")
 	return s, dir
 }
 
@@ -400,41 +401,4 @@ spec:
 		}
 		return nil
 	})
-}
-
-// runReady runs s until stop (registered as a cleanup too) and waits until it
-// is ready; wait bounds both. who prefixes the failures ("" for none).
-func runReady(t *testing.T, s *Server, wait time.Duration, who string) (stop func()) {
-	t.Helper()
-	if who != "" {
-		who += ": "
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	stopped := false
-	stop = func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("%sRun returned %v after cancel, want nil", who, err)
-			}
-		case <-time.After(wait):
-			t.Errorf("%sRun did not return within %v of cancel", who, wait)
-		}
-	}
-	t.Cleanup(stop)
-	select {
-	case <-s.Ready():
-	case err := <-done:
-		t.Fatalf("%sRun returned before ready: %v", who, err)
-	case <-time.After(wait):
-		t.Fatalf("%snot ready after %v", who, wait)
-	}
-	return stop
 }

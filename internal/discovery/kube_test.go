@@ -29,6 +29,7 @@ import (
 	"github.com/trellismesh/trellis/internal/kube"
 	"github.com/trellismesh/trellis/internal/kube/kubetest"
 	kuberegistry "github.com/trellismesh/trellis/internal/registry/kube"
+	"github.com/trellismesh/trellis/internal/testing/runready"
 	"github.com/trellismesh/trellis/internal/xds"
 	"github.com/trellismesh/trellis/internal/xds/gen/listener"
 )
@@ -61,7 +62,7 @@ func startKube(t *testing.T, c *kubetest.Cluster) *Server {
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	runReady(t, s, kubeWait, "")
+	runready.Start(t, s, kubeWait, "")
 	return s
 }
 

@@ -32,6 +32,7 @@ import (
 	"github.com/trellismesh/trellis/internal/kube/kubetest"
 	"github.com/trellismesh/trellis/internal/kube/rootcm"
 	"github.com/trellismesh/trellis/internal/kube/webhook"
+	"github.com/trellismesh/trellis/internal/testing/runready"
 )
 
 // startPlane runs a full control plane on cluster c (CA, webhooks,
@@ -64,7 +65,7 @@ func startPlane(t *testing.T, c *kubetest.Cluster, id string) (*Server, func()) 
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	stop := runReady(t, s, kubeWait, id)
+	stop := runready.Start(t, s, kubeWait, id)
 	eventuallyKube(t, id+" webhook listening", func() error {
 		if s.WebhookAddr() == nil {
 			return fmt.Errorf("no address yet")

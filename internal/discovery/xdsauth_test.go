@@ -22,6 +22,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/trellismesh/trellis/internal/ca"
+	"github.com/trellismesh/trellis/internal/testing/runready"
 	"github.com/trellismesh/trellis/internal/xds"
 )
 
@@ -152,7 +153,7 @@ func TestSecureOnly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer runReady(t, s, waitFor, "")()
+	defer runready.Start(t, s, waitFor, "")()
 	if s.XDSAddr() != nil {
 		t.Fatalf("plaintext xDS listening on %v", s.XDSAddr())
 	}

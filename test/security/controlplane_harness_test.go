@@ -36,6 +36,7 @@ import (
 	"github.com/trellismesh/trellis/internal/ca"
 	"github.com/trellismesh/trellis/internal/ca/bootstrap"
 	"github.com/trellismesh/trellis/internal/discovery"
+	"github.com/trellismesh/trellis/internal/testing/runready"
 	"github.com/trellismesh/trellis/internal/xds/server"
 	"github.com/trellismesh/trellis/test/framework"
 )
@@ -79,22 +80,7 @@ func startControlPlane(t *testing.T) *controlPlane {
 	if err != nil {
 		t.Fatalf("control plane: %v", err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("control plane stopped with: %v", err)
-		}
-	})
-	select {
-	case <-srv.Ready():
-	case err := <-done:
-		t.Fatalf("control plane exited before ready: %v", err)
-	case <-time.After(cpWait):
-		t.Fatal("control plane not ready")
-	}
+	runready.Start(t, srv, cpWait, "control plane")
 	cp.srv = srv
 	is, err := ca.LoadDir(cp.caDir, time.Now())
 	if err != nil {

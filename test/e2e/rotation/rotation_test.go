@@ -37,6 +37,7 @@ import (
 	"github.com/trellismesh/trellis/internal/dataplane/tlssock"
 	"github.com/trellismesh/trellis/internal/dataplane/tlssock/tlstest"
 	"github.com/trellismesh/trellis/internal/discovery"
+	"github.com/trellismesh/trellis/internal/testing/runready"
 	"github.com/trellismesh/trellis/test/framework"
 )
 
@@ -102,22 +103,7 @@ func startMesh(t *testing.T) *mesh {
 		t.Fatal(err)
 	}
 	m.cp = cp
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- cp.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("control plane: %v", err)
-		}
-	})
-	select {
-	case <-cp.Ready():
-	case err := <-done:
-		t.Fatalf("control plane exited: %v", err)
-	case <-time.After(20 * time.Second):
-		t.Fatal("control plane not ready after 20s")
-	}
+	runready.Start(t, cp, 20*time.Second, "control plane")
 	m.client = startSidecar(t, m, "client", clientIP, logger)
 	m.server = startSidecar(t, m, "server", serverIP, logger)
 	return m
