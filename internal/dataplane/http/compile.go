@@ -116,14 +116,17 @@ type serverHeader struct {
 	value []string
 }
 
-// values is the header's value slice: the shared one when compiled, else
-// a new one.
-func (s serverHeader) values() []string {
-	if len(s.value) == 1 {
-		return s.value[:1:1]
+// newServerHeader is server_name (DefaultServerName when empty) and its
+// transformation.
+func newServerHeader(name string, transform hcmv3.HttpConnectionManager_ServerHeaderTransformation) serverHeader {
+	if name == "" {
+		name = DefaultServerName
 	}
-	return []string{s.name}
+	return serverHeader{name: name, transform: transform, value: []string{name}}
 }
+
+// values is the header's shared value slice.
+func (s serverHeader) values() []string { return s.value[:1:1] }
 
 // Manager is a compiled HTTP connection manager: immutable settings, the
 // filter chain and the net/http server that parses connections for it.
@@ -526,11 +529,7 @@ func compileSettings(h *hcmv3.HttpConnectionManager) (settings, string, error) {
 		acceptHTTP10:      h.GetHttpProtocolOptions().GetAcceptHttp_10(),
 		defaultHostHTTP10: h.GetHttpProtocolOptions().GetDefaultHostForHttp_10(),
 	}
-	cfg.server = serverHeader{name: h.GetServerName(), transform: h.GetServerHeaderTransformation()}
-	if cfg.server.name == "" {
-		cfg.server.name = DefaultServerName
-	}
-	cfg.server.value = []string{cfg.server.name}
+	cfg.server = newServerHeader(h.GetServerName(), h.GetServerHeaderTransformation())
 
 	cfg.upgrades = map[string]bool{}
 	for i, u := range h.GetUpgradeConfigs() {

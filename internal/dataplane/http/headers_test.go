@@ -109,7 +109,7 @@ func TestAuthorityAndServerHeader(t *testing.T) {
 		hcmv3.HttpConnectionManager_APPEND_IF_ABSENT: {"backend", "trellis"},
 		hcmv3.HttpConnectionManager_PASS_THROUGH:     {"backend", ""},
 	} {
-		m.cfg.server = serverHeader{name: "trellis", transform: tr}
+		m.cfg.server = newServerHeader("trellis", tr)
 		h := nethttp.Header{"Server": {"backend"}}
 		m.serverHeader(200, h)
 		empty := nethttp.Header{}
