@@ -22,6 +22,8 @@ type iptablesOptions struct {
 	proxyUID             string
 	proxyGID             string
 	interceptionMode     string
+	tproxyMark           string
+	tproxyRouteTable     string
 	inboundPorts         string
 	inboundPortsExclude  string
 	serviceCIDR          string
@@ -48,6 +50,8 @@ func iptablesEnv() []envBinding {
 		{"proxy-uid", "PROXY_UID"},
 		{"proxy-gid", "PROXY_GID"},
 		{"istio-inbound-interception-mode", "ISTIO_INBOUND_INTERCEPTION_MODE"},
+		{"istio-inbound-tproxy-mark", "INBOUND_TPROXY_MARK"},
+		{"istio-inbound-tproxy-route-table", "INBOUND_TPROXY_ROUTE_TABLE"},
 		{"istio-inbound-ports", "ISTIO_INBOUND_PORTS"},
 		{"istio-local-exclude-ports", "ISTIO_LOCAL_EXCLUDE_PORTS"},
 		{"istio-service-cidr", "ISTIO_SERVICE_CIDR"},
@@ -68,6 +72,8 @@ func configFields() map[string]string {
 		"ProxyUIDs":               "proxy-uid",
 		"ProxyGIDs":               "proxy-gid",
 		"InboundInterceptionMode": "istio-inbound-interception-mode",
+		"TProxyMark":              "istio-inbound-tproxy-mark",
+		"TProxyRouteTable":        "istio-inbound-tproxy-route-table",
 		"InboundPorts":            "istio-inbound-ports",
 		"InboundPortsExclude":     "istio-local-exclude-ports",
 		"OutboundCIDRs":           "istio-service-cidr",
@@ -90,7 +96,15 @@ does, with the same flags, environment variables, chains and rules.
 
 Rules are installed with one iptables-restore --noflush transaction per IP
 family; existing ISTIO_* chains are replaced. --clean removes them,
---dry-run prints them. Flags may also be set through Istio's environment
+--dry-run prints them.
+
+-m TPROXY captures both directions with the mangle table's TPROXY target and
+a policy route (fwmark --istio-inbound-tproxy-mark → table
+--istio-inbound-tproxy-route-table), never the nat table, so connections are
+not tracked; the proxy's capture listeners must be transparent (the control
+plane makes them so for a proxy whose INTERCEPTION_MODE is TPROXY) and the
+proxy needs CAP_NET_ADMIN. It captures every inbound port but the excluded
+ones (-b '*'). Flags may also be set through Istio's environment
 variables (ENVOY_PORT, ISTIO_INBOUND_PORTS, ISTIO_SERVICE_CIDR, ...); a flag
 on the command line wins.`,
 		Example: `  trellis proxy iptables -p 15001 -z 15006 -u 1337 -m REDIRECT -i '*' -x '' -b '*' -d 15090,15021,15020
@@ -111,7 +125,9 @@ on the command line wins.`,
 	f.StringVarP(&o.inboundTunnelPort, "inbound-tunnel-port", "e", "15008", "HBONE tunnel port, never captured (env INBOUND_TUNNEL_PORT)")
 	f.StringVarP(&o.proxyUID, "proxy-uid", "u", "1337", "comma-separated UIDs whose traffic is not captured: the proxy's (env PROXY_UID)")
 	f.StringVarP(&o.proxyGID, "proxy-gid", "g", "", "comma-separated GIDs whose traffic is not captured (default: same as --proxy-uid) (env PROXY_GID)")
-	f.StringVarP(&o.interceptionMode, "istio-inbound-interception-mode", "m", "REDIRECT", "how inbound traffic is captured: REDIRECT (TPROXY is not implemented yet) (env ISTIO_INBOUND_INTERCEPTION_MODE)")
+	f.StringVarP(&o.interceptionMode, "istio-inbound-interception-mode", "m", "REDIRECT", "how traffic is captured: REDIRECT (nat) or TPROXY (mangle, no connection tracking; both directions) (env ISTIO_INBOUND_INTERCEPTION_MODE)")
+	f.StringVar(&o.tproxyMark, "istio-inbound-tproxy-mark", "1337", "TPROXY mode: the packet mark that selects the local route table (env INBOUND_TPROXY_MARK)")
+	f.StringVar(&o.tproxyRouteTable, "istio-inbound-tproxy-route-table", "133", "TPROXY mode: the route table that delivers marked packets locally (env INBOUND_TPROXY_ROUTE_TABLE)")
 	f.StringVarP(&o.inboundPorts, "istio-inbound-ports", "b", "*", `comma-separated inbound ports to capture; "*" for all, "" for none (env ISTIO_INBOUND_PORTS)`)
 	f.StringVarP(&o.inboundPortsExclude, "istio-local-exclude-ports", "d", "", `comma-separated inbound ports not captured when -b is "*"; 15090,15021,15020 always are (env ISTIO_LOCAL_EXCLUDE_PORTS)`)
 	f.StringVarP(&o.serviceCIDR, "istio-service-cidr", "i", "*", `comma-separated destination CIDRs to capture; "*" for all, "" for none (env ISTIO_SERVICE_CIDR)`)
@@ -188,6 +204,11 @@ func (o iptablesOptions) config(from map[string]string) (capture.Config, error) 
 	if cfg.InboundInterceptionMode == "" {
 		cfg.InboundInterceptionMode = capture.Redirect
 	}
+	parse("istio-inbound-tproxy-mark", o.tproxyMark, func(s string) (err error) { cfg.TProxyMark, err = parseUint32(s); return err })
+	parse("istio-inbound-tproxy-route-table", o.tproxyRouteTable, func(s string) (err error) {
+		cfg.TProxyRouteTable, err = parseUint32(s)
+		return err
+	})
 	parse("istio-inbound-ports", o.inboundPorts, func(s string) (err error) { cfg.InboundPorts, err = capture.ParsePorts(s); return err })
 	parse("istio-local-exclude-ports", o.inboundPortsExclude, func(s string) (err error) {
 		cfg.InboundPortsExclude, err = capture.ParsePortList(s)
@@ -211,6 +232,47 @@ func (o iptablesOptions) config(from map[string]string) (capture.Config, error) 
 		return capture.Config{}, renameFields(err, from)
 	}
 	return cfg, nil
+}
+
+// parseUint32 parses a decimal or 0x-prefixed hexadecimal 32-bit value, as
+// marks and route tables are written.
+func parseUint32(s string) (uint32, error) {
+	v, err := strconv.ParseUint(strings.TrimSpace(s), 0, 32)
+	if err != nil {
+		return 0, errors.New("not a 32-bit unsigned number")
+	}
+	return uint32(v), nil
+}
+
+// cleanup removes the ISTIO_* rules and, with -m TPROXY, the policy rule
+// and route TPROXY mode installed (as Istio's cleanup does).
+func (o iptablesOptions) cleanup(cmd *cobra.Command, d deps, ipt *capture.Iptables, from map[string]string) error {
+	ipv6 := o.dualStack
+	if err := ipt.Remove(cmd.Context(), ipv6); err != nil {
+		return fmt.Errorf("removing capture rules: %w", err)
+	}
+	if capture.InterceptionMode(strings.ToUpper(strings.TrimSpace(o.interceptionMode))) == capture.TProxy {
+		var r capture.Routing
+		var errs []error
+		for _, p := range []struct {
+			flag, value string
+			dst         *uint32
+		}{{"istio-inbound-tproxy-mark", o.tproxyMark, &r.Mark}, {"istio-inbound-tproxy-route-table", o.tproxyRouteTable, &r.Table}} {
+			v, err := parseUint32(p.value)
+			if err != nil {
+				errs = append(errs, flagError(p.flag, p.value, from, err))
+			}
+			*p.dst = v
+		}
+		if err := errors.Join(errs...); err != nil {
+			return err
+		}
+		if err := ipt.RemoveRouting(cmd.Context(), r, ipv6); err != nil {
+			return fmt.Errorf("removing TPROXY routing: %w", err)
+		}
+	}
+	d.logger.Info("removed traffic capture rules", "ipv6", ipv6)
+	return nil
 }
 
 // renameFields rewrites capture.Config validation errors to name flags.
@@ -257,12 +319,7 @@ func (o iptablesOptions) run(cmd *cobra.Command, d deps, from map[string]string)
 		return err
 	}
 	if o.clean {
-		ipv6 := o.dualStack
-		if err := ipt.Remove(cmd.Context(), ipv6); err != nil {
-			return fmt.Errorf("removing capture rules: %w", err)
-		}
-		d.logger.Info("removed traffic capture rules", "ipv6", ipv6)
-		return nil
+		return o.cleanup(cmd, d, ipt, from)
 	}
 	cfg, err := o.config(from)
 	if err != nil {
@@ -279,7 +336,7 @@ func (o iptablesOptions) run(cmd *cobra.Command, d deps, from map[string]string)
 	if err := ipt.Apply(cmd.Context(), rs); err != nil {
 		return fmt.Errorf("installing capture rules: %w", err)
 	}
-	d.logger.Info("installed traffic capture rules",
+	d.logger.Info("installed traffic capture rules", "mode", cfg.InboundInterceptionMode,
 		"outbound_port", cfg.ProxyPort, "inbound_port", cfg.InboundCapturePort, "ipv6", cfg.IPv6)
 	return nil
 }

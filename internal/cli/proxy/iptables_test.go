@@ -3,7 +3,6 @@ package proxy
 import (
 	"bytes"
 	"context"
-	"errors"
 	"flag"
 	"io"
 	"log/slog"
@@ -160,7 +159,10 @@ func TestFlagErrors(t *testing.T) {
 		{"bad uid", nil, []string{"-u", "istio-proxy"}, []string{`--proxy-uid "istio-proxy"`}},
 		{"no owner", nil, []string{"-u", ""}, []string{"--proxy-uid", "at least one"}},
 		{"bad mode", nil, []string{"-m", "NAT"}, []string{`--istio-inbound-interception-mode "NAT"`}},
-		{"tproxy", nil, []string{"-m", "TPROXY"}, []string{`--istio-inbound-interception-mode "TPROXY"`, "not implemented"}},
+		{"tproxy with an inbound list", nil, []string{"-m", "TPROXY", "-b", "9080"}, []string{`--istio-inbound-ports`, "TPROXY mode captures every inbound port"}},
+		{"bad tproxy mark", nil, []string{"-m", "TPROXY", "--istio-inbound-tproxy-mark", "x"}, []string{`--istio-inbound-tproxy-mark "x"`, "32-bit"}},
+		{"reserved tproxy table env", map[string]string{"INBOUND_TPROXY_ROUTE_TABLE": "254"}, []string{"-m", "TPROXY"},
+			[]string{`--istio-inbound-tproxy-route-table "254" (from $INBOUND_TPROXY_ROUTE_TABLE)`, "reserved"}},
 		{"bad inbound ports", nil, []string{"-b", "80,x"}, []string{`--istio-inbound-ports "80,x"`, `"x"`}},
 		{"proxy port included", nil, []string{"-b", "80,15021"}, []string{`--istio-inbound-ports "15021"`, "never captured"}},
 		{"bad exclude ports", nil, []string{"-d", "0"}, []string{`--istio-local-exclude-ports "0"`}},
@@ -194,10 +196,6 @@ func TestFlagErrors(t *testing.T) {
 			}
 		})
 	}
-	_, _, err := run(t, nil, "-m", "TPROXY", "--dry-run")
-	if !errors.Is(err, errors.ErrUnsupported) {
-		t.Errorf("TPROXY error %v does not wrap errors.ErrUnsupported", err)
-	}
 }
 
 // TestApplyAndClean checks which tools run, through a recording Runner.
@@ -216,6 +214,30 @@ func TestApplyAndClean(t *testing.T) {
 	}
 	if diff := cmp.Diff([]string{"iptables-save", "ip6tables-save"}, rec.calls); diff != "" {
 		t.Errorf("--clean on a clean namespace (-want +got):\n%s", diff)
+	}
+
+	// TPROXY: the routing first, then the mangle table.
+	_, rec, err = run(t, nil, "-m", "TPROXY", "--istio-inbound-tproxy-mark", "0x100", "--istio-inbound-tproxy-route-table", "200")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantPrefix := []string{
+		"ip -4 route replace local 0.0.0.0/0 dev lo table 200",
+		"ip -4 rule list fwmark 256 lookup 200",
+		"ip -4 rule add fwmark 256 lookup 200",
+		"iptables-save",
+	}
+	if len(rec.calls) != 5 || cmp.Diff(wantPrefix, rec.calls[:4]) != "" ||
+		!strings.HasPrefix(rec.calls[4], "iptables-restore --noflush --wait 5\n*mangle\n") {
+		t.Errorf("TPROXY apply ran %q, want %q then iptables-restore of the mangle table", rec.calls, wantPrefix)
+	}
+	_, rec, err = run(t, nil, "--clean", "-m", "TPROXY")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"iptables-save", "ip -4 rule list fwmark 1337 lookup 133", "ip -4 route del local 0.0.0.0/0 dev lo table 133"}
+	if diff := cmp.Diff(want, rec.calls); diff != "" {
+		t.Errorf("--clean -m TPROXY (-want +got):\n%s", diff)
 	}
 }
 

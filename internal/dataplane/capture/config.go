@@ -16,6 +16,8 @@ const (
 	DefaultInboundTunnelPort  = 15008 // HBONE; never captured
 	DefaultProxyUID           = 1337  // Istio's istio-proxy user
 	DefaultProxyGID           = 1337
+	DefaultTProxyMark         = 1337 // TPROXY mode's packet mark (Istio's)
+	DefaultTProxyRouteTable   = 133  // TPROXY mode's route table (Istio's)
 )
 
 // alwaysExcludedInboundPorts are the proxy's own inbound ports that are never
@@ -33,9 +35,13 @@ const (
 	// destination with SO_ORIGINAL_DST. The source address is preserved; the
 	// destination is rewritten.
 	Redirect InterceptionMode = "REDIRECT"
-	// TProxy uses the mangle table's TPROXY target plus policy routing. Not
-	// implemented yet: Validate rejects it with an error wrapping
-	// errors.ErrUnsupported.
+	// TProxy uses the mangle table's TPROXY target plus policy routing, for
+	// outbound as well as inbound connections, and never the nat table: no
+	// connection tracking on the data path. The proxy's capture listeners
+	// must be transparent (IP_TRANSPARENT, which needs CAP_NET_ADMIN); a
+	// connection's local address is its original destination. Unlike
+	// Istio's TPROXY mode, the app still sees the proxy's address as the
+	// source of inbound connections (no original_src).
 	TProxy InterceptionMode = "TPROXY"
 )
 
@@ -67,9 +73,13 @@ type Config struct {
 	// never captured (it would loop). At least one of them is required.
 	ProxyUIDs []uint32
 	ProxyGIDs []uint32
-	// InboundInterceptionMode is REDIRECT (the default when empty) or TPROXY
-	// (not implemented).
+	// InboundInterceptionMode is REDIRECT (the default when empty) or
+	// TPROXY, which applies to outbound connections too.
 	InboundInterceptionMode InterceptionMode
+	// TProxyMark and TProxyRouteTable are TPROXY mode's packet mark and the
+	// route table its policy rule looks up (Istio's 1337 and 133).
+	TProxyMark       uint32
+	TProxyRouteTable uint32
 	// InboundPorts are the inbound ports captured; empty disables inbound
 	// capture.
 	InboundPorts Ports
@@ -99,6 +109,8 @@ func DefaultConfig() Config {
 		ProxyUIDs:               []uint32{DefaultProxyUID},
 		ProxyGIDs:               []uint32{DefaultProxyGID},
 		InboundInterceptionMode: Redirect,
+		TProxyMark:              DefaultTProxyMark,
+		TProxyRouteTable:        DefaultTProxyRouteTable,
 		InboundPorts:            Ports{All: true},
 		OutboundCIDRs:           CIDRs{All: true},
 	}
@@ -146,8 +158,18 @@ func (c Config) Validate() error {
 	switch c.InboundInterceptionMode {
 	case "", Redirect:
 	case TProxy:
-		errs = append(errs, &FieldError{Field: "InboundInterceptionMode", Value: string(TProxy),
-			Reason: "not implemented yet (use REDIRECT)", Err: errors.ErrUnsupported})
+		if c.TProxyMark == 0 {
+			add("TProxyMark", "0", "must not be 0 (unmarked packets must not match the policy rule)")
+		}
+		if !c.InboundPorts.All {
+			add("InboundPorts", "", "TPROXY mode captures every inbound port (\"*\") except excluded ones: without "+
+				"connection tracking, replies from ports left alone could not be told from outbound traffic")
+		}
+		switch c.TProxyRouteTable {
+		case 0, 253, 254, 255:
+			add("TProxyRouteTable", strconv.FormatUint(uint64(c.TProxyRouteTable), 10),
+				"is a reserved table (unspec, default, main, local); choose another, e.g. 133")
+		}
 	default:
 		add("InboundInterceptionMode", string(c.InboundInterceptionMode), "must be REDIRECT or TPROXY")
 	}

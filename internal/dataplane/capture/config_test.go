@@ -21,7 +21,13 @@ func TestValidate(t *testing.T) {
 		{"same capture ports", func(c *Config) { c.InboundCapturePort = c.ProxyPort }, []string{"InboundCapturePort"}},
 		{"no owner", func(c *Config) { c.ProxyUIDs, c.ProxyGIDs = nil, nil }, []string{"ProxyUIDs"}},
 		{"gid only is fine", func(c *Config) { c.ProxyUIDs = nil }, nil},
-		{"tproxy", func(c *Config) { c.InboundInterceptionMode = TProxy }, []string{"InboundInterceptionMode"}},
+		{"tproxy", func(c *Config) { c.InboundInterceptionMode = TProxy }, nil},
+		{"tproxy without a mark", func(c *Config) { c.InboundInterceptionMode, c.TProxyMark = TProxy, 0 }, []string{"TProxyMark"}},
+		{"tproxy on the main table", func(c *Config) { c.InboundInterceptionMode, c.TProxyRouteTable = TProxy, 254 }, []string{"TProxyRouteTable"}},
+		{"tproxy with an inbound port list", func(c *Config) {
+			c.InboundInterceptionMode, c.InboundPorts = TProxy, Ports{List: []uint16{9080}}
+		}, []string{"InboundPorts"}},
+		{"redirect ignores the tproxy fields", func(c *Config) { c.TProxyMark, c.TProxyRouteTable = 0, 0 }, nil},
 		{"unknown mode", func(c *Config) { c.InboundInterceptionMode = "NAT" }, []string{"InboundInterceptionMode"}},
 		{"empty mode is REDIRECT", func(c *Config) { c.InboundInterceptionMode = "" }, nil},
 		{"all and list", func(c *Config) { c.InboundPorts.List = []uint16{80} }, []string{"InboundPorts"}},

@@ -25,7 +25,11 @@ type ExecRunner struct{}
 func (ExecRunner) Run(ctx context.Context, stdin string, name string, args ...string) (string, error) {
 	path, err := exec.LookPath(name)
 	if err != nil {
-		return "", fmt.Errorf("%s not found: install iptables (apt-get install iptables): %w", name, err)
+		pkg := "iptables"
+		if name == "ip" {
+			pkg = "iproute2"
+		}
+		return "", fmt.Errorf("%s not found: install %s (apt-get install %s): %w", name, pkg, pkg, err)
 	}
 	cmd := exec.CommandContext(ctx, path, args...)
 	cmd.Stdin = strings.NewReader(stdin)
@@ -98,9 +102,15 @@ func NewIptables(run Runner, backend Backend) (*Iptables, error) {
 // Apply installs rs. Any ISTIO_* chains and jumps already present (from an
 // earlier Apply, or from Istio) are replaced in the same iptables-restore
 // transaction, so re-applying is idempotent and there is no window without
-// capture.
+// capture. TPROXY mode's policy routing is installed first (with `ip`), so
+// that marked packets always have their route.
 func (t *Iptables) Apply(ctx context.Context, rs Ruleset) error {
 	for _, f := range rs.Families() {
+		if rs.Routing.enabled() {
+			if err := t.addRouting(ctx, f, rs.Routing); err != nil {
+				return err
+			}
+		}
 		saved, err := t.save(ctx, f)
 		if err != nil {
 			return err
@@ -133,6 +143,63 @@ func (t *Iptables) Remove(ctx context.Context, ipv6 bool) error {
 		if err := t.restore(ctx, f, input); err != nil {
 			return fmt.Errorf("removing %s capture rules: %w", f, err)
 		}
+	}
+	return nil
+}
+
+// RemoveRouting deletes TPROXY mode's policy rule and its table's route
+// (both families when ipv6). What is not there is no error.
+func (t *Iptables) RemoveRouting(ctx context.Context, r Routing, ipv6 bool) error {
+	fams := []Family{IPv4}
+	if ipv6 {
+		fams = append(fams, IPv6)
+	}
+	for _, f := range fams {
+		for {
+			out, err := t.run.Run(ctx, "", "ip", r.listRuleCommand(f)...)
+			if err != nil {
+				return fmt.Errorf("listing %s policy rules: %w", f, err)
+			}
+			if strings.TrimSpace(out) == "" {
+				break
+			}
+			del, _ := r.removeCommands(f)
+			if _, err := t.run.Run(ctx, "", "ip", del...); err != nil {
+				return fmt.Errorf("removing %s policy rule: %w", f, err)
+			}
+		}
+		_, delRoute := r.removeCommands(f)
+		if _, err := t.run.Run(ctx, "", "ip", delRoute...); err != nil && !routeAbsent(err) {
+			return fmt.Errorf("removing %s route table %d: %w", f, r.Table, err)
+		}
+	}
+	return nil
+}
+
+// routeAbsent reports whether `ip route del` failed because there was
+// nothing to delete (no such route, or the table does not exist).
+func routeAbsent(err error) bool {
+	msg := err.Error()
+	return strings.Contains(msg, "No such process") || strings.Contains(msg, "does not exist") ||
+		strings.Contains(msg, "No such file or directory")
+}
+
+// addRouting installs the family's local route table and, if absent, the
+// policy rule pointing marked packets at it.
+func (t *Iptables) addRouting(ctx context.Context, f Family, r Routing) error {
+	cmds := r.addCommands(f)
+	if _, err := t.run.Run(ctx, "", "ip", cmds[0]...); err != nil {
+		return fmt.Errorf("installing %s TPROXY route table %d: %w", f, r.Table, err)
+	}
+	out, err := t.run.Run(ctx, "", "ip", r.listRuleCommand(f)...)
+	if err != nil {
+		return fmt.Errorf("listing %s policy rules: %w", f, err)
+	}
+	if strings.TrimSpace(out) != "" {
+		return nil
+	}
+	if _, err := t.run.Run(ctx, "", "ip", cmds[1]...); err != nil {
+		return fmt.Errorf("installing %s TPROXY policy rule (fwmark %d → table %d): %w", f, r.Mark, r.Table, err)
 	}
 	return nil
 }

@@ -30,6 +30,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -135,42 +136,93 @@ func newTopology(t *testing.T) *topology {
 // "<name> <address>\n". With capture set, the address is OriginalDst's.
 func serve(t *testing.T, ns, addr, name string, capture bool) {
 	t.Helper()
+	serveAs(t, ns, addr, name, capture, -1, net.ListenConfig{})
+}
+
+// serveTransparent is a TPROXY capture listener run as the proxy's user:
+// IP_TRANSPARENT set, and the address answered is the local one (the
+// original destination). The user matters: the rules tell the proxy's
+// packets by the socket's file credentials, which an accepted socket takes
+// from the thread calling accept.
+func serveTransparent(t *testing.T, ns, addr, name string) {
+	t.Helper()
+	lc := net.ListenConfig{Control: func(network, _ string, c syscall.RawConn) error {
+		var sockErr error
+		if err := c.Control(func(fd uintptr) {
+			sockErr = unix.SetsockoptInt(int(fd), unix.SOL_IP, unix.IP_TRANSPARENT, 1)
+			if sockErr == nil && network == "tcp6" {
+				sockErr = unix.SetsockoptInt(int(fd), unix.SOL_IPV6, unix.IPV6_TRANSPARENT, 1)
+			}
+		}); err != nil {
+			return err
+		}
+		return sockErr
+	}}
+	serveAs(t, ns, addr, name, false, proxyUID, lc)
+}
+
+// serveAs runs the listener and its accept loop on a thread locked in ns
+// (discarded afterwards, see inNetns) with file-system UID uid (-1 keeps
+// root's).
+func serveAs(t *testing.T, ns, addr, name string, capture bool, uid int, lc net.ListenConfig) {
+	t.Helper()
+	ready := make(chan error, 1)
 	var ln net.Listener
-	if err := inNetns(ns, func() (err error) {
-		ln, err = net.Listen("tcp", addr)
-		return err
-	}); err != nil {
-		t.Fatalf("listen %s in %s: %v", addr, ns, err)
-	}
 	var wg sync.WaitGroup
-	t.Cleanup(func() {
-		ln.Close()
-		wg.Wait()
-	})
 	wg.Go(func() {
+		runtime.LockOSThread()
+		f, err := os.Open("/run/netns/" + ns)
+		if err != nil {
+			ready <- err
+			return
+		}
+		err = unix.Setns(int(f.Fd()), unix.CLONE_NEWNET)
+		f.Close()
+		if err == nil && uid >= 0 {
+			err = unix.Setfsuid(uid)
+		}
+		if err == nil {
+			ln, err = lc.Listen(context.Background(), "tcp", addr)
+		}
+		ready <- err
+		if err != nil {
+			return
+		}
 		for {
 			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
-			tc := c.(*net.TCPConn)
-			var where string
-			if capture {
-				dst, err := OriginalDst(tc)
-				if err != nil {
-					where = "error:" + strings.ReplaceAll(err.Error(), " ", "_")
-				} else {
-					where = dst.String()
-				}
-			} else {
-				ap := tc.LocalAddr().(*net.TCPAddr).AddrPort()
-				where = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()).String()
-			}
-			_ = c.SetWriteDeadline(time.Now().Add(2 * time.Second))
-			_, _ = fmt.Fprintf(c, "%s %s\n", name, where)
-			c.Close()
+			answer(c.(*net.TCPConn), name, capture)
 		}
 	})
+	if err := <-ready; err != nil {
+		wg.Wait()
+		t.Fatalf("listen %s in %s: %v", addr, ns, err)
+	}
+	t.Cleanup(func() {
+		ln.Close()
+		wg.Wait()
+	})
+}
+
+// answer writes "<name> <address>" and closes the connection.
+func answer(tc *net.TCPConn, name string, capture bool) {
+	var where string
+	if capture {
+		dst, err := OriginalDst(tc)
+		if err != nil {
+			where = "error:" + strings.ReplaceAll(err.Error(), " ", "_")
+		} else {
+			where = dst.String()
+		}
+	} else {
+		ap := tc.LocalAddr().(*net.TCPAddr).AddrPort()
+		where = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()).String()
+	}
+	_ = tc.SetWriteDeadline(time.Now().Add(2 * time.Second))
+	_, _ = fmt.Fprintf(tc, "%s %s\n", name, where)
+	tc.Close()
 }
 
 // dial connects from inside ns to addr with the given file-system UID and
@@ -325,6 +377,11 @@ func TestCaptureNetns(t *testing.T) {
 				{"IPv6 proxy is not captured", "app", proxyUID, proxyGID, "[fd99::2]:8080", "remote [fd99::2]:8080"},
 				{"IPv6 inbound is captured", "remote", -1, -1, "[fd99::1]:9090", "inbound-capture [fd99::1]:9090"},
 			})
+			// REDIRECT is NAT: every captured connection is tracked (the
+			// TPROXY test asserts the opposite with the same counter).
+			if n := conntrackEntries(t, tp.app); n == 0 {
+				t.Error("REDIRECT mode left no conntrack entries; the conntrack counter is not seeing the namespace")
+			}
 
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
@@ -335,6 +392,123 @@ func TestCaptureNetns(t *testing.T) {
 			}
 			if saved := saveAll(t, tp.app, ipt); strings.Contains(saved, "ISTIO_") {
 				t.Errorf("after Remove, iptables-save still shows ISTIO_ rules:\n%s", saved)
+			}
+			runProbes(t, tp, []probe{
+				{"after Remove outbound is direct", "app", appUID, appGID, "10.99.0.2:8080", "remote 10.99.0.2:8080"},
+				{"after Remove inbound is direct", "remote", -1, -1, "10.99.0.1:9090", "app 10.99.0.1:9090"},
+			})
+		})
+	}
+}
+
+// conntrackEntries counts the namespace's connection tracking entries
+// (/proc/thread-self/net/nf_conntrack: /proc/net would show the process's
+// namespace, not the entered thread's).
+func conntrackEntries(t *testing.T, ns string) int {
+	t.Helper()
+	var n int
+	if err := inNetns(ns, func() error {
+		b, err := os.ReadFile("/proc/thread-self/net/nf_conntrack")
+		if err != nil {
+			return fmt.Errorf("reading conntrack table (is nf_conntrack loaded? modprobe nf_conntrack): %w", err)
+		}
+		n = strings.Count(string(b), "\n")
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// TestCaptureNetnsTProxy applies TPROXY mode's rules and routing in a real
+// namespace and checks where connections land, that no connection was
+// tracked (the point of the mode), and that removal restores direct paths.
+func TestCaptureNetnsTProxy(t *testing.T) {
+	for _, backend := range []Backend{BackendNFT, BackendLegacy} {
+		t.Run(string(backend), func(t *testing.T) {
+			requireNetnsTools(t, backend)
+			tp := newTopology(t)
+			serveTransparent(t, tp.app, ":15001", "outbound-capture")
+			serveTransparent(t, tp.app, ":15006", "inbound-capture")
+			serve(t, tp.app, ":9090", "app", false)
+			serve(t, tp.app, ":9091", "app-excluded", false)
+			serve(t, tp.app, ":15021", "health", false)
+			serve(t, tp.remote, ":8080", "remote", false)
+			serve(t, tp.remote, ":8081", "remote", false)
+
+			cfg := e2eConfig(t)
+			cfg.InboundInterceptionMode = TProxy
+			rs, err := Rules(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ipt, err := NewIptables(ExecRunner{}, backend)
+			if err != nil {
+				t.Fatal(err)
+			}
+			apply(t, tp.app, ipt, rs)
+			apply(t, tp.app, ipt, rs)
+			saved := saveAll(t, tp.app, ipt)
+			if n := strings.Count(saved, "-A OUTPUT -p tcp -j ISTIO_OUTPUT"); n != 2 {
+				t.Errorf("after two Applies, OUTPUT jumps to ISTIO_OUTPUT %d times, want 2 (one per family):\n%s", n, saved)
+			}
+			if strings.Contains(saved, "*nat") {
+				t.Errorf("TPROXY mode created a nat table:\n%s", saved)
+			}
+			var rules string
+			if err := inNetns(tp.app, func() (err error) {
+				rules, err = ExecRunner{}.Run(context.Background(), "", "ip", "-4", "rule", "list")
+				return err
+			}); err != nil {
+				t.Fatal(err)
+			}
+			if n := strings.Count(rules, "fwmark 0x539 lookup 133"); n != 1 {
+				t.Errorf("after two Applies, %d policy rules for the mark, want 1:\n%s", n, rules)
+			}
+
+			runProbes(t, tp, []probe{
+				{"app outbound is captured", "app", appUID, appGID, "10.99.0.2:8080", "outbound-capture 10.99.0.2:8080"},
+				{"proxy UID is not captured", "app", proxyUID, appGID, "10.99.0.2:8080", "remote 10.99.0.2:8080"},
+				{"proxy GID is not captured", "app", appUID, proxyGID, "10.99.0.2:8080", "remote 10.99.0.2:8080"},
+				{"excluded outbound port", "app", appUID, appGID, "10.99.0.2:8081", "remote 10.99.0.2:8081"},
+				{"excluded outbound CIDR", "app", appUID, appGID, "10.99.1.2:8080", "remote 10.99.1.2:8080"},
+				{"app to localhost", "app", appUID, appGID, "127.0.0.1:9090", "app 127.0.0.1:9090"},
+				{"app to itself by pod IP", "app", appUID, appGID, "10.99.0.1:9090", "app 10.99.0.1:9090"},
+				{"proxy to pod IP goes inbound", "app", proxyUID, proxyGID, "10.99.0.1:9090", "inbound-capture 10.99.0.1:9090"},
+				{"inbound is captured", "remote", -1, -1, "10.99.0.1:9090", "inbound-capture 10.99.0.1:9090"},
+				{"excluded inbound port", "remote", -1, -1, "10.99.0.1:9091", "app-excluded 10.99.0.1:9091"},
+				{"15021 is never captured", "remote", -1, -1, "10.99.0.1:15021", "health 10.99.0.1:15021"},
+				{"IPv6 app outbound is captured", "app", appUID, appGID, "[fd99::2]:8080", "outbound-capture [fd99::2]:8080"},
+				{"IPv6 proxy is not captured", "app", proxyUID, proxyGID, "[fd99::2]:8080", "remote [fd99::2]:8080"},
+				{"IPv6 inbound is captured", "remote", -1, -1, "[fd99::1]:9090", "inbound-capture [fd99::1]:9090"},
+			})
+			if n := conntrackEntries(t, tp.app); n != 0 {
+				t.Errorf("TPROXY mode tracked %d connections in the namespace, want none", n)
+			}
+
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			for i := range 2 { // both are idempotent
+				if err := inNetns(tp.app, func() error {
+					if err := ipt.Remove(ctx, true); err != nil {
+						return err
+					}
+					return ipt.RemoveRouting(ctx, rs.Routing, true)
+				}); err != nil {
+					t.Fatalf("Remove #%d: %v", i+1, err)
+				}
+			}
+			if saved := saveAll(t, tp.app, ipt); strings.Contains(saved, "ISTIO_") {
+				t.Errorf("after Remove, iptables-save still shows ISTIO_ rules:\n%s", saved)
+			}
+			if err := inNetns(tp.app, func() (err error) {
+				rules, err = ExecRunner{}.Run(ctx, "", "ip", "-4", "rule", "list")
+				return err
+			}); err != nil {
+				t.Fatal(err)
+			}
+			if strings.Contains(rules, "0x539") {
+				t.Errorf("after RemoveRouting the policy rule remains:\n%s", rules)
 			}
 			runProbes(t, tp, []probe{
 				{"after Remove outbound is direct", "app", appUID, appGID, "10.99.0.2:8080", "remote 10.99.0.2:8080"},

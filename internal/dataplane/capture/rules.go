@@ -14,9 +14,10 @@ const (
 	ChainInRedirect = "ISTIO_IN_REDIRECT"
 	ChainOutput     = "ISTIO_OUTPUT"
 	ChainRedirect   = "ISTIO_REDIRECT"
-	// ChainDivert and ChainTProxy belong to TPROXY mode (mangle table). They
-	// are never created yet, but Remove cleans them up, as it does any
-	// ISTIO_* chain of a known name.
+	// ChainDivert and ChainTProxy belong to TPROXY mode (mangle table, with
+	// ChainInbound and ChainOutput): ISTIO_DIVERT marks a packet for the
+	// policy route that delivers it locally, ISTIO_TPROXY hands a new
+	// inbound connection to the inbound capture port.
 	ChainDivert = "ISTIO_DIVERT"
 	ChainTProxy = "ISTIO_TPROXY"
 )
@@ -27,7 +28,7 @@ func managedChains(table string) []string {
 	case "nat":
 		return []string{ChainInbound, ChainRedirect, ChainInRedirect, ChainOutput}
 	case "mangle":
-		return []string{ChainInbound, ChainDivert, ChainTProxy}
+		return []string{ChainInbound, ChainDivert, ChainTProxy, ChainOutput}
 	}
 	return nil
 }
@@ -49,16 +50,18 @@ func (f Family) String() string {
 
 // Table is one iptables table's part of a rule set.
 type Table struct {
-	Name   string   // "nat" (and "mangle" once TPROXY exists)
+	Name   string   // "nat" (REDIRECT) or "mangle" (TPROXY)
 	Chains []string // chains to create, in order
 	Rules  []string // rules in iptables-restore syntax: "-A CHAIN match... -j TARGET"
 }
 
-// Ruleset is the generated capture: per family, the tables to program.
-// It is a value; Rules builds it and Iptables.Apply installs it.
+// Ruleset is the generated capture: per family, the tables to program,
+// and in TPROXY mode the policy routing the marks rely on. It is a value;
+// Rules builds it and Iptables.Apply installs it.
 type Ruleset struct {
-	IPv4 []Table
-	IPv6 []Table // empty unless Config.IPv6
+	IPv4    []Table
+	IPv6    []Table // empty unless Config.IPv6
+	Routing Routing // zero in REDIRECT mode
 }
 
 // Tables returns the family's tables.
@@ -100,6 +103,11 @@ func (r Ruleset) String() string {
 		tool := "iptables-restore"
 		if f == IPv6 {
 			tool = "ip6tables-restore"
+		}
+		if r.Routing.enabled() {
+			for _, cmd := range r.Routing.addCommands(f) {
+				fmt.Fprintf(&b, "# ip %s\n", strings.Join(cmd, " "))
+			}
 		}
 		fmt.Fprintf(&b, "# %s --noflush\n", tool)
 		b.WriteString(r.Restore(f))
@@ -144,9 +152,15 @@ func Rules(cfg Config) (Ruleset, error) {
 	if err := cfg.Validate(); err != nil {
 		return Ruleset{}, fmt.Errorf("invalid capture config: %w", err)
 	}
-	rs := Ruleset{IPv4: []Table{natTable(cfg, IPv4)}}
+	table := natTable
+	var routing Routing
+	if cfg.InboundInterceptionMode == TProxy {
+		table = mangleTable
+		routing = Routing{Mark: cfg.TProxyMark, Table: cfg.TProxyRouteTable}
+	}
+	rs := Ruleset{IPv4: []Table{table(cfg, IPv4)}, Routing: routing}
 	if cfg.IPv6 {
-		rs.IPv6 = []Table{natTable(cfg, IPv6)}
+		rs.IPv6 = []Table{table(cfg, IPv6)}
 	}
 	return rs, nil
 }
@@ -156,7 +170,6 @@ func port(p uint16) string { return strconv.Itoa(int(p)) }
 // natTable builds the nat table for one family. The order of rules follows
 // Istio's istio-iptables, which matters: the first match wins.
 func natTable(cfg Config, f Family) Table {
-	addrs := addrsFor(f)
 	t := Table{Name: "nat", Chains: []string{ChainInbound, ChainRedirect, ChainInRedirect, ChainOutput}}
 	add := func(chain string, args ...string) {
 		t.Rules = append(t.Rules, "-A "+chain+" "+strings.Join(args, " "))
@@ -169,22 +182,51 @@ func natTable(cfg Config, f Family) Table {
 
 	// Inbound: everything arriving from outside (PREROUTING) is captured,
 	// except excluded ports, or only the listed ports.
-	if cfg.InboundPorts.All || len(cfg.InboundPorts.List) > 0 {
+	if capturesInbound(cfg) {
 		add("PREROUTING", "-p", "tcp", "-j", ChainInbound)
-		if cfg.InboundPorts.All {
-			for _, p := range dedupPorts(alwaysExcludedInboundPorts(), cfg.InboundPortsExclude) {
-				add(ChainInbound, "-p", "tcp", "--dport", port(p), "-j", "RETURN")
-			}
-			add(ChainInbound, "-p", "tcp", "-j", ChainInRedirect)
-		} else {
-			for _, p := range dedupPorts(cfg.InboundPorts.List) {
-				add(ChainInbound, "-p", "tcp", "--dport", port(p), "-j", ChainInRedirect)
-			}
-		}
+		inboundRules(cfg, add, ChainInRedirect)
 	}
 
 	// Outbound: everything the pod sends (OUTPUT) goes through ISTIO_OUTPUT.
 	add("OUTPUT", "-p", "tcp", "-j", ChainOutput)
+	outputRules(cfg, f, add, outputTargets{
+		outbound: []string{"-j", ChainRedirect},
+		inbound:  []string{"-j", ChainInRedirect},
+	})
+	return t
+}
+
+func capturesInbound(cfg Config) bool { return cfg.InboundPorts.All || len(cfg.InboundPorts.List) > 0 }
+
+// inboundRules appends ISTIO_INBOUND's port rules: every port but the
+// excluded ones (and the proxy's own), or only the listed ports, go to
+// target.
+func inboundRules(cfg Config, add func(chain string, args ...string), target string) {
+	if cfg.InboundPorts.All {
+		for _, p := range dedupPorts(alwaysExcludedInboundPorts(), cfg.InboundPortsExclude) {
+			add(ChainInbound, "-p", "tcp", "--dport", port(p), "-j", "RETURN")
+		}
+		add(ChainInbound, "-p", "tcp", "-j", target)
+		return
+	}
+	for _, p := range dedupPorts(cfg.InboundPorts.List) {
+		add(ChainInbound, "-p", "tcp", "--dport", port(p), "-j", target)
+	}
+}
+
+// outputTargets are where ISTIO_OUTPUT sends a connection it captures: to
+// the outbound capture port, or (the proxy calling its own pod's address)
+// to the inbound one. They are complete rule tails ("-j CHAIN", with any
+// extra match in front).
+type outputTargets struct {
+	outbound, inbound []string
+}
+
+// outputRules appends ISTIO_OUTPUT's rules, the same for both modes but for
+// the targets. The order follows Istio's istio-iptables: the first match
+// wins.
+func outputRules(cfg Config, f Family, add func(chain string, args ...string), to outputTargets) {
+	addrs := addrsFor(f)
 	for _, p := range dedupPorts(cfg.OutboundPortsExclude) {
 		add(ChainOutput, "-p", "tcp", "--dport", port(p), "-j", "RETURN")
 	}
@@ -203,8 +245,9 @@ func natTable(cfg Config, f Family) Table {
 		// The proxy calling the pod's own (non-localhost) address, e.g. an
 		// app calling its own service VIP (app → outbound proxy → inbound
 		// proxy → app): send it to the inbound capture port.
-		add(ChainOutput, "-o", "lo", "!", "-d", addrs.localhost, "-p", "tcp", "!", "--dport", port(cfg.InboundTunnelPort),
-			"-m", "owner", flag, id, "-j", ChainInRedirect)
+		rule := []string{"-o", "lo", "!", "-d", addrs.localhost, "-p", "tcp", "!", "--dport", port(cfg.InboundTunnelPort),
+			"-m", "owner", flag, id}
+		add(ChainOutput, append(rule, to.inbound...)...)
 		// Anyone else talking over loopback (app to itself by pod IP) is
 		// left alone.
 		if !loopbackIncluded {
@@ -227,18 +270,17 @@ func natTable(cfg Config, f Family) Table {
 		}
 	}
 	for _, p := range dedupPorts(cfg.OutboundPorts) {
-		add(ChainOutput, "-p", "tcp", "--dport", port(p), "-j", ChainRedirect)
+		add(ChainOutput, append([]string{"-p", "tcp", "--dport", port(p)}, to.outbound...)...)
 	}
 	if cfg.OutboundCIDRs.All {
-		add(ChainOutput, "-j", ChainRedirect)
+		add(ChainOutput, to.outbound...)
 	} else {
 		for _, p := range cfg.OutboundCIDRs.List {
 			if familyOf(p.Addr().Is4()) == f {
-				add(ChainOutput, "-d", p.String(), "-j", ChainRedirect)
+				add(ChainOutput, append([]string{"-d", p.String()}, to.outbound...)...)
 			}
 		}
 	}
-	return t
 }
 
 func familyOf(is4 bool) Family {

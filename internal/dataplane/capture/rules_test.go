@@ -65,6 +65,19 @@ func TestRulesGolden(t *testing.T) {
 			c.IPv6 = true
 			c.OutboundCIDRs = CIDRs{List: prefixes(t, "10.0.0.0/8")}
 		}},
+		{"tproxy", func(c *Config) {
+			c.InboundInterceptionMode = TProxy
+			c.InboundPortsExclude = []uint16{22}
+			c.OutboundCIDRsExclude = prefixes(t, "169.254.169.254/32")
+		}},
+		{"tproxy-ipv6-custom", func(c *Config) {
+			c.InboundInterceptionMode = TProxy
+			c.TProxyMark, c.TProxyRouteTable = 0x100, 200
+			c.IPv6 = true
+			c.InboundPortsExclude = []uint16{9090, 15020}
+			c.OutboundCIDRs = CIDRs{List: prefixes(t, "10.96.0.0/12", "fd00::/8")}
+			c.OutboundPorts = []uint16{3306}
+		}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -118,12 +131,40 @@ func TestRulesDeterministic(t *testing.T) {
 func TestRulesRejectsInvalidConfig(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.InboundInterceptionMode = TProxy
+	cfg.TProxyRouteTable = 255
 	_, err := Rules(cfg)
-	if !errors.Is(err, errors.ErrUnsupported) {
-		t.Fatalf("TPROXY: got %v, want errors.ErrUnsupported", err)
-	}
 	var fe *FieldError
-	if !errors.As(err, &fe) || fe.Field != "InboundInterceptionMode" {
-		t.Fatalf("TPROXY: got %v, want a FieldError on InboundInterceptionMode", err)
+	if !errors.As(err, &fe) || fe.Field != "TProxyRouteTable" || !strings.Contains(err.Error(), "reserved") {
+		t.Fatalf("TPROXY on table 255: got %v, want a FieldError on TProxyRouteTable saying it is reserved", err)
+	}
+}
+
+// TestTProxyRulesNeedNoConntrack keeps TPROXY mode free of everything that
+// switches connection tracking on in a namespace: the nat table and the
+// conntrack/state/connmark matches and targets.
+func TestTProxyRulesNeedNoConntrack(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.InboundInterceptionMode = TProxy
+	cfg.IPv6 = true
+	rs, err := Rules(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range rs.Families() {
+		for _, tb := range rs.Tables(f) {
+			if tb.Name != "mangle" {
+				t.Errorf("%s: table %s in TPROXY mode, want mangle only", f, tb.Name)
+			}
+			for _, r := range tb.Rules {
+				for _, bad := range []string{"conntrack", "state", "CONNMARK", "connmark", "REDIRECT", " CT "} {
+					if strings.Contains(r, bad) {
+						t.Errorf("%s: rule %q uses %s", f, r, bad)
+					}
+				}
+			}
+		}
+	}
+	if !rs.Routing.enabled() || rs.Routing.Mark != DefaultTProxyMark || rs.Routing.Table != DefaultTProxyRouteTable {
+		t.Errorf("routing %+v, want mark %d table %d", rs.Routing, DefaultTProxyMark, DefaultTProxyRouteTable)
 	}
 }
