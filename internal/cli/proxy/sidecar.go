@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -26,6 +27,7 @@ type sidecarOptions struct {
 	labels         string
 	serviceAccount string
 	workloadName   string
+	interception   string
 	domain         string
 	adminAddress   string
 	healthAddress  string
@@ -113,6 +115,7 @@ POD_NAMESPACE, SERVICE_ACCOUNT) when set.`,
 	f.StringVar(&o.labels, "labels", "", "the workload's labels, k=v,k2=v2")
 	f.StringVar(&o.serviceAccount, "service-account", d.getenv("SERVICE_ACCOUNT"), "the workload's service account (env SERVICE_ACCOUNT)")
 	f.StringVar(&o.workloadName, "workload-name", "", "the workload's name (WorkloadEntry or Deployment)")
+	f.StringVar(&o.interception, "interception-mode", envDefault(d.getenv, "ISTIO_META_INTERCEPTION_MODE", "REDIRECT"), "how traffic reaches the proxy, sent as node metadata INTERCEPTION_MODE: REDIRECT (iptables nat), TPROXY (trellis proxy iptables -m TPROXY; the capture listeners are made transparent, which needs CAP_NET_ADMIN) or NONE (no capture) (env ISTIO_META_INTERCEPTION_MODE)")
 	f.StringVar(&o.domain, "domain", "cluster.local", "cluster DNS domain")
 	f.StringVar(&o.adminAddress, "admin-address", "127.0.0.1:15000", `admin endpoint address ("-" disables)`)
 	f.StringVar(&o.healthAddress, "health-address", ":15021", `readiness endpoint address ("-" disables)`)
@@ -178,10 +181,11 @@ func (o sidecarOptions) config(d deps) (sidecar.Config, error) {
 	node, err := sidecar.NodeConfig{
 		IP: o.ip, PodName: pod, Namespace: o.namespace, DomainSuffix: o.domain,
 		Labels: labels, ServiceAccount: o.serviceAccount, WorkloadName: o.workloadName,
-		MetricsAddress: o.metricsAddress, // METRICS_ADDRESS, for the control plane's dashboard
+		MetricsAddress:   o.metricsAddress, // METRICS_ADDRESS, for the control plane's dashboard
+		InterceptionMode: strings.ToUpper(strings.TrimSpace(o.interception)),
 	}.Node()
 	if err != nil {
-		return sidecar.Config{}, fmt.Errorf("--ip/--pod-name/--namespace: %w", err)
+		return sidecar.Config{}, fmt.Errorf("--ip/--pod-name/--namespace/--interception-mode: %w", err)
 	}
 	protocol := xdsclient.Delta
 	if o.sotw {

@@ -70,7 +70,7 @@ func (m *Manager) serve(s *socket, g *generation, raw net.Conn) {
 	defer raw.Close()
 	defer t.cancel()
 
-	cs := newConnState(raw, time.Now(), m.hsTime)
+	cs := newConnState(raw, time.Now(), m.hsTime, s.opts.Transparent)
 	g, ok := m.inspect(t, cs)
 	if !ok {
 		return

@@ -70,6 +70,7 @@ type Listener struct {
 	ipv4Compat     bool
 	bind           bool
 	useOriginalDst bool
+	transparent    bool
 	direction      corev3.TrafficDirection
 
 	filters           []listenerFilter
@@ -95,6 +96,11 @@ func (l *Listener) BindToPort() bool { return l.bind }
 // UseOriginalDst reports whether connections whose original destination
 // was restored are handed to the listener of that address.
 func (l *Listener) UseOriginalDst() bool { return l.useOriginalDst }
+
+// Transparent reports whether the listener's socket is transparent
+// (Envoy's transparent: IP_TRANSPARENT, for TPROXY capture). The local
+// address of its connections is then their original destination.
+func (l *Listener) Transparent() bool { return l.transparent }
 
 // Direction is the listener's traffic_direction.
 func (l *Listener) Direction() corev3.TrafficDirection { return l.direction }
@@ -147,6 +153,7 @@ func compile(l *listenerv3.Listener, filters NetworkFilters) (*Listener, error) 
 		name:              l.GetName(),
 		bind:              l.GetBindToPort() == nil || l.GetBindToPort().GetValue(),
 		useOriginalDst:    l.GetUseOriginalDst().GetValue(),
+		transparent:       l.GetTransparent().GetValue(),
 		direction:         l.GetTrafficDirection(),
 		filtersTimeout:    DefaultListenerFiltersTimeout,
 		continueOnTimeout: l.GetContinueOnListenerFiltersTimeout(),
@@ -223,8 +230,6 @@ func unsupportedListenerFields(l *listenerv3.Listener) error {
 		return errors.New("filter_chain_matcher is not supported (use filter_chain_match)")
 	case l.GetFcdsConfig() != nil:
 		return errors.New("fcds_config is not supported")
-	case l.GetTransparent().GetValue():
-		return errors.New("transparent (TPROXY) is not supported")
 	}
 	return nil
 }

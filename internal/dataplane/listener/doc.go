@@ -14,7 +14,8 @@
 //	   │  (Update([]Listener): the same, versions hashed from the messages' content)
 //	   │  unchanged listener (same version) ─► kept as is, not decoded; only the
 //	   │  compiled *Listener and its version are kept, not the message
-//	   │  changed listener ─► new generation; the socket is kept; old connections drain
+//	   │  changed listener ─► new generation; the socket is kept (a changed
+//	   │  transparent option is set on it in place); old connections drain
 //	   └  removed listener ─► socket closed; its connections drain (Config.DrainTimeout)
 //	   draining = the old generation's handlers get Drainer.Drain (HTTP: Connection: close,
 //	   GOAWAY) and, once its last connection ended, io.Closer.Close
@@ -63,7 +64,10 @@
 //   - original_dst restores the destination from Config.OriginalDst
 //     (capture.OriginalDst: SO_ORIGINAL_DST). It is added in front when a
 //     listener sets use_original_dst without it. A connection with no
-//     original destination keeps its local address.
+//     original destination keeps its local address, unrestored, unless it
+//     was accepted on a transparent socket: TPROXY leaves no conntrack
+//     entry, and the local address is the original destination, so it is
+//     restored from there and hand-off works as with REDIRECT.
 //   - tls_inspector reads the ClientHello (one or more records, at most
 //     max_client_hello_size, default and maximum 16 KiB) with its own
 //     bounded parser and sets transport "tls", the SNI (lower-cased) and the
@@ -83,10 +87,25 @@
 // # Not supported (rejected by Compile)
 //
 // UDP, API and internal listeners, additional_addresses,
-// filter_chain_matcher, FCDS, ECDS, PROXY protocol, transparent (TPROXY),
-// transport sockets other than raw_buffer and tls (and the TLS fields
-// package tlssock rejects), listener filters other than the three above.
-// Socket options, backlog and buffer limits are not applied.
+// filter_chain_matcher, FCDS, ECDS, PROXY protocol, transport sockets
+// other than raw_buffer and tls (and the TLS fields package tlssock
+// rejects), listener filters other than the three above.
+// Socket options (but transparent), backlog and buffer limits are not
+// applied.
+//
+// # Transparent listeners (TPROXY)
+//
+// A listener with transparent: true gets a socket with IP_TRANSPARENT
+// (IPV6_TRANSPARENT on IPv6) set before bind, through Config.Listen with
+// SocketOptions.Transparent (default Listen; Linux only, needs
+// CAP_NET_ADMIN). A refused option rejects the update with the
+// listener's name and the reason, e.g. `listener "virtualOutbound":
+// binding 0.0.0.0:15001: transparent: setsockopt IP_TRANSPARENT:
+// operation not permitted (needs CAP_NET_ADMIN)`; what is in force keeps
+// serving. Turning transparent on or off keeps the listener's socket and
+// sets or clears the option on it (the TPROXY target checks it per packet;
+// accepted sockets inherit it), once the rest of the update has succeeded;
+// a refused change rejects the update and sets back those already made.
 //
 // # Downstream TLS
 //

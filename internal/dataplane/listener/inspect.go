@@ -45,17 +45,21 @@ type connState struct {
 
 	source, local, dest netip.AddrPort
 	restored            bool
-	sni                 string
-	alpn                []string
-	transport           string
+	// transparent: accepted on an IP_TRANSPARENT socket, where the local
+	// address is the original destination (TPROXY).
+	transparent bool
+	sni         string
+	alpn        []string
+	transport   string
 }
 
-func newConnState(raw net.Conn, now time.Time, handshakeTimeout time.Duration) *connState {
+func newConnState(raw net.Conn, now time.Time, handshakeTimeout time.Duration, transparent bool) *connState {
 	s := &connState{
-		raw:      raw,
-		accepted: now,
-		source:   addrPortOf(raw.RemoteAddr()),
-		local:    addrPortOf(raw.LocalAddr()),
+		raw:         raw,
+		accepted:    now,
+		source:      addrPortOf(raw.RemoteAddr()),
+		local:       addrPortOf(raw.LocalAddr()),
+		transparent: transparent,
 	}
 	s.dest = s.local
 	if handshakeTimeout > 0 {
@@ -161,19 +165,23 @@ func (f *listenerFilter) run(s *connState, origDst originalDstFunc, deadline tim
 	return nil
 }
 
-// restoreOriginalDst is the original_dst filter: a connection the kernel
-// has no original destination for keeps its local address, as in Envoy.
+// restoreOriginalDst is the original_dst filter: the kernel's original
+// destination (SO_ORIGINAL_DST, set by REDIRECT). Without one, a
+// connection accepted on a transparent socket (TPROXY, no NAT) has its
+// original destination as local address, which counts as restored; any
+// other keeps its local address, unrestored, as in Envoy.
 func restoreOriginalDst(s *connState, origDst originalDstFunc) {
-	tc, ok := s.raw.(*net.TCPConn)
-	if !ok || origDst == nil {
-		return
+	if tc, ok := s.raw.(*net.TCPConn); ok && origDst != nil {
+		if dst, err := origDst(tc); err == nil && dst.IsValid() {
+			s.dest = netip.AddrPortFrom(dst.Addr().Unmap(), dst.Port())
+			s.restored = true
+			return
+		}
 	}
-	dst, err := origDst(tc)
-	if err != nil || !dst.IsValid() {
-		return
+	if s.transparent && s.local.IsValid() {
+		s.dest = s.local
+		s.restored = true
 	}
-	s.dest = netip.AddrPortFrom(dst.Addr().Unmap(), dst.Port())
-	s.restored = true
 }
 
 func (f *listenerFilter) inspectTLS(s *connState, deadline time.Time) error {

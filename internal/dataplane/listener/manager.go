@@ -35,8 +35,9 @@ type Config struct {
 	// OriginalDst recovers a redirected connection's original destination
 	// for the original_dst listener filter. Default capture.OriginalDst.
 	OriginalDst func(*net.TCPConn) (netip.AddrPort, error)
-	// Listen binds a socket. Default net.Listen.
-	Listen func(network, address string) (net.Listener, error)
+	// Listen creates, binds and listens on a socket with the listener's
+	// SocketOptions (transparent). Default Listen.
+	Listen ListenFunc
 	// MaxConnections limits the open connections accepted on each bound
 	// socket, whichever listener ends up serving them (SECURITY C8):
 	// beyond it new connections are closed at once, existing ones are
@@ -117,6 +118,15 @@ func (e *UpdateError) Error() string {
 	return strings.Join(msgs, "; ")
 }
 
+// Unwrap returns the listeners' errors, for errors.Is and errors.As.
+func (e *UpdateError) Unwrap() []error {
+	out := make([]error, 0, len(e.Errors))
+	for _, err := range e.Errors {
+		out = append(out, err)
+	}
+	return out
+}
+
 // Manager runs a proxy's listeners: it binds and unbinds their sockets,
 // runs listener filters, hands connections off by original destination,
 // matches filter chains and starts their handlers. See the package doc.
@@ -191,6 +201,7 @@ type tracked struct {
 // keeps its socket, so no connection attempt is refused meanwhile.
 type socket struct {
 	key     string
+	opts    SocketOptions // as set on ln; changed in place by updates
 	ln      net.Listener
 	owner   atomic.Pointer[generation]
 	active  atomic.Int64
@@ -222,7 +233,7 @@ func New(cfg Config) (*Manager, error) {
 		m.origDst = capture.OriginalDst
 	}
 	if m.cfg.Listen == nil {
-		m.cfg.Listen = net.Listen
+		m.cfg.Listen = Listen
 	}
 	switch {
 	case cfg.MaxConnections == 0:

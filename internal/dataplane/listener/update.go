@@ -1,6 +1,7 @@
 package listener
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"sort"
@@ -89,10 +90,13 @@ func (m *Manager) update(res xdsset.Set, errs map[string]error) error {
 	for _, n := range names {
 		indexAddress(next, n, errs)
 	}
-	// Bind what is new; keep sockets whose address stays in use.
+	// Bind what is new; keep sockets whose address stays in use, with
+	// their options changed in place (IP_TRANSPARENT can be set and
+	// cleared on a listening socket: no rebinding, no refused connections).
 	socks := map[string]*socket{}
 	sockOwner := map[string]string{}
 	var bound []*socket
+	var retune []retuning
 	for _, n := range names {
 		g := next.byName[n]
 		if !g.l.bind || errs[n] != nil || m.stoppedLocked(g.l) {
@@ -103,20 +107,26 @@ func (m *Manager) update(res xdsset.Set, errs map[string]error) error {
 			errs[n] = fmt.Errorf("listener %q: address %s is bound by listener %q", n, address, owner)
 			continue
 		}
+		opts := g.l.socketOptions()
 		s := m.sockets[key]
 		if s == nil {
-			ln, err := m.cfg.Listen(network, address)
+			ln, err := m.cfg.Listen(network, address, opts)
 			if err != nil {
-				errs[n] = fmt.Errorf("listener %q: binding %s: %w", n, address, err)
+				errs[n] = bindError(n, address, err)
 				continue
 			}
-			s = &socket{key: key, ln: ln}
+			s = &socket{key: key, ln: ln, opts: opts}
 			bound = append(bound, s)
+		} else if s.opts != opts {
+			retune = append(retune, retuning{name: n, address: address, s: s, opts: opts})
 		}
 		socks[key], sockOwner[key] = s, n
 		if g.sock == nil { // a kept generation already has this socket
 			g.sock = s
 		}
+	}
+	if len(errs) == 0 {
+		retuneSockets(retune, errs)
 	}
 	if len(errs) > 0 {
 		for _, s := range bound {
@@ -183,6 +193,47 @@ func socketKey(l *Listener) (key, network, address string) {
 		return "name:" + l.name, network, address
 	}
 	return "addr:" + address, network, address
+}
+
+// socketOptions are the options l's socket is created with.
+func (l *Listener) socketOptions() SocketOptions {
+	return SocketOptions{Transparent: l.transparent}
+}
+
+// bindError reports a listener whose socket could not be bound. A refused
+// socket option is named without net's "listen tcp4 <address>" wrapping.
+func bindError(name, address string, err error) error {
+	var soe *SocketOptionError
+	if errors.As(err, &soe) {
+		err = soe
+	}
+	return fmt.Errorf("listener %q: binding %s: %w", name, address, err)
+}
+
+// retuning is a kept socket whose options change.
+type retuning struct {
+	name, address string
+	s             *socket
+	opts          SocketOptions
+}
+
+// retuneSockets applies each socket's new options in place. If one is
+// refused, those applied so far are set back, and the error is recorded
+// in errs. Called with updateMu held, once the update has no other error.
+func retuneSockets(list []retuning, errs map[string]error) {
+	for i, r := range list {
+		if err := setOptions(r.s.ln, r.opts); err != nil {
+			errs[r.name] = bindError(r.name, r.address, err)
+			for _, done := range list[:i] {
+				// Best effort: the kernel took the old value before.
+				_ = setOptions(done.s.ln, done.s.opts)
+			}
+			return
+		}
+	}
+	for _, r := range list {
+		r.s.opts = r.opts
+	}
 }
 
 // commit installs next: socket owners, the state, retirement of replaced

@@ -31,11 +31,16 @@ type NodeConfig struct {
 	// plane's dashboard can scrape it. An empty or wildcard host stands for
 	// IP. "" or "-" (disabled) sends nothing.
 	MetricsAddress string
+	// InterceptionMode is how captured traffic reaches the proxy: REDIRECT
+	// (the default when empty), TPROXY or NONE, sent as INTERCEPTION_MODE.
+	// With TPROXY the control plane makes the capture listeners
+	// transparent.
+	InterceptionMode string
 }
 
 // Node builds the xDS node: id sidecar~<ip>~<pod>.<ns>~<ns>.svc.<suffix>,
-// metadata NAMESPACE, LABELS, INSTANCE_IPS, SERVICE_ACCOUNT, WORKLOAD_NAME
-// and METRICS_ADDRESS.
+// metadata NAMESPACE, LABELS, INSTANCE_IPS, INTERCEPTION_MODE,
+// SERVICE_ACCOUNT, WORKLOAD_NAME and METRICS_ADDRESS.
 func (n NodeConfig) Node() (*corev3.Node, error) {
 	ip, err := netip.ParseAddr(n.IP)
 	if err != nil {
@@ -57,10 +62,19 @@ func (n NodeConfig) Node() (*corev3.Node, error) {
 	for _, k := range keys {
 		labels[k] = n.Labels[k]
 	}
+	mode := n.InterceptionMode
+	switch mode {
+	case "":
+		mode = "REDIRECT"
+	case "REDIRECT", "TPROXY", "NONE":
+	default:
+		return nil, fmt.Errorf("node: interception mode %q: want REDIRECT, TPROXY or NONE", mode)
+	}
 	meta := map[string]any{
-		"NAMESPACE":    n.Namespace,
-		"LABELS":       labels,
-		"INSTANCE_IPS": ip.String(),
+		"NAMESPACE":         n.Namespace,
+		"LABELS":            labels,
+		"INSTANCE_IPS":      ip.String(),
+		"INTERCEPTION_MODE": mode,
 	}
 	if n.ServiceAccount != "" {
 		meta["SERVICE_ACCOUNT"] = n.ServiceAccount

@@ -22,10 +22,16 @@ func TestNode(t *testing.T) {
 	}
 	md := n.GetMetadata().GetFields()
 	if md["NAMESPACE"].GetStringValue() != "shop" || md["INSTANCE_IPS"].GetStringValue() != "10.0.0.7" ||
-		md["SERVICE_ACCOUNT"].GetStringValue() != "web" || md["LABELS"].GetStructValue().GetFields()["app"].GetStringValue() != "web" {
+		md["SERVICE_ACCOUNT"].GetStringValue() != "web" || md["LABELS"].GetStructValue().GetFields()["app"].GetStringValue() != "web" ||
+		md["INTERCEPTION_MODE"].GetStringValue() != "REDIRECT" {
 		t.Errorf("metadata = %v", md)
 	}
-	for _, bad := range []NodeConfig{{IP: "nope", PodName: "p", Namespace: "n"}, {IP: "10.0.0.1", Namespace: "n"}, {IP: "10.0.0.1", PodName: "p"}} {
+	tp, err := NodeConfig{IP: "10.0.0.7", PodName: "web-1", Namespace: "shop", InterceptionMode: "TPROXY"}.Node()
+	if err != nil || tp.GetMetadata().GetFields()["INTERCEPTION_MODE"].GetStringValue() != "TPROXY" {
+		t.Errorf("TPROXY node: %v, %v", tp.GetMetadata(), err)
+	}
+	for _, bad := range []NodeConfig{{IP: "nope", PodName: "p", Namespace: "n"}, {IP: "10.0.0.1", Namespace: "n"}, {IP: "10.0.0.1", PodName: "p"},
+		{IP: "10.0.0.1", PodName: "p", Namespace: "n", InterceptionMode: "tproxy"}} {
 		if _, err := bad.Node(); err == nil {
 			t.Errorf("%+v: want an error", bad)
 		}

@@ -21,6 +21,13 @@
 // Sidecar), inspectors as its chains need and no original_dst; otherwise
 // its chains go into virtualInbound.
 //
+// With INTERCEPTION_MODE TPROXY the iptables TPROXY target hands captured
+// connections to 15001 and 15006 without NAT, so virtualOutbound and
+// virtualInbound (and only they, as in Istio) carry transparent: true: the
+// proxy binds them with IP_TRANSPARENT and reads the original destination
+// from the accepted socket's local address. Nothing else changes: the
+// inbound passthrough still connects from 127.0.0.6 (no original_src).
+//
 // HTTP filter chains reference route configurations by name over ADS; the
 // route generator serves them:
 //

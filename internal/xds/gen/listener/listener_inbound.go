@@ -86,6 +86,7 @@ func (b *builder) virtualInboundListener() *listenerv3.Listener {
 		ContinueOnListenerFiltersTimeout: true,
 		FilterChains:                     chains,
 		TrafficDirection:                 corev3.TrafficDirection_INBOUND,
+		Transparent:                      b.transparent(),
 	}
 }
 

@@ -10,6 +10,8 @@ import (
 	tlsinspectorv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/trellismesh/trellis/internal/model"
 )
 
 // Listener filter names (Envoy's well-known names).
@@ -56,7 +58,24 @@ func (b *builder) virtualOutboundListener() *listenerv3.Listener {
 			},
 		},
 		TrafficDirection: corev3.TrafficDirection_OUTBOUND,
+		Transparent:      b.transparent(),
 	}
+}
+
+// interceptionTPROXY is the INTERCEPTION_MODE of proxies captured by the
+// iptables TPROXY target instead of REDIRECT.
+const interceptionTPROXY = "TPROXY"
+
+// transparent is the virtual listeners' transparent field: true when the
+// proxy's INTERCEPTION_MODE is TPROXY, whose captured connections arrive
+// on an IP_TRANSPARENT socket with their original destination as the
+// local address (Istio sets it on virtualOutbound and virtualInbound
+// alone). nil otherwise, so the REDIRECT output is unchanged.
+func (b *builder) transparent() *wrapperspb.BoolValue {
+	if b.proxy.Metadata[model.MetaInterception] == interceptionTPROXY {
+		return wrapperspb.Bool(true)
+	}
+	return nil
 }
 
 // catchAllFilters sends unmatched outbound traffic to its original
