@@ -40,13 +40,18 @@ import (
 // accounts), the WorkloadEntries carry service accounts (auto mTLS) and a
 // namespace PeerAuthentication is STRICT, so B accepts nothing else.
 // "trellis-plaintext" is the same pair without identities: plain HTTP/1.1
-// between the sidecars. Added latency is against direct-netns (same path,
-// no proxies); ratios are to nginx-netns when it runs.
-type trellisPair struct{ mtls bool }
+// between the sidecars. "trellis-tproxy" is the mTLS pair captured in
+// TPROXY mode (`trellis proxy iptables -m TPROXY`, sidecars with
+// --interception-mode TPROXY): the mangle table and a policy route instead
+// of the nat table, so the namespaces track no connections. Added latency
+// is against direct-netns (same path, no proxies); ratios are to
+// nginx-netns when it runs.
+type trellisPair struct{ mtls, tproxy bool }
 
 func init() {
 	registerPair(trellisPair{mtls: true})
 	registerPair(trellisPair{mtls: false})
+	registerPair(trellisPair{mtls: true, tproxy: true})
 }
 
 const (
@@ -58,10 +63,23 @@ const (
 )
 
 func (p trellisPair) Name() string {
-	if p.mtls {
+	switch {
+	case p.tproxy:
+		return "trellis-tproxy"
+	case p.mtls:
 		return "trellis"
 	}
 	return "trellis-plaintext"
+}
+
+// captureArgs are the `trellis proxy iptables` arguments of the pair's
+// capture mode (for --clean too), and the table and chain whose presence
+// shows the rules are in.
+func (p trellisPair) captureArgs() (args []string, table, chain string) {
+	if p.tproxy {
+		return []string{"-m", "TPROXY"}, "mangle", "ISTIO_DIVERT"
+	}
+	return nil, "nat", "ISTIO_REDIRECT"
 }
 
 func (trellisPair) Baseline() string { return "direct-netns" }
@@ -122,6 +140,11 @@ func (tp trellisPair) Start(ctx context.Context, e *Env, _ string) (*Instance, e
 		return nil, err
 	}
 	pbin, pargs := e.proxyCommand()
+	capArgs, capTable, capChain := tp.captureArgs()
+	mode := "REDIRECT"
+	if tp.tproxy {
+		mode = "TPROXY"
+	}
 	var procs []*proc
 	var captured []string
 	stop := func() {
@@ -129,7 +152,8 @@ func (tp trellisPair) Start(ctx context.Context, e *Env, _ string) (*Instance, e
 			p.stop()
 		}
 		for _, ns := range captured {
-			if out, err := nsRun(ns, pbin, append(pargs, "iptables", "--clean")...); err != nil {
+			clean := append(append(append([]string{}, pargs...), "iptables", "--clean"), capArgs...)
+			if out, err := nsRun(ns, pbin, clean...); err != nil {
 				fmt.Fprintf(os.Stderr, "proxybench: removing capture rules in %s: %v\n%s", ns, err, out)
 			}
 		}
@@ -166,15 +190,15 @@ func (tp trellisPair) Start(ctx context.Context, e *Env, _ string) (*Instance, e
 	var pids []int
 	for _, s := range sides {
 		captured = append(captured, s.ns.name)
-		out, err := nsRun(s.ns.name, pbin, append(pargs, "iptables")...)
+		out, err := nsRun(s.ns.name, pbin, append(append(append([]string{}, pargs...), "iptables"), capArgs...)...)
 		if err != nil {
 			return fail(err)
 		}
-		rules, err := nsRun(s.ns.name, "iptables-save", "-t", "nat")
+		rules, err := nsRun(s.ns.name, "iptables-save", "-t", capTable)
 		if err != nil {
 			return fail(err)
 		}
-		if !strings.Contains(rules, "ISTIO_REDIRECT") || !strings.Contains(rules, "--gid-owner 1337") {
+		if !strings.Contains(rules, capChain) || !strings.Contains(rules, "--gid-owner 1337") {
 			return fail(fmt.Errorf("%s: capture rules not installed:\n%s\n%s", s.ns.name, out, rules))
 		}
 		name := fmt.Sprintf("trellis-%s-%d", s.role, e.next())
@@ -190,6 +214,7 @@ func (tp trellisPair) Start(ctx context.Context, e *Env, _ string) (*Instance, e
 			"--namespace", "default",
 			"--labels", s.labels,
 			"--admin-address", "127.0.0.1:15000",
+			"--interception-mode", mode,
 			"--health-address", fmt.Sprintf(":%d", healthPort))
 		args = append(args, idArgs...)
 		p, err := startProcCred(ctx, e, name, "ip", args, append([]string{"GOMAXPROCS=1"}, e.SidecarEnv...), false,

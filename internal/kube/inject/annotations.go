@@ -29,7 +29,26 @@ const (
 	annProxyImage              = "sidecar.istio.io/proxyImage"
 	annRewriteProbes           = "sidecar.istio.io/rewriteAppHTTPProbers"
 	annNativeSidecar           = "sidecar.istio.io/nativeSidecar"
+	annInterceptionMode        = "sidecar.istio.io/interceptionMode"
 )
+
+// Interception modes (sidecar.istio.io/interceptionMode, Istio's
+// ProxyConfig.InterceptionMode): how traffic reaches the proxy.
+const (
+	// ModeRedirect captures with the nat table's REDIRECT (the default).
+	ModeRedirect = "REDIRECT"
+	// ModeTProxy captures with the mangle table's TPROXY target: no
+	// connection tracking, transparent capture listeners, and a proxy that
+	// needs CAP_NET_ADMIN.
+	ModeTProxy = "TPROXY"
+	// ModeNone installs no capture: no istio-init container; applications
+	// reach the proxy explicitly.
+	ModeNone = "NONE"
+)
+
+// InterceptionEnv carries the interception mode to the proxy, which sends
+// it to the control plane as node metadata INTERCEPTION_MODE.
+const InterceptionEnv = "ISTIO_META_INTERCEPTION_MODE"
 
 // alwaysExcludedInboundPorts are the proxy's own ports, never captured
 // (the order Istio writes them in).
@@ -40,6 +59,7 @@ const alwaysExcludedInboundPorts = "15090,15021,15020"
 type podOptions struct {
 	image           string
 	native          bool
+	mode            string
 	hold            bool
 	rewriteProbes   bool
 	drain           time.Duration
@@ -64,6 +84,7 @@ type proxyConfig struct {
 func (in *Injector) options(ann map[string]string) (podOptions, error) {
 	o := podOptions{
 		image:          in.cfg.Image,
+		mode:           ModeRedirect,
 		native:         in.cfg.NativeSidecar,
 		hold:           in.cfg.HoldApplicationUntilProxyStarts,
 		rewriteProbes:  !in.cfg.NoProbeRewrite,
@@ -170,6 +191,22 @@ func (in *Injector) options(ann map[string]string) (podOptions, error) {
 	ports(annExcludeInboundPorts, &o.excludeInbound, false)
 	ports(annIncludeOutboundPorts, &o.includeOutbound, false)
 	ports(annExcludeOutboundPorts, &o.excludeOutbound, false)
+
+	if v, ok := ann[annInterceptionMode]; ok {
+		switch v {
+		case ModeRedirect, ModeTProxy, ModeNone:
+			o.mode = v
+		default:
+			bad(annInterceptionMode, "want %s, %s or %s, not %q", ModeRedirect, ModeTProxy, ModeNone, v)
+		}
+	}
+	// Without connection tracking, TPROXY capture tells a reply from an
+	// uncaptured inbound port only by its source port: it captures every
+	// inbound port, and excludeInboundPorts is the way to leave some out.
+	if v, ok := ann[annIncludeInboundPorts]; ok && o.mode == ModeTProxy && o.includeInbound != "*" {
+		bad(annIncludeInboundPorts, "%q conflicts with %s=%s: TPROXY mode captures every inbound port (\"*\") except those in %s",
+			v, annInterceptionMode, ModeTProxy, annExcludeInboundPorts)
+	}
 	return o, errors.Join(errs...)
 }
 

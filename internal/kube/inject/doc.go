@@ -14,12 +14,13 @@
 //
 //   - istio-init: `trellis proxy iptables` with Istio's istio-iptables
 //     flags, run as root with NET_ADMIN and NET_RAW only (ALL dropped, no
-//     privilege escalation).
+//     privilege escalation). Not added in interception mode NONE.
 //   - istio-proxy: `trellis proxy sidecar` with the control plane's xDS
 //     and CA addresses, the pod's identity from the downward API
-//     (POD_NAME, POD_NAMESPACE, INSTANCE_IP, SERVICE_ACCOUNT), its labels
-//     and workload name as flags; user and group 1337, read-only root,
-//     ALL capabilities dropped; readiness on :15021/healthz/ready; ports
+//     (POD_NAME, POD_NAMESPACE, INSTANCE_IP, SERVICE_ACCOUNT), its
+//     interception mode (ISTIO_META_INTERCEPTION_MODE, always set), its
+//     labels and workload name as flags; user and group 1337, read-only
+//     root, ALL capabilities dropped; readiness on :15021/healthz/ready; ports
 //     15020 (merged metrics, app-health) and 15021. With a CA it mounts a
 //     projected service-account token (audience istio-ca) as its bootstrap
 //     token and the istio-ca-root-cert ConfigMap as its roots.
@@ -33,10 +34,25 @@
 // excluded inbound); sidecar.istio.io/proxyCPU, proxyMemory,
 // proxyCPULimit, proxyMemoryLimit; sidecar.istio.io/proxyImage;
 // sidecar.istio.io/rewriteAppHTTPProbers; sidecar.istio.io/nativeSidecar;
+// sidecar.istio.io/interceptionMode (REDIRECT, the default; TPROXY; NONE);
 // proxy.istio.io/config (holdApplicationUntilProxyStarts,
 // terminationDrainDuration; other ProxyConfig fields are ignored). A
 // malformed value is an error naming the annotation: the webhook refuses
 // the pod rather than start it outside the mesh.
+//
+// Interception modes, as in Istio's injection template:
+//
+//	REDIRECT  istio-init -m REDIRECT (nat table); proxy as above.
+//	TPROXY    istio-init -g 1337 -m TPROXY (mangle table, no conntrack;
+//	          see dataplane/capture); the proxy opens transparent sockets,
+//	          so it gets NET_ADMIN and runs as root in group 1337: added
+//	          capabilities reach a non-root process only through the ambient
+//	          set, which Kubernetes does not fill, and the capture rules
+//	          recognise the proxy's traffic by its group. TPROXY captures
+//	          every inbound port, so includeInboundPorts other than "*" is an
+//	          error (excludeInboundPorts leaves ports out).
+//	NONE      no istio-init and no capture: applications reach the proxy
+//	          explicitly; the traffic annotations are checked but unused.
 //
 // holdApplicationUntilProxyStarts puts the proxy first with a postStart
 // hook `trellis proxy wait`, so that the kubelet starts the application

@@ -76,7 +76,11 @@ func (in *Injector) Pod(pod *corev1.Pod, workload string) (*corev1.Pod, error) {
 		out.Labels["service.istio.io/canonical-name"] = canonicalName(pod.Labels, workload)
 	}
 	proxy := in.proxyContainer(out, o, workload, probers)
-	initC := in.initContainer(o)
+	// Interception mode NONE installs no capture, so no istio-init.
+	var initCs []corev1.Container
+	if o.mode != ModeNone {
+		initCs = append(initCs, in.initContainer(o))
+	}
 	if o.native {
 		// The proxy starts after the capture rules and before every other
 		// init container, and stays up (restartPolicy Always): a native
@@ -89,9 +93,9 @@ func (in *Injector) Pod(pod *corev1.Pod, workload string) (*corev1.Pod, error) {
 			PeriodSeconds:    1,
 			FailureThreshold: 600,
 		}
-		out.Spec.InitContainers = append([]corev1.Container{initC, proxy}, out.Spec.InitContainers...)
+		out.Spec.InitContainers = slices.Concat(initCs, []corev1.Container{proxy}, out.Spec.InitContainers)
 	} else {
-		out.Spec.InitContainers = append([]corev1.Container{initC}, out.Spec.InitContainers...)
+		out.Spec.InitContainers = slices.Concat(initCs, out.Spec.InitContainers)
 		if o.hold {
 			// Containers start in order, and the kubelet runs a postStart
 			// hook to completion before starting the next container.
@@ -106,9 +110,11 @@ func (in *Injector) Pod(pod *corev1.Pod, workload string) (*corev1.Pod, error) {
 	out.Spec.Volumes = append(out.Spec.Volumes, in.volumes()...)
 
 	st := status{
-		InitContainers: []string{InitContainer},
-		Containers:     []string{ProxyContainer},
-		Revision:       in.cfg.Revision,
+		Containers: []string{ProxyContainer},
+		Revision:   in.cfg.Revision,
+	}
+	for _, c := range initCs {
+		st.InitContainers = append(st.InitContainers, c.Name)
 	}
 	for _, v := range in.volumes() {
 		st.Volumes = append(st.Volumes, v.Name)
@@ -134,8 +140,9 @@ func (in *Injector) Pod(pod *corev1.Pod, workload string) (*corev1.Pod, error) {
 	return out, nil
 }
 
-// initContainer runs the capture set-up with only the capabilities it
-// needs, as root (iptables needs it), with nothing else allowed.
+// initContainer runs the capture set-up in o.mode (REDIRECT or TPROXY)
+// with only the capabilities it needs, as root (iptables needs it), with
+// nothing else allowed.
 func (in *Injector) initContainer(o podOptions) corev1.Container {
 	excludeInbound := alwaysExcludedInboundPorts
 	if o.excludeInbound != "" {
@@ -143,10 +150,17 @@ func (in *Injector) initContainer(o podOptions) corev1.Container {
 	}
 	args := []string{"proxy", "iptables",
 		"-p", "15001", "-z", "15006",
-		"-u", strconv.Itoa(ProxyUID), "-m", "REDIRECT",
+		"-u", strconv.Itoa(ProxyUID),
+	}
+	if o.mode == ModeTProxy {
+		// The TPROXY proxy runs as root (see proxySecurity): only its
+		// group tells its traffic apart, so name the group explicitly.
+		args = append(args, "-g", strconv.Itoa(ProxyGID))
+	}
+	args = append(args, "-m", o.mode,
 		"-i", o.includeCIDRs, "-x", o.excludeCIDRs,
 		"-b", o.includeInbound, "-d", excludeInbound,
-	}
+	)
 	if o.includeOutbound != "" {
 		args = append(args, "-q", o.includeOutbound)
 	}
@@ -209,6 +223,7 @@ func (in *Injector) proxyContainer(pod *corev1.Pod, o podOptions, workload, prob
 		field("POD_NAMESPACE", "metadata.namespace"),
 		field("INSTANCE_IP", "status.podIP"),
 		field("SERVICE_ACCOUNT", "spec.serviceAccountName"),
+		{Name: InterceptionEnv, Value: o.mode},
 	}
 	if probers != "" {
 		env = append(env, corev1.EnvVar{Name: ProbersEnv, Value: probers})
@@ -238,18 +253,35 @@ func (in *Injector) proxyContainer(pod *corev1.Pod, o podOptions, workload, prob
 			PeriodSeconds:       2,
 			FailureThreshold:    4,
 		},
-		Resources:    *o.resources.DeepCopy(),
-		VolumeMounts: mounts,
-		SecurityContext: &corev1.SecurityContext{
-			AllowPrivilegeEscalation: ptr.To(false),
-			Privileged:               ptr.To(false),
-			ReadOnlyRootFilesystem:   ptr.To(true),
-			RunAsUser:                ptr.To[int64](ProxyUID),
-			RunAsGroup:               ptr.To[int64](ProxyGID),
-			RunAsNonRoot:             ptr.To(true),
-			Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
-		},
+		Resources:       *o.resources.DeepCopy(),
+		VolumeMounts:    mounts,
+		SecurityContext: proxySecurity(o.mode),
 	}
+}
+
+// proxySecurity is the proxy's security context: user and group 1337,
+// read-only root, every capability dropped. In TPROXY mode the proxy opens
+// transparent (IP_TRANSPARENT) sockets, which needs CAP_NET_ADMIN; as in
+// Istio it then runs as root in group 1337, because Kubernetes puts added
+// capabilities in no ambient set, so a non-root process loses them when
+// the container's command is executed (kubernetes/kubernetes#56374). Its
+// traffic bypasses the capture by its group (iptables -g 1337).
+func proxySecurity(mode string) *corev1.SecurityContext {
+	sc := &corev1.SecurityContext{
+		AllowPrivilegeEscalation: ptr.To(false),
+		Privileged:               ptr.To(false),
+		ReadOnlyRootFilesystem:   ptr.To(true),
+		RunAsUser:                ptr.To[int64](ProxyUID),
+		RunAsGroup:               ptr.To[int64](ProxyGID),
+		RunAsNonRoot:             ptr.To(true),
+		Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+	}
+	if mode == ModeTProxy {
+		sc.Capabilities.Add = []corev1.Capability{"NET_ADMIN"}
+		sc.RunAsUser = ptr.To[int64](0)
+		sc.RunAsNonRoot = ptr.To(false)
+	}
+	return sc
 }
 
 // volumes are the proxy's scratch space and, with a CA, its

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"flag"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -13,6 +15,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
+
+	proxycli "github.com/trellismesh/trellis/internal/cli/proxy"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files")
@@ -50,6 +54,8 @@ func TestGolden(t *testing.T) {
 		{"annotated", true, true},
 		{"probes", true, true},
 		{"native", true, true},
+		{"tproxy", true, true},
+		{"interception-none", true, true},
 		{"opt-out", true, false},
 		{"opt-in", false, true},
 		{"host-network", true, false},
@@ -218,6 +224,10 @@ func TestBadAnnotations(t *testing.T) {
 		{map[string]string{annProxyConfig: "holdApplicationUntilProxyStarts: maybe"}, `annotation proxy.istio.io/config: not a ProxyConfig`},
 		{map[string]string{annProxyConfig: "terminationDrainDuration: soon"}, `annotation proxy.istio.io/config: terminationDrainDuration "soon"`},
 		{map[string]string{annNativeSidecar: "perhaps"}, `annotation sidecar.istio.io/nativeSidecar: want true or false, not "perhaps"`},
+		{map[string]string{annInterceptionMode: "tproxy"}, `annotation sidecar.istio.io/interceptionMode: want REDIRECT, TPROXY or NONE, not "tproxy"`},
+		{map[string]string{annInterceptionMode: ""}, `annotation sidecar.istio.io/interceptionMode: want REDIRECT, TPROXY or NONE, not ""`},
+		{map[string]string{annInterceptionMode: "TPROXY", annIncludeInboundPorts: "9080,9443"}, `annotation traffic.sidecar.istio.io/includeInboundPorts: "9080,9443" conflicts with sidecar.istio.io/interceptionMode=TPROXY: TPROXY mode captures every inbound port ("*") except those in traffic.sidecar.istio.io/excludeInboundPorts`},
+		{map[string]string{annInterceptionMode: "TPROXY", annIncludeInboundPorts: ""}, `annotation traffic.sidecar.istio.io/includeInboundPorts: "" conflicts with sidecar.istio.io/interceptionMode=TPROXY`},
 	}
 	for _, tc := range cases {
 		pod := &corev1.Pod{}
@@ -264,4 +274,104 @@ func TestWorkloadName(t *testing.T) {
 			t.Errorf("%s: workloadName = %q, want %q", tc.name, got, tc.want)
 		}
 	}
+}
+
+// TestInterceptionMode checks what each sidecar.istio.io/interceptionMode
+// changes, and that the capture command the injector writes is one that
+// `trellis proxy iptables` accepts in that mode (run with --dry-run).
+func TestInterceptionMode(t *testing.T) {
+	in, err := New(testConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name     string
+		ann      map[string]string
+		mode     string // want -m and ISTIO_META_INTERCEPTION_MODE
+		init     bool   // want istio-init
+		netAdmin bool   // want the proxy to run as root with NET_ADMIN
+		rule     string // want in the dry-run rules
+	}{
+		{"default", nil, "REDIRECT", true, false, "-j REDIRECT --to-ports 15006"},
+		{"REDIRECT", map[string]string{annInterceptionMode: "REDIRECT"}, "REDIRECT", true, false, "-j REDIRECT --to-ports 15001"},
+		{"TPROXY", map[string]string{annInterceptionMode: "TPROXY"}, "TPROXY", true, true, "-j TPROXY"},
+		{"TPROXY with every inbound port", map[string]string{annInterceptionMode: "TPROXY", annIncludeInboundPorts: "*", annExcludeInboundPorts: "9999"}, "TPROXY", true, true, "--dport 9999 -j RETURN"},
+		{"NONE", map[string]string{annInterceptionMode: "NONE"}, "NONE", false, false, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			pod := &corev1.Pod{}
+			pod.Annotations = tc.ann
+			pod.Spec.Containers = []corev1.Container{{Name: "app"}}
+			out, err := in.Pod(pod, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var initC, proxyC *corev1.Container
+			for i, c := range out.Spec.InitContainers {
+				if c.Name == InitContainer {
+					initC = &out.Spec.InitContainers[i]
+				}
+			}
+			for i, c := range out.Spec.Containers {
+				if c.Name == ProxyContainer {
+					proxyC = &out.Spec.Containers[i]
+				}
+			}
+			if proxyC == nil {
+				t.Fatalf("no %s container in %v", ProxyContainer, out.Spec.Containers)
+			}
+			if got := envValue(proxyC.Env, InterceptionEnv); got != tc.mode {
+				t.Errorf("%s = %q, want %q", InterceptionEnv, got, tc.mode)
+			}
+			sc := proxyC.SecurityContext
+			hasNetAdmin := slices.Contains(sc.Capabilities.Add, "NET_ADMIN")
+			root := *sc.RunAsUser == 0 && !*sc.RunAsNonRoot
+			if hasNetAdmin != tc.netAdmin || root != tc.netAdmin {
+				t.Errorf("proxy capabilities add %v, runAsUser %d: want NET_ADMIN and root = %v", sc.Capabilities.Add, *sc.RunAsUser, tc.netAdmin)
+			}
+			if !slices.Equal(sc.Capabilities.Drop, []corev1.Capability{"ALL"}) || *sc.RunAsGroup != ProxyGID ||
+				!*sc.ReadOnlyRootFilesystem || *sc.AllowPrivilegeEscalation || *sc.Privileged {
+				t.Errorf("proxy security context lost its restrictions: %+v", sc)
+			}
+			var st status
+			if err := json.Unmarshal([]byte(out.Annotations[StatusAnnotation]), &st); err != nil {
+				t.Fatal(err)
+			}
+			if got := slices.Contains(st.InitContainers, InitContainer); got != tc.init {
+				t.Errorf("status init containers %v, want %s: %v", st.InitContainers, InitContainer, tc.init)
+			}
+			if (initC != nil) != tc.init {
+				t.Fatalf("istio-init present = %v, want %v", initC != nil, tc.init)
+			}
+			if initC == nil {
+				return
+			}
+			if i := slices.Index(initC.Args, "-m"); i < 0 || i+1 >= len(initC.Args) || initC.Args[i+1] != tc.mode {
+				t.Errorf("istio-init args %q: want -m %s", initC.Args, tc.mode)
+			}
+			// The args are `proxy iptables ...`: run them through the real
+			// command, printing the rules instead of applying them.
+			cmd := proxycli.NewCommand(slog.New(slog.DiscardHandler))
+			var stdout, stderr bytes.Buffer
+			cmd.SetOut(&stdout)
+			cmd.SetErr(&stderr)
+			cmd.SetArgs(append(slices.Clone(initC.Args[1:]), "--dry-run", "--iptables-backend=legacy"))
+			if err := cmd.Execute(); err != nil {
+				t.Fatalf("trellis %q --dry-run: %v\n%s", initC.Args, err, stderr.String())
+			}
+			if !strings.Contains(stdout.String(), tc.rule) {
+				t.Errorf("trellis %q --dry-run rules lack %q:\n%s", initC.Args, tc.rule, stdout.String())
+			}
+		})
+	}
+}
+
+func envValue(env []corev1.EnvVar, name string) string {
+	for _, e := range env {
+		if e.Name == name {
+			return e.Value
+		}
+	}
+	return ""
 }
