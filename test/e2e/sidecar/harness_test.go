@@ -41,9 +41,29 @@ type workload struct {
 	proxy  *framework.Process
 }
 
+// captureMode is how the workloads' traffic reaches their sidecars:
+// `trellis proxy iptables -m MODE` and `trellis proxy sidecar
+// --interception-mode MODE`.
+type captureMode string
+
+const (
+	captureRedirect captureMode = "REDIRECT" // nat REDIRECT, conntrack
+	captureTProxy   captureMode = "TPROXY"   // mangle TPROXY, no conntrack
+)
+
+// rules are the iptables table and a chain that show the mode's rules are
+// installed.
+func (c captureMode) rules() (table, chain string) {
+	if c == captureTProxy {
+		return "mangle", "ISTIO_DIVERT"
+	}
+	return "nat", "ISTIO_REDIRECT"
+}
+
 // mesh is the whole topology.
 type mesh struct {
 	t       *testing.T
+	capture captureMode
 	bridge  *framework.Bridge
 	cp      *framework.ControlPlane
 	xdsAddr string
@@ -61,15 +81,16 @@ type mesh struct {
 }
 
 // newMesh builds the topology, starts the control plane, the backends and
-// the sidecars, and waits until every sidecar is ready.
-func newMesh(t *testing.T) *mesh {
+// the sidecars with capture in the given mode, and waits until every
+// sidecar is ready.
+func newMesh(t *testing.T, capture captureMode) *mesh {
 	t.Helper()
 	framework.RequireNetns(t)
 	if buildErr != nil {
 		t.Fatalf("building trellis: %v", buildErr)
 	}
 	logAlways := os.Getenv("TRELLIS_E2E_LOGS") != ""
-	m := &mesh{t: t, reviews: map[string]*workload{}, backends: map[string]*backend{},
+	m := &mesh{t: t, capture: capture, reviews: map[string]*workload{}, backends: map[string]*backend{},
 		grpc: map[string]*grpcServer{}, tls: map[string]*tlsBackend{}, tlsCA: framework.NewCA(t, "e2e sidecar test CA")}
 
 	// 1. The bridge (its address must exist before the control plane binds it).
@@ -109,10 +130,11 @@ func newMesh(t *testing.T) *mesh {
 
 	// 4. Capture and sidecars.
 	all := []*workload{m.client, m.reviews["v1"], m.reviews["v2"], m.reviews["v3"], m.echo}
+	table, chain := capture.rules()
 	for _, w := range all {
-		out := w.ns.Run(t, trellisBin, "proxy", "iptables")
-		rules := w.ns.Run(t, "iptables-save", "-t", "nat")
-		if !strings.Contains(rules, "ISTIO_REDIRECT") || !strings.Contains(rules, "--gid-owner 1337") {
+		out := w.ns.Run(t, trellisBin, "proxy", "iptables", "-m", string(capture))
+		rules := w.ns.Run(t, "iptables-save", "-t", table)
+		if !strings.Contains(rules, chain) || !strings.Contains(rules, "--gid-owner 1337") {
 			t.Fatalf("%s: capture rules not installed:\n%s\n%s", w.name, out, rules)
 		}
 		m.startSidecar(t, w, logAlways)
@@ -145,8 +167,9 @@ func newMesh(t *testing.T) *mesh {
 }
 
 // startSidecar runs `trellis proxy sidecar` in the workload's namespace as
-// UID 0 (so that `ip netns exec` may enter the namespace) and GID 1337 (so
-// that the capture rules' --gid-owner exemption applies to its sockets).
+// UID 0 (so that `ip netns exec` may enter the namespace, and with
+// CAP_NET_ADMIN for TPROXY's transparent sockets) and GID 1337 (so that the
+// capture rules' --gid-owner exemption applies to its sockets).
 func (m *mesh) startSidecar(t *testing.T, w *workload, logAlways bool) {
 	t.Helper()
 	cmd := w.ns.Command(context.Background(), trellisBin, "proxy", "sidecar",
@@ -157,6 +180,7 @@ func (m *mesh) startSidecar(t *testing.T, w *workload, logAlways bool) {
 		"--labels", w.labels,
 		"--admin-address", "127.0.0.1:15000",
 		"--health-address", fmt.Sprintf(":%d", healthPort),
+		"--interception-mode", string(m.capture),
 	)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 0, Gid: proxyGID, Groups: []uint32{}}}
 	w.proxy = framework.StartProcess(t, "sidecar "+w.name, cmd, logAlways)

@@ -9,3 +9,8 @@ import "testing"
 func TestSidecarBookinfo(t *testing.T) {
 	t.Fatal("the sidecar end-to-end test needs Linux (network namespaces, veth, bridge, iptables) and root")
 }
+
+// TestSidecarBookinfoTProxy: as TestSidecarBookinfo, with TPROXY capture.
+func TestSidecarBookinfoTProxy(t *testing.T) {
+	t.Fatal("the sidecar end-to-end test needs Linux (network namespaces, veth, bridge, iptables) and root")
+}

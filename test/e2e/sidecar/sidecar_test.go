@@ -34,10 +34,18 @@ func forReviews(sample string) string {
 	return strings.ReplaceAll(sample, "ratings", "reviews")
 }
 
-func TestSidecarBookinfo(t *testing.T) {
+// TestSidecarBookinfo runs the suite with Istio's default capture, nat
+// REDIRECT.
+func TestSidecarBookinfo(t *testing.T) { runBookinfo(t, captureRedirect) }
+
+// TestSidecarBookinfoTProxy runs the same suite with TPROXY capture, which
+// tracks no connections, and checks that none were.
+func TestSidecarBookinfoTProxy(t *testing.T) { runBookinfo(t, captureTProxy) }
+
+func runBookinfo(t *testing.T, capture captureMode) {
 	start := time.Now()
-	m := newMesh(t)
-	t.Logf("topology, control plane and %d sidecars ready in %v", 5, time.Since(start).Round(time.Millisecond))
+	m := newMesh(t, capture)
+	t.Logf("topology, control plane and %d sidecars (%s capture) ready in %v", 5, capture, time.Since(start).Round(time.Millisecond))
 	m.dumpOnFailure(t)
 
 	t.Run("PlainRoutingThroughBothSidecars", func(t *testing.T) {
@@ -331,6 +339,23 @@ spec:
 	t.Run("CurlHeaderRoutingJasonV2OthersV3", func(t *testing.T) { testCurlHeaderRouting(t, m) })
 	t.Run("CurlFaultAbort500", func(t *testing.T) { testCurlFaultAbort(t, m) })
 	t.Run("FortioWeightedSplit20_30_50", func(t *testing.T) { testFortioWeightedSplit(t, m) })
+	t.Run("ConnectionTracking", func(t *testing.T) { testConnectionTracking(t, m) })
+}
+
+// testConnectionTracking checks each workload namespace's conntrack table
+// after the suite's traffic: REDIRECT is NAT and tracks every captured
+// connection; TPROXY mode's point is to track none.
+func testConnectionTracking(t *testing.T, m *mesh) {
+	for _, w := range []*workload{m.client, m.reviews["v1"], m.echo} {
+		table := w.ns.Run(t, "cat", "/proc/net/nf_conntrack")
+		n := strings.Count(table, "\n")
+		switch {
+		case m.capture == captureTProxy && n != 0:
+			t.Errorf("%s: %d tracked connections under TPROXY capture, want none:\n%s", w.name, n, table)
+		case m.capture == captureRedirect && n == 0:
+			t.Errorf("%s: no tracked connections under REDIRECT capture (is nf_conntrack loaded?)", w.name)
+		}
+	}
 }
 
 // eventually polls cond until propagation passes.
