@@ -7,12 +7,11 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/trellismesh/trellis/internal/testing/netnstest"
 )
 
 // Network namespaces for end-to-end tests with real traffic capture (root
@@ -150,24 +149,7 @@ func (ns *Netns) Run(t testing.TB, name string, args ...string) string {
 // fn creates belong to it (and keep belonging to it afterwards, whatever
 // thread uses them). The thread is never unlocked, so it exits with the
 // goroutine instead of carrying the namespace back into the scheduler.
-func (ns *Netns) Do(fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		f, err := os.Open("/run/netns/" + ns.Name)
-		if err != nil {
-			errc <- fmt.Errorf("opening netns %s: %w", ns.Name, err)
-			return
-		}
-		defer f.Close()
-		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("entering netns %s: %w", ns.Name, err)
-			return
-		}
-		errc <- fn()
-	}()
-	return <-errc
-}
+func (ns *Netns) Do(fn func() error) error { return netnstest.Do(ns.Name, fn) }
 
 // Listen opens a listening socket inside the namespace; it is closed when
 // the test ends.

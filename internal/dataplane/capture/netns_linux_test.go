@@ -27,7 +27,6 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -35,6 +34,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/trellismesh/trellis/internal/testing/netnstest"
 )
 
 const (
@@ -62,28 +63,8 @@ func requireNetnsTools(t *testing.T, backend Backend) {
 }
 
 // inNetns runs fn on a fresh OS thread that has entered the named network
-// namespace. Sockets created and processes started by fn belong to that
-// namespace. The thread is never unlocked, so it is discarded when the
-// goroutine ends and can never carry the namespace (or changed fsuid) back
-// into the Go scheduler's pool.
-func inNetns(name string, fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		f, err := os.Open("/run/netns/" + name)
-		if err != nil {
-			errc <- fmt.Errorf("opening netns %s: %w", name, err)
-			return
-		}
-		defer f.Close()
-		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("entering netns %s: %w", name, err)
-			return
-		}
-		errc <- fn()
-	}()
-	return <-errc
-}
+// namespace (netnstest.Do).
+func inNetns(name string, fn func() error) error { return netnstest.Do(name, fn) }
 
 // topology is the two namespaces and their servers.
 type topology struct {
@@ -170,14 +151,7 @@ func serveAs(t *testing.T, ns, addr, name string, capture bool, uid int, lc net.
 	var ln net.Listener
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		runtime.LockOSThread()
-		f, err := os.Open("/run/netns/" + ns)
-		if err != nil {
-			ready <- err
-			return
-		}
-		err = unix.Setns(int(f.Fd()), unix.CLONE_NEWNET)
-		f.Close()
+		err := netnstest.Enter(ns)
 		if err == nil && uid >= 0 {
 			err = unix.Setfsuid(uid)
 		}
@@ -326,6 +300,40 @@ func runProbes(t *testing.T, tp *topology, probes []probe) {
 	}
 }
 
+// captureProbes are where connections must land with Istio's default
+// capture plus e2eConfig's exclusions, whatever the mode.
+func captureProbes() []probe {
+	return []probe{
+		{"app outbound is captured", "app", appUID, appGID, "10.99.0.2:8080", "outbound-capture 10.99.0.2:8080"},
+		{"proxy UID is not captured", "app", proxyUID, appGID, "10.99.0.2:8080", "remote 10.99.0.2:8080"},
+		{"proxy GID is not captured", "app", appUID, proxyGID, "10.99.0.2:8080", "remote 10.99.0.2:8080"},
+		{"excluded outbound port", "app", appUID, appGID, "10.99.0.2:8081", "remote 10.99.0.2:8081"},
+		{"excluded outbound CIDR", "app", appUID, appGID, "10.99.1.2:8080", "remote 10.99.1.2:8080"},
+		{"app to localhost", "app", appUID, appGID, "127.0.0.1:9090", "app 127.0.0.1:9090"},
+		{"app to itself by pod IP", "app", appUID, appGID, "10.99.0.1:9090", "app 10.99.0.1:9090"},
+		{"proxy to pod IP goes inbound", "app", proxyUID, proxyGID, "10.99.0.1:9090", "inbound-capture 10.99.0.1:9090"},
+		{"inbound is captured", "remote", -1, -1, "10.99.0.1:9090", "inbound-capture 10.99.0.1:9090"},
+		{"excluded inbound port", "remote", -1, -1, "10.99.0.1:9091", "app-excluded 10.99.0.1:9091"},
+		{"15021 is never captured", "remote", -1, -1, "10.99.0.1:15021", "health 10.99.0.1:15021"},
+		{"IPv6 app outbound is captured", "app", appUID, appGID, "[fd99::2]:8080", "outbound-capture [fd99::2]:8080"},
+		{"IPv6 proxy is not captured", "app", proxyUID, proxyGID, "[fd99::2]:8080", "remote [fd99::2]:8080"},
+		{"IPv6 inbound is captured", "remote", -1, -1, "[fd99::1]:9090", "inbound-capture [fd99::1]:9090"},
+	}
+}
+
+// applyTwice applies rs twice in the app namespace (re-applying must leave
+// one copy of every rule) and returns iptables-save's output.
+func applyTwice(t *testing.T, tp *topology, ipt *Iptables, rs Ruleset) string {
+	t.Helper()
+	apply(t, tp.app, ipt, rs)
+	apply(t, tp.app, ipt, rs)
+	saved := saveAll(t, tp.app, ipt)
+	if n := strings.Count(saved, "-A OUTPUT -p tcp -j ISTIO_OUTPUT"); n != 2 { // once per family
+		t.Errorf("after two Applies, OUTPUT jumps to ISTIO_OUTPUT %d times, want 2 (one per family):\n%s", n, saved)
+	}
+	return saved
+}
+
 // TestCaptureNetns applies the rules in a real namespace with each backend
 // and checks where connections land, then removes them.
 func TestCaptureNetns(t *testing.T) {
@@ -353,30 +361,8 @@ func TestCaptureNetns(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			// Applying twice must leave one copy of every rule.
-			apply(t, tp.app, ipt, rs)
-			apply(t, tp.app, ipt, rs)
-			saved := saveAll(t, tp.app, ipt)
-			if n := strings.Count(saved, "-A OUTPUT -p tcp -j ISTIO_OUTPUT"); n != 2 { // once per family
-				t.Errorf("after two Applies, OUTPUT jumps to ISTIO_OUTPUT %d times, want 2 (one per family):\n%s", n, saved)
-			}
-
-			runProbes(t, tp, []probe{
-				{"app outbound is captured", "app", appUID, appGID, "10.99.0.2:8080", "outbound-capture 10.99.0.2:8080"},
-				{"proxy UID is not captured", "app", proxyUID, appGID, "10.99.0.2:8080", "remote 10.99.0.2:8080"},
-				{"proxy GID is not captured", "app", appUID, proxyGID, "10.99.0.2:8080", "remote 10.99.0.2:8080"},
-				{"excluded outbound port", "app", appUID, appGID, "10.99.0.2:8081", "remote 10.99.0.2:8081"},
-				{"excluded outbound CIDR", "app", appUID, appGID, "10.99.1.2:8080", "remote 10.99.1.2:8080"},
-				{"app to localhost", "app", appUID, appGID, "127.0.0.1:9090", "app 127.0.0.1:9090"},
-				{"app to itself by pod IP", "app", appUID, appGID, "10.99.0.1:9090", "app 10.99.0.1:9090"},
-				{"proxy to pod IP goes inbound", "app", proxyUID, proxyGID, "10.99.0.1:9090", "inbound-capture 10.99.0.1:9090"},
-				{"inbound is captured", "remote", -1, -1, "10.99.0.1:9090", "inbound-capture 10.99.0.1:9090"},
-				{"excluded inbound port", "remote", -1, -1, "10.99.0.1:9091", "app-excluded 10.99.0.1:9091"},
-				{"15021 is never captured", "remote", -1, -1, "10.99.0.1:15021", "health 10.99.0.1:15021"},
-				{"IPv6 app outbound is captured", "app", appUID, appGID, "[fd99::2]:8080", "outbound-capture [fd99::2]:8080"},
-				{"IPv6 proxy is not captured", "app", proxyUID, proxyGID, "[fd99::2]:8080", "remote [fd99::2]:8080"},
-				{"IPv6 inbound is captured", "remote", -1, -1, "[fd99::1]:9090", "inbound-capture [fd99::1]:9090"},
-			})
+			applyTwice(t, tp, ipt, rs)
+			runProbes(t, tp, captureProbes())
 			// REDIRECT is NAT: every captured connection is tracked (the
 			// TPROXY test asserts the opposite with the same counter).
 			if n := conntrackEntries(t, tp.app); n == 0 {
@@ -446,12 +432,7 @@ func TestCaptureNetnsTProxy(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			apply(t, tp.app, ipt, rs)
-			apply(t, tp.app, ipt, rs)
-			saved := saveAll(t, tp.app, ipt)
-			if n := strings.Count(saved, "-A OUTPUT -p tcp -j ISTIO_OUTPUT"); n != 2 {
-				t.Errorf("after two Applies, OUTPUT jumps to ISTIO_OUTPUT %d times, want 2 (one per family):\n%s", n, saved)
-			}
+			saved := applyTwice(t, tp, ipt, rs)
 			if strings.Contains(saved, "*nat") {
 				t.Errorf("TPROXY mode created a nat table:\n%s", saved)
 			}
@@ -466,22 +447,7 @@ func TestCaptureNetnsTProxy(t *testing.T) {
 				t.Errorf("after two Applies, %d policy rules for the mark, want 1:\n%s", n, rules)
 			}
 
-			runProbes(t, tp, []probe{
-				{"app outbound is captured", "app", appUID, appGID, "10.99.0.2:8080", "outbound-capture 10.99.0.2:8080"},
-				{"proxy UID is not captured", "app", proxyUID, appGID, "10.99.0.2:8080", "remote 10.99.0.2:8080"},
-				{"proxy GID is not captured", "app", appUID, proxyGID, "10.99.0.2:8080", "remote 10.99.0.2:8080"},
-				{"excluded outbound port", "app", appUID, appGID, "10.99.0.2:8081", "remote 10.99.0.2:8081"},
-				{"excluded outbound CIDR", "app", appUID, appGID, "10.99.1.2:8080", "remote 10.99.1.2:8080"},
-				{"app to localhost", "app", appUID, appGID, "127.0.0.1:9090", "app 127.0.0.1:9090"},
-				{"app to itself by pod IP", "app", appUID, appGID, "10.99.0.1:9090", "app 10.99.0.1:9090"},
-				{"proxy to pod IP goes inbound", "app", proxyUID, proxyGID, "10.99.0.1:9090", "inbound-capture 10.99.0.1:9090"},
-				{"inbound is captured", "remote", -1, -1, "10.99.0.1:9090", "inbound-capture 10.99.0.1:9090"},
-				{"excluded inbound port", "remote", -1, -1, "10.99.0.1:9091", "app-excluded 10.99.0.1:9091"},
-				{"15021 is never captured", "remote", -1, -1, "10.99.0.1:15021", "health 10.99.0.1:15021"},
-				{"IPv6 app outbound is captured", "app", appUID, appGID, "[fd99::2]:8080", "outbound-capture [fd99::2]:8080"},
-				{"IPv6 proxy is not captured", "app", proxyUID, proxyGID, "[fd99::2]:8080", "remote [fd99::2]:8080"},
-				{"IPv6 inbound is captured", "remote", -1, -1, "[fd99::1]:9090", "inbound-capture [fd99::1]:9090"},
-			})
+			runProbes(t, tp, captureProbes())
 			if n := conntrackEntries(t, tp.app); n != 0 {
 				t.Errorf("TPROXY mode tracked %d connections in the namespace, want none", n)
 			}

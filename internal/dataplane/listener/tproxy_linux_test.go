@@ -25,7 +25,6 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -39,6 +38,7 @@ import (
 	"github.com/trellismesh/trellis/internal/dataplane/capture"
 	"github.com/trellismesh/trellis/internal/dataplane/listener"
 	"github.com/trellismesh/trellis/internal/dataplane/tcp"
+	"github.com/trellismesh/trellis/internal/testing/netnstest"
 )
 
 // requireNetns fails (never skips) when ip or iptables is missing, and
@@ -56,26 +56,8 @@ func requireNetns(t *testing.T) {
 }
 
 // inNetns runs fn on a fresh OS thread that has entered the named network
-// namespace; sockets fn creates belong to it. The thread is never
-// unlocked, so it is discarded when fn returns.
-func inNetns(name string, fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		f, err := os.Open("/run/netns/" + name)
-		if err != nil {
-			errc <- fmt.Errorf("opening netns %s: %w", name, err)
-			return
-		}
-		defer f.Close()
-		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("entering netns %s: %w", name, err)
-			return
-		}
-		errc <- fn()
-	}()
-	return <-errc
-}
+// namespace (netnstest.Do).
+func inNetns(name string, fn func() error) error { return netnstest.Do(name, fn) }
 
 func run(t *testing.T, name string, args ...string) {
 	t.Helper()
