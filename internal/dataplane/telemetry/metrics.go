@@ -1,26 +1,3 @@
-// Package telemetry turns what the proxy observes into Istio's standard
-// metrics (istio_requests_total, istio_request_duration_milliseconds,
-// istio_request_bytes, istio_response_bytes, istio_tcp_*), with Istio's
-// names, labels and buckets, so that existing dashboards work.
-//
-//	http.Observer ──Observe(Record)──┐
-//	tcp.Observer  ──Connected/...────┼─► Metrics ─► private prometheus.Registry ─► Handler (/stats/prometheus)
-//	CDS/EDS sets ──SetClusters/SetEndpoints (service and workload metadata,
-//	                taken per resource and kept by version, not the messages)
-//
-// grpc_response_status is the grpc-status the response carried
-// (Record.GRPCStatus: trailers, or a trailers-only response); without one,
-// an HTTP error status maps to a gRPC status as Envoy's httpToGrpcStatus.
-// CounterFunc adds the proxy's own counters (access log and tracing drops).
-//
-// Access logs (package accesslog) and tracing (package tracing) observe
-// the same records, as further observers the connection manager builds
-// from the HttpConnectionManager's access_log and tracing.
-//
-// Labels are resolved once per combination (direction, cluster, upstream
-// host, response code, flags, ...) and the resolved counters and
-// histograms are cached, so a request costs a few map look-ups and no
-// label maps. A metadata update drops the cache.
 package telemetry
 
 import (
@@ -28,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -101,6 +79,11 @@ type Metrics struct {
 
 	cache    atomic.Pointer[seriesCache]
 	sessions sync.Map // *tcp.Session → *tcpSeries
+
+	// workloadMaps counts the clusters' workload maps built
+	// (clusterWorkloads.lookup): one per cluster that traffic needed the
+	// destination workload of, per change of its endpoints.
+	workloadMaps atomic.Int64
 }
 
 type httpKey struct {
@@ -182,15 +165,15 @@ type clusterMeta struct {
 	service    Service
 	hasService bool
 	edsName    string
-	// workloads of its inline load_assignment by host; nil if none.
-	workloads map[string]Workload
+	// hosts of its inline load_assignment that name a workload.
+	hosts hosts
 }
 
 // endpointMeta is what the metrics take from one ClusterLoadAssignment:
-// its workloads by host (nil if none), and its version.
+// its hosts that name a workload, and its version.
 type endpointMeta struct {
-	version   string
-	workloads map[string]Workload
+	version string
+	hosts   hosts
 }
 
 // SetClusters replaces the clusters whose metadata names destination
@@ -220,13 +203,7 @@ func (m *Metrics) SetClusters(res xdsset.Set) error {
 		}
 		cm := clusterMeta{version: v, edsName: c.GetEdsClusterConfig().GetServiceName()}
 		cm.service, cm.hasService = clusterService(c)
-		if la := c.GetLoadAssignment(); la != nil {
-			ws := map[string]Workload{}
-			addEndpoints(ws, la)
-			if len(ws) > 0 {
-				cm.workloads = ws
-			}
-		}
+		cm.hosts = endpointHosts(c.GetLoadAssignment())
 		next[name] = cm
 	}
 	m.clusters = next
@@ -259,13 +236,7 @@ func (m *Metrics) SetEndpoints(res xdsset.Set) error {
 			}
 			continue
 		}
-		em := endpointMeta{version: v}
-		ws := map[string]Workload{}
-		addEndpoints(ws, cla)
-		if len(ws) > 0 {
-			em.workloads = ws
-		}
-		next[name] = em
+		next[name] = endpointMeta{version: v, hosts: endpointHosts(cla)}
 	}
 	m.endpoints = next
 	m.rebuildLocked()
@@ -290,11 +261,14 @@ func typedMsg[T proto.Message](res xdsset.Set, name string) (T, error) {
 }
 
 // rebuildLocked derives the metadata from what was taken from each
-// resource; nothing is decoded. Workload maps are shared with clusters
-// and endpoints (never modified) unless a cluster's hosts come from more
-// than one resource.
+// resource; nothing is decoded. A cluster's workloads are only its
+// resources' hosts: their map is built on the first request that needs it
+// (clusterWorkloads), and a cluster whose hosts did not change keeps its
+// clusterWorkloads, built map included.
 func (m *Metrics) rebuildLocked() {
-	md := &metadata{services: map[string]Service{}, edsName: map[string]string{}, workloads: map[string]map[string]Workload{}}
+	old := m.meta.Load()
+	md := &metadata{services: map[string]Service{}, edsName: map[string]string{}, workloads: map[string]*clusterWorkloads{}}
+	sources := map[string][]hosts{}
 	for name, c := range m.clusters {
 		if c.hasService {
 			md.services[name] = c.service
@@ -302,29 +276,29 @@ func (m *Metrics) rebuildLocked() {
 		if c.edsName != "" {
 			md.edsName[c.edsName] = name
 		}
-		if c.workloads != nil {
-			md.workloads[name] = c.workloads
+		if c.hosts != "" {
+			sources[name] = append(sources[name], c.hosts)
 		}
 	}
-	merged := map[string]bool{} // clusters whose map md owns
-	for name, e := range m.endpoints {
-		if e.workloads == nil {
+	// After the inline hosts, the assignments in name order: for an
+	// address more than one lists, the same one wins every time.
+	for _, name := range slices.Sorted(maps.Keys(m.endpoints)) {
+		e := m.endpoints[name]
+		if e.hosts == "" {
 			continue
 		}
 		cluster := name
 		if c, ok := md.edsName[name]; ok {
 			cluster = c
 		}
-		ws := md.workloads[cluster]
-		switch {
-		case ws == nil:
-			md.workloads[cluster] = e.workloads
+		sources[cluster] = append(sources[cluster], e.hosts)
+	}
+	for cluster, src := range sources {
+		if cw := old.workloads[cluster]; cw != nil && slices.Equal(cw.sources, src) {
+			md.workloads[cluster] = cw
 			continue
-		case !merged[cluster]:
-			ws = maps.Clone(ws)
-			md.workloads[cluster], merged[cluster] = ws, true
 		}
-		maps.Copy(ws, e.workloads)
+		md.workloads[cluster] = &clusterWorkloads{sources: src}
 	}
 	m.meta.Store(md)
 	m.cache.Store(newCache())
@@ -433,7 +407,7 @@ func (m *Metrics) labels(md *metadata, inbound bool, cluster, host, authority st
 	} else {
 		src = m.local
 		src.Principal = ""
-		dst = md.workloads[cluster][host]
+		dst = md.workloads[cluster].lookup(host, &m.workloadMaps)
 		dst.Principal = peer
 		var ok bool
 		if svc, ok = md.services[cluster]; !ok {

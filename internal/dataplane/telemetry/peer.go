@@ -1,14 +1,12 @@
 package telemetry
 
 import (
-	"net/netip"
 	"strconv"
 	"strings"
 	"unique"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 )
 
 // Unknown is the value of a label whose value the proxy does not know, as
@@ -93,8 +91,9 @@ type metadata struct {
 	services map[string]Service // by cluster name
 	// edsName maps a cluster's EDS service name to the cluster's name.
 	edsName map[string]string
-	// workloads by cluster name, then host address ("ip:port").
-	workloads map[string]map[string]Workload
+	// workloads of each cluster's endpoints, by cluster name; each
+	// builds its map by host on its first look-up.
+	workloads map[string]*clusterWorkloads
 }
 
 // clusterService reads a cluster's service: Istio's filter_metadata
@@ -140,24 +139,31 @@ func serviceFromName(cluster string) (Service, bool) {
 	return s, true
 }
 
-// endpointWorkload parses Istio's endpoint metadata istio.workload,
-// "name;namespace;canonical service;canonical revision;cluster" (as
-// Istio's proxy does, app and version are not part of it). The fields are
-// canonical copies (unique): they repeat across endpoints (every replica
-// of a workload has the same five), and none may keep the decoded
-// message's string alive.
+// endpointWorkload parses Istio's endpoint metadata istio.workload (see
+// parseWorkload); false if the endpoint has none. The fields are
+// substrings of the decoded message.
 func endpointWorkload(md *corev3.Metadata) (Workload, bool) {
-	v := md.GetFilterMetadata()[istioKey].GetFields()["workload"].GetStringValue()
+	v := workloadValue(md)
 	if v == "" {
 		return Workload{}, false
 	}
+	return parseWorkload(v), true
+}
+
+// workloadValue is an endpoint's istio.workload metadata, "" if none.
+func workloadValue(md *corev3.Metadata) string {
+	return md.GetFilterMetadata()[istioKey].GetFields()["workload"].GetStringValue()
+}
+
+// parseWorkload parses an istio.workload value, "name;namespace;canonical
+// service;canonical revision;cluster" (as Istio's proxy does, app and
+// version are not part of it). The fields are substrings of v.
+func parseWorkload(v string) Workload {
 	var p [5]string
 	for i := range p {
-		var f string
-		f, v, _ = strings.Cut(v, ";")
-		p[i] = canonical(f)
+		p[i], v, _ = strings.Cut(v, ";")
 	}
-	return Workload{Name: p[0], Namespace: p[1], CanonicalService: p[2], CanonicalRevision: p[3], Cluster: p[4]}, true
+	return Workload{Name: p[0], Namespace: p[1], CanonicalService: p[2], CanonicalRevision: p[3], Cluster: p[4]}
 }
 
 // canonical returns the shared copy of a label value taken from a
@@ -167,26 +173,6 @@ func canonical(s string) string {
 		return ""
 	}
 	return unique.Make(s).Value()
-}
-
-// addEndpoints records the workload of each endpoint of cla that names
-// one, by "ip:port". Nothing of cla is kept: the keys are formatted
-// afresh, the workloads' fields are canonical copies.
-func addEndpoints(into map[string]Workload, cla *endpointv3.ClusterLoadAssignment) {
-	for _, lle := range cla.GetEndpoints() {
-		for _, lbe := range lle.GetLbEndpoints() {
-			w, ok := endpointWorkload(lbe.GetMetadata())
-			if !ok {
-				continue
-			}
-			sa := lbe.GetEndpoint().GetAddress().GetSocketAddress()
-			ip, err := netip.ParseAddr(sa.GetAddress())
-			if err != nil {
-				continue
-			}
-			into[netip.AddrPortFrom(ip, uint16(sa.GetPortValue())).String()] = w
-		}
-	}
 }
 
 // hostOnly strips the port of an authority.

@@ -3,6 +3,7 @@ package telemetry
 import (
 	"fmt"
 	"runtime"
+	"sync/atomic"
 	"testing"
 	"time"
 	"unsafe"
@@ -82,16 +83,13 @@ func TestEndpointWorkloadsShareCanonicalStrings(t *testing.T) {
 		cla.Endpoints = append(cla.Endpoints, assignment("eds-reviews", fmt.Sprintf("10.0.0.%d", i+1), "reviews-v1").Endpoints...)
 	}
 	cla = decoded(t, cla)
-	ws := map[string]Workload{}
-	addEndpoints(ws, cla)
-	if len(ws) != 3 {
-		t.Fatalf("workloads %v, want 3", ws)
-	}
+	cw := &clusterWorkloads{sources: []hosts{endpointHosts(cla)}}
+	built := new(atomic.Int64)
 	var first Workload
 	for _, lle := range cla.GetEndpoints() {
 		lbe := lle.GetLbEndpoints()[0]
 		src := lbe.GetMetadata().GetFilterMetadata()[istioKey].GetFields()["workload"].GetStringValue()
-		w := ws[lbe.GetEndpoint().GetAddress().GetSocketAddress().GetAddress()+":9080"]
+		w := cw.lookup(lbe.GetEndpoint().GetAddress().GetSocketAddress().GetAddress()+":9080", built)
 		want := Workload{Name: "reviews-v1", Namespace: "shop", CanonicalService: "reviews-v1", CanonicalRevision: "v1"}
 		if w != want {
 			t.Fatalf("workload %+v, want %+v", w, want)
@@ -136,10 +134,16 @@ func TestSetsKeepNoDecodedString(t *testing.T) {
 		runtime.GC()
 	}
 	md := m.meta.Load()
-	if w := md.workloads[cluster]["10.0.0.1:9080"]; w.Name != "reviews-v1-with-a-long-workload-name" || w.Namespace != "shop" {
+	if w := workloadOf(md, cluster, "10.0.0.1:9080"); w.Name != "reviews-v1-with-a-long-workload-name" || w.Namespace != "shop" {
 		t.Errorf("workload after collection %+v", w)
 	}
 	if s := md.services[cluster]; s.Name != "reviews" || s.Namespace != "shop" || s.Host != "reviews.shop.svc.cluster.local" {
 		t.Errorf("service after collection %+v", s)
 	}
+}
+
+// workloadOf looks host's workload up in cluster's map, as labels does
+// (building the map if need be).
+func workloadOf(md *metadata, cluster, host string) Workload {
+	return md.workloads[cluster].lookup(host, new(atomic.Int64))
 }

@@ -79,13 +79,13 @@ func TestSetsDecodeChangedOnly(t *testing.T) {
 		t.Errorf("decoded %v, want only the changed eds-b", got)
 	}
 	md := m.meta.Load()
-	if w := md.workloads[a]["10.0.0.1:9080"].Name; w != "a-v1" {
+	if w := workloadOf(md, a, "10.0.0.1:9080").Name; w != "a-v1" {
 		t.Errorf("unchanged a: workload %q, want a-v1", w)
 	}
-	if w := md.workloads[b]["10.0.0.3:9080"].Name; w != "b-v2" {
+	if w := workloadOf(md, b, "10.0.0.3:9080").Name; w != "b-v2" {
 		t.Errorf("changed b: workload %q at the new host, want b-v2", w)
 	}
-	if _, ok := md.workloads[b]["10.0.0.2:9080"]; ok {
+	if w := workloadOf(md, b, "10.0.0.2:9080"); w != (Workload{}) {
 		t.Errorf("changed b: old host 10.0.0.2 still has a workload")
 	}
 
