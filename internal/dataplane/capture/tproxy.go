@@ -110,6 +110,16 @@ func mangleTable(cfg Config, f Family) Table {
 	}
 
 	add("OUTPUT", "-p", "tcp", "-j", ChainOutput)
+	// Fast path, first because every packet of every connection comes
+	// here: the proxy's own packets but SYNs are never marked (its one
+	// marked kind, a connection to the pod's own address, is marked on the
+	// SYN alone).
+	for _, uid := range dedupIDs(cfg.ProxyUIDs) {
+		add(ChainOutput, "-p", "tcp", "!", "--syn", "-m", "owner", "--uid-owner", strconv.FormatUint(uint64(uid), 10), "-j", "RETURN")
+	}
+	for _, gid := range dedupIDs(cfg.ProxyGIDs) {
+		add(ChainOutput, "-p", "tcp", "!", "--syn", "-m", "owner", "--gid-owner", strconv.FormatUint(uint64(gid), 10), "-j", "RETURN")
+	}
 	// Without connection tracking, a reply on an inbound connection looks
 	// like any outbound packet. Replies on captured inbound connections come
 	// from the proxy and are never marked; those on the ports left alone are
