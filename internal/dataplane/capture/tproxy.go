@@ -74,8 +74,10 @@ var synOnly = []string{"--tcp-flags", "FIN,SYN,RST,ACK", "SYN"}
 //	mangle OUTPUT ─► ISTIO_OUTPUT   as in REDIRECT mode, but a captured
 //	                                packet is marked (ISTIO_DIVERT) instead
 //	                                of rewritten; the mark routes it to lo
-//	                                (policy rule → local table). Replies
-//	                                from the inbound ports not captured
+//	                                (policy rule → local table). The
+//	                                proxy's non-SYN packets leave first
+//	                                (every packet walks this chain);
+//	                                replies from the inbound ports not captured
 //	                                (by source port) and packets of no
 //	                                process's socket are never marked.
 //	mangle PREROUTING ─► ISTIO_INBOUND
