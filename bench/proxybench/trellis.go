@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -152,7 +153,7 @@ func (tp trellisPair) Start(ctx context.Context, e *Env, _ string) (*Instance, e
 			p.stop()
 		}
 		for _, ns := range captured {
-			clean := append(append(append([]string{}, pargs...), "iptables", "--clean"), capArgs...)
+			clean := slices.Concat(pargs, []string{"iptables", "--clean"}, capArgs)
 			if out, err := nsRun(ns, pbin, clean...); err != nil {
 				fmt.Fprintf(os.Stderr, "proxybench: removing capture rules in %s: %v\n%s", ns, err, out)
 			}
@@ -190,7 +191,7 @@ func (tp trellisPair) Start(ctx context.Context, e *Env, _ string) (*Instance, e
 	var pids []int
 	for _, s := range sides {
 		captured = append(captured, s.ns.name)
-		out, err := nsRun(s.ns.name, pbin, append(append(append([]string{}, pargs...), "iptables"), capArgs...)...)
+		out, err := nsRun(s.ns.name, pbin, slices.Concat(pargs, []string{"iptables"}, capArgs)...)
 		if err != nil {
 			return fail(err)
 		}

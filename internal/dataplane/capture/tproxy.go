@@ -1,6 +1,7 @@
 package capture
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -102,7 +103,7 @@ func mangleTable(cfg Config, f Family) Table {
 	add(ChainTProxy, "-p", "tcp", "-j", "TPROXY", "--on-port", port(cfg.InboundCapturePort))
 
 	add("PREROUTING", "-p", "tcp", "-j", ChainInbound)
-	add(ChainInbound, append([]string{"-p", "tcp", "!"}, append(synOnly, "-j", "RETURN")...)...)
+	add(ChainInbound, slices.Concat([]string{"-p", "tcp", "!"}, synOnly, []string{"-j", "RETURN"})...)
 	add(ChainInbound, "-i", "lo", "-p", "tcp", "-m", "mark", "--mark", mark, "-m", "addrtype", "--dst-type", "LOCAL", "-j", ChainTProxy)
 	add(ChainInbound, "-i", "lo", "-p", "tcp", "-m", "mark", "--mark", mark, "-j", "TPROXY", "--on-port", port(cfg.ProxyPort))
 	add(ChainInbound, "-i", "lo", "-j", "RETURN")
@@ -137,7 +138,7 @@ func mangleTable(cfg Config, f Family) Table {
 	outputRules(cfg, f, add, outputTargets{
 		outbound: []string{"-j", ChainDivert},
 		// Only the SYN needs the mark: the destination is local anyway.
-		inbound: append(append([]string{}, synOnly...), "-j", ChainDivert),
+		inbound: slices.Concat(synOnly, []string{"-j", ChainDivert}),
 	})
 	return t
 }

@@ -42,15 +42,23 @@ func benchServeConn(b *testing.B, size int) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	b.SetBytes(int64(size))
+	roundTrips(b, m, "GET /echo?size="+strconv.Itoa(size)+" HTTP/1.1\r\nHost: echo.default.svc.cluster.local:8080\r\n"+
+		"User-Agent: fortio.org/fortio-1.69.0\r\nX-Forwarded-Proto: http\r\nX-Request-Id: 6a0e5d3c-7d1b-4a4e-9d8c-3f0a2b1c4d5e\r\n\r\n", size)
+}
+
+// roundTrips serves one loopback connection with m (closed when the
+// benchmark ends) and, per iteration, writes req and reads a 200 response
+// with a body of size bytes.
+func roundTrips(b *testing.B, m *hcm.Manager, req string, size int) {
+	b.Helper()
 	b.Cleanup(func() { m.Close() }) // after serveOneConn's cleanup
 	c := serveOneConn(b, m)
-	req := []byte("GET /echo?size=" + strconv.Itoa(size) + " HTTP/1.1\r\nHost: echo.default.svc.cluster.local:8080\r\n" +
-		"User-Agent: fortio.org/fortio-1.69.0\r\nX-Forwarded-Proto: http\r\nX-Request-Id: 6a0e5d3c-7d1b-4a4e-9d8c-3f0a2b1c4d5e\r\n\r\n")
+	raw := []byte(req)
 	rr := &rawResponseReader{c: c, buf: make([]byte, 0, 128<<10)}
 	b.ReportAllocs()
-	b.SetBytes(int64(size))
 	for b.Loop() {
-		if _, err := c.Write(req); err != nil {
+		if _, err := c.Write(raw); err != nil {
 			b.Fatal(err)
 		}
 		status, n, err := rr.next()

@@ -58,21 +58,8 @@ func benchProxy(b *testing.B, size int) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(func() { m.Close() }) // after serveOneConn's cleanup
-	c := serveOneConn(b, m)
-	req := []byte("GET /echo?size=" + strconv.Itoa(size) + " HTTP/1.1\r\nHost: echo.default.svc.cluster.local:8080\r\n" +
-		"User-Agent: fortio.org/fortio-1.69.0\r\nAccept: */*\r\n\r\n")
-	rr := &rawResponseReader{c: c, buf: make([]byte, 0, 128<<10)}
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := c.Write(req); err != nil {
-			b.Fatal(err)
-		}
-		status, n, err := rr.next()
-		if err != nil || status != 200 || n != size {
-			b.Fatalf("status %d body %d: %v", status, n, err)
-		}
-	}
+	roundTrips(b, m, "GET /echo?size="+strconv.Itoa(size)+" HTTP/1.1\r\nHost: echo.default.svc.cluster.local:8080\r\n"+
+		"User-Agent: fortio.org/fortio-1.69.0\r\nAccept: */*\r\n\r\n", size)
 }
 
 // cannedBackend is a loopback HTTP/1.1 keep-alive server answering every
