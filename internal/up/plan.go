@@ -135,20 +135,6 @@ func (e *InvalidConfigError) Error() string {
 	return b.String()
 }
 
-// portAllocator returns a port free on AppHost (freePort; tests may pass
-// their own).
-type portAllocator func() (uint16, error)
-
-// freePort asks the kernel for a free port on AppHost.
-func freePort() (uint16, error) {
-	ln, err := net.Listen("tcp", net.JoinHostPort(AppHost, "0"))
-	if err != nil {
-		return 0, fmt.Errorf("finding a free port on %s: %w", AppHost, err)
-	}
-	defer ln.Close()
-	return uint16(ln.Addr().(*net.TCPAddr).Port), nil
-}
-
 // plan reads dir once, as the control plane will, and returns its
 // workloads sorted by namespace and name, and the snapshot it read.
 // proxyPort is the explicit proxy's port on each workload's address;
