@@ -1,4 +1,4 @@
-package up
+package freeport
 
 import (
 	"os"
@@ -39,21 +39,21 @@ func TestEphemeralRange(t *testing.T) {
 	}
 }
 
-// TestFreePortOutsideEphemeralRange: an application port is never one the
-// kernel could give a later bind to port 0 (CI once saw the dashboard take
-// a workload's port between up's check and the workload's bind).
-func TestFreePortOutsideEphemeralRange(t *testing.T) {
+// TestPickOutsideEphemeralRange: a picked port is never one the kernel
+// could give a later bind to port 0 (CI once saw trellis up's dashboard
+// take a workload's port between up's check and the workload's bind).
+func TestPickOutsideEphemeralRange(t *testing.T) {
 	lo, hi, err := ephemeralRange(ephemeralRangeFile)
 	if err != nil {
 		t.Fatalf("reading the kernel's ephemeral range (Linux /proc needed): %v", err)
 	}
 	for range 50 {
-		p, err := freePort()
+		p, err := Pick("127.0.0.1")
 		if err != nil {
 			t.Fatal(err)
 		}
-		if int(p) < lowestAppPort || (int(p) >= lo && int(p) <= hi) {
-			t.Fatalf("freePort() = %d: inside the ephemeral range %d-%d or below %d", p, lo, hi, lowestAppPort)
+		if int(p) < Lowest || (int(p) >= lo && int(p) <= hi) {
+			t.Fatalf("Pick = %d: inside the ephemeral range %d-%d or below %d", p, lo, hi, Lowest)
 		}
 	}
 }
