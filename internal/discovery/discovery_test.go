@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -20,6 +21,7 @@ import (
 	"github.com/trellismesh/trellis/internal/config"
 	"github.com/trellismesh/trellis/internal/config/schema"
 	"github.com/trellismesh/trellis/internal/config/store"
+	"github.com/trellismesh/trellis/internal/freeport"
 	"github.com/trellismesh/trellis/internal/model"
 	"github.com/trellismesh/trellis/internal/testing/runready"
 )
@@ -198,13 +200,11 @@ func TestNewNeedsASource(t *testing.T) {
 // freePort returns a loopback address that was free a moment ago.
 func freePort(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := freeport.Pick("127.0.0.1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(int(p)))
 }
 
 func TestRunFailsWhenAddressTaken(t *testing.T) {

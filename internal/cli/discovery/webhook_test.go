@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/trellismesh/trellis/internal/freeport"
 	"github.com/trellismesh/trellis/internal/kube/inject"
 	"github.com/trellismesh/trellis/internal/kube/kubetest"
 	"github.com/trellismesh/trellis/internal/kube/webhook"
@@ -20,12 +22,11 @@ import (
 
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := freeport.Pick("127.0.0.1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(int(p)))
 }
 
 // TestDiscoveryInjectsAPIServer runs `trellis discovery --kubeconfig`

@@ -13,18 +13,18 @@ import (
 
 	"github.com/trellismesh/trellis/internal/dataplane/listener"
 	"github.com/trellismesh/trellis/internal/dataplane/tcp"
+	"github.com/trellismesh/trellis/internal/freeport"
 	"github.com/trellismesh/trellis/internal/xds/gen/gentest"
 )
 
 // freePort returns a TCP port free on 127.0.0.1 right now.
 func freePort(t *testing.T) uint32 {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := freeport.Pick("127.0.0.1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return uint32(ln.Addr().(*net.TCPAddr).Port)
+	return uint32(p)
 }
 
 // TestGeneratedSidecarIngress runs the listener the control plane

@@ -26,6 +26,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/trellismesh/trellis/internal/dataplane/xdsclient"
+	"github.com/trellismesh/trellis/internal/freeport"
 )
 
 func sockAddr(t *testing.T, hostport string) *corev3.Address {
@@ -92,12 +93,11 @@ func apply(t *testing.T, s *Sidecar, typeURL string, ms ...proto.Message) {
 // freeAddr returns a loopback address whose port was free a moment ago.
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := freeport.Pick("127.0.0.1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(int(p)))
 }
 
 // TestListenerUpdatesKeepConnections runs real HTTP listeners (the HTTP
