@@ -41,7 +41,8 @@ var ErrOriginalDst = errors.New("ORIGINAL_DST cluster: connect to the original d
 // use; Update is called by the EDS (or DNS) owner; Run is the cluster's
 // timer goroutine.
 //
-//	Update(EndpointSet) ──► hosts (kept by address across updates) ─┐
+//	Update(EndpointSet) ──► hosts (built by the first Pick, then kept
+//	                        by address across updates) ──────────────┐
 //	outlier ejection / un-ejection (OnChange) ──────────────────────┼─► stale
 //	                                                                 │
 //	Pick(ctx) ─► (stale: host.Set ─► new lb.Balancer) ─ Balancer.Pick ◄┘
@@ -53,11 +54,17 @@ type Instance struct {
 	breakers [circuit.NumPriorities]*circuit.Breakers
 	detector *outlier.Detector // nil without outlier detection
 
-	// mu serializes updates and balancer rebuilds.
-	mu     sync.Mutex
+	// mu serializes updates, host builds and balancer rebuilds.
+	mu sync.Mutex
+	// eps is the current load assignment. Its hosts and groups are built
+	// on demand (built): by the first Pick, like the balancer, or by the
+	// first Update after that. Until then the instance keeps only the
+	// compiled set: a sidecar's clusters that never carry a request keep
+	// no Host (with its counters and outlier monitor) per endpoint.
+	eps    *EndpointSet
+	built  bool
 	hosts  map[string]*host.Host
 	groups []host.Group
-	eps    *EndpointSet
 	// balancer is built on demand: by the first Pick after the hosts or
 	// their health changed (stale), not by every change. A sidecar sees
 	// every service of the mesh and sends to few of them; the clusters it
@@ -75,7 +82,7 @@ func New(c *Cluster, opts Options) (*Instance, error) {
 	if c == nil {
 		return nil, errors.New("upstream: nil cluster")
 	}
-	in := &Instance{cluster: c, rand: opts.Rand, log: opts.Logger, hosts: map[string]*host.Host{}}
+	in := &Instance{cluster: c, rand: opts.Rand, log: opts.Logger}
 	if in.rand == nil {
 		in.rand = rand.Uint64
 	}
@@ -119,10 +126,9 @@ func resolved(eps *EndpointSet) bool {
 // Cluster returns the compiled cluster the instance runs.
 func (in *Instance) Cluster() *Cluster { return in.cluster }
 
-// Update replaces the cluster's endpoints: hosts whose address is still
-// present keep their counters and outlier state (Envoy's in-place update),
-// new ones start fresh, removed ones leave outlier accounting. An address
-// listed twice keeps its first entry. DNS names must have been resolved.
+// Update replaces the cluster's endpoints (DNS names must have been
+// resolved). Hosts already built are rebuilt at once (buildLocked: kept,
+// new and removed hosts); otherwise the set waits for the first Pick.
 func (in *Instance) Update(eps *EndpointSet) error {
 	if in.cluster.Type == OriginalDst {
 		return fmt.Errorf("cluster %q: ORIGINAL_DST clusters have no endpoints", in.cluster.Name)
@@ -132,48 +138,69 @@ func (in *Instance) Update(eps *EndpointSet) error {
 	}
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	next := make(map[string]*host.Host, eps.Len())
-	groups := make([]host.Group, 0, len(eps.Localities))
-	added := 0
-	for _, l := range eps.Localities {
-		g := host.Group{Priority: l.Priority, Locality: l.Locality, Weight: l.Weight}
-		for i := range l.Endpoints {
-			// Hosts share the set's Endpoints (eps is immutable) and
-			// are indexed by their own key string.
-			ep := &l.Endpoints[i]
-			key := ep.Address.String()
-			if _, dup := next[key]; dup {
-				continue
-			}
-			h := in.hosts[key]
-			if h != nil {
-				h.ShareEndpoint(ep)
-			} else {
-				var m *outlier.Monitor
-				if in.detector != nil {
-					m = in.detector.Add(key)
-				}
-				h = host.NewShared(ep, m)
-				added++
-			}
-			next[h.Key()] = h
-			g.Hosts = append(g.Hosts, h)
-		}
-		groups = append(groups, g)
+	in.eps = eps
+	in.stale.Store(true)
+	if in.built {
+		in.buildLocked()
 	}
+	return nil
+}
+
+// buildLocked makes the hosts of in.eps: hosts whose address is still
+// present keep their counters and outlier state (Envoy's in-place update),
+// new ones start fresh, removed ones leave outlier accounting and are
+// marked removed (their connection pools drain). An address listed twice
+// keeps its first entry. Called with mu held.
+func (in *Instance) buildLocked() {
+	added := 0
+	next, groups := hostGroups(in.eps, func(key string, ep *host.Endpoint) *host.Host {
+		if h := in.hosts[key]; h != nil {
+			h.ShareEndpoint(ep)
+			return h
+		}
+		var m *outlier.Monitor
+		if in.detector != nil {
+			m = in.detector.Add(key)
+		}
+		added++
+		return host.NewShared(ep, m)
+	})
 	removed := 0
 	for key, h := range in.hosts {
 		if next[key] == nil {
 			removed++
+			h.MarkRemoved()
 			if m := h.Outlier(); m != nil {
 				in.detector.Remove(m)
 			}
 		}
 	}
-	in.hosts, in.groups, in.eps = next, groups, eps
-	in.stale.Store(true)
+	in.hosts, in.groups, in.built = next, groups, true
 	in.log.Debug("upstream hosts updated", "cluster", in.cluster.Name, "hosts", len(next), "added", added, "removed", removed)
-	return nil
+}
+
+// hostGroups arranges the endpoints of eps into host groups by locality
+// and priority, one host per address (an address listed twice keeps its
+// first entry), each made by mk from its key (the address as a string)
+// and its Endpoint, which hosts share (eps is immutable).
+func hostGroups(eps *EndpointSet, mk func(key string, ep *host.Endpoint) *host.Host) (map[string]*host.Host, []host.Group) {
+	hosts := make(map[string]*host.Host, eps.Len())
+	groups := make([]host.Group, 0, len(eps.Localities))
+	for _, l := range eps.Localities {
+		g := host.Group{Priority: l.Priority, Locality: l.Locality, Weight: l.Weight}
+		for i := range l.Endpoints {
+			ep := &l.Endpoints[i]
+			key := ep.Address.String()
+			if _, dup := hosts[key]; dup {
+				continue
+			}
+			h := mk(key, ep)
+			hosts[h.Key()] = h
+			g.Hosts = append(g.Hosts, h)
+		}
+		groups = append(groups, g)
+	}
+	return hosts, groups
 }
 
 // current returns the balancer over the hosts' current health, building
@@ -194,6 +221,9 @@ func (in *Instance) current() *lb.Balancer {
 	// Cleared before the build: a health change while it runs marks the
 	// new balancer stale again rather than being lost.
 	in.stale.Store(false)
+	if !in.built {
+		in.buildLocked()
+	}
 	set := host.NewSet(in.groups, in.eps.OverprovisioningFactor, in.eps.WeightedPriorityHealth)
 	b, err := lb.New(in.cluster.LB, set, lb.Options{Rand: in.rand})
 	if err != nil {
@@ -232,6 +262,14 @@ func (in *Instance) Pick(ctx lb.PickContext) (*host.Host, error) {
 // BalancersBuilt is how many load balancers the instance has built: one
 // per first Pick after a change of its hosts or of their health.
 func (in *Instance) BalancersBuilt() uint64 { return in.rebuilds.Load() }
+
+// HostsBuilt reports whether the instance has built its hosts (the first
+// Pick does; until then it keeps only the load assignment).
+func (in *Instance) HostsBuilt() bool {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return in.built
+}
 
 // Report feeds the result of an attempt on h to outlier detection. h must
 // come from this instance's Pick.
@@ -285,11 +323,34 @@ type HostStatus struct {
 	CxTotal  uint64
 }
 
-// Hosts returns the state of every host, in load assignment order.
+// Hosts returns the state of every host, in load assignment order. Hosts
+// not built yet (no request so far) are reported from the load
+// assignment, with zero counters.
 func (in *Instance) Hosts() []HostStatus {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	var out []HostStatus
+	if !in.built {
+		if in.eps == nil {
+			return nil
+		}
+		seen := make(map[string]bool, in.eps.Len())
+		for _, l := range in.eps.Localities {
+			for i := range l.Endpoints {
+				ep := &l.Endpoints[i]
+				key := ep.Address.String()
+				if seen[key] {
+					continue
+				}
+				seen[key] = true
+				out = append(out, HostStatus{
+					Address: key, Hostname: ep.Hostname, Weight: max(ep.Weight, 1), Priority: ep.Priority,
+					Locality: ep.Locality, EDSHealth: ep.Health, Health: host.EDSHealth(ep.Health),
+				})
+			}
+		}
+		return out
+	}
 	for _, g := range in.groups {
 		for _, h := range g.Hosts {
 			ep := h.Endpoint()
@@ -316,8 +377,24 @@ func (in *Instance) Hosts() []HostStatus {
 }
 
 // Load returns the per-priority load and panic state of the balancer
-// (empty for ORIGINAL_DST clusters).
+// (empty for ORIGINAL_DST clusters). For a cluster whose hosts are not
+// built yet it is computed over throw-away hosts, so that the admin
+// interface does not make every cluster keep its hosts.
 func (in *Instance) Load() lb.PriorityLoad {
+	if in.cluster.Type == OriginalDst {
+		return lb.PriorityLoad{}
+	}
+	in.mu.Lock()
+	built, eps := in.built, in.eps
+	in.mu.Unlock()
+	if !built {
+		_, groups := hostGroups(eps, func(_ string, ep *host.Endpoint) *host.Host { return host.NewShared(ep, nil) })
+		b, err := lb.New(in.cluster.LB, host.NewSet(groups, eps.OverprovisioningFactor, eps.WeightedPriorityHealth), lb.Options{Rand: in.rand})
+		if err != nil {
+			return lb.PriorityLoad{}
+		}
+		return b.Load()
+	}
 	if b := in.current(); b != nil {
 		return b.Load()
 	}

@@ -242,6 +242,48 @@ func TestBalancerBuiltOnDemand(t *testing.T) {
 	built(3) // the admin's view reuses the current balancer
 }
 
+// TestHostsBuiltOnDemand: until its first pick a cluster keeps only its
+// load assignment, and the admin's views (Hosts, Load) report from it
+// without building hosts or a balancer; once built, an update marks the
+// hosts that left as removed (their pools drain).
+func TestHostsBuiltOnDemand(t *testing.T) {
+	g := generate(t, reviewsRule(`    outlierDetection: {consecutive5xxErrors: 1, maxEjectionPercent: 100}`), "")
+	in := start(t, g, reviewsCluster, upstream.Options{})
+	hosts := in.Hosts()
+	if len(hosts) != 3 || hosts[0].Address != "10.1.0.1:9080" || hosts[0].Weight != 1 || hosts[0].Health != host.Healthy {
+		t.Fatalf("hosts before the first pick: %+v", hosts)
+	}
+	if l := in.Load(); len(l.Healthy) == 0 || l.Healthy[0] != 100 {
+		t.Errorf("load before the first pick: %+v", l)
+	}
+	if in.HostsBuilt() || in.BalancersBuilt() != 0 {
+		t.Fatalf("admin views built hosts (%v) or a balancer (%d)", in.HostsBuilt(), in.BalancersBuilt())
+	}
+	h := hostByKey(t, in, "10.1.0.2:9080")
+	if !in.HostsBuilt() {
+		t.Fatal("a pick did not build the hosts")
+	}
+	h.Stats.RqTotal.Add(1)
+	if got := in.Hosts()[1]; got.Address != "10.1.0.2:9080" || got.RqTotal != 1 {
+		t.Errorf("built host status %+v", got)
+	}
+	cla := g.cla(t, reviewsCluster)
+	cla.Endpoints[0].LbEndpoints = cla.Endpoints[0].LbEndpoints[:1] // drop 10.1.0.2
+	eps, err := upstream.Endpoints(cla)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := in.Update(eps); err != nil {
+		t.Fatal(err)
+	}
+	if !h.Removed() {
+		t.Error("host that left the assignment not marked removed")
+	}
+	if got := pickAll(t, in, 20); got[h.Key()] != 0 {
+		t.Errorf("removed host picked: %v", got)
+	}
+}
+
 func TestUpdateKeepsHosts(t *testing.T) {
 	g := generate(t, reviewsRule(`    outlierDetection: {consecutive5xxErrors: 1, maxEjectionPercent: 100}`), "")
 	in := start(t, g, reviewsCluster, upstream.Options{})

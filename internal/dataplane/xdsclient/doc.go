@@ -10,7 +10,9 @@
 // # Memory
 //
 // The client keeps each accepted resource serialized: name, version, the
-// body (the value of its Any) and the names it references; decoded
+// body (the value of its Any, compressed against a per-type dictionary:
+// packer.go; 1.75 MB of bodies with 1,000 services are kept in ~0.2 MB)
+// and the names it references; decoded
 // messages live only while a response is handled. A Consumer is given a
 // Set (set.go) with the complete set, the versions and Changed (against
 // the last accepted set); Msg returns the messages of the response as

@@ -85,15 +85,18 @@ type resource struct {
 	// version identifies the content: the server's version in delta, a
 	// hash of the serialized body in state of the world.
 	version string
-	// body is the value of the resource's Any: the serialized message.
+	// body is the value of the resource's Any, the serialized message,
+	// compressed by pk once decoded (packAll; nil pk: not compressed).
 	body []byte
+	pk   *packer
 	deps []string
 }
 
 // decode unmarshals body into the type's message and validates it. want,
 // if set, is the name the response gave the resource (delta), which must
-// match the message's own name. It returns the resource as kept and the
-// decoded message, which lives as long as the response's handling.
+// match the message's own name. It returns the resource, its body not yet
+// packed (packAll), and the decoded message, which lives as long as the
+// response's handling.
 func (rt *resourceType) decode(body *anypb.Any, want, version string) (resource, proto.Message, error) {
 	if body == nil {
 		return resource{}, nil, errors.New("resource has no body")
@@ -135,8 +138,15 @@ func (rt *resourceType) decode(body *anypb.Any, want, version string) (resource,
 // validated when it was accepted, so an error means memory corruption or
 // a changed message type; it is reported, not hidden.
 func (rt *resourceType) unmarshal(r resource) (proto.Message, error) {
+	body := r.body
+	if r.pk != nil {
+		var err error
+		if body, err = r.pk.unpack(r.body); err != nil {
+			return nil, fmt.Errorf("%s %s: %w", rt.short, r.name, err)
+		}
+	}
 	msg := rt.newMsg()
-	if err := proto.Unmarshal(r.body, msg); err != nil {
+	if err := proto.Unmarshal(body, msg); err != nil {
 		return nil, fmt.Errorf("%s %s: decoding the accepted resource: %w", rt.short, r.name, err)
 	}
 	return msg, nil

@@ -126,7 +126,7 @@ func SetOf(typeURL string, msgs map[string]proto.Message, prev *Set) (*Set, erro
 	if rt == nil {
 		return nil, fmt.Errorf("xdsclient: unknown resource type %q", typeURL)
 	}
-	cur := make(map[string]resource, len(msgs))
+	rs := make([]resource, 0, len(msgs))
 	decoded := make(map[string]proto.Message, len(msgs))
 	for name, m := range msgs {
 		b, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
@@ -137,7 +137,14 @@ func SetOf(typeURL string, msgs map[string]proto.Message, prev *Set) (*Set, erro
 		if err != nil {
 			return nil, fmt.Errorf("xdsclient: %s %q: %w", rt.short, name, err)
 		}
-		cur[name], decoded[name] = r, msg
+		rs, decoded[name] = append(rs, r), msg
+	}
+	if err := new(packer).packAll(rs); err != nil {
+		return nil, fmt.Errorf("xdsclient: %s: %w", rt.short, err)
+	}
+	cur := make(map[string]resource, len(rs))
+	for _, r := range rs {
+		cur[r.name] = r
 	}
 	var before map[string]resource
 	if prev != nil {

@@ -27,6 +27,8 @@ type typeState struct {
 	accepted map[string]resource
 	// version is the version of the last accepted response.
 	version string
+	// packer compresses the kept bodies of the type's resources.
+	packer packer
 
 	// Per stream, reset by startStream:
 	opened bool   // the type's first request was sent
@@ -283,6 +285,11 @@ func (s *state) decodeAll(t *typeState, r *response) ([]resource, map[string]pro
 		}
 		msgs[name] = msg
 		out = append(out, res)
+	}
+	if err := t.packer.packAll(out); err != nil {
+		// Compressing into memory does not fail in practice; the bodies
+		// not packed stay as they are (unmarshal reads both).
+		s.log.Warn("xds resources kept uncompressed", "type", t.rt.short, "error", err)
 	}
 	return out, msgs, errs
 }

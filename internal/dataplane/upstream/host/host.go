@@ -59,6 +59,7 @@ type Host struct {
 	endpoint atomic.Pointer[Endpoint]
 	monitor  *outlier.Monitor
 	hcFailed atomic.Bool
+	removed  atomic.Bool
 
 	// Stats are the host's counters. Connection pools and the router keep
 	// them; least-request balancing reads RqActive.
@@ -148,14 +149,20 @@ func (h *Host) Ejected() bool { return h.monitor != nil && h.monitor.Ejected() }
 // SetActiveHealthCheckFailed records the verdict of active health checking.
 func (h *Host) SetActiveHealthCheckFailed(failed bool) { h.hcFailed.Store(failed) }
 
-// Health is Envoy's coarseHealth: unhealthy when ejected, failing active
-// health checks, or reported UNHEALTHY, DRAINING or TIMEOUT by EDS;
-// degraded when reported DEGRADED; healthy otherwise (HEALTHY, UNKNOWN).
+// Health is Envoy's coarseHealth: unhealthy when ejected or failing
+// active health checks, else the EDS status's (EDSHealth).
 func (h *Host) Health() Health {
 	if h.Ejected() || h.hcFailed.Load() {
 		return Unhealthy
 	}
-	switch h.endpoint.Load().Health {
+	return EDSHealth(h.endpoint.Load().Health)
+}
+
+// EDSHealth is the coarse health of an EDS status: unhealthy for
+// UNHEALTHY, DRAINING and TIMEOUT; degraded for DEGRADED; healthy
+// otherwise (HEALTHY, UNKNOWN).
+func EDSHealth(s corev3.HealthStatus) Health {
+	switch s {
 	case corev3.HealthStatus_UNHEALTHY, corev3.HealthStatus_DRAINING, corev3.HealthStatus_TIMEOUT:
 		return Unhealthy
 	case corev3.HealthStatus_DEGRADED:
@@ -163,6 +170,13 @@ func (h *Host) Health() Health {
 	}
 	return Healthy
 }
+
+// MarkRemoved records that the host left its cluster's load assignment;
+// its owner drains the host's connections.
+func (h *Host) MarkRemoved() { h.removed.Store(true) }
+
+// Removed reports whether the host left its cluster's load assignment.
+func (h *Host) Removed() bool { return h.removed.Load() }
 
 // HashKey is the host's key on hash rings (Envoy's hashKey): the envoy.lb
 // hash_key metadata, else the hostname when useHostname is set, else the

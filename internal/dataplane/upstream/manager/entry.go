@@ -42,11 +42,10 @@ type entry struct {
 
 	mu sync.Mutex
 	// byKey are the hostPools by address (for PickContext.Previous and
-	// the admin interface), orig the ORIGINAL_DST hosts.
+	// the admin interface), orig the ORIGINAL_DST hosts; both made on
+	// first use (most clusters of a sidecar carry no request).
 	byKey map[string]*hostPools
 	orig  map[netip.AddrPort]*hostPools
-	// current are the addresses of the Instance's hosts (not ORIGINAL_DST).
-	current map[string]bool
 	// dnsLast is the last answer per name of a DNS cluster.
 	dnsLast map[string][]netip.Addr
 	// dnsFailures counts consecutive failed resolutions (back-off).
@@ -54,12 +53,7 @@ type entry struct {
 }
 
 func newEntry(name string, src source, c *upstream.Cluster, d dialer, log *slog.Logger) *entry {
-	return &entry{
-		name: name, src: src, c: c, dial: d, log: log,
-		byKey:   map[string]*hostPools{},
-		orig:    map[netip.AddrPort]*hostPools{},
-		current: map[string]bool{},
-	}
+	return &entry{name: name, src: src, c: c, dial: d, log: log}
 }
 
 // hostPools are the connection pools of one host, by protocol and
@@ -97,9 +91,6 @@ func (e *entry) adopt(prev *entry) {
 	e.warming.Store(prev.warming.Load())
 	prev.mu.Lock()
 	defer prev.mu.Unlock()
-	for k := range prev.current {
-		e.current[k] = true
-	}
 	for n, a := range prev.dnsLast {
 		if e.dnsLast == nil {
 			e.dnsLast = map[string][]netip.Addr{}
@@ -118,21 +109,18 @@ func (e *entry) update(eps *upstream.EndpointSet) error {
 	return nil
 }
 
-// syncHosts records the Instance's hosts and drains the pools of hosts
-// that left.
+// syncHosts drains the pools of hosts that left the Instance (marked
+// removed by its Update). A request that picked such a host just before
+// gets a drained hostPools (hostPools checks the mark under e.mu, which
+// this scan holds too).
 func (e *entry) syncHosts() {
 	if e.c.Type == upstream.OriginalDst {
 		return
 	}
-	cur := map[string]bool{}
-	for _, s := range e.in.Hosts() {
-		cur[s.Address] = true
-	}
 	var gone []*hostPools
 	e.mu.Lock()
-	e.current = cur
 	for k, hp := range e.byKey {
-		if !cur[k] {
+		if hp.h.Removed() {
 			delete(e.byKey, k)
 			e.hosts.Delete(hp.h)
 			gone = append(gone, hp)
@@ -155,13 +143,16 @@ func (e *entry) hostPools(h *host.Host) *hostPools {
 		return v.(*hostPools)
 	}
 	hp := &hostPools{h: h}
-	if e.retired.Load() || !e.current[h.Key()] {
+	if e.retired.Load() || h.Removed() {
 		// Picked just before its cluster or the host went away: serve
 		// this request, keep nothing.
 		hp.drained = true
 		return hp
 	}
 	e.hosts.Store(h, hp)
+	if e.byKey == nil {
+		e.byKey = map[string]*hostPools{}
+	}
 	e.byKey[h.Key()] = hp
 	return hp
 }
@@ -179,6 +170,12 @@ func (e *entry) origHost(dst netip.AddrPort) *hostPools {
 			Kind: host.Socket, Host: dst.Addr().String(), IP: dst.Addr(), Port: uint32(dst.Port()),
 		}}, nil)
 		hp = &hostPools{h: h, drained: e.retired.Load()}
+		if e.orig == nil {
+			e.orig = map[netip.AddrPort]*hostPools{}
+		}
+		if e.byKey == nil {
+			e.byKey = map[string]*hostPools{}
+		}
 		e.orig[dst] = hp
 		e.byKey[h.Key()] = hp
 	}
