@@ -113,9 +113,11 @@ func buildOrCheck(bin *string, flag, out, pkg string) error {
 		}
 		return nil
 	}
-	// As the images build them: without gRPC's request tracing, whose
-	// html/template keeps every exported method linked (8 MB).
-	cmd := exec.Command("go", "build", "-tags", "grpcnotrace", "-o", out, pkg)
+	// As the images build them (build/Dockerfile.*): static (no libc
+	// mapped: ~1.4 MB resident), stripped, without gRPC's request tracing,
+	// whose html/template keeps every exported method linked (8 MB).
+	cmd := exec.Command("go", "build", "-trimpath", "-tags", "grpcnotrace", "-ldflags=-s -w", "-o", out, pkg)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("building %s (or pass %s PATH): %v\n%s", pkg, flag, err, b)
 	}
