@@ -119,6 +119,7 @@ func Compile(rc *routev3.RouteConfiguration) (*Table, error) {
 		t.VirtualHosts = append(t.VirtualHosts, vh)
 	}
 	t.sortLens()
+	t.retries = nil
 	return t, nil
 }
 
@@ -282,7 +283,7 @@ func compileVirtualHost(t *Table, rcLevel *filterLevel, vc *routev3.VirtualHost,
 		vh.sslRedirect = &Route{Name: "ssl_redirect", Index: -1, VirtualHost: vh, Action: &Redirect{Scheme: "https", Status: 301, ssl: true}}
 	}
 	var err error
-	if vh.retry, err = compileRetry(vc.GetRetryPolicy()); err != nil {
+	if vh.retry, err = t.sharedRetry(vc.GetRetryPolicy()); err != nil {
 		return nil, -1, fmt.Errorf("retry_policy: %w", err)
 	}
 	if vh.reqHeaders, err = compileHeaderOps(vc.GetRequestHeadersToAdd(), vc.GetRequestHeadersToRemove()); err != nil {
@@ -540,7 +541,7 @@ func compileForward(vh *VirtualHost, ra *routev3.RouteAction, kind pathKind) (*F
 	}
 	var err error
 	if ra.GetRetryPolicy() != nil {
-		if f.Retry, err = compileRetry(ra.GetRetryPolicy()); err != nil {
+		if f.Retry, err = vh.table.sharedRetry(ra.GetRetryPolicy()); err != nil {
 			return nil, fmt.Errorf("retry_policy: %w", err)
 		}
 	} else {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	"google.golang.org/protobuf/proto"
 )
 
 // RetryOn is the set of retry conditions (RetryPolicy.retry_on).
@@ -129,6 +130,31 @@ type RetryPolicy struct {
 	// RetriableHeaders (response) and RetriableRequestHeaders (request).
 	retriableHeaders        []headerMatcher
 	retriableRequestHeaders []headerMatcher
+}
+
+// sharedRetry is compileRetry for the routes of t: routes with equal
+// policies (Istio gives every route the same default) share one compiled
+// policy, which is immutable.
+func (t *Table) sharedRetry(p *routev3.RetryPolicy) (*RetryPolicy, error) {
+	if p == nil {
+		return nil, nil
+	}
+	key, err := proto.MarshalOptions{Deterministic: true}.Marshal(p)
+	if err != nil {
+		return compileRetry(p)
+	}
+	if out, ok := t.retries[string(key)]; ok {
+		return out, nil
+	}
+	out, err := compileRetry(p)
+	if err != nil {
+		return nil, err
+	}
+	if t.retries == nil {
+		t.retries = map[string]*RetryPolicy{}
+	}
+	t.retries[string(key)] = out
+	return out, nil
 }
 
 func compileRetry(p *routev3.RetryPolicy) (*RetryPolicy, error) {

@@ -68,6 +68,10 @@ type Table struct {
 	respHeaders                     *HeaderOps
 	mirrors                         []Mirror
 	filters                         filterConfigs
+
+	// retries shares equal compiled retry policies while the table is
+	// compiled (sharedRetry); nil afterwards.
+	retries map[string]*RetryPolicy
 }
 
 // addDomains indexes vh's domains as Envoy's RouteMatcher: lower-cased;
