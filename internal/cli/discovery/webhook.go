@@ -26,6 +26,9 @@ type WebhookOptions struct {
 	XDSAddress, CAAddress string
 	// NativeSidecar is auto (from the API server's version), true or false.
 	NativeSidecar string
+	// InterceptionMode is the mesh default interception mode (REDIRECT,
+	// TPROXY or NONE).
+	InterceptionMode string
 	// Service and ServiceNamespace name the webhook's Service (the
 	// serving certificate's names; default istiod in the system namespace).
 	Service, ServiceNamespace string
@@ -45,6 +48,7 @@ func (w *WebhookOptions) flags(f *pflag.FlagSet) {
 	f.StringVar(&w.XDSAddress, "injected-xds-address", "", "xDS address injected proxies dial (default istiod.<system-namespace>.svc:15012)")
 	f.StringVar(&w.CAAddress, "injected-ca-address", "", "CA address injected proxies dial (default istiod.<system-namespace>.svc:15012; \"-\": no workload identity)")
 	f.StringVar(&w.NativeSidecar, "native-sidecar", "auto", "inject the proxy as a native sidecar: auto (when the API server is 1.29 or later), true or false")
+	f.StringVar(&w.InterceptionMode, "interception-mode", inject.ModeRedirect, "how traffic reaches injected proxies: REDIRECT, TPROXY or NONE (mesh default; proxy.istio.io/config and sidecar.istio.io/interceptionMode override it per pod)")
 	f.StringVar(&w.Service, "webhook-service", "istiod", "name of the Service in front of the webhooks (the serving certificate is issued for its DNS names)")
 	f.StringVar(&w.ServiceNamespace, "webhook-service-namespace", "", "namespace of the webhook Service (default: the system namespace)")
 	f.StringVar(&w.MutatingConfig, "webhook-mutating-config", webhook.MutatingName, "MutatingWebhookConfiguration whose caBundle the leader keeps current")
@@ -102,6 +106,7 @@ func (w WebhookOptions) config(systemNS string, caEnabled bool, trustDomain, dom
 			XDSAddress: xds, CAAddress: caAddr,
 			TrustDomain: trustDomain, ClusterDomain: domain,
 			Revision: w.Revision, NativeSidecar: native,
+			InterceptionMode: w.InterceptionMode,
 		},
 		NativeSidecarAuto: auto,
 		ServiceName:       w.Service,

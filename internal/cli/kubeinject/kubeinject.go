@@ -58,6 +58,7 @@ have a sidecar are left as they are. Namespace labels are not consulted.`,
 	f.StringVar(&o.cfg.Revision, "revision", "default", "control plane revision recorded in the status annotation")
 	f.BoolVar(&o.cfg.NativeSidecar, "native-sidecar", false, "inject the proxy as a native sidecar (init container with restartPolicy Always; Kubernetes 1.29+)")
 	f.BoolVar(&o.cfg.HoldApplicationUntilProxyStarts, "hold-application-until-proxy-starts", false, "start application containers only once the proxy is ready (mesh default; proxy.istio.io/config overrides it per pod)")
+	f.StringVar(&o.cfg.InterceptionMode, "interception-mode", inject.ModeRedirect, "how traffic reaches the proxy: REDIRECT, TPROXY or NONE (mesh default; proxy.istio.io/config and sidecar.istio.io/interceptionMode override it per pod)")
 	return cmd
 }
 

@@ -77,6 +77,7 @@ type podOptions struct {
 type proxyConfig struct {
 	HoldApplicationUntilProxyStarts *bool   `json:"holdApplicationUntilProxyStarts"`
 	TerminationDrainDuration        *string `json:"terminationDrainDuration"`
+	InterceptionMode                *string `json:"interceptionMode"`
 }
 
 // options reads the pod's annotations over the mesh defaults. Every error
@@ -84,7 +85,7 @@ type proxyConfig struct {
 func (in *Injector) options(ann map[string]string) (podOptions, error) {
 	o := podOptions{
 		image:          in.cfg.Image,
-		mode:           ModeRedirect,
+		mode:           in.cfg.InterceptionMode,
 		native:         in.cfg.NativeSidecar,
 		hold:           in.cfg.HoldApplicationUntilProxyStarts,
 		rewriteProbes:  !in.cfg.NoProbeRewrite,
@@ -92,6 +93,7 @@ func (in *Injector) options(ann map[string]string) (podOptions, error) {
 		includeCIDRs:   "*",
 		includeInbound: "*",
 	}
+	modeFrom := "the mesh default interceptionMode" // where o.mode came from
 	var errs []error
 	bad := func(key, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("annotation %s: %s", key, fmt.Sprintf(format, args...)))
@@ -122,6 +124,14 @@ func (in *Injector) options(ann map[string]string) (podOptions, error) {
 		} else {
 			if pc.HoldApplicationUntilProxyStarts != nil {
 				o.hold = *pc.HoldApplicationUntilProxyStarts
+			}
+			if m := pc.InterceptionMode; m != nil {
+				switch *m {
+				case ModeRedirect, ModeTProxy, ModeNone:
+					o.mode, modeFrom = *m, annProxyConfig+" interceptionMode"
+				default:
+					bad(annProxyConfig, "interceptionMode %q: want %s, %s or %s", *m, ModeRedirect, ModeTProxy, ModeNone)
+				}
 			}
 			if pc.TerminationDrainDuration != nil {
 				d, err := time.ParseDuration(*pc.TerminationDrainDuration)
@@ -195,7 +205,7 @@ func (in *Injector) options(ann map[string]string) (podOptions, error) {
 	if v, ok := ann[annInterceptionMode]; ok {
 		switch v {
 		case ModeRedirect, ModeTProxy, ModeNone:
-			o.mode = v
+			o.mode, modeFrom = v, annInterceptionMode
 		default:
 			bad(annInterceptionMode, "want %s, %s or %s, not %q", ModeRedirect, ModeTProxy, ModeNone, v)
 		}
@@ -205,7 +215,7 @@ func (in *Injector) options(ann map[string]string) (podOptions, error) {
 	// inbound port, and excludeInboundPorts is the way to leave some out.
 	if v, ok := ann[annIncludeInboundPorts]; ok && o.mode == ModeTProxy && o.includeInbound != "*" {
 		bad(annIncludeInboundPorts, "%q conflicts with %s=%s: TPROXY mode captures every inbound port (\"*\") except those in %s",
-			v, annInterceptionMode, ModeTProxy, annExcludeInboundPorts)
+			v, modeFrom, ModeTProxy, annExcludeInboundPorts)
 	}
 	return o, errors.Join(errs...)
 }

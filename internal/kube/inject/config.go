@@ -87,6 +87,12 @@ type Config struct {
 	// HoldApplicationUntilProxyStarts is the mesh default of the proxy
 	// config field of that name.
 	HoldApplicationUntilProxyStarts bool
+	// InterceptionMode is the mesh default of the proxy config field of
+	// that name (Istio's meshConfig.defaultConfig.interceptionMode):
+	// REDIRECT (the default when empty), TPROXY or NONE. The pod's
+	// proxy.istio.io/config and sidecar.istio.io/interceptionMode (which
+	// wins) override it.
+	InterceptionMode string
 	// NoProbeRewrite turns off the rewriting of application probes
 	// (Istio's rewriteAppHTTPProbe=false); the pod annotation
 	// sidecar.istio.io/rewriteAppHTTPProbers overrides it.
@@ -115,6 +121,13 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Binary == "" {
 		c.Binary = "trellis"
+	}
+	switch c.InterceptionMode {
+	case "":
+		c.InterceptionMode = ModeRedirect
+	case ModeRedirect, ModeTProxy, ModeNone:
+	default:
+		errs = append(errs, fmt.Errorf("injection config: InterceptionMode %q: want %s, %s or %s", c.InterceptionMode, ModeRedirect, ModeTProxy, ModeNone))
 	}
 	if c.TrustDomain == "" {
 		c.TrustDomain = "cluster.local"

@@ -34,9 +34,11 @@
 // excluded inbound); sidecar.istio.io/proxyCPU, proxyMemory,
 // proxyCPULimit, proxyMemoryLimit; sidecar.istio.io/proxyImage;
 // sidecar.istio.io/rewriteAppHTTPProbers; sidecar.istio.io/nativeSidecar;
-// sidecar.istio.io/interceptionMode (REDIRECT, the default; TPROXY; NONE);
-// proxy.istio.io/config (holdApplicationUntilProxyStarts,
-// terminationDrainDuration; other ProxyConfig fields are ignored). A
+// sidecar.istio.io/interceptionMode (REDIRECT, TPROXY, NONE; over
+// proxy.istio.io/config's interceptionMode, over Config.InterceptionMode,
+// the mesh default: REDIRECT unless set); proxy.istio.io/config
+// (holdApplicationUntilProxyStarts, terminationDrainDuration,
+// interceptionMode; other ProxyConfig fields are ignored). A
 // malformed value is an error naming the annotation: the webhook refuses
 // the pod rather than start it outside the mesh.
 //

@@ -228,6 +228,8 @@ func TestBadAnnotations(t *testing.T) {
 		{map[string]string{annInterceptionMode: ""}, `annotation sidecar.istio.io/interceptionMode: want REDIRECT, TPROXY or NONE, not ""`},
 		{map[string]string{annInterceptionMode: "TPROXY", annIncludeInboundPorts: "9080,9443"}, `annotation traffic.sidecar.istio.io/includeInboundPorts: "9080,9443" conflicts with sidecar.istio.io/interceptionMode=TPROXY: TPROXY mode captures every inbound port ("*") except those in traffic.sidecar.istio.io/excludeInboundPorts`},
 		{map[string]string{annInterceptionMode: "TPROXY", annIncludeInboundPorts: ""}, `annotation traffic.sidecar.istio.io/includeInboundPorts: "" conflicts with sidecar.istio.io/interceptionMode=TPROXY`},
+		{map[string]string{annProxyConfig: "interceptionMode: tproxy"}, `annotation proxy.istio.io/config: interceptionMode "tproxy": want REDIRECT, TPROXY or NONE`},
+		{map[string]string{annProxyConfig: "interceptionMode: TPROXY", annIncludeInboundPorts: "9080"}, `annotation traffic.sidecar.istio.io/includeInboundPorts: "9080" conflicts with proxy.istio.io/config interceptionMode=TPROXY`},
 	}
 	for _, tc := range cases {
 		pod := &corev1.Pod{}
@@ -241,8 +243,9 @@ func TestBadAnnotations(t *testing.T) {
 }
 
 func TestConfigRequired(t *testing.T) {
-	_, err := New(Config{XDSAddress: "no-port"})
-	if err == nil || !strings.Contains(err.Error(), "Image is required") || !strings.Contains(err.Error(), `XDSAddress "no-port"`) {
+	_, err := New(Config{XDSAddress: "no-port", InterceptionMode: "tproxy"})
+	if err == nil || !strings.Contains(err.Error(), "Image is required") || !strings.Contains(err.Error(), `XDSAddress "no-port"`) ||
+		!strings.Contains(err.Error(), `InterceptionMode "tproxy": want REDIRECT, TPROXY or NONE`) {
 		t.Errorf("New with a bad config: %v", err)
 	}
 }
@@ -280,26 +283,32 @@ func TestWorkloadName(t *testing.T) {
 // changes, and that the capture command the injector writes is one that
 // `trellis proxy iptables` accepts in that mode (run with --dry-run).
 func TestInterceptionMode(t *testing.T) {
-	in, err := New(testConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
 	cases := []struct {
 		name     string
+		mesh     string // Config.InterceptionMode
 		ann      map[string]string
 		mode     string // want -m and ISTIO_META_INTERCEPTION_MODE
 		init     bool   // want istio-init
 		netAdmin bool   // want the proxy to run as root with NET_ADMIN
 		rule     string // want in the dry-run rules
 	}{
-		{"default", nil, "REDIRECT", true, false, "-j REDIRECT --to-ports 15006"},
-		{"REDIRECT", map[string]string{annInterceptionMode: "REDIRECT"}, "REDIRECT", true, false, "-j REDIRECT --to-ports 15001"},
-		{"TPROXY", map[string]string{annInterceptionMode: "TPROXY"}, "TPROXY", true, true, "-j TPROXY"},
-		{"TPROXY with every inbound port", map[string]string{annInterceptionMode: "TPROXY", annIncludeInboundPorts: "*", annExcludeInboundPorts: "9999"}, "TPROXY", true, true, "--dport 9999 -j RETURN"},
-		{"NONE", map[string]string{annInterceptionMode: "NONE"}, "NONE", false, false, ""},
+		{"default", "", nil, "REDIRECT", true, false, "-j REDIRECT --to-ports 15006"},
+		{"REDIRECT", "", map[string]string{annInterceptionMode: "REDIRECT"}, "REDIRECT", true, false, "-j REDIRECT --to-ports 15001"},
+		{"TPROXY", "", map[string]string{annInterceptionMode: "TPROXY"}, "TPROXY", true, true, "-j TPROXY"},
+		{"TPROXY with every inbound port", "", map[string]string{annInterceptionMode: "TPROXY", annIncludeInboundPorts: "*", annExcludeInboundPorts: "9999"}, "TPROXY", true, true, "--dport 9999 -j RETURN"},
+		{"NONE", "", map[string]string{annInterceptionMode: "NONE"}, "NONE", false, false, ""},
+		{"mesh default TPROXY", ModeTProxy, nil, "TPROXY", true, true, "-j TPROXY"},
+		{"proxy.istio.io/config over the mesh default", ModeTProxy, map[string]string{annProxyConfig: "interceptionMode: NONE"}, "NONE", false, false, ""},
+		{"annotation over proxy.istio.io/config", "", map[string]string{annProxyConfig: "interceptionMode: NONE", annInterceptionMode: "TPROXY"}, "TPROXY", true, true, "-j TPROXY"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
+			cfg := testConfig()
+			cfg.InterceptionMode = tc.mesh
+			in, err := New(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
 			pod := &corev1.Pod{}
 			pod.Annotations = tc.ann
 			pod.Spec.Containers = []corev1.Container{{Name: "app"}}
