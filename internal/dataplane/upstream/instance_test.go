@@ -8,6 +8,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	"go.uber.org/goleak"
 
 	"github.com/trellismesh/trellis/internal/dataplane/upstream"
@@ -54,6 +55,18 @@ func start(t *testing.T, g generated, name string, opts upstream.Options) *upstr
 		t.Fatal(err)
 	}
 	return in
+}
+
+// update compiles cla and gives it to in.
+func update(t *testing.T, in *upstream.Instance, cla *endpointv3.ClusterLoadAssignment) {
+	t.Helper()
+	eps, err := upstream.Endpoints(cla)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := in.Update(eps); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func pickAll(t *testing.T, in *upstream.Instance, n int) map[string]int {
@@ -269,13 +282,7 @@ func TestHostsBuiltOnDemand(t *testing.T) {
 	}
 	cla := g.cla(t, reviewsCluster)
 	cla.Endpoints[0].LbEndpoints = cla.Endpoints[0].LbEndpoints[:1] // drop 10.1.0.2
-	eps, err := upstream.Endpoints(cla)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := in.Update(eps); err != nil {
-		t.Fatal(err)
-	}
+	update(t, in, cla)
 	if !h.Removed() {
 		t.Error("host that left the assignment not marked removed")
 	}
@@ -294,13 +301,7 @@ func TestUpdateKeepsHosts(t *testing.T) {
 	cla := g.cla(t, reviewsCluster)
 	cla.Endpoints[0].LbEndpoints[0].LoadBalancingWeight.Value = 9
 	cla.Endpoints[0].LbEndpoints = cla.Endpoints[0].LbEndpoints[:1] // drop 10.1.0.2
-	eps, err := upstream.Endpoints(cla)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := in.Update(eps); err != nil {
-		t.Fatal(err)
-	}
+	update(t, in, cla)
 	hosts := in.Hosts()
 	if len(hosts) != 2 {
 		t.Fatalf("hosts %+v", hosts)
@@ -320,10 +321,7 @@ func TestUpdateKeepsHosts(t *testing.T) {
 	}
 	// Removing the ejected host releases its ejection.
 	cla.Endpoints = cla.Endpoints[1:]
-	eps, _ = upstream.Endpoints(cla)
-	if err := in.Update(eps); err != nil {
-		t.Fatal(err)
-	}
+	update(t, in, cla)
 	if in.OutlierStats().Active != 0 {
 		t.Errorf("stats after removal %+v", in.OutlierStats())
 	}
