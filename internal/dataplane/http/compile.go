@@ -24,6 +24,7 @@ import (
 	jwtfilter "github.com/trellismesh/trellis/internal/dataplane/http/filter/jwt"
 	rbacfilter "github.com/trellismesh/trellis/internal/dataplane/http/filter/rbac"
 	"github.com/trellismesh/trellis/internal/dataplane/http/router"
+	"github.com/trellismesh/trellis/internal/dataplane/pgv"
 	"github.com/trellismesh/trellis/internal/dataplane/route"
 )
 
@@ -173,7 +174,7 @@ func Compile(h *hcmv3.HttpConnectionManager, deps Deps) (*Manager, error) {
 	fail := func(field string, err error) (*Manager, error) {
 		return nil, &Error{StatPrefix: prefix, Field: field, Err: err}
 	}
-	if err := h.ValidateAll(); err != nil {
+	if err := pgv.ValidateAll(h); err != nil {
 		return fail("", err)
 	}
 	if deps.Upstream == nil {

@@ -9,6 +9,7 @@ import (
 
 	rbacv3 "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
 
+	"github.com/trellismesh/trellis/internal/dataplane/pgv"
 	"github.com/trellismesh/trellis/internal/dataplane/route"
 )
 
@@ -120,7 +121,7 @@ func Compile(r *rbacv3.RBAC) (*Engine, error) {
 	if r == nil {
 		return nil, errors.New("nil RBAC")
 	}
-	if err := r.ValidateAll(); err != nil {
+	if err := pgv.ValidateAll(r); err != nil {
 		return nil, err
 	}
 	if len(r.GetAuditLoggingOptions().GetLoggerConfigs()) > 0 {

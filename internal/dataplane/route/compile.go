@@ -13,6 +13,8 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/trellismesh/trellis/internal/dataplane/pgv"
 )
 
 // defaultMaxDirectResponseBody is Envoy's max_direct_response_body_size_bytes default.
@@ -126,10 +128,7 @@ func Compile(rc *routev3.RouteConfiguration) (*Table, error) {
 // validateShallow runs the proto's validation rules (Envoy's PGV
 // constraints) on m without the repeated field skip, whose elements are
 // validated one by one so that errors carry their index.
-func validateShallow(m interface {
-	proto.Message
-	Validate() error
-}, skip protoreflect.Name) error {
+func validateShallow(m proto.Message, skip protoreflect.Name) error {
 	src := m.ProtoReflect()
 	dst := src.New()
 	src.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
@@ -138,7 +137,7 @@ func validateShallow(m interface {
 		}
 		return true
 	})
-	if err := dst.Interface().(interface{ Validate() error }).Validate(); err != nil {
+	if err := pgv.Validate(dst.Interface()); err != nil {
 		return fmt.Errorf("invalid: %w", err)
 	}
 	return nil
@@ -208,14 +207,11 @@ func compileFilterLevel(m map[string]*anypb.Any) (*filterLevel, error) {
 	return out, nil
 }
 
-func unmarshalValid(a *anypb.Any, m interface {
-	proto.Message
-	Validate() error
-}) error {
+func unmarshalValid(a *anypb.Any, m proto.Message) error {
 	if err := a.UnmarshalTo(m); err != nil {
 		return err
 	}
-	return m.Validate()
+	return pgv.Validate(m)
 }
 
 func compileMirrors(list []*routev3.RouteAction_RequestMirrorPolicy) ([]Mirror, error) {
@@ -331,7 +327,7 @@ func compileRoute(vh *VirtualHost, lv levels, rt *routev3.Route, index int) (*Ro
 		PerRequestBufferLimit: optUint32(rt.GetPerRequestBufferLimitBytes()),
 		istioConfig:           istioConfig(rt.GetMetadata()),
 	}
-	if err := rt.Validate(); err != nil {
+	if err := pgv.Validate(rt); err != nil {
 		return nil, fmt.Errorf("invalid: %w", err)
 	}
 	if len(rt.GetRouteSpecifiers()) > 0 {

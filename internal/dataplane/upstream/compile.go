@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/trellismesh/trellis/internal/dataplane/pgv"
 	"github.com/trellismesh/trellis/internal/dataplane/upstream/circuit"
 )
 
@@ -33,7 +34,7 @@ func Compile(c *clusterv3.Cluster) (*Cluster, error) {
 }
 
 func compile(c *clusterv3.Cluster) (*Cluster, error) {
-	if err := c.Validate(); err != nil {
+	if err := pgv.Validate(c); err != nil {
 		return nil, err
 	}
 	out := &Cluster{

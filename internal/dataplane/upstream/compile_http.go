@@ -10,6 +10,8 @@ import (
 	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/trellismesh/trellis/internal/dataplane/pgv"
 )
 
 // HTTPProtocolOptionsKey is the typed_extension_protocol_options key of
@@ -92,7 +94,7 @@ func httpProtocolOptions(m map[string]*anypb.Any) (*httpv3.HttpProtocolOptions, 
 		if err := anypb.UnmarshalTo(a, opts, proto.UnmarshalOptions{}); err != nil {
 			return nil, fmt.Errorf("typed_extension_protocol_options[%s]: %w", k, err)
 		}
-		if err := opts.Validate(); err != nil {
+		if err := pgv.Validate(opts); err != nil {
 			return nil, fmt.Errorf("typed_extension_protocol_options[%s]: %w", k, err)
 		}
 		if len(opts.GetHttpFilters()) > 0 {

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/trellismesh/trellis/internal/dataplane/pgv"
 	"github.com/trellismesh/trellis/internal/dataplane/upstream/lb"
 )
 
@@ -99,10 +100,8 @@ func compileTypedLB(p *clusterv3.LoadBalancingPolicy, cfg *lb.Config, out *Clust
 		if err := anypb.UnmarshalTo(tc, msg, proto.UnmarshalOptions{}); err != nil {
 			return fmt.Errorf("policies[%d]: %w", i, err)
 		}
-		if v, ok := msg.(interface{ Validate() error }); ok {
-			if err := v.Validate(); err != nil {
-				return fmt.Errorf("policies[%d]: %w", i, err)
-			}
+		if err := pgv.Validate(msg); err != nil {
+			return fmt.Errorf("policies[%d]: %w", i, err)
 		}
 		switch m := msg.(type) {
 		case *roundrobinv3.RoundRobin:

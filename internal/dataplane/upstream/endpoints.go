@@ -10,6 +10,7 @@ import (
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 
+	"github.com/trellismesh/trellis/internal/dataplane/pgv"
 	"github.com/trellismesh/trellis/internal/dataplane/upstream/host"
 )
 
@@ -79,7 +80,7 @@ func endpoints(cla *endpointv3.ClusterLoadAssignment, dnsNames bool, in *Interne
 	if cla == nil {
 		return s, nil
 	}
-	if err := cla.Validate(); err != nil {
+	if err := pgv.Validate(cla); err != nil {
 		return nil, err
 	}
 	if p := cla.GetPolicy(); p != nil {

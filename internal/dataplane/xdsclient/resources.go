@@ -12,6 +12,8 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/trellismesh/trellis/internal/dataplane/pgv"
 )
 
 // Type URLs of the resources the client subscribes to.
@@ -115,10 +117,8 @@ func (rt *resourceType) decode(body *anypb.Any, want, version string) (resource,
 	if want != "" && want != name {
 		return resource{}, nil, fmt.Errorf("resource named %q in the response but %q in its body", want, name)
 	}
-	if v, ok := msg.(interface{ ValidateAll() error }); ok {
-		if err := v.ValidateAll(); err != nil {
-			return resource{name: name}, nil, fmt.Errorf("invalid: %w", err)
-		}
+	if err := pgv.ValidateAll(msg); err != nil {
+		return resource{name: name}, nil, fmt.Errorf("invalid: %w", err)
 	}
 	r := resource{name: name, version: version, body: body.GetValue()}
 	if r.version == "" {

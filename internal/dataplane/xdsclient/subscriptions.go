@@ -9,6 +9,8 @@ import (
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/trellismesh/trellis/internal/dataplane/pgv"
 )
 
 // Subscriptions of the named types are derived from the accepted sets of
@@ -79,7 +81,7 @@ func unpackHCM(tc *anypb.Any) (*hcmv3.HttpConnectionManager, bool, error) {
 	if err := proto.Unmarshal(tc.GetValue(), h); err != nil {
 		return nil, false, fmt.Errorf("unmarshalling http_connection_manager: %w", err)
 	}
-	if err := h.ValidateAll(); err != nil {
+	if err := pgv.ValidateAll(h); err != nil {
 		return nil, false, fmt.Errorf("invalid http_connection_manager: %w", err)
 	}
 	return h, true, nil

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/trellismesh/trellis/internal/dataplane/http/filter"
+	"github.com/trellismesh/trellis/internal/dataplane/pgv"
 	"github.com/trellismesh/trellis/internal/dataplane/route"
 )
 
@@ -51,7 +52,7 @@ func (f Factory) Build(name string, config *anypb.Any) (filter.Filter, error) {
 		if err := anypb.UnmarshalTo(config, msg, proto.UnmarshalOptions{}); err != nil {
 			return nil, fmt.Errorf("typed_config: %w", err)
 		}
-		if err := msg.ValidateAll(); err != nil {
+		if err := pgv.ValidateAll(msg); err != nil {
 			return nil, fmt.Errorf("invalid Router: %w", err)
 		}
 	}

@@ -35,6 +35,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/trellismesh/trellis/internal/dataplane/listener"
+	"github.com/trellismesh/trellis/internal/dataplane/pgv"
 	"github.com/trellismesh/trellis/internal/dataplane/rbac"
 )
 
@@ -53,7 +54,7 @@ func (f Filters) Build(lf *listenerv3.Filter) (listener.ConnHandler, error) {
 	if err := anypb.UnmarshalTo(lf.GetTypedConfig(), msg, proto.UnmarshalOptions{}); err != nil {
 		return nil, fmt.Errorf("typed_config: %w", err)
 	}
-	if err := msg.ValidateAll(); err != nil {
+	if err := pgv.ValidateAll(msg); err != nil {
 		return nil, fmt.Errorf("invalid RBAC: %w", err)
 	}
 	if msg.GetMatcher() != nil || msg.GetShadowMatcher() != nil {

@@ -24,6 +24,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/trellismesh/trellis/internal/dataplane/listener"
+	"github.com/trellismesh/trellis/internal/dataplane/pgv"
 	"github.com/trellismesh/trellis/internal/dataplane/rbac"
 )
 
@@ -59,7 +60,7 @@ func (f Filters) Build(lf *listenerv3.Filter) (listener.ConnHandler, error) {
 	if err := anypb.UnmarshalTo(lf.GetTypedConfig(), msg, proto.UnmarshalOptions{}); err != nil {
 		return nil, fmt.Errorf("typed_config: %w", err)
 	}
-	if err := msg.ValidateAll(); err != nil {
+	if err := pgv.ValidateAll(msg); err != nil {
 		return nil, fmt.Errorf("invalid ExtAuthz: %w", err)
 	}
 	switch {

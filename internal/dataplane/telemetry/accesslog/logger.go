@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/trellismesh/trellis/internal/dataplane/http/filter"
+	"github.com/trellismesh/trellis/internal/dataplane/pgv"
 	"github.com/trellismesh/trellis/internal/dataplane/tcp"
 )
 
@@ -78,10 +79,8 @@ func (l *Logs) Compile(config *anypb.Any) (*Logger, error) {
 	if err != nil {
 		return nil, fmt.Errorf("typed_config: %w", err)
 	}
-	if v, ok := msg.(interface{ ValidateAll() error }); ok {
-		if err := v.ValidateAll(); err != nil {
-			return nil, err
-		}
+	if err := pgv.ValidateAll(msg); err != nil {
+		return nil, err
 	}
 	var path string
 	var f *Format

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/trellismesh/trellis/internal/dataplane/http/filter"
+	"github.com/trellismesh/trellis/internal/dataplane/pgv"
 )
 
 // Type URLs.
@@ -74,7 +75,7 @@ func (t *Tracer) Factory() filter.Factory {
 // envoy.tracers.opentelemetry provider exporting over OTLP/gRPC
 // (grpc_service envoy_grpc or google_grpc without TLS).
 func (t *Tracer) Compile(tr *hcmv3.HttpConnectionManager_Tracing) (*Filter, error) {
-	if err := tr.ValidateAll(); err != nil {
+	if err := pgv.ValidateAll(tr); err != nil {
 		return nil, fmt.Errorf("tracing: %w", err)
 	}
 	f := &Filter{

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/trellismesh/trellis/internal/dataplane/http/filter"
+	"github.com/trellismesh/trellis/internal/dataplane/pgv"
 )
 
 // TypeURL is the typed_config type of the filter.
@@ -30,7 +31,7 @@ func (Factory) Build(name string, config *anypb.Any) (filter.Filter, error) {
 		if err := anypb.UnmarshalTo(config, msg, proto.UnmarshalOptions{}); err != nil {
 			return nil, fmt.Errorf("typed_config: %w", err)
 		}
-		if err := msg.ValidateAll(); err != nil {
+		if err := pgv.ValidateAll(msg); err != nil {
 			return nil, fmt.Errorf("invalid Cors: %w", err)
 		}
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/trellismesh/trellis/internal/dataplane/http/filter"
 	"github.com/trellismesh/trellis/internal/dataplane/http/router"
 	"github.com/trellismesh/trellis/internal/dataplane/listener"
+	"github.com/trellismesh/trellis/internal/dataplane/pgv"
 	"github.com/trellismesh/trellis/internal/dataplane/rbac"
 )
 
@@ -60,7 +61,7 @@ func (f Factory) Build(name string, config *anypb.Any) (filter.Filter, error) {
 			return nil, fmt.Errorf("typed_config: %w", err)
 		}
 	}
-	if err := msg.ValidateAll(); err != nil {
+	if err := pgv.ValidateAll(msg); err != nil {
 		return nil, fmt.Errorf("invalid ExtAuthz: %w", err)
 	}
 	if msg.GetFilterEnabled() != nil {

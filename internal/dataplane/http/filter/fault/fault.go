@@ -26,6 +26,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/trellismesh/trellis/internal/dataplane/http/filter"
+	"github.com/trellismesh/trellis/internal/dataplane/pgv"
 	"github.com/trellismesh/trellis/internal/dataplane/route"
 )
 
@@ -56,7 +57,7 @@ func decode(config *anypb.Any) (*route.Fault, error) {
 	if err := anypb.UnmarshalTo(config, msg, proto.UnmarshalOptions{}); err != nil {
 		return nil, fmt.Errorf("typed_config: %w", err)
 	}
-	if err := msg.ValidateAll(); err != nil {
+	if err := pgv.ValidateAll(msg); err != nil {
 		return nil, fmt.Errorf("invalid HTTPFault: %w", err)
 	}
 	if msg.GetDelay() == nil && msg.GetAbort() == nil {

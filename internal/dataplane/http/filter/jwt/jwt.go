@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/trellismesh/trellis/internal/dataplane/http/filter"
+	"github.com/trellismesh/trellis/internal/dataplane/pgv"
 )
 
 // TypeURL is the typed_config type of the filter.
@@ -80,7 +81,7 @@ func (f Factory) Build(name string, config *anypb.Any) (filter.Filter, error) {
 			return nil, fmt.Errorf("typed_config: %w", err)
 		}
 	}
-	if err := msg.ValidateAll(); err != nil {
+	if err := pgv.ValidateAll(msg); err != nil {
 		return nil, fmt.Errorf("invalid JwtAuthentication: %w", err)
 	}
 	switch {

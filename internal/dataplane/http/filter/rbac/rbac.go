@@ -36,6 +36,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/trellismesh/trellis/internal/dataplane/http/filter"
+	"github.com/trellismesh/trellis/internal/dataplane/pgv"
 	"github.com/trellismesh/trellis/internal/dataplane/rbac"
 )
 
@@ -66,7 +67,7 @@ func (f Factory) Build(name string, config *anypb.Any) (filter.Filter, error) {
 			return nil, fmt.Errorf("typed_config: %w", err)
 		}
 	}
-	if err := msg.ValidateAll(); err != nil {
+	if err := pgv.ValidateAll(msg); err != nil {
 		return nil, fmt.Errorf("invalid RBAC: %w", err)
 	}
 	if msg.GetMatcher() != nil || msg.GetShadowMatcher() != nil {
