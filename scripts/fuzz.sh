@@ -13,6 +13,7 @@ targets=(
   "./internal/dataplane/rbac FuzzRBACMatch"          # policy matcher
   "./internal/dataplane/rbac FuzzURITemplate"        # {*}/{**} path templates
   "./internal/dataplane/route FuzzMatch"             # route matching of hostile requests
+  "./internal/dataplane/pgv FuzzValidate"            # xDS validation agrees with the generated PGV code
 )
 # JWT parsing, when its fuzz target exists.
 if grep -qs "func FuzzParse" internal/dataplane/http/filter/jwt/*_test.go; then
