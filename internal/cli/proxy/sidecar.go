@@ -48,6 +48,7 @@ type sidecarOptions struct {
 	certTTL        time.Duration
 	rootCheck      time.Duration
 	gcHeadroom     string // MiB
+	keepPages      bool
 }
 
 func newSidecarCommand(d deps) *cobra.Command {
@@ -136,6 +137,7 @@ POD_NAMESPACE, SERVICE_ACCOUNT) when set.`,
 	f.StringVar(&o.xdsTLS, "xds-tls", "auto", `xDS over mutual TLS with the workload certificate: "on", "off" (plaintext), or "auto": on when --ca-address is set and --xds-address is the secure port (port 15012, or the same address as --ca-address)`)
 	f.StringVar(&o.xdsServerName, "xds-server-name", "", "with xDS over TLS, the name the control plane's certificate must carry (default: --ca-server-name when --xds-address is on the CA's host, else the host of --xds-address)")
 	f.StringVar(&o.gcHeadroom, "gc-headroom-mib", envDefault(d.getenv, "TRELLIS_GC_HEADROOM_MIB", strconv.Itoa(gctune.DefaultHeadroom>>20)), "garbage the heap may gather above the live heap between collections, MiB: the GC goal is live+headroom instead of Go's 2×live (less memory with a large configuration, fewer collections with a small one); 0 leaves Go's default; an explicit GOGC environment variable wins (env TRELLIS_GC_HEADROOM_MIB)")
+	f.BoolVar(&o.keepPages, "keep-startup-pages", envBool(d.getenv, "TRELLIS_KEEP_STARTUP_PAGES"), "keep the executable's pages mapped after start-up; by default, once the first configuration has settled, the proxy drops its mappings of them (they stay in the page cache; those in use come back at once), so that its resident memory follows its working set (env TRELLIS_KEEP_STARTUP_PAGES)")
 	return cmd
 }
 
@@ -156,6 +158,13 @@ func envDefault(getenv env, key, def string) string {
 		return v
 	}
 	return def
+}
+
+// envBool is an environment variable as a flag's boolean default: true
+// for "1", "t", "true" and the like (strconv.ParseBool), else false.
+func envBool(getenv env, key string) bool {
+	b, err := strconv.ParseBool(getenv(key))
+	return err == nil && b
 }
 
 // config validates the options into the sidecar's configuration.
@@ -227,7 +236,9 @@ func (o sidecarOptions) config(d deps) (sidecar.Config, error) {
 		BindAddress:    o.bindAddress,
 		DrainDuration:  o.drain,
 		MaxConnections: o.maxConns,
-		Logger:         d.logger,
+
+		KeepStartupPages: o.keepPages,
+		Logger:           d.logger,
 
 		ExplicitProxyAddress: o.explicitProxy,
 		AppMetricsURL:        appURL,

@@ -38,4 +38,7 @@
 //
 // so endpoint churn costs nothing and a stream of large pushes at most one
 // forced release per MinInterval; the request path never waits for it.
+// ReleaseConfig.AfterFirst runs once, at the end of the first check (the
+// start-up configuration has settled): the sidecar drops its executable's
+// start-up page mappings there (package execpages).
 package gctune

@@ -45,6 +45,10 @@ type ReleaseConfig struct {
 	// forced collection, and churn in a large mesh must not turn into one
 	// per push.
 	MinInterval time.Duration
+	// AfterFirst, if set, runs once, at the end of the first check: when
+	// the start-up configuration has been applied and has settled (the
+	// sidecar releases its executable's start-up pages there).
+	AfterFirst func()
 }
 
 func (c ReleaseConfig) withDefaults() ReleaseConfig {
@@ -143,6 +147,7 @@ type Releaser struct {
 
 	checks   atomic.Uint64
 	releases atomic.Uint64
+	first1   atomic.Bool // AfterFirst has been run (or is running)
 }
 
 // NewReleaser returns a Releaser; it starts nothing until a change is
@@ -191,6 +196,9 @@ func (r *Releaser) check() {
 	r.allocated, r.first = 0, time.Time{}
 	r.mu.Unlock()
 	defer r.checks.Add(1)
+	if f := r.cfg.AfterFirst; f != nil && r.first1.CompareAndSwap(false, true) {
+		defer f()
+	}
 	if !r.cfg.Large(bytes) {
 		return
 	}

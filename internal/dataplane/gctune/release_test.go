@@ -3,6 +3,7 @@ package gctune
 import (
 	"runtime"
 	"runtime/metrics"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -145,4 +146,19 @@ func TestReleaserReturnsTheApplyPeak(t *testing.T) {
 		t.Errorf("within MinInterval: checks %d releases %d, want 2 and 1", r.Checks(), r.Releases())
 	}
 	runtime.KeepAlive(kept)
+}
+
+// TestAfterFirstRunsOnce: the hook runs at the end of the first check
+// only (the start-up configuration), not on later ones.
+func TestAfterFirstRunsOnce(t *testing.T) {
+	var runs atomic.Int32
+	r := NewReleaser(ReleaseConfig{Quiet: time.Millisecond, MaxDelay: time.Millisecond, AfterFirst: func() { runs.Add(1) }})
+	defer r.Stop()
+	for i := range 3 {
+		r.Track()()
+		waitChecks(t, r, uint64(i+1))
+	}
+	if got := runs.Load(); got != 1 {
+		t.Fatalf("AfterFirst ran %d times over 3 checks, want 1", got)
+	}
 }

@@ -17,6 +17,7 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/trellismesh/trellis/internal/dataplane/execpages"
 	"github.com/trellismesh/trellis/internal/dataplane/gctune"
 	dphttp "github.com/trellismesh/trellis/internal/dataplane/http"
 	"github.com/trellismesh/trellis/internal/dataplane/identity"
@@ -57,6 +58,12 @@ type Config struct {
 	// graceful period of /drain_listeners?graceful. Istio's
 	// terminationDrainDuration; default 5s.
 	DrainDuration time.Duration
+	// KeepStartupPages keeps the executable's pages mapped after start-up.
+	// By default, once the first configuration has been applied and has
+	// settled, the sidecar drops its mappings of them (package execpages:
+	// the pages stay in the page cache, those in use come back by minor
+	// faults) so that its resident set follows its working set.
+	KeepStartupPages bool
 	// ExplicitProxyAddress, when set (ip:port), opens an HTTP forward
 	// proxy there: the outbound routes reached without traffic capture
 	// (local mode without root). See explicit.go.
@@ -122,6 +129,20 @@ type Sidecar struct {
 	bound         map[string]net.Addr
 }
 
+// releaseStartupPages drops the executable's start-up pages once the first
+// configuration has settled (Config.KeepStartupPages turns it off).
+func (s *Sidecar) releaseStartupPages() {
+	if s.cfg.KeepStartupPages {
+		return
+	}
+	n, err := execpages.Release()
+	if err != nil {
+		s.log.Warn("executable pages kept mapped", "error", err)
+		return
+	}
+	s.log.Debug("executable pages released after start-up", "bytes", n)
+}
+
 // New builds a sidecar; it does no I/O.
 func New(cfg Config) (*Sidecar, error) {
 	if cfg.XDSAddress == "" {
@@ -157,7 +178,8 @@ func New(cfg Config) (*Sidecar, error) {
 		bound:   map[string]net.Addr{},
 		metrics: telemetry.New(telemetry.Config{Local: local}),
 		life:    newLifecycle(),
-		release: gctune.NewReleaser(gctune.ReleaseConfig{})}
+	}
+	s.release = gctune.NewReleaser(gctune.ReleaseConfig{AfterFirst: s.releaseStartupPages})
 	var err error
 	if cfg.Identity.CAAddress != "" {
 		idc := cfg.Identity
