@@ -38,7 +38,8 @@
 //
 // so endpoint churn costs nothing and a stream of large pushes at most one
 // forced release per MinInterval; the request path never waits for it.
-// ReleaseConfig.AfterFirst runs once, at the end of the first check (the
-// start-up configuration has settled): the sidecar drops its executable's
-// start-up page mappings there (package execpages).
+// ReleaseConfig.Settled runs at the end of the first check (the start-up
+// configuration has settled) and of every later check of a large change:
+// the sidecar drops its executable's page mappings there (package
+// execpages).
 package gctune

@@ -45,10 +45,12 @@ type ReleaseConfig struct {
 	// forced collection, and churn in a large mesh must not turn into one
 	// per push.
 	MinInterval time.Duration
-	// AfterFirst, if set, runs once, at the end of the first check: when
-	// the start-up configuration has been applied and has settled (the
-	// sidecar releases its executable's start-up pages there).
-	AfterFirst func()
+	// Settled, if set, runs at the end of the first check (the start-up
+	// configuration has been applied and has settled) and of every later
+	// check that followed a large change, on the check's goroutine. The
+	// sidecar releases the executable pages that start-up, or decoding
+	// and compiling a large push, mapped (package execpages).
+	Settled func()
 }
 
 func (c ReleaseConfig) withDefaults() ReleaseConfig {
@@ -147,7 +149,7 @@ type Releaser struct {
 
 	checks   atomic.Uint64
 	releases atomic.Uint64
-	first1   atomic.Bool // AfterFirst has been run (or is running)
+	first1   atomic.Bool // the first check has started
 }
 
 // NewReleaser returns a Releaser; it starts nothing until a change is
@@ -196,10 +198,12 @@ func (r *Releaser) check() {
 	r.allocated, r.first = 0, time.Time{}
 	r.mu.Unlock()
 	defer r.checks.Add(1)
-	if f := r.cfg.AfterFirst; f != nil && r.first1.CompareAndSwap(false, true) {
+	first := r.first1.CompareAndSwap(false, true)
+	large := r.cfg.Large(bytes)
+	if f := r.cfg.Settled; f != nil && (first || large) {
 		defer f()
 	}
-	if !r.cfg.Large(bytes) {
+	if !large {
 		return
 	}
 	// The heap goal of the last collection may date from the middle of

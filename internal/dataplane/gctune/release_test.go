@@ -148,17 +148,26 @@ func TestReleaserReturnsTheApplyPeak(t *testing.T) {
 	runtime.KeepAlive(kept)
 }
 
-// TestAfterFirstRunsOnce: the hook runs at the end of the first check
-// only (the start-up configuration), not on later ones.
-func TestAfterFirstRunsOnce(t *testing.T) {
+// TestSettled: the hook runs after the first check (the start-up
+// configuration, however small) and after later checks of large changes
+// only.
+func TestSettled(t *testing.T) {
 	var runs atomic.Int32
-	r := NewReleaser(ReleaseConfig{Quiet: time.Millisecond, MaxDelay: time.Millisecond, AfterFirst: func() { runs.Add(1) }})
+	r := NewReleaser(ReleaseConfig{Quiet: time.Millisecond, MaxDelay: time.Millisecond, MinInterval: time.Hour, Settled: func() { runs.Add(1) }})
 	defer r.Stop()
 	for i := range 3 {
 		r.Track()()
 		waitChecks(t, r, uint64(i+1))
 	}
 	if got := runs.Load(); got != 1 {
-		t.Fatalf("AfterFirst ran %d times over 3 checks, want 1", got)
+		t.Fatalf("Settled ran %d times over a first and two small changes, want 1", got)
+	}
+	done := r.Track()
+	kept := burst(16<<20, 16)
+	done()
+	waitChecks(t, r, 4)
+	runtime.KeepAlive(kept)
+	if got := runs.Load(); got != 2 {
+		t.Fatalf("Settled ran %d times after a large change, want 2", got)
 	}
 }

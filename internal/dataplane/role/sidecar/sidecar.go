@@ -59,10 +59,11 @@ type Config struct {
 	// terminationDrainDuration; default 5s.
 	DrainDuration time.Duration
 	// KeepStartupPages keeps the executable's pages mapped after start-up.
-	// By default, once the first configuration has been applied and has
-	// settled, the sidecar drops its mappings of them (package execpages:
-	// the pages stay in the page cache, those in use come back by minor
-	// faults) so that its resident set follows its working set.
+	// By default, once the first configuration (and later, a large push)
+	// has been applied and has settled, the sidecar drops its mappings of
+	// them (package execpages: the pages stay in the page cache, those in
+	// use come back by minor faults) so that its resident set follows its
+	// working set.
 	KeepStartupPages bool
 	// ExplicitProxyAddress, when set (ip:port), opens an HTTP forward
 	// proxy there: the outbound routes reached without traffic capture
@@ -129,8 +130,9 @@ type Sidecar struct {
 	bound         map[string]net.Addr
 }
 
-// releaseStartupPages drops the executable's start-up pages once the first
-// configuration has settled (Config.KeepStartupPages turns it off).
+// releaseStartupPages drops the executable's pages that start-up or a
+// large push mapped, once the configuration has settled
+// (Config.KeepStartupPages turns it off).
 func (s *Sidecar) releaseStartupPages() {
 	if s.cfg.KeepStartupPages {
 		return
@@ -140,7 +142,7 @@ func (s *Sidecar) releaseStartupPages() {
 		s.log.Warn("executable pages kept mapped", "error", err)
 		return
 	}
-	s.log.Debug("executable pages released after start-up", "bytes", n)
+	s.log.Debug("executable pages released", "bytes", n)
 }
 
 // New builds a sidecar; it does no I/O.
@@ -179,7 +181,7 @@ func New(cfg Config) (*Sidecar, error) {
 		metrics: telemetry.New(telemetry.Config{Local: local}),
 		life:    newLifecycle(),
 	}
-	s.release = gctune.NewReleaser(gctune.ReleaseConfig{AfterFirst: s.releaseStartupPages})
+	s.release = gctune.NewReleaser(gctune.ReleaseConfig{Settled: s.releaseStartupPages})
 	var err error
 	if cfg.Identity.CAAddress != "" {
 		idc := cfg.Identity
