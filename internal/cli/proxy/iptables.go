@@ -200,15 +200,12 @@ func (o iptablesOptions) config(from map[string]string) (capture.Config, error) 
 	} else {
 		parse("proxy-gid", o.proxyGID, func(s string) (err error) { cfg.ProxyGIDs, err = capture.ParseIDList(s); return err })
 	}
-	cfg.InboundInterceptionMode = capture.InterceptionMode(strings.ToUpper(strings.TrimSpace(o.interceptionMode)))
-	if cfg.InboundInterceptionMode == "" {
-		cfg.InboundInterceptionMode = capture.Redirect
+	cfg.InboundInterceptionMode = o.mode()
+	if r, err := o.routing(from); err != nil {
+		errs = append(errs, err)
+	} else {
+		cfg.TProxyMark, cfg.TProxyRouteTable = r.Mark, r.Table
 	}
-	parse("istio-inbound-tproxy-mark", o.tproxyMark, func(s string) (err error) { cfg.TProxyMark, err = parseUint32(s); return err })
-	parse("istio-inbound-tproxy-route-table", o.tproxyRouteTable, func(s string) (err error) {
-		cfg.TProxyRouteTable, err = parseUint32(s)
-		return err
-	})
 	parse("istio-inbound-ports", o.inboundPorts, func(s string) (err error) { cfg.InboundPorts, err = capture.ParsePorts(s); return err })
 	parse("istio-local-exclude-ports", o.inboundPortsExclude, func(s string) (err error) {
 		cfg.InboundPortsExclude, err = capture.ParsePortList(s)
@@ -244,6 +241,29 @@ func parseUint32(s string) (uint32, error) {
 	return uint32(v), nil
 }
 
+// mode is -m, upper-cased; REDIRECT when empty.
+func (o iptablesOptions) mode() capture.InterceptionMode {
+	if m := capture.InterceptionMode(strings.ToUpper(strings.TrimSpace(o.interceptionMode))); m != "" {
+		return m
+	}
+	return capture.Redirect
+}
+
+// routing parses TPROXY mode's packet mark and route table; errors name
+// their flags.
+func (o iptablesOptions) routing(from map[string]string) (capture.Routing, error) {
+	var errs []error
+	mark, err := parseUint32(o.tproxyMark)
+	if err != nil {
+		errs = append(errs, flagError("istio-inbound-tproxy-mark", o.tproxyMark, from, err))
+	}
+	table, err := parseUint32(o.tproxyRouteTable)
+	if err != nil {
+		errs = append(errs, flagError("istio-inbound-tproxy-route-table", o.tproxyRouteTable, from, err))
+	}
+	return capture.Routing{Mark: mark, Table: table}, errors.Join(errs...)
+}
+
 // cleanup removes the ISTIO_* rules and, with -m TPROXY, the policy rule
 // and route TPROXY mode installed (as Istio's cleanup does).
 func (o iptablesOptions) cleanup(cmd *cobra.Command, d deps, ipt *capture.Iptables, from map[string]string) error {
@@ -251,20 +271,9 @@ func (o iptablesOptions) cleanup(cmd *cobra.Command, d deps, ipt *capture.Iptabl
 	if err := ipt.Remove(cmd.Context(), ipv6); err != nil {
 		return fmt.Errorf("removing capture rules: %w", err)
 	}
-	if capture.InterceptionMode(strings.ToUpper(strings.TrimSpace(o.interceptionMode))) == capture.TProxy {
-		var r capture.Routing
-		var errs []error
-		for _, p := range []struct {
-			flag, value string
-			dst         *uint32
-		}{{"istio-inbound-tproxy-mark", o.tproxyMark, &r.Mark}, {"istio-inbound-tproxy-route-table", o.tproxyRouteTable, &r.Table}} {
-			v, err := parseUint32(p.value)
-			if err != nil {
-				errs = append(errs, flagError(p.flag, p.value, from, err))
-			}
-			*p.dst = v
-		}
-		if err := errors.Join(errs...); err != nil {
+	if o.mode() == capture.TProxy {
+		r, err := o.routing(from)
+		if err != nil {
 			return err
 		}
 		if err := ipt.RemoveRouting(cmd.Context(), r, ipv6); err != nil {

@@ -155,6 +155,7 @@ func (t *Iptables) RemoveRouting(ctx context.Context, r Routing, ipv6 bool) erro
 		fams = append(fams, IPv6)
 	}
 	for _, f := range fams {
+		delRule, delRoute := r.removeCommands(f)
 		for {
 			out, err := t.run.Run(ctx, "", "ip", r.listRuleCommand(f)...)
 			if err != nil {
@@ -163,12 +164,10 @@ func (t *Iptables) RemoveRouting(ctx context.Context, r Routing, ipv6 bool) erro
 			if strings.TrimSpace(out) == "" {
 				break
 			}
-			del, _ := r.removeCommands(f)
-			if _, err := t.run.Run(ctx, "", "ip", del...); err != nil {
+			if _, err := t.run.Run(ctx, "", "ip", delRule...); err != nil {
 				return fmt.Errorf("removing %s policy rule: %w", f, err)
 			}
 		}
-		_, delRoute := r.removeCommands(f)
 		if _, err := t.run.Run(ctx, "", "ip", delRoute...); err != nil && !routeAbsent(err) {
 			return fmt.Errorf("removing %s route table %d: %w", f, r.Table, err)
 		}

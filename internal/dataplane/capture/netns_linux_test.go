@@ -62,10 +62,6 @@ func requireNetnsTools(t *testing.T, backend Backend) {
 	}
 }
 
-// inNetns runs fn on a fresh OS thread that has entered the named network
-// namespace (netnstest.Do).
-func inNetns(name string, fn func() error) error { return netnstest.Do(name, fn) }
-
 // topology is the two namespaces and their servers.
 type topology struct {
 	app, remote string
@@ -143,7 +139,7 @@ func serveTransparent(t *testing.T, ns, addr, name string) {
 }
 
 // serveAs runs the listener and its accept loop on a thread locked in ns
-// (discarded afterwards, see inNetns) with file-system UID uid (-1 keeps
+// (discarded afterwards, see netnstest.Do) with file-system UID uid (-1 keeps
 // root's).
 func serveAs(t *testing.T, ns, addr, name string, capture bool, uid int, lc net.ListenConfig) {
 	t.Helper()
@@ -204,7 +200,7 @@ func answer(tc *net.TCPConn, name string, capture bool) {
 // root's) and returns the line the server answered.
 func dial(ns string, uid, gid int, addr string) (string, error) {
 	var line string
-	err := inNetns(ns, func() error {
+	err := netnstest.Do(ns, func() error {
 		// setfsuid/setfsgid change only this (locked, to-be-discarded)
 		// thread's credentials; the socket's file records them at creation.
 		if gid >= 0 {
@@ -250,7 +246,7 @@ func apply(t *testing.T, ns string, ipt *Iptables, rs Ruleset) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := inNetns(ns, func() error { return ipt.Apply(ctx, rs) }); err != nil {
+	if err := netnstest.Do(ns, func() error { return ipt.Apply(ctx, rs) }); err != nil {
 		t.Fatalf("Apply in %s: %v", ns, err)
 	}
 }
@@ -260,7 +256,7 @@ func saveAll(t *testing.T, ns string, ipt *Iptables) string {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	var out string
-	if err := inNetns(ns, func() error {
+	if err := netnstest.Do(ns, func() error {
 		v4, err := ipt.Save(ctx, IPv4)
 		if err != nil {
 			return err
@@ -372,7 +368,7 @@ func TestCaptureNetns(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
 			for i := range 2 { // Remove is idempotent
-				if err := inNetns(tp.app, func() error { return ipt.Remove(ctx, true) }); err != nil {
+				if err := netnstest.Do(tp.app, func() error { return ipt.Remove(ctx, true) }); err != nil {
 					t.Fatalf("Remove #%d: %v", i+1, err)
 				}
 			}
@@ -393,7 +389,7 @@ func TestCaptureNetns(t *testing.T) {
 func conntrackEntries(t *testing.T, ns string) int {
 	t.Helper()
 	var n int
-	if err := inNetns(ns, func() error {
+	if err := netnstest.Do(ns, func() error {
 		b, err := os.ReadFile("/proc/thread-self/net/nf_conntrack")
 		if err != nil {
 			return fmt.Errorf("reading conntrack table (is nf_conntrack loaded? modprobe nf_conntrack): %w", err)
@@ -437,7 +433,7 @@ func TestCaptureNetnsTProxy(t *testing.T) {
 				t.Errorf("TPROXY mode created a nat table:\n%s", saved)
 			}
 			var rules string
-			if err := inNetns(tp.app, func() (err error) {
+			if err := netnstest.Do(tp.app, func() (err error) {
 				rules, err = ExecRunner{}.Run(context.Background(), "", "ip", "-4", "rule", "list")
 				return err
 			}); err != nil {
@@ -455,7 +451,7 @@ func TestCaptureNetnsTProxy(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
 			for i := range 2 { // both are idempotent
-				if err := inNetns(tp.app, func() error {
+				if err := netnstest.Do(tp.app, func() error {
 					if err := ipt.Remove(ctx, true); err != nil {
 						return err
 					}
@@ -467,7 +463,7 @@ func TestCaptureNetnsTProxy(t *testing.T) {
 			if saved := saveAll(t, tp.app, ipt); strings.Contains(saved, "ISTIO_") {
 				t.Errorf("after Remove, iptables-save still shows ISTIO_ rules:\n%s", saved)
 			}
-			if err := inNetns(tp.app, func() (err error) {
+			if err := netnstest.Do(tp.app, func() (err error) {
 				rules, err = ExecRunner{}.Run(ctx, "", "ip", "-4", "rule", "list")
 				return err
 			}); err != nil {
@@ -496,11 +492,11 @@ func TestRemoveLeavesOtherRules(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := inNetns(tp.app, func() error { return ipt.Remove(ctx, true) }); err != nil {
+	if err := netnstest.Do(tp.app, func() error { return ipt.Remove(ctx, true) }); err != nil {
 		t.Fatalf("Remove on a clean namespace: %v", err)
 	}
 	foreign := "*nat\n:KEEP_ME - [0:0]\n-A KEEP_ME -p tcp --dport 1 -j RETURN\n-A OUTPUT -p tcp --dport 2 -j KEEP_ME\nCOMMIT\n"
-	if err := inNetns(tp.app, func() error {
+	if err := netnstest.Do(tp.app, func() error {
 		_, err := ExecRunner{}.Run(ctx, foreign, "iptables-restore", "--noflush")
 		return err
 	}); err != nil {
@@ -511,7 +507,7 @@ func TestRemoveLeavesOtherRules(t *testing.T) {
 		t.Fatal(err)
 	}
 	apply(t, tp.app, ipt, rs)
-	if err := inNetns(tp.app, func() error { return ipt.Remove(ctx, false) }); err != nil {
+	if err := netnstest.Do(tp.app, func() error { return ipt.Remove(ctx, false) }); err != nil {
 		t.Fatalf("Remove: %v", err)
 	}
 	saved := saveAll(t, tp.app, ipt)
@@ -531,7 +527,7 @@ func TestOriginalDstNotRedirected(t *testing.T) {
 	requireNetnsTools(t, BackendDefault)
 	tp := newTopology(t)
 	var ln net.Listener
-	if err := inNetns(tp.app, func() (err error) {
+	if err := netnstest.Do(tp.app, func() (err error) {
 		ln, err = net.Listen("tcp", "127.0.0.1:0")
 		return err
 	}); err != nil {
@@ -549,7 +545,7 @@ func TestOriginalDstNotRedirected(t *testing.T) {
 		_, err = OriginalDst(c.(*net.TCPConn))
 		errc <- err
 	}()
-	if err := inNetns(tp.app, func() error {
+	if err := netnstest.Do(tp.app, func() error {
 		c, err := net.DialTimeout("tcp", ln.Addr().String(), 2*time.Second)
 		if err != nil {
 			return err

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -119,13 +121,7 @@ func (e *UpdateError) Error() string {
 }
 
 // Unwrap returns the listeners' errors, for errors.Is and errors.As.
-func (e *UpdateError) Unwrap() []error {
-	out := make([]error, 0, len(e.Errors))
-	for _, err := range e.Errors {
-		out = append(out, err)
-	}
-	return out
-}
+func (e *UpdateError) Unwrap() []error { return slices.Collect(maps.Values(e.Errors)) }
 
 // Manager runs a proxy's listeners: it binds and unbinds their sockets,
 // runs listener filters, hands connections off by original destination,

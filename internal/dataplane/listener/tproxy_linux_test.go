@@ -55,10 +55,6 @@ func requireNetns(t *testing.T) {
 	}
 }
 
-// inNetns runs fn on a fresh OS thread that has entered the named network
-// namespace (netnstest.Do).
-func inNetns(name string, fn func() error) error { return netnstest.Do(name, fn) }
-
 func run(t *testing.T, name string, args ...string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -105,7 +101,7 @@ type netnsListen struct {
 }
 
 func (n *netnsListen) listen(network, address string, opts listener.SocketOptions) (ln net.Listener, err error) {
-	err = inNetns(n.ns, func() error {
+	err = netnstest.Do(n.ns, func() error {
 		ln, err = listener.Listen(network, address, opts)
 		return err
 	})
@@ -148,7 +144,7 @@ func (n *netnsListen) transparentOpt(t *testing.T, address string) bool {
 // dialIn connects from inside ns and returns the connection, or the error.
 func dialIn(ns, addr string, timeout time.Duration) (net.Conn, error) {
 	var c net.Conn
-	err := inNetns(ns, func() (err error) {
+	err := netnstest.Do(ns, func() (err error) {
 		c, err = net.DialTimeout("tcp4", addr, timeout)
 		return err
 	})

@@ -323,6 +323,19 @@ type HostStatus struct {
 	CxTotal  uint64
 }
 
+// viewGroupsLocked returns the host groups the admin views report: the
+// built ones, or, before the first Pick, throw-away hosts made from the
+// load assignment (zero counters, no outlier state), so that looking at a
+// cluster does not make it keep hosts. nil for ORIGINAL_DST. Called with
+// mu held.
+func (in *Instance) viewGroupsLocked() []host.Group {
+	if in.built || in.eps == nil {
+		return in.groups
+	}
+	_, groups := hostGroups(in.eps, func(_ string, ep *host.Endpoint) *host.Host { return host.NewShared(ep, nil) })
+	return groups
+}
+
 // Hosts returns the state of every host, in load assignment order. Hosts
 // not built yet (no request so far) are reported from the load
 // assignment, with zero counters.
@@ -330,28 +343,7 @@ func (in *Instance) Hosts() []HostStatus {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	var out []HostStatus
-	if !in.built {
-		if in.eps == nil {
-			return nil
-		}
-		seen := make(map[string]bool, in.eps.Len())
-		for _, l := range in.eps.Localities {
-			for i := range l.Endpoints {
-				ep := &l.Endpoints[i]
-				key := ep.Address.String()
-				if seen[key] {
-					continue
-				}
-				seen[key] = true
-				out = append(out, HostStatus{
-					Address: key, Hostname: ep.Hostname, Weight: max(ep.Weight, 1), Priority: ep.Priority,
-					Locality: ep.Locality, EDSHealth: ep.Health, Health: host.EDSHealth(ep.Health),
-				})
-			}
-		}
-		return out
-	}
-	for _, g := range in.groups {
+	for _, g := range in.viewGroupsLocked() {
 		for _, h := range g.Hosts {
 			ep := h.Endpoint()
 			s := HostStatus{
@@ -378,17 +370,19 @@ func (in *Instance) Hosts() []HostStatus {
 
 // Load returns the per-priority load and panic state of the balancer
 // (empty for ORIGINAL_DST clusters). For a cluster whose hosts are not
-// built yet it is computed over throw-away hosts, so that the admin
-// interface does not make every cluster keep its hosts.
+// built yet it is computed over throw-away hosts (viewGroupsLocked).
 func (in *Instance) Load() lb.PriorityLoad {
 	if in.cluster.Type == OriginalDst {
 		return lb.PriorityLoad{}
 	}
 	in.mu.Lock()
 	built, eps := in.built, in.eps
+	var groups []host.Group
+	if !built {
+		groups = in.viewGroupsLocked()
+	}
 	in.mu.Unlock()
 	if !built {
-		_, groups := hostGroups(eps, func(_ string, ep *host.Endpoint) *host.Host { return host.NewShared(ep, nil) })
 		b, err := lb.New(in.cluster.LB, host.NewSet(groups, eps.OverprovisioningFactor, eps.WeightedPriorityHealth), lb.Options{Rand: in.rand})
 		if err != nil {
 			return lb.PriorityLoad{}

@@ -20,8 +20,9 @@ const maxDict = 32 << 10
 // metadata keys; every load assignment the same workload metadata), so
 // each body is compressed against a dictionary: the middle resource of
 // the first response (its last 32 KiB; the first resources of a response
-// tend to be the special ones, such as the passthrough cluster). With 1,000 services the kept CDS bodies
-// shrink ~17×, EDS ~4.5×, RDS ~20× (docs/benchmarks.md). A resource keeps
+// tend to be the special ones, such as the passthrough cluster). With
+// 1,000 services the kept CDS bodies shrink ~17×, EDS ~4.5×, RDS ~20×
+// (docs/benchmarks.md). A resource keeps
 // its packer (the dictionary) for unpacking; a packer never changes its
 // dictionary, so it stays right for every body it packed.
 //

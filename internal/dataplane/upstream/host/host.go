@@ -149,20 +149,14 @@ func (h *Host) Ejected() bool { return h.monitor != nil && h.monitor.Ejected() }
 // SetActiveHealthCheckFailed records the verdict of active health checking.
 func (h *Host) SetActiveHealthCheckFailed(failed bool) { h.hcFailed.Store(failed) }
 
-// Health is Envoy's coarseHealth: unhealthy when ejected or failing
-// active health checks, else the EDS status's (EDSHealth).
+// Health is Envoy's coarseHealth: unhealthy when ejected, failing active
+// health checks, or reported UNHEALTHY, DRAINING or TIMEOUT by EDS;
+// degraded when reported DEGRADED; healthy otherwise (HEALTHY, UNKNOWN).
 func (h *Host) Health() Health {
 	if h.Ejected() || h.hcFailed.Load() {
 		return Unhealthy
 	}
-	return EDSHealth(h.endpoint.Load().Health)
-}
-
-// EDSHealth is the coarse health of an EDS status: unhealthy for
-// UNHEALTHY, DRAINING and TIMEOUT; degraded for DEGRADED; healthy
-// otherwise (HEALTHY, UNKNOWN).
-func EDSHealth(s corev3.HealthStatus) Health {
-	switch s {
+	switch h.endpoint.Load().Health {
 	case corev3.HealthStatus_UNHEALTHY, corev3.HealthStatus_DRAINING, corev3.HealthStatus_TIMEOUT:
 		return Unhealthy
 	case corev3.HealthStatus_DEGRADED:
