@@ -31,7 +31,8 @@ type typePusher func(i int, snap *model.Snapshot, start time.Time) error
 
 // onPush processes a push event on the stream goroutine: unless the change
 // cannot affect the proxy, it regenerates the types the push concerns (all
-// subscribed types on a full push, EDS alone otherwise) in the order CDS,
+// subscribed types on a full push or when the proxy's own instances
+// changed, EDS alone otherwise) in the order CDS,
 // EDS, LDS, RDS. Types left stale earlier (no snapshot yet, generator
 // error) are regenerated whatever the push.
 func (c *connection) onPush(ev *pushEvent, push typePusher) error {
@@ -42,6 +43,9 @@ func (c *connection) onPush(ev *pushEvent, push typePusher) error {
 		return err
 	}
 	affected := affects(c.proxy, old, ev)
+	// An endpoint-only change that adds, removes or changes the proxy's
+	// own instances changes its inbound listeners and clusters too.
+	full := ev.full || (affected && old != nil && ownInstancesChanged(c.proxy, old, ev.snap))
 	c.s.release()
 	if !affected {
 		c.s.metrics.scopedSkips.Inc()
@@ -51,7 +55,7 @@ func (c *connection) onPush(ev *pushEvent, push typePusher) error {
 		if ts == nil {
 			continue
 		}
-		if !ts.stale && (!affected || (!ev.full && i != edsIndex)) {
+		if !ts.stale && (!affected || (!full && i != edsIndex)) {
 			continue
 		}
 		if err := push(i, ev.snap, ev.start); err != nil {

@@ -162,6 +162,35 @@ func TestEndpointOnlyPush(t *testing.T) {
 	}
 }
 
+// TestEndpointOnlyPushOfOwnInstance: an endpoint-only change that gives
+// the proxy an instance of its own (a WorkloadEntry for its address) is a
+// full push for that proxy: its inbound listeners and clusters change, not
+// just EDS. (CI once saw a new workload's sidecar answer NC for 20 s: its
+// LDS had the inbound route, its CDS not the cluster.)
+func TestEndpointOnlyPushOfOwnInstance(t *testing.T) {
+	h := newHarness(t, Config{})
+	svc := &model.Service{Hostname: "details.default.svc.cluster.local", Namespace: "default",
+		Ports: []model.Port{{Name: "http", Number: 9080, Protocol: model.ProtocolHTTP}}}
+	h.gen.set("v1", baseWorld("a"))
+	h.srv.Update(snapshot("v1", svc), PushRequest{Full: true})
+	eventually(t, "v1", func() bool { return h.srv.current() != nil })
+	id := sidecarID("10.0.0.30", "details-v2", "default")
+	c := h.sotw()
+	handshake(t, c, id)
+	cdsCalls := h.gen.count(id, xds.ClusterType)
+
+	h.gen.set("v2", baseWorld("b"))
+	own := model.NewSnapshot(model.SnapshotInput{Version: "v2", Services: []*model.Service{svc},
+		Endpoints: map[model.ServiceKey][]*model.Endpoint{svc.Key(): {{Address: "10.0.0.30", ServiceAccount: "details"}}}})
+	h.srv.Update(own, PushRequest{Full: false, ServicesUpdated: map[model.ServiceKey]struct{}{svc.Key(): {}}})
+	if r := c.recv(); r.GetTypeUrl() != xds.ClusterType || contents(t, r) != "c1=b,c2=b" {
+		t.Fatalf("got %s %s, want CDS of v2 first", xds.ShortName(r.GetTypeUrl()), contents(t, r))
+	}
+	if h.gen.count(id, xds.ClusterType) == cdsCalls {
+		t.Error("CDS not regenerated")
+	}
+}
+
 func TestScopedPush(t *testing.T) {
 	h := newHarness(t, Config{})
 	svcA := &model.Service{Hostname: "a.ns-a.svc.cluster.local", Namespace: "ns-a", ExportTo: []string{"ns-a"}}

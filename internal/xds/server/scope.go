@@ -1,6 +1,9 @@
 package server
 
 import (
+	"maps"
+	"slices"
+
 	networking "istio.io/api/networking/v1alpha3"
 
 	"github.com/trellismesh/trellis/internal/config"
@@ -143,4 +146,37 @@ func (v *views) destinationRuleAffects(sd *side, k config.Key) bool {
 	}
 	_, visible := sd.get(v.proxy).Service(host)
 	return visible
+}
+
+// ownInstancesChanged reports whether the service instances on the proxy's
+// own addresses, from which its inbound listeners and clusters are built,
+// differ between two snapshots (in any order): an endpoint-only change of
+// a workload that runs this proxy must still reach its CDS and LDS.
+func ownInstancesChanged(p *model.Proxy, old, cur *model.Snapshot) bool {
+	a, b := old.ProxyInstances(p), cur.ProxyInstances(p)
+	if len(a) != len(b) {
+		return true
+	}
+	used := make([]bool, len(b))
+next:
+	for _, x := range a {
+		for j, y := range b {
+			if !used[j] && sameInstance(x, y) {
+				used[j] = true
+				continue next
+			}
+		}
+		return true
+	}
+	return false
+}
+
+// sameInstance compares what a proxy's inbound configuration is built
+// from: the service and the endpoint.
+func sameInstance(x, y model.ServiceInstance) bool {
+	ex, ey := x.Endpoint, y.Endpoint
+	return x.Service.Key() == y.Service.Key() && slices.Equal(x.Service.Ports, y.Service.Ports) &&
+		ex.Address == ey.Address && maps.Equal(ex.Ports, ey.Ports) && maps.Equal(ex.Labels, ey.Labels) &&
+		ex.ServiceAccount == ey.ServiceAccount && ex.TLSMode == ey.TLSMode && ex.WorkloadName == ey.WorkloadName &&
+		ex.Namespace == ey.Namespace && ex.Network == ey.Network && ex.Locality == ey.Locality
 }
