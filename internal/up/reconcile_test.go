@@ -52,8 +52,13 @@ spec:
 		if _, _, err := page(c, r.IngressAddr(), ""); err != nil {
 			return err
 		}
-		return hasRequests(served, `reporter="destination"`, `connection_security_policy="mutual_tls"`,
+		err := hasRequests(served, `reporter="destination"`, `connection_security_policy="mutual_tls"`,
 			`source_principal="spiffe://cluster.local/ns/default/sa/bookinfo-productpage"`, `response_code="200"`)
+		if err != nil {
+			// What the new sidecar applied or rejected, for a failure.
+			return fmt.Errorf("%w\nsidecar log (end):\n%s", err, tail(logPath(r.cfg.StateDir, "sidecar details-v2.default"), 30))
+		}
+		return nil
 	})
 	if err := os.Remove(file); err != nil {
 		t.Fatal(err)
