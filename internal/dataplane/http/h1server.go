@@ -111,9 +111,14 @@ type h1conn struct {
 	hijacked   bool
 
 	// The close watch (watch, bodyDone, endRequest, backgroundRead).
+	// The timer is armed lazily: set once, it stays set across requests
+	// and checkDelay re-arms it for the rest of closeCheck when the
+	// request in flight started after it was set.
 	mu       sync.Mutex
 	timer    *time.Timer
-	active   bool // a request is in flight
+	armed    bool      // timer is set
+	started  time.Time // the request in flight started
+	active   bool      // a request is in flight
 	delayed  bool // it has run for closeCheck
 	bodyEOF  bool // its body is read (or it has none)
 	reading  bool // backgroundRead is running
@@ -136,6 +141,9 @@ func (s *h1Server) serve(ctx context.Context, cs *connState) {
 	defer func() {
 		stop()
 		cancel(nil)
+		c.mu.Lock()
+		c.active = false // a checkDelay still to run does nothing
+		c.mu.Unlock()
 		if c.timer != nil {
 			c.timer.Stop()
 		}
@@ -386,9 +394,14 @@ func (c *h1conn) linger() {
 
 // watch starts the watch for a new request; bodyEOF: it has no body.
 func (c *h1conn) watch(bodyEOF bool) {
+	now := time.Now()
 	c.mu.Lock()
-	c.active, c.delayed, c.bodyEOF = true, false, bodyEOF
-	c.mu.Unlock()
+	defer c.mu.Unlock()
+	c.active, c.delayed, c.bodyEOF, c.started = true, false, bodyEOF, now
+	if c.armed {
+		return // fires at or before now+closeCheck (checkDelay)
+	}
+	c.armed = true
 	if c.timer == nil {
 		c.timer = time.AfterFunc(c.srv.closeCheck, c.checkDelay)
 	} else {
@@ -399,7 +412,13 @@ func (c *h1conn) watch(bodyEOF bool) {
 func (c *h1conn) checkDelay() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.armed = false
 	if !c.active {
+		return
+	}
+	if ran := time.Since(c.started); ran < c.srv.closeCheck {
+		c.armed = true
+		c.timer.Reset(c.srv.closeCheck - ran)
 		return
 	}
 	c.delayed = true
@@ -454,7 +473,6 @@ func (c *h1conn) endRequest() {
 	}
 	done := c.readDone
 	c.mu.Unlock()
-	c.timer.Stop()
 	if reading {
 		_ = c.rwc.SetReadDeadline(time.Unix(1, 0))
 		<-done

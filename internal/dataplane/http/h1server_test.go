@@ -372,6 +372,40 @@ func testDownstreamClose(t *testing.T, req string) {
 	}
 }
 
+// TestH1DownstreamCloseAfterQuickRequest checks the close watch of a
+// request that follows a quick one on the connection: the watch's timer,
+// set by the first request and still pending when the second starts, is
+// set again for the second, which is watched and sees the client go.
+func TestH1DownstreamCloseAfterQuickRequest(t *testing.T) {
+	cause := make(chan error, 1)
+	h := startH1(t, 0, func(w nethttp.ResponseWriter, r *nethttp.Request) {
+		if r.URL.Path == "/quick" {
+			_, _ = io.WriteString(w, "ok")
+			return
+		}
+		select {
+		case <-r.Context().Done():
+			cause <- context.Cause(r.Context())
+		case <-time.After(testWait):
+			cause <- errors.New("context not cancelled")
+		}
+	}, func(s *h1Server) { s.closeCheck = 60 * time.Millisecond })
+	_, _ = io.WriteString(h.client, "GET /quick HTTP/1.1\r\nHost: a\r\n\r\n")
+	br := bufio.NewReader(h.client)
+	resp, err := nethttp.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	time.Sleep(30 * time.Millisecond) // the timer is still pending
+	_, _ = io.WriteString(h.client, "GET /wait HTTP/1.1\r\nHost: a\r\n\r\n")
+	time.Sleep(150 * time.Millisecond) // past the second request's closeCheck
+	h.client.Close()
+	if err := <-cause; !errors.Is(err, errDownstreamClosed) {
+		t.Fatalf("cause %v, want errDownstreamClosed", err)
+	}
+}
+
 // TestH1PipelinedWhileWatched checks that a request pipelined while the
 // previous one is watched is served, not taken as a close.
 func TestH1PipelinedWhileWatched(t *testing.T) {

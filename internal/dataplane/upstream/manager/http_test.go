@@ -234,6 +234,32 @@ func TestIdleTimeout(t *testing.T) {
 	}
 }
 
+// TestIdleTimeoutFromLastUse: the idle timeout counts from the end of a
+// connection's last request, not from when it first went idle (the
+// pool's idle timer is armed once and re-armed when it fires early).
+func TestIdleTimeoutFromLastUse(t *testing.T) {
+	m, bs := setup(t, 1, "HTTP", rule(`    connectionPool:
+      http: {idleTimeout: 200ms}`))
+	mustGet(t, m, router.PickContext{})
+	time.Sleep(120 * time.Millisecond)
+	second := time.Now()
+	mustGet(t, m, router.PickContext{})
+	if n := bs[0].accepts.Load(); n != 1 {
+		t.Fatalf("%d connections, want the second request on the first one", n)
+	}
+	time.Sleep(time.Until(second.Add(140 * time.Millisecond)))
+	if n := bs[0].closes.Load(); n != 0 {
+		t.Fatalf("connection closed %v after its last request began, idle timeout 200ms", time.Since(second))
+	}
+	eventually(t, "idle connection closed", func() bool { return bs[0].closes.Load() == 1 })
+	if d := time.Since(second); d < 200*time.Millisecond {
+		t.Errorf("closed %v after the last request began, before the idle timeout", d)
+	}
+	if s := poolStats(t, m, svcCluster); s.IdleTimeouts != 1 {
+		t.Errorf("pool %+v", s)
+	}
+}
+
 // TestMaxConnectionDuration: a connection older than
 // maxConnectionDuration finishes its request, then closes.
 func TestMaxConnectionDuration(t *testing.T) {

@@ -87,7 +87,12 @@ type conn struct {
 	// it left p.conns.
 	dead      bool
 	idleSince time.Time
+	// idleTimer is armed lazily: once set, it stays set while the
+	// connection goes busy and idle again (idleSince moves), and onIdle
+	// re-arms it for the rest of the timeout when it finds the
+	// connection busy or idle for less than it. idleArmed: it is set.
 	idleTimer *time.Timer
+	idleArmed bool
 	lifeTimer *time.Timer
 }
 
@@ -137,9 +142,6 @@ func (c *conn) takeLocked() (reused bool) {
 	c.inflight++
 	c.available--
 	c.requests++
-	if c.idleTimer != nil {
-		c.idleTimer.Stop()
-	}
 	if max := c.p.cfg.MaxRequestsPerConnection; max > 0 && c.requests >= max && !c.draining {
 		c.draining = true
 		c.p.stats.cxMaxRequests.Add(1)
@@ -163,6 +165,10 @@ func (c *conn) idleLocked() {
 		return
 	}
 	c.idleSince = time.Now()
+	if c.idleArmed {
+		return // fires at or before idleSince+d and re-arms (onIdle)
+	}
+	c.idleArmed = true
 	if c.idleTimer == nil {
 		c.idleTimer = time.AfterFunc(d, c.onIdle)
 	} else {
@@ -232,11 +238,20 @@ func (p *Pool) removeLocked(c *conn) {
 	p.wakeLocked(1) // a connection slot is free
 }
 
-// onIdle closes a connection idle for IdleTimeout.
+// onIdle closes a connection idle for IdleTimeout; one that has been
+// busy since the timer was set, and is idle again, gets the timer back
+// for the rest of its timeout.
 func (c *conn) onIdle() {
 	p := c.p
 	p.mu.Lock()
-	fire := !c.dead && c.inflight == 0 && time.Since(c.idleSince) >= p.cfg.IdleTimeout
+	c.idleArmed = false
+	d := p.cfg.IdleTimeout
+	idleFor := time.Since(c.idleSince)
+	fire := !c.dead && c.inflight == 0 && idleFor >= d
+	if !c.dead && c.inflight == 0 && idleFor < d {
+		c.idleArmed = true
+		c.idleTimer.Reset(d - idleFor)
+	}
 	if fire {
 		c.draining = true
 		p.stats.cxIdleTimeout.Add(1)
