@@ -108,6 +108,20 @@
 // request to the next (observers read the response headers only during
 // Observe).
 //
+// Stream timeouts: a request gets one cancellable context of its own (the
+// stream's, filter.Stream.SetContext; the request is not copied to carry
+// it) and one timer, armed for the earliest of its deadlines: the stream
+// idle timeout (activity is a lock-free timestamp; the timer re-arms
+// itself when it fires early), the request timeout (cleared when the body
+// is in) and the route timeout, which the router arms on the stream
+// (filter.Deadlines) instead of deriving a context. Each cancels the
+// stream's context with its own cause, read by filter.Stream.Fail and the
+// router (handler.go: streamTimers). The stream's context also takes
+// watchers (Watch/Unwatch), which the upstream HTTP/1 pool uses instead
+// of a context.AfterFunc per request: the stream's own timeouts and end
+// run them directly, the request's context ending through one AfterFunc
+// on it, registered with the first watcher (handler.go: streamCtx).
+//
 // Downstream close while a request waits for its upstream: the
 // connection is not read in the background for every request. A request
 // that has been in flight for 50 ms and whose body is read gets one

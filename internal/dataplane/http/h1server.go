@@ -119,10 +119,10 @@ type h1conn struct {
 	armed    bool      // timer is set
 	started  time.Time // the request in flight started
 	active   bool      // a request is in flight
-	delayed  bool // it has run for closeCheck
-	bodyEOF  bool // its body is read (or it has none)
-	reading  bool // backgroundRead is running
-	aborting bool // endRequest is stopping backgroundRead
+	delayed  bool      // it has run for closeCheck
+	bodyEOF  bool      // its body is read (or it has none)
+	reading  bool      // backgroundRead is running
+	aborting bool      // endRequest is stopping backgroundRead
 	readDone chan struct{}
 }
 

@@ -64,7 +64,8 @@ type exchange struct {
 	body    countingBody
 	reqBody *countingBody // &body when the request has one, else nil
 	timers  streamTimers
-	armed   bool // timers are in use
+	ctx     streamCtx // the stream's context once armed
+	armed   bool      // timers are in use
 	// vals backs the values of the request headers the proxy sets.
 	vals [4]string
 	nval int
@@ -202,7 +203,7 @@ func (m *Manager) finish(x *exchange) {
 	p := recover()
 	s, body := &x.stream, x.reqBody
 	if x.armed {
-		m.countTimeout(s.Request.Context())
+		m.countTimeout(s.Context())
 		x.timers.stop()
 	}
 	rec := &s.Record
@@ -221,26 +222,39 @@ func (m *Manager) finish(x *exchange) {
 	}
 }
 
-// streamTimers are a request's stream idle and request timeouts; they
-// cancel the stream's context with filter.ErrStreamIdleTimeout or
-// filter.ErrRequestTimeout.
+// streamTimers are a request's stream idle, request and route timeouts,
+// on one timer: each cancels the stream's context with its cause
+// (filter.ErrStreamIdleTimeout, filter.ErrRequestTimeout, the router's).
+// Deadlines are durations since start; mu guards them and the timer's
+// schedule, last (activity) is atomic so that the write path takes no
+// lock.
 type streamTimers struct {
-	cancel  context.CancelCauseFunc
-	idle    *time.Timer
-	request *time.Timer
-	start   time.Time
-	d       time.Duration
-	last    atomic.Int64 // activity, in nanoseconds since start
-	stopped atomic.Bool
+	cancel context.CancelCauseFunc
+	start  time.Time
+	idle   time.Duration // 0: none
+	last   atomic.Int64  // activity, in nanoseconds since start
+
+	mu         sync.Mutex
+	parent     context.Context // the request's context
+	parentStop func() bool     // the watch on parent, with the first watcher
+	watch      [2]func()       // watchers (streamCtx.Watch); nil: free
+	ended      bool            // the watchers ran, or the context had ended
+	timer      *time.Timer
+	next       time.Duration // when the timer fires, since start; 0: not armed
+	request    time.Duration // request deadline; 0: none, or the body is in
+	route      time.Duration // route deadline; 0: none
+	routeCause error
+	stopped    bool
 }
 
 // startTimers arms the stream idle timeout (the route's idle_timeout, else
 // stream_idle_timeout; activity is request body bytes read and response
 // bytes written) and the request timeout (until the request body has been
 // read). Without either, the request's context is used as it is and
-// x.armed stays false.
+// x.armed stays false until the router arms a route timeout (ArmTimeout).
 func (m *Manager) startTimers(x *exchange) {
 	s, body := &x.stream, x.reqBody
+	s.SetDeadlines(x)
 	idle := m.cfg.timeouts.streamIdle
 	if s.Route != nil {
 		if f, ok := s.Route.Action.(*route.Forward); ok && f.IdleTimeout.Set {
@@ -254,26 +268,130 @@ func (m *Manager) startTimers(x *exchange) {
 	if idle <= 0 && reqTimeout <= 0 {
 		return
 	}
+	x.arm()
 	t := &x.timers
-	x.armed = true
-	ctx, cancel := context.WithCancelCause(s.Request.Context())
-	s.Request = s.Request.WithContext(ctx)
-	t.cancel, t.start, t.d = cancel, time.Now(), idle
-	const never = 1 << 62
 	if idle > 0 {
-		t.idle = time.AfterFunc(never, t.checkIdle)
-		touch := func() { t.last.Store(int64(time.Since(t.start))) }
-		s.OnActivity(touch)
-		if body != nil {
-			body.touch = touch
-		}
-		t.idle.Reset(idle)
+		t.idle = idle
+		s.OnActivity(t)
 	}
+	if body != nil {
+		body.timers = t
+	}
+	t.mu.Lock()
 	if reqTimeout > 0 {
-		t.request = time.AfterFunc(never, func() { cancel(filter.ErrRequestTimeout) })
-		body.onEOF = func() { t.request.Stop() }
-		t.request.Reset(reqTimeout)
+		t.request = reqTimeout
 	}
+	t.schedule(0)
+	t.mu.Unlock()
+}
+
+// arm gives the stream its own cancellable context, once.
+func (x *exchange) arm() {
+	if x.armed {
+		return
+	}
+	x.armed = true
+	s, t := &x.stream, &x.timers
+	parent := s.Context()
+	ctx, cancel := context.WithCancelCause(parent)
+	x.ctx = streamCtx{Context: ctx, t: t}
+	s.SetContext(&x.ctx)
+	t.parent, t.cancel, t.start = parent, cancel, time.Now()
+}
+
+// streamCtx is the stream's context: a cancellable context (its Done,
+// Err and Value, and so context.Cause and the contexts derived from it,
+// are the embedded one's) that also runs watchers when it ends without
+// what context.AfterFunc allocates per call. The upstream HTTP/1 pool
+// watches the request's context this way (pool: watcher). Its own
+// timeouts and the end of the stream run the watchers at once; the
+// request's context ending (the client gone, a drain) runs them through
+// one context.AfterFunc on that context, registered with the first
+// watcher.
+type streamCtx struct {
+	context.Context
+	t *streamTimers
+}
+
+// Watch runs f, in a goroutine of its own, when the context ends, unless
+// Unwatch(id) comes first. It reports false, taking nothing, when the
+// context has ended or both watcher slots are in use: the caller then
+// uses context.AfterFunc.
+func (c *streamCtx) Watch(f func()) (id int, ok bool) {
+	t := c.t
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.ended || c.Err() != nil {
+		return 0, false
+	}
+	for i := range t.watch {
+		if t.watch[i] == nil {
+			t.watch[i] = f
+			if t.parentStop == nil {
+				t.parentStop = context.AfterFunc(t.parent, t.parentDone)
+			}
+			return i, true
+		}
+	}
+	return 0, false
+}
+
+// Unwatch removes the watcher id and reports whether it had not run (and
+// never will), as the stop function of context.AfterFunc.
+func (c *streamCtx) Unwatch(id int) bool {
+	t := c.t
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.watch[id] == nil {
+		return false
+	}
+	t.watch[id] = nil
+	return true
+}
+
+// parentDone ends the stream with the request's context, as the
+// cancellation propagated from it does, before running the watchers.
+func (t *streamTimers) parentDone() {
+	t.cancel(context.Cause(t.parent))
+	t.runWatchers()
+}
+
+// runWatchers runs the watchers once the context has ended; mu is not
+// held.
+func (t *streamTimers) runWatchers() {
+	t.mu.Lock()
+	t.ended = true
+	fs := t.watch
+	t.watch = [len(t.watch)]func(){}
+	t.mu.Unlock()
+	for _, f := range fs {
+		if f != nil {
+			go f()
+		}
+	}
+}
+
+// ArmTimeout implements filter.Deadlines: the route timeout, on the
+// stream timers.
+func (x *exchange) ArmTimeout(d time.Duration, cause error) {
+	x.arm()
+	t := &x.timers
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.stopped {
+		return
+	}
+	now := time.Since(t.start)
+	t.route, t.routeCause = max(now+d, 1), cause
+	t.schedule(now)
+}
+
+// DisarmTimeout implements filter.Deadlines.
+func (x *exchange) DisarmTimeout() {
+	t := &x.timers
+	t.mu.Lock()
+	t.route, t.routeCause = 0, nil
+	t.mu.Unlock()
 }
 
 // countTimeout counts a stream ended by its idle or request timeout.
@@ -286,51 +404,118 @@ func (m *Manager) countTimeout(ctx context.Context) {
 	}
 }
 
-func (t *streamTimers) checkIdle() {
-	if t.stopped.Load() {
+// Touch records activity for the idle timeout (filter.Activity).
+func (t *streamTimers) Touch() { t.last.Store(int64(time.Since(t.start))) }
+
+// bodyDone ends the request timeout: the request body is in.
+func (t *streamTimers) bodyDone() {
+	t.mu.Lock()
+	t.request = 0
+	t.mu.Unlock()
+}
+
+// schedule makes the timer fire at the earliest deadline, when that is
+// before its current schedule; now is the time since start. mu is held.
+func (t *streamTimers) schedule(now time.Duration) {
+	at := t.due(now)
+	if at == 0 || (t.next != 0 && t.next <= at) {
 		return
 	}
-	idleFor := time.Since(t.start) - time.Duration(t.last.Load())
-	if idleFor >= t.d {
-		t.cancel(filter.ErrStreamIdleTimeout)
+	t.next = at
+	if t.timer == nil {
+		t.timer = time.AfterFunc(at-now, t.check)
 		return
 	}
-	t.idle.Reset(t.d - idleFor)
+	t.timer.Reset(at - now)
+}
+
+// due is the earliest deadline, 0 for none. mu is held.
+func (t *streamTimers) due(now time.Duration) time.Duration {
+	var at time.Duration
+	earliest := func(d time.Duration) {
+		if d > 0 && (at == 0 || d < at) {
+			at = d
+		}
+	}
+	if t.idle > 0 {
+		earliest(max(time.Duration(t.last.Load())+t.idle, now+1))
+	}
+	earliest(t.request)
+	earliest(t.route)
+	return at
+}
+
+// check runs when the timer fires: it cancels the stream for the first
+// deadline past, or sets the timer for the next one.
+func (t *streamTimers) check() {
+	if t.checkLocked() {
+		t.runWatchers()
+	}
+}
+
+// checkLocked is check under mu; it reports whether it ended the stream.
+func (t *streamTimers) checkLocked() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.next = 0
+	if t.stopped {
+		return false
+	}
+	now := time.Since(t.start)
+	var cause error
+	switch {
+	case t.idle > 0 && now-time.Duration(t.last.Load()) >= t.idle:
+		cause = filter.ErrStreamIdleTimeout
+	case t.request > 0 && now >= t.request:
+		cause = filter.ErrRequestTimeout
+	case t.route > 0 && now >= t.route:
+		cause = t.routeCause
+	}
+	if cause != nil {
+		t.stopped = true
+		t.cancel(cause)
+		return true
+	}
+	t.schedule(now)
+	return false
 }
 
 func (t *streamTimers) stop() {
-	t.stopped.Store(true)
-	if t.idle != nil {
-		t.idle.Stop()
+	t.mu.Lock()
+	t.stopped = true
+	if t.timer != nil {
+		t.timer.Stop()
 	}
-	if t.request != nil {
-		t.request.Stop()
-	}
+	parentStop := t.parentStop
+	t.mu.Unlock()
 	if t.cancel != nil {
 		t.cancel(nil)
+		t.runWatchers()
+	}
+	if parentStop != nil {
+		parentStop()
 	}
 }
 
 // countingBody counts the request body bytes read from downstream and
 // reports activity and the end of the body to the stream's timers.
 type countingBody struct {
-	rc    io.ReadCloser
-	n     atomic.Int64
-	touch func()
-	onEOF func()
-	once  sync.Once
+	rc     io.ReadCloser
+	n      atomic.Int64
+	timers *streamTimers // nil without an idle or request timeout
+	eof    atomic.Bool
 }
 
 func (b *countingBody) Read(p []byte) (int, error) {
 	n, err := b.rc.Read(p)
 	if n > 0 {
 		b.n.Add(int64(n))
-		if b.touch != nil {
-			b.touch()
+		if b.timers != nil && b.timers.idle > 0 {
+			b.timers.Touch()
 		}
 	}
-	if err == io.EOF && b.onEOF != nil {
-		b.once.Do(b.onEOF)
+	if err == io.EOF && b.timers != nil && !b.eof.Swap(true) {
+		b.timers.bodyDone()
 	}
 	return n, err
 }

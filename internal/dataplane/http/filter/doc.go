@@ -16,6 +16,10 @@
 // and authority as routing saw them), the matched route through
 // Stream.Route (and Route.Filter for their typed_per_filter_config), and
 // record what they did in Stream.Record (response flags and details).
+// The stream's context is Stream.Context (not Request.Context: the
+// connection manager gives the stream its own without copying the
+// request); a filter that needs a deadline on the whole stream arms it
+// with Stream.Timeout, on the manager's timers (Deadlines).
 //
 // A Stream belongs to its request's goroutine; filters must not keep it
 // or use it from other goroutines, except that the request body may be

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/trellismesh/trellis/internal/dataplane/listener"
 	"github.com/trellismesh/trellis/internal/dataplane/route"
@@ -71,10 +72,12 @@ type Stream struct {
 	// bool, nil, []any, map[string]any. Nil until a filter sets it.
 	Metadata map[string]map[string]any
 
-	w      *responseWriter
-	hooks  []func(status int, h http.Header)
-	random func() uint64
-	touch  func()
+	ctx       context.Context // nil: Request's
+	deadlines Deadlines
+	w         *responseWriter
+	hooks     []func(status int, h http.Header)
+	random    func() uint64
+	touch     Activity
 
 	// rw and hookBuf back w and hooks, so that a stream is one
 	// allocation for the common case (up to len(hookBuf) hooks).
@@ -100,9 +103,56 @@ func (s *Stream) Init(w http.ResponseWriter, r *http.Request, random func() uint
 	s.hooks = s.hookBuf[:0]
 }
 
-// Context is the request's context: it ends when the client goes away,
-// when the listener drains, or with one of the manager's timeouts.
-func (s *Stream) Context() context.Context { return s.Request.Context() }
+// Context is the stream's context: it ends when the client goes away,
+// when the listener drains, or with one of the manager's timeouts (the
+// route timeout the router arms with Timeout included). It is the
+// request's context unless the connection manager gave the stream its
+// own (SetContext): filters read it here, not from Request.
+func (s *Stream) Context() context.Context {
+	if s.ctx != nil {
+		return s.ctx
+	}
+	return s.Request.Context()
+}
+
+// SetContext makes ctx, derived from the request's context, the
+// stream's (without copying the request to carry it).
+func (s *Stream) SetContext(ctx context.Context) { s.ctx = ctx }
+
+// Deadlines are the connection manager's stream timers, which a filter
+// (the router's route timeout) may add a deadline to instead of deriving
+// a context of its own: one context and one timer per stream.
+type Deadlines interface {
+	// ArmTimeout cancels the stream's context with cause once d has
+	// passed, unless DisarmTimeout comes first. A later call replaces
+	// the deadline.
+	ArmTimeout(d time.Duration, cause error)
+	// DisarmTimeout removes the deadline; once it returns, the deadline
+	// cancels nothing.
+	DisarmTimeout()
+}
+
+// SetDeadlines installs the stream timers Timeout uses.
+func (s *Stream) SetDeadlines(d Deadlines) { s.deadlines = d }
+
+// Timeout arms a deadline on the stream's context (Deadlines.ArmTimeout)
+// and reports whether it could: false when the stream has no timers (a
+// stream built without the connection manager), and the caller derives
+// a context of its own. StopTimeout disarms it.
+func (s *Stream) Timeout(d time.Duration, cause error) bool {
+	if s.deadlines == nil {
+		return false
+	}
+	s.deadlines.ArmTimeout(d, cause)
+	return true
+}
+
+// StopTimeout disarms the deadline armed by Timeout.
+func (s *Stream) StopTimeout() {
+	if s.deadlines != nil {
+		s.deadlines.DisarmTimeout()
+	}
+}
 
 // Writer is the response writer filters and the router write through. It
 // runs the response-header hooks before the status line goes out and
@@ -145,9 +195,14 @@ func (s *Stream) runHooks(code int, h http.Header) {
 	}
 }
 
-// OnActivity registers fn to run whenever response bytes are written (the
-// connection manager's stream idle timer). One function; the last wins.
-func (s *Stream) OnActivity(fn func()) { s.touch = fn }
+// Activity is told of a stream's activity (the connection manager's
+// stream idle timer). It is an interface, not a func, so that the timer
+// registers without allocating a closure.
+type Activity interface{ Touch() }
+
+// OnActivity registers a to be told whenever response bytes are written.
+// One Activity; the last wins.
+func (s *Stream) OnActivity(a Activity) { s.touch = a }
 
 // HeadersSent reports whether the response status line has gone out (the
 // stream can then only be finished or reset, not answered).
@@ -281,7 +336,7 @@ func (w *responseWriter) Write(p []byte) (int, error) {
 	n, err := w.ResponseWriter.Write(p)
 	w.s.Record.BytesSent += int64(n)
 	if w.s.touch != nil && n > 0 {
-		w.s.touch()
+		w.s.touch.Touch()
 	}
 	if err != nil && w.werr == nil {
 		w.werr = err

@@ -13,9 +13,12 @@
 //	          attempts: Upstream.RoundTrip(ctx, cluster, PickContext, req)
 //	             per-try timeout, retry_on (retry.go), jittered back-off,
 //	             previous_hosts; URX when retries run out
-//	             contexts: attempts run on the request's context (with the
-//	             route timeout, if any); only with a per-try timeout does
-//	             each get its own, canceled by one timer re-armed per attempt
+//	             contexts: attempts run on the stream's context; the route
+//	             timeout is a deadline armed on the stream's timers
+//	             (Stream.Timeout: cause errRouteTimeout, UT 504), or a
+//	             context of its own for a stream without them; only with a
+//	             per-try timeout does each attempt get its own, canceled by
+//	             one timer re-armed per attempt
 //	          response: headers (hop-by-hop dropped, route ops, server header),
 //	             body streamed with pooled buffers (flushed when streaming),
 //	             trailers; mirrors dispatched (mirror.go)

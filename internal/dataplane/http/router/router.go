@@ -213,12 +213,20 @@ func (r *Router) forward(s *filter.Stream, rt *route.Route, f *route.Forward) {
 		return
 	}
 
+	// The route timeout is a deadline on the stream's own context (the
+	// connection manager's timers) when the stream has them; else, a
+	// context of its own.
 	ctx := s.Context()
 	timeout := routeTimeout(s, f)
 	if timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeoutCause(ctx, timeout, errRouteTimeout)
-		defer cancel()
+		if s.Timeout(timeout, errRouteTimeout) {
+			defer s.StopTimeout()
+			ctx = s.Context() // the timers may have given the stream its own
+		} else {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeoutCause(ctx, timeout, errRouteTimeout)
+			defer cancel()
+		}
 	}
 	tg := r.target(s, rt, f, timeout)
 
@@ -494,7 +502,7 @@ func (r *Router) fail(s *filter.Stream, f *route.Forward, ctx context.Context, b
 		// guard: net/http cancels the request's context too, but this is
 		// the client's protocol error.
 		badBody()
-	case errors.Is(context.Cause(ctx), errRouteTimeout) && s.Context().Err() == nil:
+	case routeTimedOut(s, ctx):
 		reply(filter.UpstreamRequestTimeout, http.StatusGatewayTimeout, "upstream request timeout", "upstream_response_timeout")
 	case s.Context().Err() != nil:
 		s.Fail()
@@ -552,7 +560,7 @@ func (r *Router) respond(s *filter.Stream, ctx context.Context, resp *http.Respo
 		case s.WriteError() != nil:
 			s.SetFlags(filter.DownstreamConnectionTermination)
 			return
-		case errors.Is(context.Cause(ctx), errRouteTimeout) && s.Context().Err() == nil:
+		case routeTimedOut(s, ctx):
 			s.SetFlags(filter.UpstreamRequestTimeout)
 			s.Record.Details = "upstream_response_timeout"
 		case s.Context().Err() != nil:
@@ -641,6 +649,16 @@ func routeTimeout(s *filter.Stream, f *route.Forward) time.Duration {
 		}
 	}
 	return t
+}
+
+// routeTimedOut reports whether ctx, the stream's context or one derived
+// from it, ended at the route timeout (and not the stream before it).
+func routeTimedOut(s *filter.Stream, ctx context.Context) bool {
+	if !errors.Is(context.Cause(ctx), errRouteTimeout) {
+		return false
+	}
+	sc := s.Context()
+	return sc.Err() == nil || errors.Is(context.Cause(sc), errRouteTimeout)
 }
 
 // hasBody reports whether the request may carry body bytes.

@@ -69,9 +69,11 @@
 //	  already buffered), keep-alive on both sides (Connection: close, or
 //	  HTTP/1.0 without keep-alive, closes it), and the body writer done
 //	  within 50 ms; else closed
-//	ctx: watched (context.AfterFunc) from the request's start to the
-//	  body's end; its end closes the connection and the request fails with
-//	  its cause (Timeout or Canceled)
+//	ctx: watched from the request's start to the body's end — through
+//	  the context's own Watch/Unwatch when it has them (the HTTP connection
+//	  manager's stream context: no allocation per request), else
+//	  context.AfterFunc; its end closes the connection and the request
+//	  fails with its cause (Timeout or Canceled)
 //
 // A response of our client is one allocation with its body, the pool's
 // body wrapper and the values of a head of up to 8 fields

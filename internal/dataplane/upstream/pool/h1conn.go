@@ -75,6 +75,8 @@ const (
 //	body EOF ──► finish: reusable (keep-alive both ways, body fully
 //	             written within writeWait, no abort) ? idle + hook : close
 //	ctx ends ──► abort: the connection closes, blocked I/O fails
+//	             (ctx watched by its Watch when it is a watcher, else
+//	             context.AfterFunc)
 //
 // The request in flight (req* fields) belongs to the goroutine running
 // it; mu guards the state shared with Close, the abort and the pool.
@@ -91,8 +93,10 @@ type h1Conn struct {
 	stale func() bool
 
 	// The request in flight.
-	reqStop      func() bool // stops the context watch; nil without one
-	reqWrite     chan error  // the body writer's result; nil without one
+	reqStop      func() bool // stops the context watch (AfterFunc); nil without one
+	reqWatch     watcher     // the context watching, when it is a watcher
+	reqWatchID   int
+	reqWrite     chan error // the body writer's result; nil without one
 	reqKeepAlive bool
 	reqMethod    string
 
@@ -190,6 +194,32 @@ func (c *h1Conn) closeWith(err error) {
 	}
 }
 
+// watcher is a context that runs a function when it ends without the
+// allocations of context.AfterFunc (the HTTP connection manager's stream
+// context, internal/dataplane/http). Watch reports false when it does not
+// take f (the context has ended, or it has no room), and the caller uses
+// context.AfterFunc; Unwatch removes f and reports whether f had not
+// started (and never will), as context.AfterFunc's stop does.
+type watcher interface {
+	Watch(f func()) (id int, ok bool)
+	Unwatch(id int) bool
+}
+
+// stopWatch stops watching the request's context and reports whether the
+// abort had not run (true without a watch).
+func (c *h1Conn) stopWatch() bool {
+	notRun := true
+	if c.reqStop != nil {
+		notRun = c.reqStop()
+		c.reqStop = nil
+	}
+	if c.reqWatch != nil {
+		notRun = c.reqWatch.Unwatch(c.reqWatchID)
+		c.reqWatch = nil
+	}
+	return notRun
+}
+
 // onAbort runs when the context of the request in flight ends.
 func (c *h1Conn) onAbort() {
 	c.mu.Lock()
@@ -221,7 +251,12 @@ func (c *h1Conn) RoundTrip(ctx context.Context, req *http.Request) (*http.Respon
 	c.mu.Unlock()
 	c.reqMethod = req.Method
 	c.reqKeepAlive = !req.Close && !hasToken(req.Header["Connection"], "close")
-	if ctx.Done() != nil {
+	if w, ok := ctx.(watcher); ok {
+		if id, ok := w.Watch(c.abort); ok {
+			c.reqWatch, c.reqWatchID = w, id
+		}
+	}
+	if c.reqWatch == nil && ctx.Done() != nil {
 		c.reqStop = context.AfterFunc(ctx, c.abort)
 	}
 	resp, err := c.roundTrip(ctx, req)
@@ -415,11 +450,8 @@ func (c *h1Conn) writeChunked(body io.Reader, buf []byte) error {
 // finish ends the request in flight: the connection goes back to idle
 // when reuse holds and nothing else forbids it, else it closes.
 func (c *h1Conn) finish(reuse bool) {
-	if c.reqStop != nil {
-		if !c.reqStop() {
-			reuse = false // the abort ran: the connection is closing
-		}
-		c.reqStop = nil
+	if !c.stopWatch() {
+		reuse = false // the abort ran: the connection is closing
 	}
 	if c.reqWrite != nil {
 		// The writer's channel is buffered: a writer left behind (the
@@ -468,10 +500,7 @@ func (c *h1Conn) waitWrite() bool {
 // upgraded marks the connection as the caller's (101 Switching
 // Protocols): it is never reused and closes with the caller's Close.
 func (c *h1Conn) upgraded() {
-	if c.reqStop != nil {
-		c.reqStop()
-		c.reqStop = nil
-	}
+	c.stopWatch()
 	c.mu.Lock()
 	c.state = h1Upgraded
 	c.ctx = nil

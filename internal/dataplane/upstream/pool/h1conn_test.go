@@ -639,3 +639,105 @@ func TestH1BodyClose(t *testing.T) {
 		t.Errorf("%d connections, want 2", n)
 	}
 }
+
+// testWatcher is a context with the connection manager's watch hook
+// (Watch/Unwatch): end cancels it and runs the watcher, as the stream's
+// own timeouts do.
+type testWatcher struct {
+	context.Context
+	cancel context.CancelCauseFunc
+
+	mu                 sync.Mutex
+	f                  func()
+	watched, unwatched int
+}
+
+func newTestWatcher() *testWatcher {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	return &testWatcher{Context: ctx, cancel: cancel}
+}
+
+func (w *testWatcher) Watch(f func()) (int, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.f = f
+	w.watched++
+	return 7, true
+}
+
+func (w *testWatcher) Unwatch(id int) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if id != 7 {
+		panic("unwatch of an id never handed out")
+	}
+	w.unwatched++
+	had := w.f != nil
+	w.f = nil
+	return had
+}
+
+func (w *testWatcher) end(cause error) {
+	w.cancel(cause)
+	w.mu.Lock()
+	f := w.f
+	w.f = nil
+	w.mu.Unlock()
+	if f != nil {
+		go f()
+	}
+}
+
+func (w *testWatcher) counts() (int, int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.watched, w.unwatched
+}
+
+// TestH1Watcher: a request whose context has the watch hook is watched
+// through it, not context.AfterFunc: once per request, unwatched when
+// the response ends (the connection is then reused), and the watcher
+// running aborts the request in flight with the context's cause.
+func TestH1Watcher(t *testing.T) {
+	release := make(chan struct{})
+	s := newRawServer(t, func(c net.Conn, br *bufio.Reader) {
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			if req.URL.Path == "/hang" {
+				<-release
+				return
+			}
+			if _, err := io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"); err != nil {
+				return
+			}
+		}
+	})
+	defer close(release)
+	p := h1Pool(t, s.addr())
+	for i := range 2 {
+		w := newTestWatcher()
+		resp, info, err := get(t, p, w, "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if body := readAll(t, resp); body != "ok" {
+			t.Fatalf("body %q", body)
+		}
+		if watched, unwatched := w.counts(); watched != 1 || unwatched != 1 {
+			t.Fatalf("request %d: watched %d, unwatched %d times; want once each", i, watched, unwatched)
+		}
+		if i == 1 && !info.Reused {
+			t.Error("the connection was not reused after an unwatched request")
+		}
+	}
+	w := newTestWatcher()
+	time.AfterFunc(20*time.Millisecond, func() { w.end(&timeoutErr{}) })
+	_, _, err := get(t, p, w, "/hang")
+	wantKind(t, err, pool.Timeout)
+	if watched, _ := w.counts(); watched != 1 {
+		t.Errorf("watched %d times, want once", watched)
+	}
+}
