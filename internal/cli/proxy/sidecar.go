@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -48,6 +49,7 @@ type sidecarOptions struct {
 	certTTL        time.Duration
 	rootCheck      time.Duration
 	gcHeadroom     string // MiB
+	gcMinGoal      string // MiB
 	keepPages      bool
 }
 
@@ -81,8 +83,8 @@ POD_NAMESPACE, SERVICE_ACCOUNT) when set.`,
 			if err != nil {
 				return err
 			}
-			if mib, _ := o.gcHeadroomMiB(); mib > 0 { // checked by config
-				defer gctune.Start(gctune.Config{Headroom: uint64(mib) << 20}, d.getenv).Stop()
+			if gc, ok := o.gcConfig(); ok { // checked by config
+				defer gctune.Start(gc, d.getenv).Stop()
 			}
 			if d.signals != nil {
 				// The first SIGTERM/SIGINT cancels the context: Run drains
@@ -137,18 +139,42 @@ POD_NAMESPACE, SERVICE_ACCOUNT) when set.`,
 	f.StringVar(&o.xdsTLS, "xds-tls", "auto", `xDS over mutual TLS with the workload certificate: "on", "off" (plaintext), or "auto": on when --ca-address is set and --xds-address is the secure port (port 15012, or the same address as --ca-address)`)
 	f.StringVar(&o.xdsServerName, "xds-server-name", "", "with xDS over TLS, the name the control plane's certificate must carry (default: --ca-server-name when --xds-address is on the CA's host, else the host of --xds-address)")
 	f.StringVar(&o.gcHeadroom, "gc-headroom-mib", envDefault(d.getenv, "TRELLIS_GC_HEADROOM_MIB", strconv.Itoa(gctune.DefaultHeadroom>>20)), "garbage the heap may gather above the live heap between collections, MiB: the GC goal is live+headroom instead of Go's 2×live (less memory with a large configuration, fewer collections with a small one); 0 leaves Go's default; an explicit GOGC environment variable wins (env TRELLIS_GC_HEADROOM_MIB)")
+	f.StringVar(&o.gcMinGoal, "gc-min-goal-mib", envDefault(d.getenv, "TRELLIS_GC_MIN_GOAL_MIB", strconv.Itoa(gctune.DefaultMinGoal>>20)), "lowest GC heap goal, MiB: with a small configuration the goal is this rather than live+headroom, the memory a large configuration (1,000 services) needs anyway spent on fewer collections; 0: no floor (env TRELLIS_GC_MIN_GOAL_MIB)")
 	f.BoolVar(&o.keepPages, "keep-startup-pages", envBool(d.getenv, "TRELLIS_KEEP_STARTUP_PAGES"), "keep the executable's pages mapped after start-up; by default, once the first configuration has settled, the proxy drops its mappings of them (they stay in the page cache; those in use come back at once), so that its resident memory follows its working set (env TRELLIS_KEEP_STARTUP_PAGES)")
 	return cmd
 }
 
-// gcHeadroomMiB is --gc-headroom-mib as a number of MiB (≥ 0).
-func (o sidecarOptions) gcHeadroomMiB() (int, error) {
-	if o.gcHeadroom == "" {
-		return gctune.DefaultHeadroom >> 20, nil
+// gcConfig is the GC tuner's configuration from --gc-headroom-mib and
+// --gc-min-goal-mib; ok is false when the headroom is 0 (Go's default
+// pace, no tuner). The options are checked by config (checkGC).
+func (o sidecarOptions) gcConfig() (cfg gctune.Config, ok bool) {
+	headroom, err1 := mib(o.gcHeadroom, gctune.DefaultHeadroom>>20)
+	minGoal, err2 := mib(o.gcMinGoal, gctune.DefaultMinGoal>>20)
+	if err1 != nil || err2 != nil || headroom == 0 {
+		return gctune.Config{}, false
 	}
-	n, err := strconv.Atoi(o.gcHeadroom)
+	return gctune.Config{Headroom: uint64(headroom) << 20, MinGoal: uint64(minGoal) << 20}, true
+}
+
+// checkGC validates --gc-headroom-mib and --gc-min-goal-mib.
+func (o sidecarOptions) checkGC() error {
+	if _, err := mib(o.gcHeadroom, 0); err != nil {
+		return fmt.Errorf("--gc-headroom-mib (env TRELLIS_GC_HEADROOM_MIB) %q: want a whole number of MiB ≥ 0 (0 leaves Go's default GC pace)", o.gcHeadroom)
+	}
+	if _, err := mib(o.gcMinGoal, 0); err != nil {
+		return fmt.Errorf("--gc-min-goal-mib (env TRELLIS_GC_MIN_GOAL_MIB) %q: want a whole number of MiB ≥ 0 (0: no floor)", o.gcMinGoal)
+	}
+	return nil
+}
+
+// mib parses a whole number of MiB ≥ 0; "" is def.
+func mib(v string, def int) (int, error) {
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
 	if err != nil || n < 0 {
-		return 0, fmt.Errorf("--gc-headroom-mib (env TRELLIS_GC_HEADROOM_MIB) %q: want a whole number of MiB ≥ 0 (0 leaves Go's default GC pace)", o.gcHeadroom)
+		return 0, errors.New("not a whole number ≥ 0")
 	}
 	return n, nil
 }
@@ -172,7 +198,7 @@ func (o sidecarOptions) config(d deps) (sidecar.Config, error) {
 	if o.ip == "" {
 		return sidecar.Config{}, fmt.Errorf("--ip is required (or set INSTANCE_IP)")
 	}
-	if _, err := o.gcHeadroomMiB(); err != nil {
+	if err := o.checkGC(); err != nil {
 		return sidecar.Config{}, err
 	}
 	pod := o.podName

@@ -40,6 +40,9 @@ func sidecarConfigFull(t *testing.T, env map[string]string, args ...string) (sid
 	if o.gcHeadroom, err = f.GetString("gc-headroom-mib"); err != nil {
 		t.Fatal(err)
 	}
+	if o.gcMinGoal, err = f.GetString("gc-min-goal-mib"); err != nil {
+		t.Fatal(err)
+	}
 	cfg, err := o.config(d)
 	return o, cfg, err
 }
@@ -60,6 +63,8 @@ func TestSidecarIdentityFlags(t *testing.T) {
 		{"negative GC headroom", nil, []string{"--gc-headroom-mib", "-1"}, "--gc-headroom-mib"},
 		{"GC headroom from the environment", map[string]string{"TRELLIS_GC_HEADROOM_MIB": "4"}, nil, ""},
 		{"bad GC headroom in the environment", map[string]string{"TRELLIS_GC_HEADROOM_MIB": "lots"}, nil, "TRELLIS_GC_HEADROOM_MIB"},
+		{"bad GC minimum goal", nil, []string{"--gc-min-goal-mib", "1.5"}, "--gc-min-goal-mib"},
+		{"bad GC minimum goal in the environment", map[string]string{"TRELLIS_GC_MIN_GOAL_MIB": "-3"}, nil, "TRELLIS_GC_MIN_GOAL_MIB"},
 		{"bad trust domain", nil, []string{"--ca-address", "127.0.0.1:15012", "--bootstrap-token", "/t", "--trust-domain", "Bad_TD"}, "--trust-domain"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -114,6 +119,37 @@ func TestSidecarXDSTLSFlags(t *testing.T) {
 			}
 			if cfg.XDSServerName != tc.wantName {
 				t.Fatalf("XDSServerName %q, want %q", cfg.XDSServerName, tc.wantName)
+			}
+		})
+	}
+}
+
+// TestGCConfig: the GC tuner's configuration from the flags and their
+// environment variables, and no tuner with a headroom of 0.
+func TestGCConfig(t *testing.T) {
+	base := []string{"--ip", "127.0.0.2", "--pod-name", "p"}
+	for _, tc := range []struct {
+		name     string
+		env      map[string]string
+		args     []string
+		tuner    bool
+		headroom uint64
+		minGoal  uint64
+	}{
+		{"defaults", nil, nil, true, 8 << 20, 20 << 20},
+		{"flags", nil, []string{"--gc-headroom-mib", "4", "--gc-min-goal-mib", "0"}, true, 4 << 20, 0},
+		{"environment", map[string]string{"TRELLIS_GC_HEADROOM_MIB": "6", "TRELLIS_GC_MIN_GOAL_MIB": "32"}, nil, true, 6 << 20, 32 << 20},
+		{"flag over environment", map[string]string{"TRELLIS_GC_MIN_GOAL_MIB": "32"}, []string{"--gc-min-goal-mib", "16"}, true, 8 << 20, 16 << 20},
+		{"headroom 0: Go's pace", nil, []string{"--gc-headroom-mib", "0"}, false, 0, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o, err := sidecarConfig(t, tc.env, append(append([]string{}, base...), tc.args...)...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg, ok := o.gcConfig()
+			if ok != tc.tuner || cfg.Headroom != tc.headroom || cfg.MinGoal != tc.minGoal {
+				t.Fatalf("gcConfig() = %+v, %v; want headroom %d MiB, min goal %d MiB, tuner %v", cfg, ok, tc.headroom>>20, tc.minGoal>>20, tc.tuner)
 			}
 		})
 	}

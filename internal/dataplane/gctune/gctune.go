@@ -1,6 +1,7 @@
 package gctune
 
 import (
+	"math"
 	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
@@ -12,6 +13,10 @@ const (
 	DefaultHeadroom   = 8 << 20
 	DefaultMinPercent = 25
 	DefaultMaxPercent = 400
+	// DefaultMinGoal is the heap goal a sidecar's flag defaults to: about
+	// the goal with 1,000 services (live ≈ 12 MiB + Headroom), the
+	// configuration the memory budget is set for.
+	DefaultMinGoal = 20 << 20
 )
 
 // Config shapes the heap goal. Zero fields take the defaults.
@@ -23,6 +28,14 @@ type Config struct {
 	// a very large live heap from collecting continuously, the ceiling
 	// keeps a tiny one from growing the heap many times over.
 	MinPercent, MaxPercent int
+	// MinGoal is the lowest heap goal, in bytes (0: none). A small
+	// configuration's live heap plus Headroom is well below what a large
+	// one needs; the floor lets it spend that budget on fewer
+	// collections (the collector's cost per request is its cost per
+	// cycle, which grows with the live heap, times the cycles, which
+	// fall as the garbage allowed per cycle grows). It is not clamped by
+	// MaxPercent.
+	MinGoal uint64
 }
 
 func (c Config) withDefaults() Config {
@@ -42,20 +55,22 @@ func (c Config) withDefaults() Config {
 }
 
 // Percent is the GC percentage that puts the heap goal at live+Headroom,
-// clamped. live 0 (nothing measured yet) gives MaxPercent.
+// clamped to [MinPercent, MaxPercent], or at MinGoal when that is
+// higher. live 0 (nothing measured yet: the runtime's first goal is a
+// few MiB times the percentage) gives MaxPercent.
 func (c Config) Percent(live uint64) int {
 	c = c.withDefaults()
 	if live == 0 {
 		return c.MaxPercent
 	}
-	p := c.Headroom * 100 / live
-	switch {
-	case p < uint64(c.MinPercent):
-		return c.MinPercent
-	case p > uint64(c.MaxPercent):
-		return c.MaxPercent
+	p := min(c.Headroom*100/live, uint64(c.MaxPercent))
+	if c.MinGoal > live {
+		p = max(p, (c.MinGoal-live)*100/live)
 	}
-	return int(p)
+	if p < uint64(c.MinPercent) {
+		return c.MinPercent
+	}
+	return int(min(p, math.MaxInt32))
 }
 
 // Tuner adjusts the GC percentage after every collection. Stop ends it.

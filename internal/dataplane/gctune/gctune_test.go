@@ -31,6 +31,32 @@ func TestPercent(t *testing.T) {
 	}
 }
 
+// TestPercentMinGoal: the floor on the heap goal wins over live+Headroom
+// while it is higher, whatever MaxPercent says, and stops mattering once
+// the live heap plus Headroom passes it.
+func TestPercentMinGoal(t *testing.T) {
+	c := Config{Headroom: 8 << 20, MinGoal: 20 << 20}
+	for _, tc := range []struct {
+		live uint64
+		want int
+	}{
+		{0, 400},        // nothing measured: MaxPercent, not a goal of 20× the runtime's first one
+		{1 << 20, 1900}, // goal 20 MiB, over MaxPercent
+		{4 << 20, 400},  // goal 20 MiB
+		{5 << 20, 300},  // goal 20 MiB (live+Headroom would be 13)
+		{12 << 20, 66},  // live+Headroom = 20 MiB: the same goal either way
+		{16 << 20, 50},  // goal 24 MiB: Headroom decides
+		{64 << 20, 25},  // MinPercent
+	} {
+		if got := c.Percent(tc.live); got != tc.want {
+			t.Errorf("Percent(%d MiB) = %d, want %d", tc.live>>20, got, tc.want)
+		}
+	}
+	if got := (Config{Headroom: 8 << 20}).Percent(5 << 20); got != 160 {
+		t.Errorf("without MinGoal: Percent(5 MiB) = %d, want 160", got)
+	}
+}
+
 func TestStartRespectsGOGC(t *testing.T) {
 	env := func(k string) string {
 		if k == "GOGC" {
