@@ -102,7 +102,7 @@ type h1conn struct {
 	srv        *h1Server
 	cs         *connState
 	rwc        *listener.Conn
-	ctx        context.Context // Serve's, with connKey; cancelled on DC
+	ctx        context.Context // Serve's, with connKey; cancelled on DC; a *connCtx (watchers)
 	cancel     context.CancelCauseFunc
 	remoteAddr string
 	in         inbuf
@@ -133,7 +133,9 @@ func (s *h1Server) serve(ctx context.Context, cs *connState) {
 	c.in.buf = s.getReadBuf()
 	c.w.c = c
 	cctx, cancel := context.WithCancelCause(ctx)
-	c.ctx, c.cancel = context.WithValue(cctx, connKey{}, cs), cancel
+	c.cancel = cancel
+	var stopWatch func() bool
+	c.ctx, stopWatch = newConnCtx(context.WithValue(cctx, connKey{}, cs))
 	if a := cs.lc.RemoteAddr(); a != nil {
 		c.remoteAddr = a.String()
 	}
@@ -141,6 +143,7 @@ func (s *h1Server) serve(ctx context.Context, cs *connState) {
 	defer func() {
 		stop()
 		cancel(nil)
+		stopWatch()
 		c.mu.Lock()
 		c.active = false // a checkDelay still to run does nothing
 		c.mu.Unlock()

@@ -237,14 +237,14 @@ type streamTimers struct {
 	mu         sync.Mutex
 	parent     context.Context // the request's context
 	parentStop func() bool     // the watch on parent, with the first watcher
-	watch      [2]func()       // watchers (streamCtx.Watch); nil: free
-	ended      bool            // the watchers ran, or the context had ended
 	timer      *time.Timer
 	next       time.Duration // when the timer fires, since start; 0: not armed
 	request    time.Duration // request deadline; 0: none, or the body is in
 	route      time.Duration // route deadline; 0: none
 	routeCause error
 	stopped    bool
+
+	w watchers // streamCtx.Watch
 }
 
 // startTimers arms the stream idle timeout (the route's idle_timeout, else
@@ -319,56 +319,29 @@ type streamCtx struct {
 // uses context.AfterFunc.
 func (c *streamCtx) Watch(f func()) (id int, ok bool) {
 	t := c.t
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.ended || c.Err() != nil {
+	if c.Err() != nil {
 		return 0, false
 	}
-	for i := range t.watch {
-		if t.watch[i] == nil {
-			t.watch[i] = f
-			if t.parentStop == nil {
-				t.parentStop = context.AfterFunc(t.parent, t.parentDone)
-			}
-			return i, true
-		}
+	if id, ok = t.w.add(f); !ok {
+		return 0, false
 	}
-	return 0, false
+	t.mu.Lock()
+	if t.parentStop == nil && !t.stopped {
+		t.parentStop = context.AfterFunc(t.parent, t.parentDone)
+	}
+	t.mu.Unlock()
+	return id, true
 }
 
 // Unwatch removes the watcher id and reports whether it had not run (and
 // never will), as the stop function of context.AfterFunc.
-func (c *streamCtx) Unwatch(id int) bool {
-	t := c.t
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.watch[id] == nil {
-		return false
-	}
-	t.watch[id] = nil
-	return true
-}
+func (c *streamCtx) Unwatch(id int) bool { return c.t.w.remove(id) }
 
 // parentDone ends the stream with the request's context, as the
 // cancellation propagated from it does, before running the watchers.
 func (t *streamTimers) parentDone() {
 	t.cancel(context.Cause(t.parent))
-	t.runWatchers()
-}
-
-// runWatchers runs the watchers once the context has ended; mu is not
-// held.
-func (t *streamTimers) runWatchers() {
-	t.mu.Lock()
-	t.ended = true
-	fs := t.watch
-	t.watch = [len(t.watch)]func(){}
-	t.mu.Unlock()
-	for _, f := range fs {
-		if f != nil {
-			go f()
-		}
-	}
+	t.w.run()
 }
 
 // ArmTimeout implements filter.Deadlines: the route timeout, on the
@@ -449,7 +422,7 @@ func (t *streamTimers) due(now time.Duration) time.Duration {
 // deadline past, or sets the timer for the next one.
 func (t *streamTimers) check() {
 	if t.checkLocked() {
-		t.runWatchers()
+		t.w.run()
 	}
 }
 
@@ -490,7 +463,7 @@ func (t *streamTimers) stop() {
 	t.mu.Unlock()
 	if t.cancel != nil {
 		t.cancel(nil)
-		t.runWatchers()
+		t.w.run()
 	}
 	if parentStop != nil {
 		parentStop()

@@ -239,7 +239,7 @@ func TestStreamContextWatch(t *testing.T) {
 	})
 	t.Run("full", func(t *testing.T) {
 		x, _ := newX(t)
-		for range len(x.timers.watch) {
+		for range len(x.timers.w.fs) {
 			watch(t, x)
 		}
 		if _, ok := x.ctx.Watch(func() {}); ok {
