@@ -160,3 +160,13 @@ var commonNames = func() map[string]string {
 	}
 	return m
 }()
+
+// Get is http.Header.Get for a key that is already canonical (a
+// constant such as "Content-Type"): the first value of h[key], or "",
+// without canonicalising key again on every call.
+func Get(h map[string][]string, key string) string {
+	if vs := h[key]; len(vs) > 0 {
+		return vs[0]
+	}
+	return ""
+}

@@ -62,3 +62,14 @@ func TestLinesTokensWhitespace(t *testing.T) {
 		}
 	}
 }
+
+func TestGet(t *testing.T) {
+	h := map[string][]string{"Content-Type": {"a", "b"}, "X-Empty": {}}
+	for _, tc := range []struct{ key, want string }{
+		{"Content-Type", "a"}, {"X-Empty", ""}, {"Absent", ""}, {"content-type", ""}, // not canonicalised
+	} {
+		if got := Get(h, tc.key); got != tc.want {
+			t.Errorf("Get(%q) = %q, want %q", tc.key, got, tc.want)
+		}
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"maps"
 	"net"
 	nethttp "net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -203,6 +204,30 @@ func FuzzParseRequestHead(f *testing.F) {
 		var pe *protocolError
 		if errors.As(err, &pe) && c.cs.protocolErr() == nil {
 			t.Fatal("framing error not reported to the connection")
+		}
+	})
+}
+
+// FuzzOriginForm checks parseOriginForm against url.ParseRequestURI:
+// every target it takes parses to the same URL there.
+func FuzzOriginForm(f *testing.F) {
+	for _, s := range []string{
+		"/", "/echo?size=1024", "/a?", "/a??", "/a?b?c", "/a/b;c=d@e:f", "/%41", "/a b", "/a#f",
+		"//host/p", "/a?x\x01", "/ü", "/a+b,c$&=", "/a!b", "/(x)*'", "*", "http://h/p", "/a?b#c",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		u, ok := parseOriginForm(raw)
+		if !ok {
+			return
+		}
+		want, err := url.ParseRequestURI(raw)
+		if err != nil {
+			t.Fatalf("parseOriginForm(%q) took a target url.ParseRequestURI refuses: %v", raw, err)
+		}
+		if *u != *want {
+			t.Fatalf("parseOriginForm(%q) = %#v, url.ParseRequestURI = %#v", raw, *u, *want)
 		}
 	})
 }

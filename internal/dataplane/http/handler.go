@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/trellismesh/trellis/internal/dataplane/h1wire"
 	"github.com/trellismesh/trellis/internal/dataplane/http/filter"
 	"github.com/trellismesh/trellis/internal/dataplane/listener"
 	"github.com/trellismesh/trellis/internal/dataplane/route"
@@ -95,7 +96,7 @@ func (m *Manager) serve(x *exchange, ts *tls.ConnectionState) {
 	rec.Listener, rec.StatPrefix = lc.Listener, m.cfg.statPrefix
 	rec.Source, rec.Destination = lc.Source, lc.Destination
 	rec.Authority, rec.Path, rec.Header = r.Host, r.RequestURI, r.Header
-	s.GRPC = filter.IsGRPC(r.Header.Get("Content-Type"))
+	s.GRPC = filter.IsGRPC(h1wire.Get(r.Header, "Content-Type"))
 
 	// 1. Limits and required headers.
 	if status, details := m.checkRequest(r); status != 0 {

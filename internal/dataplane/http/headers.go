@@ -17,6 +17,8 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+
+	"github.com/trellismesh/trellis/internal/dataplane/h1wire"
 )
 
 // hopByHop are the connection-specific request headers removed before
@@ -299,7 +301,7 @@ func (m *Manager) proxyHeaders(x *exchange, r *nethttp.Request, source netip.Add
 			client = xff[len(xff)-hops]
 		}
 		if remote != "" && !m.cfg.fwd.skipXFFAppend {
-			if v := h.Get("X-Forwarded-For"); v != "" && len(h["X-Forwarded-For"]) == 1 {
+			if v := h1wire.Get(h, "X-Forwarded-For"); v != "" && len(h["X-Forwarded-For"]) == 1 {
 				x.setHeader(h, "X-Forwarded-For", v+","+remote)
 			} else if len(xff) > 0 {
 				x.setHeader(h, "X-Forwarded-For", strings.Join(append(xff, remote), ","))
@@ -313,11 +315,11 @@ func (m *Manager) proxyHeaders(x *exchange, r *nethttp.Request, source netip.Add
 		if len(xff) > hops {
 			client = xff[len(xff)-1-hops]
 		}
-		if h.Get("X-Forwarded-Proto") == "" {
+		if h1wire.Get(h, "X-Forwarded-Proto") == "" {
 			x.setHeader(h, "X-Forwarded-Proto", scheme)
 		}
 	}
-	requestID = h.Get("X-Request-Id")
+	requestID = h1wire.Get(h, "X-Request-Id")
 	if m.cfg.fwd.generateRequestID && (requestID == "" || (m.cfg.fwd.useRemoteAddress && !m.cfg.fwd.preserveExternalID)) {
 		requestID = m.uuid()
 		x.setHeader(h, "X-Request-Id", requestID)
@@ -403,7 +405,7 @@ func (m *Manager) serverHeader(_ int, h nethttp.Header) {
 	switch m.cfg.server.transform {
 	case hcmv3.HttpConnectionManager_PASS_THROUGH:
 	case hcmv3.HttpConnectionManager_APPEND_IF_ABSENT:
-		if h.Get("Server") == "" {
+		if h1wire.Get(h, "Server") == "" {
 			h["Server"] = m.cfg.server.values()
 		}
 	default:

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/trellismesh/trellis/internal/dataplane/h1wire"
 	"github.com/trellismesh/trellis/internal/dataplane/http/filter"
 	"github.com/trellismesh/trellis/internal/dataplane/tcp"
 	"github.com/trellismesh/trellis/internal/dataplane/xdsset"
@@ -313,7 +314,7 @@ func (m *Metrics) Observe(r *filter.Record) {
 	} else {
 		k.host, k.peer = r.UpstreamHost, r.UpstreamPeerIdentity
 	}
-	if ct := r.Header.Get("Content-Type"); strings.HasPrefix(ct, "application/grpc") {
+	if ct := h1wire.Get(r.Header, "Content-Type"); strings.HasPrefix(ct, "application/grpc") {
 		k.grpc, k.grpcCode = true, -1
 		if r.GRPCStatusSet {
 			k.grpcCode = int32(r.GRPCStatus)

@@ -13,6 +13,14 @@ type Header http.Header
 
 // Values implements route.Headers.
 func (h Header) Values(name string) []string {
+	// The lower-case names the route package asks for on every request
+	// (its scheme and internal-request checks) skip canonicalisation.
+	switch name {
+	case "x-forwarded-proto":
+		return h["X-Forwarded-Proto"]
+	case "x-envoy-internal":
+		return h["X-Envoy-Internal"]
+	}
 	return h[h1wire.CanonicalKey(name)]
 }
 

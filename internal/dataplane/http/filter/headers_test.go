@@ -13,6 +13,7 @@ func TestHeaderValuesByLowerCaseName(t *testing.T) {
 	h := Header(http.Header{
 		"X-Forwarded-Proto": {"https"},
 		"X-Tenant-Shard":    {"eu-1", "eu-2"},
+		"X-Envoy-Internal":  {"true"},
 	})
 	for _, tc := range []struct {
 		name string
@@ -22,6 +23,7 @@ func TestHeaderValuesByLowerCaseName(t *testing.T) {
 		{"X-Forwarded-Proto", []string{"https"}},
 		{"x-tenant-shard", []string{"eu-1", "eu-2"}},
 		{"X-TENANT-SHARD", []string{"eu-1", "eu-2"}},
+		{"x-envoy-internal", []string{"true"}},
 		{"x-absent", nil},
 	} {
 		if got := h.Values(tc.name); !slices.Equal(got, tc.want) {

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/trellismesh/trellis/internal/dataplane/h1wire"
 	"github.com/trellismesh/trellis/internal/dataplane/http/filter"
 	"github.com/trellismesh/trellis/internal/dataplane/route"
 )
@@ -81,7 +82,7 @@ func (r *retryState) retriable(res result) bool {
 		return true
 	}
 	if r.grpc {
-		if v := res.resp.Header.Get("Grpc-Status"); v != "" {
+		if v := h1wire.Get(res.resp.Header, "Grpc-Status"); v != "" {
 			if code, err := strconv.Atoi(v); err == nil && p.RetriableGRPCStatus(code) {
 				return true
 			}

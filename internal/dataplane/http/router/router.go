@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 
+	"github.com/trellismesh/trellis/internal/dataplane/h1wire"
 	"github.com/trellismesh/trellis/internal/dataplane/http/filter"
 	"github.com/trellismesh/trellis/internal/dataplane/pgv"
 	"github.com/trellismesh/trellis/internal/dataplane/route"
@@ -554,7 +555,7 @@ func (r *Router) respond(s *filter.Stream, ctx context.Context, resp *http.Respo
 	s.Record.Details = "via_upstream"
 	w.WriteHeader(resp.StatusCode)
 
-	flush := resp.ContentLength < 0 || s.GRPC || strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream")
+	flush := resp.ContentLength < 0 || s.GRPC || strings.HasPrefix(h1wire.Get(resp.Header, "Content-Type"), "text/event-stream")
 	if err := r.copyBody(w, resp.Body, flush); err != nil {
 		switch {
 		case s.WriteError() != nil:
@@ -638,7 +639,7 @@ func (r *Router) target(s *filter.Stream, rt *route.Route, f *route.Forward, tim
 func routeTimeout(s *filter.Stream, f *route.Forward) time.Duration {
 	t := f.Timeout
 	if s.GRPC && f.GRPCTimeoutHeaderMax.Set {
-		if d, ok := parseGRPCTimeout(s.Request.Header.Get("Grpc-Timeout")); ok {
+		if d, ok := parseGRPCTimeout(h1wire.Get(s.Request.Header, "Grpc-Timeout")); ok {
 			if m := f.GRPCTimeoutHeaderMax.D; m > 0 && d > m {
 				d = m
 			}
