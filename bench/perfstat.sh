@@ -49,8 +49,8 @@ ev=instructions:u,instructions:k,cycles:u,cycles:k,syscalls:sys_enter_write,sysc
 	done
 ) &
 watch=$!
-go run -tags grpcnotrace ./bench/proxybench -pairs nginx-netns,trellis-tproxy -rounds 1 -duration 2s -warmup 1s -saturation 10s "$@" |
-	grep -E '^round' | grep -v direct
+go run -tags grpcnotrace ./bench/proxybench -pairs nginx-netns,trellis-tproxy -rounds 1 -duration 2s -warmup 1s -saturation 10s "$@" >"$out/bench.txt" 2>&1 || { cat "$out/bench.txt" >&2; exit 1; }
+grep -E "^round" "$out/bench.txt" | grep -v direct || true
 sleep 6
 echo "per request, at saturation (perf stat, 4 s of each proxy's saturation run):"
-cat "$out"/*.txt 2>/dev/null
+cat "$out"/[0-9]*.txt 2>/dev/null || echo "perfstat: no proxy was seen busy (perf stat attached to nothing)" >&2

@@ -136,7 +136,7 @@ func TestGCConfig(t *testing.T) {
 		headroom uint64
 		minGoal  uint64
 	}{
-		{"defaults", nil, nil, true, 8 << 20, 20 << 20},
+		{"defaults", nil, nil, true, 8 << 20, 18 << 20},
 		{"flags", nil, []string{"--gc-headroom-mib", "4", "--gc-min-goal-mib", "0"}, true, 4 << 20, 0},
 		{"environment", map[string]string{"TRELLIS_GC_HEADROOM_MIB": "6", "TRELLIS_GC_MIN_GOAL_MIB": "32"}, nil, true, 6 << 20, 32 << 20},
 		{"flag over environment", map[string]string{"TRELLIS_GC_MIN_GOAL_MIB": "32"}, []string{"--gc-min-goal-mib", "16"}, true, 8 << 20, 16 << 20},

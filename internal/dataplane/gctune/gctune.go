@@ -13,10 +13,11 @@ const (
 	DefaultHeadroom   = 8 << 20
 	DefaultMinPercent = 25
 	DefaultMaxPercent = 400
-	// DefaultMinGoal is the heap goal a sidecar's flag defaults to: about
-	// the goal with 1,000 services (live ≈ 12 MiB + Headroom), the
-	// configuration the memory budget is set for.
-	DefaultMinGoal = 20 << 20
+	// DefaultMinGoal is the heap goal floor a sidecar's flag defaults
+	// to: just under the goal with 1,000 services (live ≈ 11.5 MiB +
+	// Headroom), the configuration the memory budget is set for, so that
+	// it never raises that goal.
+	DefaultMinGoal = 18 << 20
 )
 
 // Config shapes the heap goal. Zero fields take the defaults.
