@@ -22,8 +22,22 @@ if grep -qs "func FuzzParse" internal/dataplane/http/filter/jwt/*_test.go; then
     targets+=("./internal/dataplane/http/filter/jwt $f")
   done
 fi
+# Go 1.26's fuzz coordinator can fail a target with a bare "context
+# deadline exceeded" when -fuzztime ends while a worker is mid-input
+# (golang/go#75804, fixed in Go 1.27): no input failed and none is
+# written. That outcome is reported and not counted as a failure; any
+# other failure (a failing input is always written and named) is.
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
 for t in "${targets[@]}"; do
   read -r pkg name <<<"$t"
   echo "== fuzz $name ($pkg, $fuzztime)"
-  go test -run '^$' -fuzz "^${name}\$" -fuzztime "$fuzztime" "$pkg"
+  if go test -run '^$' -fuzz "^${name}\$" -fuzztime "$fuzztime" "$pkg" 2>&1 | tee "$log"; then
+    continue
+  fi
+  if grep -qx '    context deadline exceeded' "$log" && ! grep -q 'Failing input written to' "$log"; then
+    echo "== fuzz $name: stopped by the fuzz coordinator's deadline race (golang/go#75804), no failing input: not a failure"
+    continue
+  fi
+  exit 1
 done
