@@ -307,7 +307,8 @@ func (x *exchange) arm() {
 // watches the request's context this way (pool: watcher). Its own
 // timeouts and the end of the stream run the watchers at once; the
 // request's context ending (the client gone, a drain) runs them through
-// one context.AfterFunc on that context, registered with the first
+// one watch of that context (its own watchers when it is the HTTP/1
+// connection's, else context.AfterFunc), registered with the first
 // watcher.
 type streamCtx struct {
 	context.Context
@@ -328,7 +329,7 @@ func (c *streamCtx) Watch(f func()) (id int, ok bool) {
 	}
 	t.mu.Lock()
 	if t.parentStop == nil && !t.stopped {
-		t.parentStop = context.AfterFunc(t.parent, t.parentDone)
+		t.parentStop = watchContext(t.parent, t.parentDone)
 	}
 	t.mu.Unlock()
 	return id, true

@@ -89,3 +89,15 @@ func (c *connCtx) Watch(f func()) (id int, ok bool) {
 
 // Unwatch removes the watcher id and reports whether it had not run.
 func (c *connCtx) Unwatch(id int) bool { return c.w.remove(id) }
+
+// watchContext runs f, in a goroutine of its own, when ctx ends: through
+// ctx's watchers when it is a connCtx with a free slot, else with
+// context.AfterFunc. stop is as context.AfterFunc's.
+func watchContext(ctx context.Context, f func()) (stop func() bool) {
+	if c, ok := ctx.(*connCtx); ok {
+		if id, ok := c.Watch(f); ok {
+			return func() bool { return c.Unwatch(id) }
+		}
+	}
+	return context.AfterFunc(ctx, f)
+}

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/trellismesh/trellis/internal/dataplane/h1wire"
 	"github.com/trellismesh/trellis/internal/dataplane/http/filter"
 )
 
@@ -247,33 +248,26 @@ func headerGetter(op, h string) func(*filter.Record) string {
 	key := http.CanonicalHeaderKey(h)
 	switch op {
 	case "REQ":
-		return func(r *filter.Record) string { return first(r.Header, key) }
+		return func(r *filter.Record) string { return h1wire.Get(r.Header, key) }
 	case "RESP":
-		return func(r *filter.Record) string { return first(r.ResponseHeader, key) }
+		return func(r *filter.Record) string { return h1wire.Get(r.ResponseHeader, key) }
 	default: // TRAILER
 		prefixed := http.TrailerPrefix + key
 		return func(r *filter.Record) string {
-			if v := first(r.ResponseHeader, prefixed); v != "" {
+			if v := h1wire.Get(r.ResponseHeader, prefixed); v != "" {
 				return v
 			}
 			// Trailers declared in the Trailer header.
 			for _, t := range r.ResponseHeader["Trailer"] {
 				for name := range strings.SplitSeq(t, ",") {
 					if http.CanonicalHeaderKey(strings.TrimSpace(name)) == key {
-						return first(r.ResponseHeader, key)
+						return h1wire.Get(r.ResponseHeader, key)
 					}
 				}
 			}
 			return ""
 		}
 	}
-}
-
-func first(h http.Header, key string) string {
-	if vs := h[key]; len(vs) > 0 {
-		return vs[0]
-	}
-	return ""
 }
 
 // gRPC status names, as Envoy's GRPC_STATUS prints them.

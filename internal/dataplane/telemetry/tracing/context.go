@@ -4,6 +4,8 @@ import (
 	"encoding/hex"
 	"net/http"
 	"strings"
+
+	"github.com/trellismesh/trellis/internal/dataplane/h1wire"
 )
 
 // Propagation header names (canonical form).
@@ -52,11 +54,11 @@ func (sc SpanContext) Valid() bool {
 // single header, then B3's multiple headers. A malformed header is
 // ignored (the request starts a new trace), as Envoy does.
 func Extract(h http.Header) (SpanContext, bool) {
-	if sc, ok := parseTraceparent(first(h, headerTraceparent)); ok {
+	if sc, ok := parseTraceparent(h1wire.Get(h, headerTraceparent)); ok {
 		sc.TraceState = strings.Join(h[headerTracestate], ",")
 		return sc, true
 	}
-	if sc, ok := parseB3Single(first(h, headerB3)); ok {
+	if sc, ok := parseB3Single(h1wire.Get(h, headerB3)); ok {
 		return sc, true
 	}
 	return parseB3Multi(h)
@@ -66,23 +68,16 @@ func Extract(h http.Header) (SpanContext, bool) {
 // x-b3-sampled / x-b3-flags without ids): a caller's decision without a
 // trace to join.
 func ExtractDecision(h http.Header) (sampled, ok bool) {
-	switch v := first(h, headerB3); v {
+	switch v := h1wire.Get(h, headerB3); v {
 	case "0":
 		return false, true
 	case "1", "d":
 		return true, true
 	}
-	if first(h, headerB3Flags) == "1" {
+	if h1wire.Get(h, headerB3Flags) == "1" {
 		return true, true
 	}
-	return parseSampled(first(h, headerB3Sampled))
-}
-
-func first(h http.Header, k string) string {
-	if vs := h[k]; len(vs) > 0 {
-		return vs[0]
-	}
-	return ""
+	return parseSampled(h1wire.Get(h, headerB3Sampled))
 }
 
 // parseTraceparent parses version-traceid-parentid-flags. Version ff is
@@ -134,14 +129,14 @@ func parseB3Single(v string) (SpanContext, bool) {
 
 func parseB3Multi(h http.Header) (SpanContext, bool) {
 	var sc SpanContext
-	tid, sid := first(h, headerB3TraceID), first(h, headerB3SpanID)
+	tid, sid := h1wire.Get(h, headerB3TraceID), h1wire.Get(h, headerB3SpanID)
 	if !b3TraceID(sc.TraceID[:], strings.ToLower(tid)) || len(sid) != 16 || !decodeLowerHex(sc.SpanID[:], strings.ToLower(sid)) || !sc.Valid() {
 		return SpanContext{}, false
 	}
-	if first(h, headerB3Flags) == "1" {
+	if h1wire.Get(h, headerB3Flags) == "1" {
 		sc.Sampled, sc.SampledSet = true, true
 	} else {
-		sc.Sampled, sc.SampledSet = parseSampled(first(h, headerB3Sampled))
+		sc.Sampled, sc.SampledSet = parseSampled(h1wire.Get(h, headerB3Sampled))
 	}
 	sc.Format = FormatB3Multi
 	return sc, true

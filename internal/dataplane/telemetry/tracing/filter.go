@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 
+	"github.com/trellismesh/trellis/internal/dataplane/h1wire"
 	"github.com/trellismesh/trellis/internal/dataplane/http/filter"
 	"github.com/trellismesh/trellis/internal/dataplane/pgv"
 )
@@ -198,7 +199,7 @@ func (f *Filter) start(s *filter.Stream) {
 	parent, joined := Extract(h)
 	var sampled bool
 	switch {
-	case first(h, headerForceTrace) != "":
+	case h1wire.Get(h, headerForceTrace) != "":
 		sampled = true
 	case joined && parent.SampledSet:
 		sampled = parent.Sampled
@@ -207,7 +208,7 @@ func (f *Filter) start(s *filter.Stream) {
 			sampled = d
 			break
 		}
-		if first(h, headerClientTrace) != "" {
+		if h1wire.Get(h, headerClientTrace) != "" {
 			sampled = f.draw(f.client)
 		} else {
 			sampled = f.draw(f.random)

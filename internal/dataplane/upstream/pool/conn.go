@@ -245,16 +245,16 @@ func (c *conn) onIdle() {
 	p := c.p
 	p.mu.Lock()
 	c.idleArmed = false
-	d := p.cfg.IdleTimeout
-	idleFor := time.Since(c.idleSince)
-	fire := !c.dead && c.inflight == 0 && idleFor >= d
-	if !c.dead && c.inflight == 0 && idleFor < d {
-		c.idleArmed = true
-		c.idleTimer.Reset(d - idleFor)
-	}
-	if fire {
-		c.draining = true
-		p.stats.cxIdleTimeout.Add(1)
+	fire := false
+	if !c.dead && c.inflight == 0 {
+		d, idleFor := p.cfg.IdleTimeout, time.Since(c.idleSince)
+		if fire = idleFor >= d; fire {
+			c.draining = true
+			p.stats.cxIdleTimeout.Add(1)
+		} else {
+			c.idleArmed = true
+			c.idleTimer.Reset(d - idleFor)
+		}
 	}
 	p.mu.Unlock()
 	if fire {

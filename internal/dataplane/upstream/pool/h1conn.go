@@ -195,8 +195,9 @@ func (c *h1Conn) closeWith(err error) {
 }
 
 // watcher is a context that runs a function when it ends without the
-// allocations of context.AfterFunc (the HTTP connection manager's stream
-// context, internal/dataplane/http). Watch reports false when it does not
+// allocations of context.AfterFunc (the contexts the HTTP connection
+// manager gives requests, internal/dataplane/http: an HTTP/1
+// connection's, or a stream's own). Watch reports false when it does not
 // take f (the context has ended, or it has no room), and the caller uses
 // context.AfterFunc; Unwatch removes f and reports whether f had not
 // started (and never will), as context.AfterFunc's stop does.
