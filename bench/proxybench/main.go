@@ -64,6 +64,7 @@ type options struct {
 	services   int
 	sidecarEnv string
 	proxyBin   string
+	proxyBinB  string
 }
 
 // Env is what pairs get to start their processes.
@@ -78,6 +79,10 @@ type Env struct {
 	// TrellisProxy is the sidecars' binary (-trellis-proxy, or cmd/trellis-proxy
 	// built into Dir on first use); "-" runs them as `trellis proxy`.
 	TrellisProxy string
+	// TrellisProxyB is the sidecars' binary of the "-b" pairs
+	// (-trellis-proxy-b): a second build run in the same interleaved
+	// rounds, for A/B comparisons of code changes on a noisy host.
+	TrellisProxyB string
 	// SidecarEnv is extra environment of the trellis sidecars (-sidecar-env).
 	SidecarEnv []string
 	// Services is how many services the control plane's configuration
@@ -101,6 +106,8 @@ func main() {
 			err = serverMain(os.Args[2:])
 		case "_naive":
 			err = naiveMain(os.Args[2:])
+		case "_relay":
+			err = relayMain(os.Args[2:])
 		case "_load":
 			err = loadMain(os.Args[2:])
 		case "_check":
@@ -137,6 +144,7 @@ func bench() int {
 	flag.StringVar(&o.nginx, "nginx", "", "nginx binary (default: from PATH or /usr/sbin)")
 	flag.StringVar(&o.trellis, "trellis", "", "trellis binary of the trellis pairs' control plane (trellis discovery), and of their sidecars with -trellis-proxy - (default: go build ./cmd/trellis into the temporary directory)")
 	flag.StringVar(&o.proxyBin, "trellis-proxy", "", `sidecar binary of the trellis pairs: the slim trellis-proxy that images run (default: go build ./cmd/trellis-proxy into the temporary directory); "-": run them as "trellis proxy" of the -trellis binary`)
+	flag.StringVar(&o.proxyBinB, "trellis-proxy-b", "", `sidecar binary of the pairs trellis-b and trellis-tproxy-b (the same pairs with another build, for A/B runs in the same rounds)`)
 	flag.StringVar(&o.sidecarEnv, "sidecar-env", "", "extra environment of the trellis sidecars, comma-separated (e.g. GOGC=400,GOMEMLIMIT=30MiB), for A/B runs of runtime settings")
 	flag.IntVar(&o.services, "services", 1, "services in the trellis pairs' mesh configuration: the echo service and N-1 more (HTTP, 5 endpoints each, seen by both sidecars), for memory with a large configuration")
 	flag.StringVar(&o.profile, "profile", "", "save CPU and allocation profiles of proxies with a pprof endpoint (trellis) during saturation into this directory")
@@ -251,7 +259,7 @@ func run(o options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &Env{Dir: dir, Nginx: o.nginx, Trellis: o.trellis, TrellisProxy: o.proxyBin, Services: o.services}
+	e := &Env{Dir: dir, Nginx: o.nginx, Trellis: o.trellis, TrellisProxy: o.proxyBin, TrellisProxyB: o.proxyBinB, Services: o.services}
 	if o.sidecarEnv != "" {
 		e.SidecarEnv = strings.Split(o.sidecarEnv, ",")
 	}

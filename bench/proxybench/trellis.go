@@ -47,12 +47,18 @@ import (
 // of the nat table, so the namespaces track no connections. Added latency
 // is against direct-netns (same path, no proxies); ratios are to
 // nginx-netns when it runs.
-type trellisPair struct{ mtls, tproxy bool }
+//
+// "trellis-b" and "trellis-tproxy-b" are trellis and trellis-tproxy with
+// the sidecar binary of -trellis-proxy-b: two builds measured in the same
+// interleaved rounds.
+type trellisPair struct{ mtls, tproxy, b bool }
 
 func init() {
 	registerPair(trellisPair{mtls: true})
 	registerPair(trellisPair{mtls: false})
 	registerPair(trellisPair{mtls: true, tproxy: true})
+	registerPair(trellisPair{mtls: true, b: true})
+	registerPair(trellisPair{mtls: true, tproxy: true, b: true})
 }
 
 const (
@@ -64,13 +70,17 @@ const (
 )
 
 func (p trellisPair) Name() string {
+	name := "trellis-plaintext"
 	switch {
 	case p.tproxy:
-		return "trellis-tproxy"
+		name = "trellis-tproxy"
 	case p.mtls:
-		return "trellis"
+		name = "trellis"
 	}
-	return "trellis-plaintext"
+	if p.b {
+		name += "-b"
+	}
+	return name
 }
 
 // captureArgs are the `trellis proxy iptables` arguments of the pair's
@@ -85,9 +95,17 @@ func (p trellisPair) captureArgs() (args []string, table, chain string) {
 
 func (trellisPair) Baseline() string { return "direct-netns" }
 
-func (trellisPair) Available(e *Env) error {
+func (p trellisPair) Available(e *Env) error {
 	if err := netnsAvailable(); err != nil {
 		return err
+	}
+	if p.b {
+		if e.TrellisProxyB == "" {
+			return fmt.Errorf("pair %s needs -trellis-proxy-b BINARY", p.Name())
+		}
+		if err := buildOrCheck(&e.TrellisProxyB, "-trellis-proxy-b", "", ""); err != nil {
+			return err
+		}
 	}
 	for _, tool := range []string{"iptables-restore", "iptables-save"} {
 		if _, err := exec.LookPath(tool); err != nil {
@@ -126,8 +144,12 @@ func buildOrCheck(bin *string, flag, out, pkg string) error {
 }
 
 // proxyCommand is the sidecars' executable and the arguments before a
-// `trellis proxy` subcommand (sidecar, iptables).
-func (e *Env) proxyCommand() (string, []string) {
+// `trellis proxy` subcommand (sidecar, iptables); b selects
+// -trellis-proxy-b.
+func (e *Env) proxyCommand(b bool) (string, []string) {
+	if b {
+		return e.TrellisProxyB, nil
+	}
 	if e.TrellisProxy == "-" || e.TrellisProxy == "" {
 		return e.Trellis, []string{"proxy"}
 	}
@@ -142,7 +164,7 @@ func (tp trellisPair) Start(ctx context.Context, e *Env, _ string) (*Instance, e
 	if err := t.controlPlane(ctx, e, tp.mtls); err != nil {
 		return nil, err
 	}
-	pbin, pargs := e.proxyCommand()
+	pbin, pargs := e.proxyCommand(tp.b)
 	capArgs, capTable, capChain := tp.captureArgs()
 	mode := "REDIRECT"
 	if tp.tproxy {
