@@ -299,7 +299,25 @@ func (w *respWriter) Write(p []byte) (int, error) {
 			}
 		}
 	}
+	if w.complete() {
+		// The whole response is here: it goes out now, not after the
+		// handler has unwound (telemetry, timers, the upstream
+		// connection's return), which is then off the client's path.
+		if err := w.send(false); err != nil {
+			return n, err
+		}
+	}
 	return n, nil
+}
+
+// complete reports whether the bytes written are the whole response as
+// its head declared (a Content-Length, no chunking, no trailers) and the
+// request is fully read, so that nothing the handler does later can
+// change what is sent: the response can be sent before the handler
+// returns.
+func (w *respWriter) complete() bool {
+	return w.cl >= 0 && w.written == w.cl && w.te == "" && !w.trailers &&
+		(w.body == nil || w.body.complete())
 }
 
 // Flush sends the head and what is buffered.
@@ -321,7 +339,7 @@ func (w *respWriter) FlushError() error {
 
 // SetReadDeadline sets the connection's read deadline (the router uses
 // it to unblock a request body read).
-func (w *respWriter) SetReadDeadline(t time.Time) error { return w.c.rwc.SetReadDeadline(t) }
+func (w *respWriter) SetReadDeadline(t time.Time) error { return w.c.setReadDeadline(t) }
 
 // SetWriteDeadline sets the connection's write deadline.
 func (w *respWriter) SetWriteDeadline(t time.Time) error { return w.c.rwc.SetWriteDeadline(t) }
@@ -348,6 +366,9 @@ func (w *respWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	}
 	c := w.c
 	c.endRequest()
+	if err := c.clearStaleDeadline(); err != nil {
+		return nil, nil, err
+	}
 	w.hijacked, c.hijacked = true, true
 	w.release()
 	var rd io.Reader = c.rwc

@@ -6,6 +6,7 @@ import (
 	"io"
 	nethttp "net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -256,5 +257,83 @@ func TestH1UnreadBodyDrained(t *testing.T) {
 	resps, _, _ := h.responses(t, "GET")
 	if !equalInts(statuses(resps), []int{404, 200}) {
 		t.Fatalf("statuses %v", statuses(resps))
+	}
+}
+
+// TestH1CompleteResponseSentBeforeReturn checks that a response whose
+// declared length is all written goes out while the handler is still
+// running (what the handler does after it — telemetry, timers — is off
+// the client's path), in one write with its head, and that it waits for
+// the handler's return when it could still change: no Content-Length
+// (the framing is decided at the return), or a request body not yet read
+// (the head may have to say Connection: close).
+func TestH1CompleteResponseSentBeforeReturn(t *testing.T) {
+	cases := []struct {
+		name, req string
+		cl        bool
+		early     bool
+	}{
+		{"content-length", "GET / HTTP/1.1\r\nHost: a\r\n\r\n", true, true},
+		{"no content-length", "GET / HTTP/1.1\r\nHost: a\r\n\r\n", false, false},
+		{"request body read", "POST /read HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello", true, true},
+		{"request body unread", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello", true, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			release := make(chan struct{})
+			returned := make(chan struct{})
+			h := startH1(t, 0, func(w nethttp.ResponseWriter, r *nethttp.Request) {
+				defer close(returned)
+				if r.URL.Path == "/read" {
+					_, _ = io.ReadAll(r.Body)
+				}
+				if tc.cl {
+					w.Header().Set("Content-Length", "4")
+				}
+				_, _ = io.WriteString(w, "done")
+				<-release
+			}, nil)
+			var once sync.Once
+			unblock := func() { once.Do(func() { close(release) }) }
+			t.Cleanup(unblock) // before the harness's: a failed check must not leave the handler blocked
+			if _, err := io.WriteString(h.client, tc.req); err != nil {
+				t.Fatal(err)
+			}
+			got := make(chan string, 1)
+			go func() {
+				resp, err := nethttp.ReadResponse(bufio.NewReader(h.client), nil)
+				if err != nil {
+					got <- "error: " + err.Error()
+					return
+				}
+				b, _ := io.ReadAll(resp.Body)
+				got <- string(b)
+			}()
+			received := false
+			select {
+			case b := <-got:
+				received = true
+				if !tc.early {
+					t.Fatalf("response %q arrived before the handler returned", b)
+				}
+				if b != "done" {
+					t.Fatalf("body %q, want done", b)
+				}
+				if n := h.server.writes.Load(); n != 1 {
+					t.Fatalf("%d writes, want head and body in one", n)
+				}
+			case <-time.After(300 * time.Millisecond):
+				if tc.early {
+					t.Fatal("complete response not sent while the handler runs")
+				}
+			}
+			unblock()
+			<-returned
+			if !received {
+				if b := <-got; b != "done" {
+					t.Fatalf("body %q after the handler returned, want done", b)
+				}
+			}
+		})
 	}
 }
