@@ -88,7 +88,6 @@ type h1Conn struct {
 	// response head being read.
 	wbuf  []byte
 	hbuf  []byte
-	keys  []string
 	abort func() // c.onAbort, allocated once
 	stale func() bool
 
@@ -298,7 +297,7 @@ func (c *h1Conn) roundTrip(ctx context.Context, req *http.Request) (*http.Respon
 	case cl == 0:
 		cl = -1 // a body of unknown length (net/http would probe it)
 	}
-	head, err := appendRequestHead(c.wbuf[:0], req, cl, &c.keys)
+	head, err := appendRequestHead(c.wbuf[:0], req, cl)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidRequest, err)
 	}

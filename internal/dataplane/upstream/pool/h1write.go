@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -18,10 +17,12 @@ import (
 // checked first: CR, LF, NUL or another control byte (HTAB aside) in a
 // name, value, method, target or Host is an error and nothing is written,
 // so header injection cannot split the request. Fields are written in
-// name order; Host, Content-Length, Transfer-Encoding and Trailer in
-// req.Header (in any case) are replaced by the request's own framing, and
-// an empty User-Agent sends none. keys is scratch space.
-func appendRequestHead(b []byte, req *http.Request, cl int64, keys *[]string) ([]byte, error) {
+// the header map's order (the order of fields with different names
+// carries no meaning, RFC 9110 section 5.3; sorting them cost the
+// request path ~1,000 instructions); Host, Content-Length,
+// Transfer-Encoding and Trailer in req.Header (in any case) are replaced
+// by the request's own framing, and an empty User-Agent sends none.
+func appendRequestHead(b []byte, req *http.Request, cl int64) ([]byte, error) {
 	method := req.Method
 	if method == "" {
 		method = http.MethodGet
@@ -68,7 +69,6 @@ func appendRequestHead(b []byte, req *http.Request, cl int64, keys *[]string) ([
 	b = append(b, host...)
 	b = append(b, "\r\n"...)
 
-	ks := (*keys)[:0]
 	for k, vs := range req.Header {
 		if excludedField(k) {
 			continue
@@ -76,16 +76,6 @@ func appendRequestHead(b []byte, req *http.Request, cl int64, keys *[]string) ([
 		if !httpguts.ValidHeaderFieldName(k) {
 			return b[:0], fmt.Errorf("invalid header field name %q", k)
 		}
-		for _, v := range vs {
-			if !httpguts.ValidHeaderFieldValue(v) {
-				return b[:0], fmt.Errorf("invalid header field value for %q", k)
-			}
-		}
-		ks = append(ks, k)
-	}
-	slices.Sort(ks)
-	for _, k := range ks {
-		vs := req.Header[k]
 		if k == "User-Agent" {
 			// As net/http: the first value only, none when empty.
 			if len(vs) == 0 || vs[0] == "" {
@@ -94,14 +84,15 @@ func appendRequestHead(b []byte, req *http.Request, cl int64, keys *[]string) ([
 			vs = vs[:1]
 		}
 		for _, v := range vs {
+			if !httpguts.ValidHeaderFieldValue(v) {
+				return b[:0], fmt.Errorf("invalid header field value for %q", k)
+			}
 			b = append(b, k...)
 			b = append(b, ": "...)
 			b = append(b, h1wire.TrimOWS(v)...)
 			b = append(b, "\r\n"...)
 		}
 	}
-	clear(ks)
-	*keys = ks[:0]
 	if req.Close && !hasToken(req.Header["Connection"], "close") {
 		b = append(b, "Connection: close\r\n"...)
 	}
