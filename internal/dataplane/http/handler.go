@@ -32,6 +32,9 @@ func (m *Manager) ServeHTTP(w nethttp.ResponseWriter, r *nethttp.Request) {
 		ts = r.TLS
 	}
 	x := &exchange{remote: remote}
+	if hasConn {
+		x.cs = cs
+	}
 	s := &x.stream
 	s.Init(w, r, m.random)
 	s.Conn = lc
@@ -73,6 +76,8 @@ type exchange struct {
 	// remote is the downstream address as text, made once per connection
 	// (connState.remote); "" without a connection state.
 	remote string
+	// cs is the connection's state, nil without one.
+	cs *connState
 }
 
 // setHeader sets h[k] to the single value v, taking the value slice
@@ -128,7 +133,7 @@ func (m *Manager) serve(x *exchange, ts *tls.ConnectionState) {
 	trusted := ts != nil && len(ts.PeerCertificates) > 0
 	authority := m.authority(r.Host, lc.Destination)
 	s.Upgrade = m.sanitize(r, trusted)
-	m.setClientCert(r.Header, ts)
+	m.setClientCert(x, r.Header, ts)
 	s.UpgradeAllowed = s.Upgrade != "" && m.cfg.upgrades[s.Upgrade]
 	rec.Client, rec.RequestID = m.proxyHeaders(x, r, lc.Source, scheme)
 	if id := rec.RequestID; id != "" && m.cfg.fwd.requestIDInResponse {

@@ -188,7 +188,7 @@ func (m *Manager) forwardsClientCert(trusted bool) bool {
 // Subject="<subject>", URI=<the peer's first URI SAN> and DNS=<each DNS
 // SAN>: Istio's inbound sidecars ask for Subject, URI and DNS, giving
 // By=spiffe://td/ns/a/sa/server;Hash=…;Subject="";URI=spiffe://td/ns/b/sa/client.
-func (m *Manager) setClientCert(h nethttp.Header, ts *tls.ConnectionState) {
+func (m *Manager) setClientCert(x *exchange, h nethttp.Header, ts *tls.ConnectionState) {
 	mode := m.cfg.fwd.clientCert
 	if mode != hcmv3.HttpConnectionManager_APPEND_FORWARD && mode != hcmv3.HttpConnectionManager_SANITIZE_SET {
 		return
@@ -196,11 +196,33 @@ func (m *Manager) setClientCert(h nethttp.Header, ts *tls.ConnectionState) {
 	if ts == nil || len(ts.PeerCertificates) == 0 {
 		return
 	}
-	entry := m.clientCertEntryCached(ts.PeerCertificates)
-	if old := h.Values("X-Forwarded-Client-Cert"); mode == hcmv3.HttpConnectionManager_APPEND_FORWARD && len(old) > 0 {
+	entry := m.clientCertEntryConn(x.cs, ts.PeerCertificates)
+	if old := h["X-Forwarded-Client-Cert"]; mode == hcmv3.HttpConnectionManager_APPEND_FORWARD && len(old) > 0 {
 		entry = strings.Join(old, ",") + "," + entry
 	}
-	h["X-Forwarded-Client-Cert"] = []string{entry}
+	x.setHeader(h, "X-Forwarded-Client-Cert", entry)
+}
+
+// connXFCC is a connection's x-forwarded-client-cert element, made by m.
+type connXFCC struct {
+	m     *Manager
+	entry string
+}
+
+// clientCertEntryConn is the peer's element made once per connection (a
+// connection's peer certificate does not change; comparing its bytes per
+// request cost more than the rest of the header), by this Manager (a
+// listener update may bring other certificate details).
+func (m *Manager) clientCertEntryConn(cs *connState, chain []*x509.Certificate) string {
+	if cs == nil {
+		return m.clientCertEntryCached(chain)
+	}
+	if c := cs.xfcc.Load(); c != nil && c.m == m {
+		return c.entry
+	}
+	e := m.clientCertEntryCached(chain)
+	cs.xfcc.Store(&connXFCC{m: m, entry: e})
+	return e
 }
 
 // xfccEntry is the last x-forwarded-client-cert element made, by the

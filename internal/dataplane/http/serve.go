@@ -79,6 +79,9 @@ type connState struct {
 	// remote is the downstream address as text (lc.Source's address), made
 	// once for the connection's requests' x-forwarded-for and logs.
 	remote string
+	// xfcc is the peer's x-forwarded-client-cert element, made by the
+	// connection's first request that sets the header.
+	xfcc atomic.Pointer[connXFCC]
 }
 
 // protocolErr is the connection's protocol error, or nil.

@@ -77,7 +77,7 @@ func TestSetClientCert(t *testing.T) {
 			if tc.in != nil {
 				h["X-Forwarded-Client-Cert"] = tc.in
 			}
-			m.setClientCert(h, tc.ts)
+			m.setClientCert(&exchange{}, h, tc.ts)
 			if got := h["X-Forwarded-Client-Cert"]; strings.Join(got, "|") != strings.Join(tc.want, "|") {
 				t.Errorf("x-forwarded-client-cert\n got %q\nwant %q", got, tc.want)
 			}
@@ -90,9 +90,29 @@ func TestSetClientCert(t *testing.T) {
 	other := peerCert(t, "spiffe://cluster.local/ns/c/sa/other")
 	for i, peer := range []*x509.Certificate{c, again, other, c} {
 		h := nethttp.Header{}
-		m.setClientCert(h, &tls.ConnectionState{PeerCertificates: []*x509.Certificate{peer}})
+		m.setClientCert(&exchange{}, h, &tls.ConnectionState{PeerCertificates: []*x509.Certificate{peer}})
 		if want := "URI=" + peer.URIs[0].String(); !strings.Contains(h.Get("X-Forwarded-Client-Cert"), want) {
 			t.Errorf("request %d: %q, want the entry of %s", i, h.Get("X-Forwarded-Client-Cert"), want)
+		}
+	}
+	// Requests of connections from different peers, interleaved, each get
+	// their connection's entry; a connection served by a Manager with
+	// other certificate details gets that Manager's.
+	conns := []*connState{{}, {}}
+	peers := []*x509.Certificate{c, other}
+	hashOnly := &Manager{cfg: settings{fwd: forwarding{clientCert: hcmv3.HttpConnectionManager_SANITIZE_SET}, localIdentity: "spiffe://cluster.local/ns/a/sa/server"}}
+	for i := range 6 {
+		k := i % 2
+		mgr := m
+		if i >= 4 {
+			mgr = hashOnly
+		}
+		h := nethttp.Header{}
+		mgr.setClientCert(&exchange{cs: conns[k]}, h, &tls.ConnectionState{PeerCertificates: []*x509.Certificate{peers[k]}})
+		got := h.Get("X-Forwarded-Client-Cert")
+		want := clientCertEntry(mgr.cfg.localIdentity, peers[k:k+1], mgr.cfg.fwd.certDetails)
+		if got != want {
+			t.Errorf("request %d on connection %d: %q, want %q", i, k, got, want)
 		}
 	}
 	// Cert and Chain are URL-encoded PEM in quotes.
