@@ -80,6 +80,10 @@ func (b *reqBody) readLocked(p []byte) (int, error) {
 		b.expect = false
 		b.c.w.writeContinue()
 	}
+	if err := b.c.clearStaleDeadline(); err != nil {
+		b.fail(err)
+		return 0, err
+	}
 	var n int
 	var err error
 	if b.chunked {

@@ -124,6 +124,16 @@ type h1conn struct {
 	reading  bool      // backgroundRead is running
 	aborting bool      // endRequest is stopping backgroundRead
 	readDone chan struct{}
+
+	// A read deadline that is not the request's — the one that bounded
+	// the wait for its head, or the one that stopped the close watch —
+	// is left set: a request without a body never reads the connection
+	// again, and clearing it would be one more timer update on the
+	// request's path. What reads the connection during the request (the
+	// body, the close watch, a hijacker) clears it first
+	// (clearStaleDeadline); the next head's wait replaces it.
+	dlMu          sync.Mutex
+	staleDeadline bool // under dlMu
 }
 
 // serve serves cs's connection until it ends or ctx is done.
@@ -222,9 +232,9 @@ func (c *h1conn) readHead(first bool) (int, *protocolError, error) {
 			}
 			in.r += end
 			if !deadline.IsZero() || headerTimer {
-				if err := c.rwc.SetReadDeadline(time.Time{}); err != nil {
-					return 0, nil, err
-				}
+				c.dlMu.Lock()
+				c.staleDeadline = true
+				c.dlMu.Unlock()
 			}
 			if perr := parseHead(head, &c.head); perr != nil {
 				return 0, perr, nil
@@ -450,7 +460,11 @@ func (c *h1conn) startReadLocked() {
 
 func (c *h1conn) backgroundRead() {
 	var b [1]byte
-	n, err := c.rwc.Read(b[:])
+	var n int
+	err := c.clearStaleDeadline()
+	if err == nil {
+		n, err = c.rwc.Read(b[:])
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if n == 1 {
@@ -465,6 +479,27 @@ func (c *h1conn) backgroundRead() {
 	close(c.readDone)
 }
 
+// clearStaleDeadline clears a read deadline that is not the request's, if
+// one is set, before the connection is read during the request.
+func (c *h1conn) clearStaleDeadline() error {
+	c.dlMu.Lock()
+	defer c.dlMu.Unlock()
+	if !c.staleDeadline {
+		return nil
+	}
+	c.staleDeadline = false
+	return c.rwc.SetReadDeadline(time.Time{})
+}
+
+// setReadDeadline sets the connection's read deadline for the request's
+// handler (replacing a stale one, which must not be cleared after it).
+func (c *h1conn) setReadDeadline(t time.Time) error {
+	c.dlMu.Lock()
+	defer c.dlMu.Unlock()
+	c.staleDeadline = false
+	return c.rwc.SetReadDeadline(t)
+}
+
 // endRequest ends the watch; once it returns, nothing reads the
 // connection but the serving goroutine.
 func (c *h1conn) endRequest() {
@@ -477,7 +512,10 @@ func (c *h1conn) endRequest() {
 	done := c.readDone
 	c.mu.Unlock()
 	if reading {
+		c.dlMu.Lock()
+		c.staleDeadline = true
 		_ = c.rwc.SetReadDeadline(time.Unix(1, 0))
+		c.dlMu.Unlock()
 		<-done
 		c.mu.Lock()
 		c.aborting = false

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -369,6 +370,71 @@ func testDownstreamClose(t *testing.T, req string) {
 	h.client.Close()
 	if err := <-cause; !errors.Is(err, errDownstreamClosed) {
 		t.Fatalf("%q: cause %v, want errDownstreamClosed", req, err)
+	}
+}
+
+// TestH1HeadDeadlineNotTheRequests checks that the deadline bounding the
+// wait for a head, left set once the head is in (it is cleared lazily),
+// bounds nothing of the request: a body that arrives after it, and the
+// close watch of a request that outlives it, on the first request (the
+// request headers timeout) and on a kept-alive one (the idle timeout).
+func TestH1HeadDeadlineNotTheRequests(t *testing.T) {
+	const wait = 100 * time.Millisecond
+	tune := func(s *h1Server) {
+		s.headerTimeout, s.idleTimeout, s.closeCheck = wait, wait, 10*time.Millisecond
+	}
+	for _, first := range []bool{true, false} {
+		prefix := ""
+		if !first {
+			prefix = "GET /quick HTTP/1.1\r\nHost: a\r\n\r\n"
+		}
+		t.Run(fmt.Sprintf("late body, first request %v", first), func(t *testing.T) {
+			h := startH1(t, 0, func(w nethttp.ResponseWriter, r *nethttp.Request) {
+				b, err := io.ReadAll(r.Body)
+				if err != nil {
+					w.WriteHeader(nethttp.StatusRequestTimeout)
+					return
+				}
+				_, _ = w.Write(b)
+			}, tune)
+			_, _ = io.WriteString(h.client, prefix+"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n")
+			time.Sleep(3 * wait) // past the head's deadline
+			_, _ = io.WriteString(h.client, "hello")
+			br := bufio.NewReader(h.client)
+			if !first {
+				if _, err := nethttp.ReadResponse(br, nil); err != nil {
+					t.Fatal(err)
+				}
+			}
+			resp, err := nethttp.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != 200 || string(b) != "hello" {
+				t.Fatalf("%d %q, want the body read after the head's deadline", resp.StatusCode, b)
+			}
+		})
+		t.Run(fmt.Sprintf("close watch, first request %v", first), func(t *testing.T) {
+			cause := make(chan error, 1)
+			h := startH1(t, 0, func(w nethttp.ResponseWriter, r *nethttp.Request) {
+				if r.URL.Path == "/quick" {
+					return
+				}
+				select {
+				case <-r.Context().Done():
+					cause <- context.Cause(r.Context())
+				case <-time.After(testWait):
+					cause <- errors.New("context not cancelled")
+				}
+			}, tune)
+			_, _ = io.WriteString(h.client, prefix+"GET /wait HTTP/1.1\r\nHost: a\r\n\r\n")
+			time.Sleep(3 * wait) // the watch reads past the head's deadline
+			h.client.Close()
+			if err := <-cause; !errors.Is(err, errDownstreamClosed) {
+				t.Fatalf("cause %v, want errDownstreamClosed", err)
+			}
+		})
 	}
 }
 
