@@ -11,6 +11,7 @@ targets=(
   "./internal/dataplane/http FuzzNormalize"          # path normaliser
   "./internal/dataplane/http FuzzParseRequestHead"   # HTTP/1 head and header validation
   "./internal/dataplane/http FuzzOriginForm"         # request-target fast path agrees with net/url
+  "./internal/dataplane/http/router FuzzUpstreamURL" # upstream request path fast path agrees with the general one
   "./internal/dataplane/rbac FuzzRBACMatch"          # policy matcher
   "./internal/dataplane/rbac FuzzURITemplate"        # {*}/{**} path templates
   "./internal/dataplane/route FuzzMatch"             # route matching of hostile requests

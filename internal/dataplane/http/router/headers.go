@@ -54,15 +54,38 @@ func setUpstreamURL(u *url.URL, authority, path string) {
 		u.RawQuery = query
 		u.ForceQuery = query == ""
 	}
-	raw = escapeForURL(raw)
 	if raw == "" {
 		raw = "/"
 	}
+	if plainPath(raw) {
+		// Most paths: EscapedPath gives Path back as it is, with no
+		// RawPath to unescape and compare per request.
+		u.Path = raw
+		return
+	}
+	raw = escapeForURL(raw)
 	p, err := url.PathUnescape(raw)
 	if err != nil {
 		p = raw
 	}
 	u.Path, u.RawPath = p, raw
+}
+
+// plainPath reports whether url.URL.EscapedPath writes p, as a Path, as
+// it is: no '%' and no byte that net/url escapes in a path.
+func plainPath(p string) bool {
+	for i := 0; i < len(p); i++ {
+		c := p[i]
+		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' {
+			continue
+		}
+		switch c {
+		case '-', '.', '_', '~', '$', '&', '+', ',', ';', '=', ':', '@', '/':
+			continue
+		}
+		return false
+	}
+	return true
 }
 
 // escapeForURL percent-encodes the bytes net/url would not keep as they
@@ -101,7 +124,11 @@ func pathByteOK(p string, i int) bool {
 	case c == '%':
 		return i+2 < len(p) && isHex(p[i+1]) && isHex(p[i+2])
 	}
-	return strings.IndexByte("-._~!$&'()*+,;=:@/[]", c) >= 0
+	switch c {
+	case '-', '.', '_', '~', '!', '$', '&', '\'', '(', ')', '*', '+', ',', ';', '=', ':', '@', '/', '[', ']':
+		return true
+	}
+	return false
 }
 
 func isHex(c byte) bool {
