@@ -21,12 +21,6 @@ import (
 	"github.com/trellismesh/trellis/internal/dataplane/h1wire"
 )
 
-// hopByHop are the connection-specific request headers removed before
-// forwarding (RFC 9110 7.6.1; te is kept when it is "trailers", for gRPC).
-var hopByHop = [...]string{
-	"Connection", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding", "Upgrade", "Http2-Settings",
-}
-
 // checkRequest applies the connection manager's request limits. It returns
 // the status of the local reply and its details, or 0.
 func (m *Manager) checkRequest(r *nethttp.Request) (int, string) {
@@ -109,22 +103,28 @@ func (m *Manager) sanitize(r *nethttp.Request, trusted bool) string {
 			}
 		}
 	}
-	for _, k := range hopByHop {
-		delete(h, k)
-	}
-	if len(upgrades) > 0 {
-		upgrade = strings.ToLower(upgrades[0])
-		h["Upgrade"] = []string{strings.Join(upgrades, ", ")}
-	}
-	if te := h["Te"]; len(te) > 0 {
-		if len(te) == 1 && strings.EqualFold(textproto.TrimString(te[0]), "trailers") {
-			h["Te"] = []string{"trailers"}
-		} else {
-			delete(h, "Te")
-		}
-	}
+	// One pass over the fields (fewer than the names to look up).
 	dropUnderscores := m.cfg.limits.underscores == corev3.HttpProtocolOptions_DROP_HEADER
-	for k := range h {
+	dropXFCC := !m.forwardsClientCert(trusted)
+	for k, vs := range h {
+		switch k {
+		case "Connection", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding", "Upgrade", "Http2-Settings":
+			delete(h, k) // hop-by-hop (RFC 9110 7.6.1)
+			continue
+		case "Te":
+			// Kept when it is "trailers", for gRPC.
+			if len(vs) == 1 && strings.EqualFold(textproto.TrimString(vs[0]), "trailers") {
+				h[k] = []string{"trailers"}
+			} else {
+				delete(h, k)
+			}
+			continue
+		case "X-Forwarded-Client-Cert":
+			if dropXFCC {
+				delete(h, k)
+				continue
+			}
+		}
 		switch {
 		case dropUnderscores && strings.Contains(k, "_"):
 			delete(h, k)
@@ -133,8 +133,9 @@ func (m *Manager) sanitize(r *nethttp.Request, trusted bool) string {
 			delete(h, k)
 		}
 	}
-	if !m.forwardsClientCert(trusted) {
-		delete(h, "X-Forwarded-Client-Cert")
+	if len(upgrades) > 0 {
+		upgrade = strings.ToLower(upgrades[0])
+		h["Upgrade"] = []string{strings.Join(upgrades, ", ")}
 	}
 	return upgrade
 }
