@@ -461,7 +461,7 @@ func (c *h1conn) startReadLocked() {
 func (c *h1conn) backgroundRead() {
 	var b [1]byte
 	var n int
-	err := c.clearStaleDeadline()
+	err := c.clearStaleDeadline(true)
 	if err == nil {
 		n, err = c.rwc.Read(b[:])
 	}
@@ -480,10 +480,22 @@ func (c *h1conn) backgroundRead() {
 }
 
 // clearStaleDeadline clears a read deadline that is not the request's, if
-// one is set, before the connection is read during the request.
-func (c *h1conn) clearStaleDeadline() error {
+// one is set, before the connection is read during the request. For the
+// close watch (watch), which endRequest may be stopping with a deadline
+// in the past by now, that deadline stays: endRequest marks aborting
+// before it sets the deadline under dlMu, so either this sees aborting,
+// or its clear comes before that deadline.
+func (c *h1conn) clearStaleDeadline(watch bool) error {
 	c.dlMu.Lock()
 	defer c.dlMu.Unlock()
+	if watch {
+		c.mu.Lock()
+		aborting := c.aborting
+		c.mu.Unlock()
+		if aborting {
+			return nil
+		}
+	}
 	if !c.staleDeadline {
 		return nil
 	}

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	nethttp "net/http"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -435,6 +436,91 @@ func TestH1HeadDeadlineNotTheRequests(t *testing.T) {
 				t.Fatalf("cause %v, want errDownstreamClosed", err)
 			}
 		})
+	}
+}
+
+// TestH1WatchEndingWithItsRequest checks that a close watch starting
+// just as its request ends (the watch is stopped by a deadline in the
+// past, which its own clearing of a stale deadline must not undo) does
+// not hold up the connection: requests that end around closeCheck, one
+// after another on a kept-alive connection, are all answered.
+func TestH1WatchEndingWithItsRequest(t *testing.T) {
+	var n atomic.Int64
+	h := startH1(t, 0, func(w nethttp.ResponseWriter, r *nethttp.Request) {
+		// Around the 1 ms closeCheck: some end before the watch, some
+		// while it starts, some after.
+		time.Sleep(time.Duration(n.Add(1)%5) * 300 * time.Microsecond)
+		_, _ = io.WriteString(w, "ok")
+	}, func(s *h1Server) {
+		s.closeCheck = time.Millisecond
+		s.headerTimeout, s.idleTimeout = time.Second, time.Second
+	})
+	br := bufio.NewReader(h.client)
+	deadline := time.Now().Add(20 * time.Second)
+	for i := range 400 {
+		_ = h.client.SetDeadline(time.Now().Add(2 * time.Second))
+		if _, err := io.WriteString(h.client, "GET / HTTP/1.1\r\nHost: a\r\n\r\n"); err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		resp, err := nethttp.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("request %d: %v (the connection is held up)", i, err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		if time.Now().After(deadline) {
+			break
+		}
+	}
+}
+
+// TestH1WatchStopStays checks the close watch's clearing of a stale
+// deadline against endRequest stopping the watch: once the watch is being
+// stopped (aborting), the deadline in the past that stops it stays, so
+// its read returns at once instead of blocking endRequest; before that,
+// a stale deadline is cleared and the read waits for the client.
+func TestH1WatchStopStays(t *testing.T) {
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	c := &h1conn{rwc: &listener.Conn{Conn: a}}
+	read := func() <-chan error {
+		done := make(chan error, 1)
+		go func() {
+			var buf [1]byte
+			_, err := c.rwc.Read(buf[:])
+			done <- err
+		}()
+		return done
+	}
+
+	c.aborting, c.staleDeadline = true, true
+	_ = c.rwc.SetReadDeadline(time.Unix(1, 0))
+	if err := c.clearStaleDeadline(true); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-read():
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("read while the watch is stopped: %v, want the stop deadline's timeout", err)
+		}
+	case <-time.After(testWait):
+		t.Fatal("read while the watch is stopped blocks: the stop deadline was cleared")
+	}
+
+	c.aborting, c.staleDeadline = false, true
+	_ = c.rwc.SetReadDeadline(time.Unix(1, 0))
+	if err := c.clearStaleDeadline(true); err != nil {
+		t.Fatal(err)
+	}
+	done := read()
+	select {
+	case err := <-done:
+		t.Fatalf("read after clearing returned %v, want it to wait for the client", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	_, _ = b.Write([]byte("x"))
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }
 
