@@ -7,16 +7,16 @@
 # response and sending it back (the response direction); what it does
 # after sending (telemetry, bookkeeping, parking) only costs CPU. This
 # script runs proxybench's measured run (default -pairs
-# nginx-netns,trellis-tproxy -rounds 1 -duration 14s -warmup 1s
+# nginx-netns,trellis-tproxy -rounds 1 -duration 18s -warmup 1s
 # -saturation 0; flags given here are added, a later one wins) and
-# records, for 4 s of each proxy process (nginx worker, trellis sidecar,
+# records, for 8 s of each proxy process (nginx worker, trellis sidecar,
 # gorelay), its system calls and a sample of its user-space instructions
 # every 2,000. A window opens when a read returns data and closes at the
 # next write of the same thread; the instructions sampled inside are the
 # on-path work. Reads of fewer than 600 bytes are requests, larger ones
 # responses (they carry proxybench's 1 KiB body). Printed per proxy:
 # instructions per request in all, on the request path, on the response
-# path (thousands; ±0.5k between runs).
+# path (thousands; runs of one build agree within ~1k).
 #
 # Like perfstat.sh, it counts instructions, not time, so it compares
 # builds on a noisy host. Root (network namespaces, perf tracepoints);
@@ -50,7 +50,7 @@ sysctl -qw kernel.perf_cpu_time_max_percent=50 kernel.perf_event_max_sample_rate
 				sleep 5 # past the warm-up
 				name=$(tr '\0' ' ' <"/proc/$pid/cmdline" | awk '{n=$1; sub(".*/", "", n); print n}')
 				perf record -q -e raw_syscalls:sys_enter,raw_syscalls:sys_exit -e "instructions/period=$period/u" \
-					-p "$pid" -o "$out/$pid.data" -- sleep 4 >/dev/null 2>&1 || exit 0
+					-p "$pid" -o "$out/$pid.data" -- sleep 8 >/dev/null 2>&1 || exit 0
 				perf script -i "$out/$pid.data" -F tid,event,trace 2>/dev/null | awk -v n="$name" -v period="$period" '
 					# sys_enter: "TID raw_syscalls:sys_enter: NR nr (a0, a1, a2, a3, ...)" (hex args)
 					$2 == "raw_syscalls:sys_enter:" {
@@ -87,7 +87,7 @@ sysctl -qw kernel.perf_cpu_time_max_percent=50 kernel.perf_event_max_sample_rate
 	done
 ) &
 watch=$!
-go run -tags grpcnotrace ./bench/proxybench -pairs nginx-netns,trellis-tproxy -rounds 1 -duration 14s -warmup 1s -saturation 0 "$@" >"$out/bench.txt" 2>&1 || { cat "$out/bench.txt" >&2; exit 1; }
+go run -tags grpcnotrace ./bench/proxybench -pairs nginx-netns,trellis-tproxy -rounds 1 -duration 18s -warmup 1s -saturation 0 "$@" >"$out/bench.txt" 2>&1 || { cat "$out/bench.txt" >&2; exit 1; }
 sleep 2
-echo "per request, at 1,000 requests/s (perf record, 4 s of each proxy's measured run):"
+echo "per request, at 1,000 requests/s (perf record, 8 s of each proxy's measured run):"
 cat "$out"/[0-9]*.txt 2>/dev/null || echo "pathstat: no proxy was recorded" >&2
