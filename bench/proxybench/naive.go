@@ -2,15 +2,12 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"flag"
 	"fmt"
 	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
-	"os"
 	"os/signal"
 	"syscall"
 	"time"
@@ -54,12 +51,8 @@ func (naivePair) Start(ctx context.Context, e *Env, upstream string) (*Instance,
 // [-cert F -key F] [-ca F -server-name N]". It prints "LISTENING host:port".
 func naiveMain(args []string) error {
 	fs := flag.NewFlagSet("_naive", flag.ContinueOnError)
-	listen := fs.String("listen", "127.0.0.1:0", "listen address")
+	leg := addLegFlags(fs)
 	upstream := fs.String("upstream", "", "upstream URL (http:// or https://)")
-	certFile := fs.String("cert", "", "serve TLS with this certificate")
-	keyFile := fs.String("key", "", "key for -cert")
-	caFile := fs.String("ca", "", "CA that signs the upstream's certificate")
-	serverName := fs.String("server-name", "", "name to verify in the upstream's certificate")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -78,31 +71,17 @@ func naiveMain(args []string) error {
 		Protocols:           h1,
 	}
 	if u.Scheme == "https" {
-		pem, err := os.ReadFile(*caFile)
-		if err != nil {
+		if tr.TLSClientConfig, err = leg.clientTLS(); err != nil {
 			return err
 		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return fmt.Errorf("no certificate in %s", *caFile)
-		}
-		tr.TLSClientConfig = &tls.Config{RootCAs: pool, ServerName: *serverName, MinVersion: tls.VersionTLS13}
 	}
 	rp := httputil.NewSingleHostReverseProxy(u)
 	rp.Transport = tr
 	srv := &http.Server{Handler: rp, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 5 * time.Minute, Protocols: h1}
-	ln, err := net.Listen("tcp", *listen)
+	ln, err := leg.listener([]string{"http/1.1"})
 	if err != nil {
 		return err
 	}
-	if *certFile != "" {
-		cert, err := tls.LoadX509KeyPair(*certFile, *keyFile)
-		if err != nil {
-			return err
-		}
-		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13, NextProtos: []string{"http/1.1"}})
-	}
-	fmt.Printf("LISTENING %s\n", ln.Addr())
 	return serveUntilSignal(srv, ln)
 }
 

@@ -3,13 +3,11 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"os/signal"
 	"sync"
 	"syscall"
@@ -73,12 +71,8 @@ func (p relayNetnsPair) Start(ctx context.Context, e *Env, _ string) (*Instance,
 // -ca dials the upstream over TLS. It prints "LISTENING host:port".
 func relayMain(args []string) error {
 	fs := flag.NewFlagSet("_relay", flag.ContinueOnError)
-	listen := fs.String("listen", "127.0.0.1:0", "listen address")
+	leg := addLegFlags(fs)
 	upstream := fs.String("upstream", "", "upstream host:port")
-	certFile := fs.String("cert", "", "serve TLS with this certificate")
-	keyFile := fs.String("key", "", "key for -cert")
-	caFile := fs.String("ca", "", "dial the upstream over TLS, verified against this CA")
-	serverName := fs.String("server-name", "", "name to verify in the upstream's certificate")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -86,30 +80,17 @@ func relayMain(args []string) error {
 		return errors.New("-upstream is required")
 	}
 	dial := func() (net.Conn, error) { return net.Dial("tcp", *upstream) }
-	if *caFile != "" {
-		pem, err := os.ReadFile(*caFile)
-		if err != nil {
-			return err
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return fmt.Errorf("no certificate in %s", *caFile)
-		}
-		cfg := &tls.Config{RootCAs: pool, ServerName: *serverName, MinVersion: tls.VersionTLS13}
-		dial = func() (net.Conn, error) { return tls.Dial("tcp", *upstream, cfg) }
-	}
-	ln, err := net.Listen("tcp", *listen)
+	cfg, err := leg.clientTLS()
 	if err != nil {
 		return err
 	}
-	if *certFile != "" {
-		cert, err := tls.LoadX509KeyPair(*certFile, *keyFile)
-		if err != nil {
-			return err
-		}
-		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13})
+	if cfg != nil {
+		dial = func() (net.Conn, error) { return tls.Dial("tcp", *upstream, cfg) }
 	}
-	fmt.Printf("LISTENING %s\n", ln.Addr())
+	ln, err := leg.listener(nil)
+	if err != nil {
+		return err
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	go func() { <-ctx.Done(); ln.Close() }()

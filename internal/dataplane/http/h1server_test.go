@@ -355,16 +355,21 @@ func TestH1DownstreamClose(t *testing.T) {
 	}
 }
 
+// waitCause waits for r's context to end and returns its cause.
+func waitCause(r *nethttp.Request) error {
+	select {
+	case <-r.Context().Done():
+		return context.Cause(r.Context())
+	case <-time.After(testWait):
+		return errors.New("context not cancelled")
+	}
+}
+
 func testDownstreamClose(t *testing.T, req string) {
 	cause := make(chan error, 1)
 	h := startH1(t, 0, func(w nethttp.ResponseWriter, r *nethttp.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
-		select {
-		case <-r.Context().Done():
-			cause <- context.Cause(r.Context())
-		case <-time.After(testWait):
-			cause <- errors.New("context not cancelled")
-		}
+		cause <- waitCause(r)
 	}, func(s *h1Server) { s.closeCheck = 10 * time.Millisecond })
 	_, _ = io.WriteString(h.client, req)
 	time.Sleep(50 * time.Millisecond) // let the watch start, then go away
@@ -422,12 +427,7 @@ func TestH1HeadDeadlineNotTheRequests(t *testing.T) {
 				if r.URL.Path == "/quick" {
 					return
 				}
-				select {
-				case <-r.Context().Done():
-					cause <- context.Cause(r.Context())
-				case <-time.After(testWait):
-					cause <- errors.New("context not cancelled")
-				}
+				cause <- waitCause(r)
 			}, tune)
 			_, _ = io.WriteString(h.client, prefix+"GET /wait HTTP/1.1\r\nHost: a\r\n\r\n")
 			time.Sleep(3 * wait) // the watch reads past the head's deadline
@@ -535,12 +535,7 @@ func TestH1DownstreamCloseAfterQuickRequest(t *testing.T) {
 			_, _ = io.WriteString(w, "ok")
 			return
 		}
-		select {
-		case <-r.Context().Done():
-			cause <- context.Cause(r.Context())
-		case <-time.After(testWait):
-			cause <- errors.New("context not cancelled")
-		}
+		cause <- waitCause(r)
 	}, func(s *h1Server) { s.closeCheck = 60 * time.Millisecond })
 	_, _ = io.WriteString(h.client, "GET /quick HTTP/1.1\r\nHost: a\r\n\r\n")
 	br := bufio.NewReader(h.client)
