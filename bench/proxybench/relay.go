@@ -27,25 +27,26 @@ func init() { registerPair(relayNetnsPair{}) }
 func (relayNetnsPair) Name() string         { return "gorelay-netns" }
 func (relayNetnsPair) Baseline() string     { return "direct-netns" }
 func (relayNetnsPair) Available(*Env) error { return netnsAvailable() }
-func (relayNetnsPair) proxyEnv() []string   { return []string{"GOMAXPROCS=1"} }
-func (p relayNetnsPair) start(ctx context.Context, e *Env, ns, role string, args []string) (*proc, error) {
+
+// startRelay starts one relay (role A or B) in network namespace ns.
+func startRelay(ctx context.Context, e *Env, ns, role string, args []string) (*proc, error) {
 	return startProc(ctx, e, fmt.Sprintf("relay-%s-%d", role, e.next()), "ip",
-		append([]string{"netns", "exec", ns, e.Self, "_relay"}, args...), p.proxyEnv(), true)
+		append([]string{"netns", "exec", ns, e.Self, "_relay"}, args...), []string{"GOMAXPROCS=1"}, true)
 }
 
-func (p relayNetnsPair) Start(ctx context.Context, e *Env, _ string) (*Instance, error) {
+func (relayNetnsPair) Start(ctx context.Context, e *Env, _ string) (*Instance, error) {
 	t, err := e.topology(ctx)
 	if err != nil {
 		return nil, err
 	}
 	addrA := t.client.addr.String() + ":15081"
 	addrB := t.server.addr.String() + ":15444"
-	b, err := p.start(ctx, e, t.server.name, "B", []string{"-listen", addrB,
+	b, err := startRelay(ctx, e, t.server.name, "B", []string{"-listen", addrB,
 		"-upstream", fmt.Sprintf("127.0.0.1:%d", echoPort), "-cert", e.Certs.CertFile, "-key", e.Certs.KeyFile})
 	if err != nil {
 		return nil, err
 	}
-	a, err := p.start(ctx, e, t.client.name, "A", []string{"-listen", addrA, "-upstream", addrB,
+	a, err := startRelay(ctx, e, t.client.name, "A", []string{"-listen", addrA, "-upstream", addrB,
 		"-ca", e.Certs.CAFile, "-server-name", e.Certs.ServerName})
 	if err != nil {
 		b.stop()

@@ -103,7 +103,7 @@ func (p trellisPair) Available(e *Env) error {
 		if e.TrellisProxyB == "" {
 			return fmt.Errorf("pair %s needs -trellis-proxy-b BINARY", p.Name())
 		}
-		if err := buildOrCheck(&e.TrellisProxyB, "-trellis-proxy-b", "", ""); err != nil {
+		if err := checkExecutable(e.TrellisProxyB, "-trellis-proxy-b"); err != nil {
 			return err
 		}
 	}
@@ -126,10 +126,7 @@ func (p trellisPair) Available(e *Env) error {
 // the first time) and sets *bin to it.
 func buildOrCheck(bin *string, flag, out, pkg string) error {
 	if *bin != "" {
-		if fi, err := os.Stat(*bin); err != nil || fi.IsDir() || fi.Mode()&0o111 == 0 {
-			return fmt.Errorf("%s %s: not an executable", flag, *bin)
-		}
-		return nil
+		return checkExecutable(*bin, flag)
 	}
 	// As the images build them (build/Dockerfile.*): static (no libc
 	// mapped: ~1.4 MB resident), stripped, without gRPC's request tracing,
@@ -140,6 +137,14 @@ func buildOrCheck(bin *string, flag, out, pkg string) error {
 		return fmt.Errorf("building %s (or pass %s PATH): %v\n%s", pkg, flag, err, b)
 	}
 	*bin = out
+	return nil
+}
+
+// checkExecutable checks that bin (given with flag) is an executable file.
+func checkExecutable(bin, flag string) error {
+	if fi, err := os.Stat(bin); err != nil || fi.IsDir() || fi.Mode()&0o111 == 0 {
+		return fmt.Errorf("%s %s: not an executable", flag, bin)
+	}
 	return nil
 }
 

@@ -80,7 +80,7 @@ func (b *reqBody) readLocked(p []byte) (int, error) {
 		b.expect = false
 		b.c.w.writeContinue()
 	}
-	if err := b.c.clearStaleDeadline(false); err != nil {
+	if err := b.c.clearStaleDeadline(); err != nil {
 		b.fail(err)
 		return 0, err
 	}

@@ -453,6 +453,11 @@ func (c *h1conn) startReadLocked() {
 	if c.in.buffered() > 0 {
 		return // the client has pipelined the next request: it is there
 	}
+	// Cleared here, under mu, not in the watch: endRequest, which stops
+	// the watch with a deadline in the past, sees it reading only after
+	// this, so the clear can never undo that deadline. A failed clear (a
+	// closed connection) shows in the watch's read.
+	_ = c.clearStaleDeadline()
 	c.reading = true
 	c.readDone = make(chan struct{})
 	go c.backgroundRead()
@@ -460,11 +465,7 @@ func (c *h1conn) startReadLocked() {
 
 func (c *h1conn) backgroundRead() {
 	var b [1]byte
-	var n int
-	err := c.clearStaleDeadline(true)
-	if err == nil {
-		n, err = c.rwc.Read(b[:])
-	}
+	n, err := c.rwc.Read(b[:])
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if n == 1 {
@@ -480,22 +481,10 @@ func (c *h1conn) backgroundRead() {
 }
 
 // clearStaleDeadline clears a read deadline that is not the request's, if
-// one is set, before the connection is read during the request. For the
-// close watch (watch), which endRequest may be stopping with a deadline
-// in the past by now, that deadline stays: endRequest marks aborting
-// before it sets the deadline under dlMu, so either this sees aborting,
-// or its clear comes before that deadline.
-func (c *h1conn) clearStaleDeadline(watch bool) error {
+// one is set, before the connection is read during the request.
+func (c *h1conn) clearStaleDeadline() error {
 	c.dlMu.Lock()
 	defer c.dlMu.Unlock()
-	if watch {
-		c.mu.Lock()
-		aborting := c.aborting
-		c.mu.Unlock()
-		if aborting {
-			return nil
-		}
-	}
 	if !c.staleDeadline {
 		return nil
 	}

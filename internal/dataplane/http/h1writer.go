@@ -366,7 +366,7 @@ func (w *respWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	}
 	c := w.c
 	c.endRequest()
-	if err := c.clearStaleDeadline(false); err != nil {
+	if err := c.clearStaleDeadline(); err != nil {
 		return nil, nil, err
 	}
 	w.hijacked, c.hijacked = true, true

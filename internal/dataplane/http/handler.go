@@ -31,10 +31,7 @@ func (m *Manager) ServeHTTP(w nethttp.ResponseWriter, r *nethttp.Request) {
 	if ts == nil {
 		ts = r.TLS
 	}
-	x := &exchange{remote: remote}
-	if hasConn {
-		x.cs = cs
-	}
+	x := &exchange{remote: remote, cs: cs}
 	s := &x.stream
 	s.Init(w, r, m.random)
 	s.Conn = lc
