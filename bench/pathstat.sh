@@ -19,7 +19,14 @@
 # path (thousands; runs of one build agree within ~1k).
 #
 # Like perfstat.sh, it counts instructions, not time, so it compares
-# builds on a noisy host. Root (network namespaces, perf tracepoints);
+# builds on a noisy host.
+#
+# PATHSTAT_TIME=1 measures time instead (system calls only, no sampling):
+# per proxy, percentiles in µs of the request and response windows (read
+# returning data → next write) and of the wake-up before them (a blocking
+# epoll wait returning → the read), to tell a tail spent inside the proxy
+# from one spent before it reads. The tracepoints add a few µs to every
+# figure, alike for every proxy. Root (network namespaces, perf tracepoints);
 # it raises kernel.perf_event_max_sample_rate for the run and restores it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,6 +47,85 @@ trap restore EXIT
 # limit is neither 0 nor 100; 0 then stops the kernel lowering it again.
 sysctl -qw kernel.perf_cpu_time_max_percent=50 kernel.perf_event_max_sample_rate=100000 kernel.perf_cpu_time_max_percent=0
 
+# instructions NAME: perf script -F tid,event,trace of a proxy's system
+# calls and instruction samples → its on-path instructions per request.
+instructions() {
+	awk -v n="$1" -v period="$period" '
+	# sys_enter: "TID raw_syscalls:sys_enter: NR nr (a0, a1, a2, a3, ...)" (hex args)
+	$2 == "raw_syscalls:sys_enter:" {
+		tid = $1; nr = $4; last[tid] = nr
+		flags[tid] = $8; sub(",", "", flags[tid])
+		if ((nr == 1 || nr == 20 || nr == 44) && (tid in dir)) {
+			# write, writev, sendto: the window closes
+			sum[dir[tid]] += cnt[tid]; num[dir[tid]]++
+			delete dir[tid]
+		}
+		if (nr == 1 || nr == 20) writes++
+		next
+	}
+	# sys_exit: "TID raw_syscalls:sys_exit: NR nr = ret"
+	$2 == "raw_syscalls:sys_exit:" {
+		tid = $1; nr = $4; ret = $6
+		f = flags[tid] # recvfrom with MSG_PEEK (0x2) looks, does not read
+		peek = nr == 45 && substr(f, length(f), 1) ~ /[2367abef]/
+		if ((nr == 0 || nr == 45) && ret > 0 && !peek) {
+			dir[tid] = ret < 600 ? "req" : "resp"; cnt[tid] = 0
+		}
+		next
+	}
+	$2 ~ /^instructions/ { all++; if ($1 in dir) cnt[$1]++ }
+	END {
+		r = writes / 2
+		if (r < 1 || num["req"] < 1 || num["resp"] < 1) exit
+		printf "%-16s %5d req  user instructions per request %5.1fk  on the request path %5.1fk  on the response path %5.1fk\n",
+			n, r, all * period / r / 1000, sum["req"] * period / num["req"] / 1000, sum["resp"] * period / num["resp"] / 1000
+	}'
+}
+
+# windows: perf script -F tid,time,event,trace of a proxy's system calls →
+# one line per window, "req|resp|req-wake|resp-wake µs".
+windows() {
+	awk '
+	{ tid = $1; t = $2; sub(":", "", t) }
+	# sys_enter: "TID TIME: raw_syscalls:sys_enter: NR nr (a0, a1, a2, a3, ...)"
+	$3 == "raw_syscalls:sys_enter:" {
+		nr = $5; flags[tid] = $9; sub(",", "", flags[tid])
+		if ((nr == 1 || nr == 20 || nr == 44) && (tid in dir)) {
+			printf "%s %.1f\n", dir[tid], (t - start[tid]) * 1e6
+			if (tid in woke) printf "%s-wake %.1f\n", dir[tid], (start[tid] - woke[tid]) * 1e6
+			delete dir[tid]; delete woke[tid]
+		}
+		if (nr == 232 || nr == 281 || nr == 441) waiting[tid] = t # epoll_wait, epoll_pwait, epoll_pwait2
+		next
+	}
+	# sys_exit: "TID TIME: raw_syscalls:sys_exit: NR nr = ret"
+	$3 == "raw_syscalls:sys_exit:" {
+		nr = $5; ret = $7
+		if (tid in waiting) {
+			# a wait that blocked (over 20 µs) and returned events
+			if (ret > 0 && t - waiting[tid] > 0.00002) lastwake[tid] = t; else delete lastwake[tid]
+			delete waiting[tid]
+		}
+		f = flags[tid]
+		peek = nr == 45 && substr(f, length(f), 1) ~ /[2367abef]/
+		if ((nr == 0 || nr == 45) && ret > 0 && !peek) {
+			dir[tid] = ret < 600 ? "req" : "resp"; start[tid] = t
+			if (tid in lastwake) { woke[tid] = lastwake[tid]; delete lastwake[tid] }
+		}
+	}'
+}
+
+# percentiles NAME: "kind value" lines → one line per kind.
+percentiles() {
+	sort -k1,1 -k2,2n | awk -v n="$1" '
+	function flush() {
+		if (c > 0) printf "%-16s %-9s %5d  p50 %6.1f  p90 %6.1f  p99 %6.1f  p99.9 %6.1f µs\n", n, k, c, v[int(c*0.5)+1], v[int(c*0.9)+1], v[int(c*0.99)+1], v[int(c*0.999)+1]
+	}
+	$1 != k { flush(); k = $1; c = 0 }
+	{ v[++c] = $2 }
+	END { flush() }'
+}
+
 (
 	declare -A seen
 	while true; do
@@ -49,38 +135,14 @@ sysctl -qw kernel.perf_cpu_time_max_percent=50 kernel.perf_event_max_sample_rate
 			(
 				sleep 5 # past the warm-up
 				name=$(tr '\0' ' ' <"/proc/$pid/cmdline" | awk '{n=$1; sub(".*/", "", n); print n}')
-				perf record -q -e raw_syscalls:sys_enter,raw_syscalls:sys_exit -e "instructions/period=$period/u" \
-					-p "$pid" -o "$out/$pid.data" -- sleep 8 >/dev/null 2>&1 || exit 0
-				perf script -i "$out/$pid.data" -F tid,event,trace 2>/dev/null | awk -v n="$name" -v period="$period" '
-					# sys_enter: "TID raw_syscalls:sys_enter: NR nr (a0, a1, a2, a3, ...)" (hex args)
-					$2 == "raw_syscalls:sys_enter:" {
-						tid = $1; nr = $4; last[tid] = nr
-						flags[tid] = $8; sub(",", "", flags[tid])
-						if ((nr == 1 || nr == 20 || nr == 44) && (tid in dir)) {
-							# write, writev, sendto: the window closes
-							sum[dir[tid]] += cnt[tid]; num[dir[tid]]++
-							delete dir[tid]
-						}
-						if (nr == 1 || nr == 20) writes++
-						next
-					}
-					# sys_exit: "TID raw_syscalls:sys_exit: NR nr = ret"
-					$2 == "raw_syscalls:sys_exit:" {
-						tid = $1; nr = $4; ret = $6
-						f = flags[tid] # recvfrom with MSG_PEEK (0x2) looks, does not read
-						peek = nr == 45 && substr(f, length(f), 1) ~ /[2367abef]/
-						if ((nr == 0 || nr == 45) && ret > 0 && !peek) {
-							dir[tid] = ret < 600 ? "req" : "resp"; cnt[tid] = 0
-						}
-						next
-					}
-					$2 ~ /^instructions/ { all++; if ($1 in dir) cnt[$1]++ }
-					END {
-						r = writes / 2
-						if (r < 1 || num["req"] < 1 || num["resp"] < 1) exit
-						printf "%-16s %5d req  user instructions per request %5.1fk  on the request path %5.1fk  on the response path %5.1fk\n",
-							n, r, all * period / r / 1000, sum["req"] * period / num["req"] / 1000, sum["resp"] * period / num["resp"] / 1000
-					}' >"$out/$pid.txt"
+				if [ -n "${PATHSTAT_TIME:-}" ]; then
+					perf record -q -e raw_syscalls:sys_enter,raw_syscalls:sys_exit -p "$pid" -o "$out/$pid.data" -- sleep 8 >/dev/null 2>&1 || exit 0
+					perf script -i "$out/$pid.data" -F tid,time,event,trace 2>/dev/null | windows | percentiles "$name" >"$out/$pid.txt"
+				else
+					perf record -q -e raw_syscalls:sys_enter,raw_syscalls:sys_exit -e "instructions/period=$period/u" \
+						-p "$pid" -o "$out/$pid.data" -- sleep 8 >/dev/null 2>&1 || exit 0
+					perf script -i "$out/$pid.data" -F tid,event,trace 2>/dev/null | instructions "$name" >"$out/$pid.txt"
+				fi
 			) &
 		done
 		sleep 0.5
