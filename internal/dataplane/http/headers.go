@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/pem"
 	"net"
@@ -367,28 +368,26 @@ func xffList(vs []string) []string {
 }
 
 // uuid returns a random (version 4) UUID drawn from the manager's random
-// source.
+// source: bytes 0–7 from the first draw and 8–15 from the second (least
+// significant first), as lower-case hex in the 8-4-4-4-12 form.
 func (m *Manager) uuid() string {
 	var b [16]byte
-	a, c := m.random(), m.random()
-	for i := 0; i < 8; i++ {
-		b[i] = byte(a >> (8 * i))
-		b[8+i] = byte(c >> (8 * i))
+	binary.LittleEndian.PutUint64(b[:8], m.random())
+	binary.LittleEndian.PutUint64(b[8:], m.random())
+	b[6] = b[6]&0x0f | 0x40 // version 4
+	b[8] = b[8]&0x3f | 0x80 // variant 10
+	out := [36]byte{8: '-', 13: '-', 18: '-', 23: '-'}
+	for i, x := range b {
+		j := uuidHexAt[i]
+		out[j], out[j+1] = hexDigits[x>>4], hexDigits[x&0x0f]
 	}
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	var out [36]byte
-	hex.Encode(out[0:8], b[0:4])
-	out[8] = '-'
-	hex.Encode(out[9:13], b[4:6])
-	out[13] = '-'
-	hex.Encode(out[14:18], b[6:8])
-	out[18] = '-'
-	hex.Encode(out[19:23], b[8:10])
-	out[23] = '-'
-	hex.Encode(out[24:], b[10:])
 	return string(out[:])
 }
+
+// uuidHexAt is where each byte's two hex digits go in a UUID's text.
+const uuidHexAt = "\x00\x02\x04\x06\x09\x0b\x0e\x10\x13\x15\x18\x1a\x1c\x1e\x20\x22"
+
+const hexDigits = "0123456789abcdef"
 
 // authority normalises the request authority before routing and
 // forwarding: strip_trailing_host_dot, strip_any_host_port and

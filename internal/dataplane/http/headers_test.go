@@ -1,6 +1,7 @@
 package http
 
 import (
+	"math/rand/v2"
 	nethttp "net/http"
 	"net/netip"
 	"reflect"
@@ -117,5 +118,30 @@ func TestAuthorityAndServerHeader(t *testing.T) {
 		if h.Get("Server") != want[0] || empty.Get("Server") != want[1] {
 			t.Errorf("%v: %q / %q, want %q", tr, h.Get("Server"), empty.Get("Server"), want)
 		}
+	}
+}
+
+// TestUUID pins the request ID drawn from a random source: the first
+// draw gives bytes 0–7 (least significant first), the second 8–15, with
+// the version (4) and variant (10) bits set, as lower-case hex in the
+// 8-4-4-4-12 form.
+func TestUUID(t *testing.T) {
+	draws := []uint64{0x0123456789abcdef, 0xfedcba9876543210, 0, 0, ^uint64(0), ^uint64(0)}
+	m := &Manager{random: func() uint64 { v := draws[0]; draws = draws[1:]; return v }}
+	for _, want := range []string{
+		"efcdab89-6745-4301-9032-547698badcfe",
+		"00000000-0000-4000-8000-000000000000",
+		"ffffffff-ffff-4fff-bfff-ffffffffffff",
+	} {
+		if got := m.uuid(); got != want {
+			t.Errorf("uuid() = %q, want %q", got, want)
+		}
+	}
+}
+
+func BenchmarkUUID(b *testing.B) {
+	m := &Manager{random: rand.Uint64}
+	for b.Loop() {
+		_ = m.uuid()
 	}
 }
