@@ -112,17 +112,20 @@ type h1conn struct {
 
 	// The close watch (watch, bodyDone, endRequest, backgroundRead).
 	// The timer is armed lazily: set once, it stays set across requests
-	// and checkDelay re-arms it for the rest of closeCheck when the
-	// request in flight started after it was set.
+	// and checkDelay re-arms it for another closeCheck when the request
+	// in flight started after it was set (so a request is watched after
+	// running between closeCheck and twice that, with no clock read per
+	// request).
 	mu       sync.Mutex
 	timer    *time.Timer
-	armed    bool      // timer is set
-	started  time.Time // the request in flight started
-	active   bool      // a request is in flight
-	delayed  bool      // it has run for closeCheck
-	bodyEOF  bool      // its body is read (or it has none)
-	reading  bool      // backgroundRead is running
-	aborting bool      // endRequest is stopping backgroundRead
+	armed    bool   // timer is set
+	seq      uint64 // requests started on the connection
+	armedFor uint64 // seq when the timer was set
+	active   bool   // a request is in flight
+	delayed  bool   // it has run for closeCheck
+	bodyEOF  bool   // its body is read (or it has none)
+	reading  bool   // backgroundRead is running
+	aborting bool   // endRequest is stopping backgroundRead
 	readDone chan struct{}
 
 	// A read deadline that is not the request's — the one that bounded
@@ -400,21 +403,22 @@ func (c *h1conn) linger() {
 // away while the proxy waits for the upstream. Reading the connection in
 // the background for every request (net/http's way) costs a goroutine and
 // a read syscall per request; here the connection is only watched once a
-// request has been in flight for closeCheck and its body is read: then a
-// goroutine reads one byte. EOF or an error cancels the connection's
+// request has been in flight for closeCheck (at most twice that: one
+// timer serves the connection's requests, and none reads the clock) and
+// its body is read: then a goroutine reads one byte. EOF or an error cancels the connection's
 // context (DC); a byte (a pipelined request) is kept for the next read and
 // ends the watch. endRequest stops the read with a past deadline.
 
 // watch starts the watch for a new request; bodyEOF: it has no body.
 func (c *h1conn) watch(bodyEOF bool) {
-	now := time.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.active, c.delayed, c.bodyEOF, c.started = true, false, bodyEOF, now
+	c.seq++
+	c.active, c.delayed, c.bodyEOF = true, false, bodyEOF
 	if c.armed {
-		return // fires at or before now+closeCheck (checkDelay)
+		return // fires within closeCheck; checkDelay sees the new seq
 	}
-	c.armed = true
+	c.armed, c.armedFor = true, c.seq
 	if c.timer == nil {
 		c.timer = time.AfterFunc(c.srv.closeCheck, c.checkDelay)
 	} else {
@@ -429,9 +433,11 @@ func (c *h1conn) checkDelay() {
 	if !c.active {
 		return
 	}
-	if ran := time.Since(c.started); ran < c.srv.closeCheck {
-		c.armed = true
-		c.timer.Reset(c.srv.closeCheck - ran)
+	if c.seq != c.armedFor {
+		// The request in flight started after the timer was set: it has
+		// run for less than closeCheck.
+		c.armed, c.armedFor = true, c.seq
+		c.timer.Reset(c.srv.closeCheck)
 		return
 	}
 	c.delayed = true
