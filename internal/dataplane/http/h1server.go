@@ -405,9 +405,10 @@ func (c *h1conn) linger() {
 // a read syscall per request; here the connection is only watched once a
 // request has been in flight for closeCheck (at most twice that: one
 // timer serves the connection's requests, and none reads the clock) and
-// its body is read: then a goroutine reads one byte. EOF or an error cancels the connection's
-// context (DC); a byte (a pipelined request) is kept for the next read and
-// ends the watch. endRequest stops the read with a past deadline.
+// its body is read: then a goroutine reads one byte. EOF or an error
+// cancels the connection's context (DC); a byte (a pipelined request) is
+// kept for the next read and ends the watch. endRequest stops the read
+// with a past deadline.
 
 // watch starts the watch for a new request; bodyEOF: it has no body.
 func (c *h1conn) watch(bodyEOF bool) {
