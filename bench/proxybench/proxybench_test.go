@@ -3,6 +3,7 @@ package main
 import (
 	"net/netip"
 	"os"
+	"strings"
 	"testing"
 
 	networking "istio.io/api/networking/v1alpha3"
@@ -87,6 +88,46 @@ func TestAddedLatencyAndRatios(t *testing.T) {
 	}
 	if res.Medians[0].AddedP50 != nil {
 		t.Fatal("direct has an added latency")
+	}
+}
+
+// TestPerRoundRatios checks the same-round ratio against the ratio of
+// medians when noise reaches the pairs in different rounds: the pair's
+// second round and nginx's third are slow, so the medians compare a slow
+// pair run with a quiet nginx one (3×) while every round taken alone says
+// 1× but the pair's noisy one (median 1×); a round whose nginx run failed
+// is left out.
+func TestPerRoundRatios(t *testing.T) {
+	res := &Result{Pairs: []string{"direct", "nginx", "naive"}}
+	for i, added := range [][2]float64{{0.2, 0.2}, {0.2, 0.6}, {0.6, 0.6}, {0, 0.9}} {
+		round := i + 1
+		runs := []*PairRun{
+			{Pair: "direct", Round: round, Load: LoadResult{P50: 0.1, P90: 0.1, P99: 0.1}},
+			{Pair: "nginx", Round: round, Load: LoadResult{P50: 0.1 + added[0]}, Proxies: []*ProxyStats{{VCPUPer1kRPS: 0.1}}},
+			{Pair: "naive", Round: round, Load: LoadResult{P50: 0.1 + added[1]}, Proxies: []*ProxyStats{{VCPUPer1kRPS: 0.1}}},
+		}
+		if round == 4 {
+			runs[1].Error = "nginx failed"
+		}
+		for _, r := range runs {
+			r.aggregate()
+		}
+		addedLatency(runs)
+		res.Runs = append(res.Runs, runs...)
+	}
+	res.finish()
+	tr := res.Medians[2]
+	approx := func(a, b float64) bool { return a-b < 1e-9 && b-a < 1e-9 }
+	if tr.Pair != "naive" || !approx(tr.VsNginx["addedP50"], 3) {
+		t.Fatalf("ratio of medians = %v (naive %+v), want 3 (0.6 / 0.2)", tr.VsNginx, tr)
+	}
+	if !approx(tr.VsNginxPerRound["addedP50"], 1) || !approx(tr.VsNginxPerRound["vcpuPer1kRps"], 1) {
+		t.Fatalf("per-round ratios = %v, want 1 (rounds 1–3: 1, 3, 1)", tr.VsNginxPerRound)
+	}
+	var out strings.Builder
+	writeTable(&out, res)
+	if !strings.Contains(out.String(), "per round") {
+		t.Fatalf("table has no per-round line:\n%s", out.String())
 	}
 }
 

@@ -180,6 +180,60 @@ type Summary struct {
 	// netns pairs when it ran, else nginx).
 	VsNginx map[string]float64 `json:"vsNginx,omitempty"`
 	VsPair  string             `json:"vsPair,omitempty"`
+	// VsNginxPerRound is the median over rounds of the same ratios taken
+	// within each round (this pair's run against VsPair's run of the same
+	// round): noise that reaches one pair's runs and not the other's moves
+	// it less than it moves the ratio of the medians.
+	VsNginxPerRound map[string]float64 `json:"vsNginxPerRound,omitempty"`
+}
+
+// ratioFigures are the figures compared with nginx's, by their JSON key.
+var ratioFigures = []struct {
+	key string
+	get func(*PairRun) *float64
+}{
+	{"addedP50", func(r *PairRun) *float64 { return r.AddedP50 }},
+	{"addedP90", func(r *PairRun) *float64 { return r.AddedP90 }},
+	{"addedP99", func(r *PairRun) *float64 { return r.AddedP99 }},
+	{"vcpuPer1kRps", func(r *PairRun) *float64 { return positive(r.VCPUPer1kRPS) }},
+	{"satCpuUsPerRequest", func(r *PairRun) *float64 { return positive(r.SatCPUusPerRequest) }},
+	{"rssMB", func(r *PairRun) *float64 { return positive(r.RSSMB) }},
+	{"anonMB", func(r *PairRun) *float64 { return positive(r.AnonMB) }},
+}
+
+func positive(x float64) *float64 {
+	if x <= 0 {
+		return nil
+	}
+	return &x
+}
+
+// perRoundRatios is, for each figure, the median over the rounds in which
+// both pair and ref ran of pair's figure over ref's in that round.
+func perRoundRatios(runs []*PairRun, pair, ref string) map[string]float64 {
+	refs := map[int]*PairRun{}
+	for _, r := range runs {
+		if r.Pair == ref && r.Error == "" {
+			refs[r.Round] = r
+		}
+	}
+	ratios := map[string][]float64{}
+	for _, r := range runs {
+		n := refs[r.Round]
+		if r.Pair != pair || r.Error != "" || n == nil {
+			continue
+		}
+		for _, f := range ratioFigures {
+			if a, b := f.get(r), f.get(n); a != nil && b != nil && *b > 0 {
+				ratios[f.key] = append(ratios[f.key], *a / *b)
+			}
+		}
+	}
+	out := map[string]float64{}
+	for k, v := range ratios {
+		out[k] = median(v)
+	}
+	return out
 }
 
 func (res *Result) finish() {
@@ -262,6 +316,7 @@ func (res *Result) finish() {
 				s.VsNginx[k] = *pair[0] / *pair[1]
 			}
 		}
+		s.VsNginxPerRound = perRoundRatios(res.Runs, s.Pair, ref)
 	}
 }
 
@@ -334,15 +389,20 @@ func writeTable(w io.Writer, res *Result) {
 		if s.VsNginx == nil {
 			continue
 		}
-		x := func(k string) string {
-			v, ok := s.VsNginx[k]
-			if !ok || math.IsNaN(v) {
-				return "-"
+		for _, row := range []struct {
+			label  string
+			ratios map[string]float64
+		}{{s.Pair + " / " + s.VsPair, s.VsNginx}, {"per round", s.VsNginxPerRound}} {
+			x := func(k string) string {
+				v, ok := row.ratios[k]
+				if !ok || math.IsNaN(v) {
+					return "-"
+				}
+				return fmt.Sprintf("%.2f×", v)
 			}
-			return fmt.Sprintf("%.2f×", v)
+			fmt.Fprintf(tw, "%s\t\t\t\t\t%s\t%s\t%s\t%s\t\t%s\t%s\t%s\t\n", row.label,
+				x("addedP50"), x("addedP90"), x("addedP99"), x("vcpuPer1kRps"), x("satCpuUsPerRequest"), x("rssMB"), x("anonMB"))
 		}
-		fmt.Fprintf(tw, "%s / %s\t\t\t\t\t%s\t%s\t%s\t%s\t\t%s\t%s\t%s\t\n", s.Pair, s.VsPair,
-			x("addedP50"), x("addedP90"), x("addedP99"), x("vcpuPer1kRps"), x("satCpuUsPerRequest"), x("rssMB"), x("anonMB"))
 	}
 	tw.Flush()
 	for name, reason := range res.Skipped {
