@@ -62,6 +62,16 @@ func TestMedianPercentile(t *testing.T) {
 	}
 }
 
+// addRound adds one round's runs to res as the harness does: per-proxy
+// means, then the latency added over the round's baseline.
+func addRound(res *Result, runs []*PairRun) {
+	for _, r := range runs {
+		r.aggregate()
+	}
+	addedLatency(runs)
+	res.Runs = append(res.Runs, runs...)
+}
+
 func TestAddedLatencyAndRatios(t *testing.T) {
 	res := &Result{Pairs: []string{"direct", "nginx", "naive"}}
 	for round := 1; round <= 3; round++ {
@@ -71,11 +81,7 @@ func TestAddedLatencyAndRatios(t *testing.T) {
 			{Pair: "nginx", Round: round, Load: LoadResult{P50: 0.3, P90: 0.4, P99: 0.6}, Proxies: px(0.07)},
 			{Pair: "naive", Round: round, Load: LoadResult{P50: 0.5, P90: 0.6, P99: 0.9}, Proxies: px(0.14)},
 		}
-		for _, r := range runs {
-			r.aggregate()
-		}
-		addedLatency(runs)
-		res.Runs = append(res.Runs, runs...)
+		addRound(res, runs)
 	}
 	res.finish()
 	naive := res.Medians[2]
@@ -109,11 +115,7 @@ func TestPerRoundRatios(t *testing.T) {
 		if round == 4 {
 			runs[1].Error = "nginx failed"
 		}
-		for _, r := range runs {
-			r.aggregate()
-		}
-		addedLatency(runs)
-		res.Runs = append(res.Runs, runs...)
+		addRound(res, runs)
 	}
 	res.finish()
 	tr := res.Medians[2]
