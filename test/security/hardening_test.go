@@ -20,6 +20,8 @@ import (
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
+
+	"github.com/trellismesh/trellis/test/framework"
 )
 
 // TestHardening runs SECURITY.md sections B and C end to end: each case
@@ -223,10 +225,13 @@ func (m *mesh) headerLimits(t *testing.T) {
 	if n := m.metric(t, "envoy_http_downstream_cx_protocol_error"); n-protoErrors < float64(2*len(m.backends)) {
 		t.Errorf("envoy_http_downstream_cx_protocol_error grew by %v, want at least %d (the HTTP/1 431s)", n-protoErrors, 2*len(m.backends))
 	}
-	after := m.metric(t, "istio_requests_total", `response_code="431"`)
-	if after-before < float64(counted) {
-		t.Errorf("istio_requests_total{response_code=431} grew by %v, want at least %d (the header-count refusals)", after-before, counted)
-	}
+	// A request is recorded after its response has left.
+	framework.Eventually(t, 5*time.Second, func() error {
+		if after := m.metric(t, "istio_requests_total", `response_code="431"`); after-before < float64(counted) {
+			return fmt.Errorf("istio_requests_total{response_code=431} grew by %v, want at least %d (the header-count refusals)", after-before, counted)
+		}
+		return nil
+	})
 }
 
 // rapidReset is C1: HEADERS then RST_STREAM in a loop on one connection.

@@ -208,13 +208,17 @@ func TestMTLS(t *testing.T) {
 		if n := m.payments.app.bytes.Load() - before; n != 0 {
 			t.Fatalf("payments' app read %d bytes", n)
 		}
-		out, err := metrics(m.client)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !hasSample(out, "istio_requests_total", `reporter="source"`, `response_code="503"`, `response_flags="UF`) {
-			t.Errorf("client sidecar did not report the refused upstream (UF):\n%s", grep(out, "istio_requests_total"))
-		}
+		// The sidecar records a request after the client has its response.
+		framework.Eventually(t, propagation, func() error {
+			out, err := metrics(m.client)
+			if err != nil {
+				return err
+			}
+			if !hasSample(out, "istio_requests_total", `reporter="source"`, `response_code="503"`, `response_flags="UF`) {
+				return fmt.Errorf("client sidecar did not report the refused upstream (UF):\n%s", grep(out, "istio_requests_total"))
+			}
+			return nil
+		})
 	})
 
 	t.Run("D6_AmbiguousOrMalformedSAN", func(t *testing.T) {
