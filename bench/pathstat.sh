@@ -47,54 +47,30 @@ trap restore EXIT
 # limit is neither 0 nor 100; 0 then stops the kernel lowering it again.
 sysctl -qw kernel.perf_cpu_time_max_percent=50 kernel.perf_event_max_sample_rate=100000 kernel.perf_cpu_time_max_percent=0
 
-# instructions NAME: perf script -F tid,event,trace of a proxy's system
-# calls and instruction samples → its on-path instructions per request.
-instructions() {
-	awk -v n="$1" -v period="$period" '
-	# sys_enter: "TID raw_syscalls:sys_enter: NR nr (a0, a1, a2, a3, ...)" (hex args)
-	$2 == "raw_syscalls:sys_enter:" {
-		tid = $1; nr = $4; last[tid] = nr
-		flags[tid] = $8; sub(",", "", flags[tid])
-		if ((nr == 1 || nr == 20 || nr == 44) && (tid in dir)) {
-			# write, writev, sendto: the window closes
-			sum[dir[tid]] += cnt[tid]; num[dir[tid]]++
-			delete dir[tid]
-		}
-		if (nr == 1 || nr == 20) writes++
-		next
-	}
-	# sys_exit: "TID raw_syscalls:sys_exit: NR nr = ret"
-	$2 == "raw_syscalls:sys_exit:" {
-		tid = $1; nr = $4; ret = $6
-		f = flags[tid] # recvfrom with MSG_PEEK (0x2) looks, does not read
-		peek = nr == 45 && substr(f, length(f), 1) ~ /[2367abef]/
-		if ((nr == 0 || nr == 45) && ret > 0 && !peek) {
-			dir[tid] = ret < 600 ? "req" : "resp"; cnt[tid] = 0
-		}
-		next
-	}
-	$2 ~ /^instructions/ { all++; if ($1 in dir) cnt[$1]++ }
-	END {
-		r = writes / 2
-		if (r < 1 || num["req"] < 1 || num["resp"] < 1) exit
-		printf "%-16s %5d req  user instructions per request %5.1fk  on the request path %5.1fk  on the response path %5.1fk\n",
-			n, r, all * period / r / 1000, sum["req"] * period / num["req"] / 1000, sum["resp"] * period / num["resp"] / 1000
-	}'
-}
-
-# windows: perf script -F tid,time,event,trace of a proxy's system calls →
-# one line per window, "req|resp|req-wake|resp-wake µs".
+# windows MODE NAME: perf script -F tid,time,event,trace of a proxy's
+# system calls (and, for MODE instructions, its instruction samples). A
+# window opens when a read returns data (not a MSG_PEEK) and closes at the
+# thread's next write, writev or sendto; reads under 600 bytes are
+# requests, larger ones responses. MODE instructions prints the on-path
+# instructions per request; MODE time prints one line per window, "req|resp
+# µs", and per wake-up before it (a blocking epoll wait returning → the
+# read), "req-wake|resp-wake µs".
 windows() {
-	awk '
+	awk -v mode="$1" -v n="$2" -v period="$period" '
 	{ tid = $1; t = $2; sub(":", "", t) }
-	# sys_enter: "TID TIME: raw_syscalls:sys_enter: NR nr (a0, a1, a2, a3, ...)"
+	# sys_enter: "TID TIME: raw_syscalls:sys_enter: NR nr (a0, a1, a2, a3, ...)" (hex args)
 	$3 == "raw_syscalls:sys_enter:" {
 		nr = $5; flags[tid] = $9; sub(",", "", flags[tid])
 		if ((nr == 1 || nr == 20 || nr == 44) && (tid in dir)) {
-			printf "%s %.1f\n", dir[tid], (t - start[tid]) * 1e6
-			if (tid in woke) printf "%s-wake %.1f\n", dir[tid], (start[tid] - woke[tid]) * 1e6
+			d = dir[tid]
+			if (mode == "time") {
+				printf "%s %.1f\n", d, (t - start[tid]) * 1e6
+				if (tid in woke) printf "%s-wake %.1f\n", d, (start[tid] - woke[tid]) * 1e6
+			}
+			sum[d] += cnt[tid]; num[d]++
 			delete dir[tid]; delete woke[tid]
 		}
+		if (nr == 1 || nr == 20) writes++
 		if (nr == 232 || nr == 281 || nr == 441) waiting[tid] = t # epoll_wait, epoll_pwait, epoll_pwait2
 		next
 	}
@@ -106,12 +82,20 @@ windows() {
 			if (ret > 0 && t - waiting[tid] > 0.00002) lastwake[tid] = t; else delete lastwake[tid]
 			delete waiting[tid]
 		}
-		f = flags[tid]
+		f = flags[tid] # recvfrom with MSG_PEEK (0x2) looks, does not read
 		peek = nr == 45 && substr(f, length(f), 1) ~ /[2367abef]/
 		if ((nr == 0 || nr == 45) && ret > 0 && !peek) {
-			dir[tid] = ret < 600 ? "req" : "resp"; start[tid] = t
+			dir[tid] = ret < 600 ? "req" : "resp"; start[tid] = t; cnt[tid] = 0
 			if (tid in lastwake) { woke[tid] = lastwake[tid]; delete lastwake[tid] }
 		}
+		next
+	}
+	$3 ~ /^instructions/ { all++; if (tid in dir) cnt[tid]++ }
+	END {
+		r = writes / 2
+		if (mode != "instructions" || r < 1 || num["req"] < 1 || num["resp"] < 1) exit
+		printf "%-16s %5d req  user instructions per request %5.1fk  on the request path %5.1fk  on the response path %5.1fk\n",
+			n, r, all * period / r / 1000, sum["req"] * period / num["req"] / 1000, sum["resp"] * period / num["resp"] / 1000
 	}'
 }
 
@@ -137,11 +121,11 @@ percentiles() {
 				name=$(tr '\0' ' ' <"/proc/$pid/cmdline" | awk '{n=$1; sub(".*/", "", n); print n}')
 				if [ -n "${PATHSTAT_TIME:-}" ]; then
 					perf record -q -e raw_syscalls:sys_enter,raw_syscalls:sys_exit -p "$pid" -o "$out/$pid.data" -- sleep 8 >/dev/null 2>&1 || exit 0
-					perf script -i "$out/$pid.data" -F tid,time,event,trace 2>/dev/null | windows | percentiles "$name" >"$out/$pid.txt"
+					perf script -i "$out/$pid.data" -F tid,time,event,trace 2>/dev/null | windows time "$name" | percentiles "$name" >"$out/$pid.txt"
 				else
 					perf record -q -e raw_syscalls:sys_enter,raw_syscalls:sys_exit -e "instructions/period=$period/u" \
 						-p "$pid" -o "$out/$pid.data" -- sleep 8 >/dev/null 2>&1 || exit 0
-					perf script -i "$out/$pid.data" -F tid,event,trace 2>/dev/null | instructions "$name" >"$out/$pid.txt"
+					perf script -i "$out/$pid.data" -F tid,time,event,trace 2>/dev/null | windows instructions "$name" >"$out/$pid.txt"
 				fi
 			) &
 		done

@@ -187,18 +187,20 @@ type Summary struct {
 	VsNginxPerRound map[string]float64 `json:"vsNginxPerRound,omitempty"`
 }
 
-// ratioFigures are the figures compared with nginx's, by their JSON key.
+// ratioFigures are the figures compared with nginx's, by their JSON key:
+// each run's, and the pair's median over rounds.
 var ratioFigures = []struct {
-	key string
-	get func(*PairRun) *float64
+	key    string
+	run    func(*PairRun) *float64
+	median func(*Summary) *float64
 }{
-	{"addedP50", func(r *PairRun) *float64 { return r.AddedP50 }},
-	{"addedP90", func(r *PairRun) *float64 { return r.AddedP90 }},
-	{"addedP99", func(r *PairRun) *float64 { return r.AddedP99 }},
-	{"vcpuPer1kRps", func(r *PairRun) *float64 { return positive(r.VCPUPer1kRPS) }},
-	{"satCpuUsPerRequest", func(r *PairRun) *float64 { return positive(r.SatCPUusPerRequest) }},
-	{"rssMB", func(r *PairRun) *float64 { return positive(r.RSSMB) }},
-	{"anonMB", func(r *PairRun) *float64 { return positive(r.AnonMB) }},
+	{"addedP50", func(r *PairRun) *float64 { return r.AddedP50 }, func(s *Summary) *float64 { return s.AddedP50 }},
+	{"addedP90", func(r *PairRun) *float64 { return r.AddedP90 }, func(s *Summary) *float64 { return s.AddedP90 }},
+	{"addedP99", func(r *PairRun) *float64 { return r.AddedP99 }, func(s *Summary) *float64 { return s.AddedP99 }},
+	{"vcpuPer1kRps", func(r *PairRun) *float64 { return positive(r.VCPUPer1kRPS) }, func(s *Summary) *float64 { return s.VCPUPer1kRPS }},
+	{"satCpuUsPerRequest", func(r *PairRun) *float64 { return positive(r.SatCPUusPerRequest) }, func(s *Summary) *float64 { return s.SatCPUusPerRequest }},
+	{"rssMB", func(r *PairRun) *float64 { return positive(r.RSSMB) }, func(s *Summary) *float64 { return s.RSSMB }},
+	{"anonMB", func(r *PairRun) *float64 { return positive(r.AnonMB) }, func(s *Summary) *float64 { return s.AnonMB }},
 }
 
 func positive(x float64) *float64 {
@@ -224,7 +226,7 @@ func perRoundRatios(runs []*PairRun, pair, ref string) map[string]float64 {
 			continue
 		}
 		for _, f := range ratioFigures {
-			if a, b := f.get(r), f.get(n); a != nil && b != nil && *b > 0 {
+			if a, b := f.run(r), f.run(n); a != nil && b != nil && *b > 0 {
 				ratios[f.key] = append(ratios[f.key], *a / *b)
 			}
 		}
@@ -303,17 +305,9 @@ func (res *Result) finish() {
 		}
 		s.VsPair = ref
 		s.VsNginx = map[string]float64{}
-		for k, pair := range map[string][2]*float64{
-			"addedP50":           {s.AddedP50, nginx.AddedP50},
-			"addedP90":           {s.AddedP90, nginx.AddedP90},
-			"addedP99":           {s.AddedP99, nginx.AddedP99},
-			"vcpuPer1kRps":       {s.VCPUPer1kRPS, nginx.VCPUPer1kRPS},
-			"satCpuUsPerRequest": {s.SatCPUusPerRequest, nginx.SatCPUusPerRequest},
-			"rssMB":              {s.RSSMB, nginx.RSSMB},
-			"anonMB":             {s.AnonMB, nginx.AnonMB},
-		} {
-			if pair[0] != nil && pair[1] != nil && *pair[1] > 0 {
-				s.VsNginx[k] = *pair[0] / *pair[1]
+		for _, f := range ratioFigures {
+			if a, b := f.median(s), f.median(nginx); a != nil && b != nil && *b > 0 {
+				s.VsNginx[f.key] = *a / *b
 			}
 		}
 		s.VsNginxPerRound = perRoundRatios(res.Runs, s.Pair, ref)
