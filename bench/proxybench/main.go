@@ -61,6 +61,7 @@ type options struct {
 	profile    string
 	waitIdle   time.Duration
 	save       string
+	report     string
 	services   int
 	sidecarEnv string
 	proxyBin   string
@@ -138,6 +139,7 @@ func bench() int {
 	flag.BoolVar(&o.uniform, "uniform", true, "stagger the connections' requests evenly (fortio -uniform) instead of sending them in bursts")
 	flag.StringVar(&o.output, "o", "table", "output: table or json")
 	flag.StringVar(&o.save, "save", "", "also write the JSON result to this file")
+	flag.StringVar(&o.report, "report", "", "run nothing: print the report of a result saved with -save (medians and ratios computed again)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory (configurations, logs)")
 	flag.DurationVar(&o.timeout, "timeout", 0, "stop everything after this long (0: the planned time plus 2 minutes)")
 	flag.DurationVar(&o.waitIdle, "wait-idle", 0, "before each run, wait up to this long for the rest of the machine to use < 0.2 vCPU (shared machines)")
@@ -149,6 +151,9 @@ func bench() int {
 	flag.IntVar(&o.services, "services", 1, "services in the trellis pairs' mesh configuration: the echo service and N-1 more (HTTP, 5 endpoints each, seen by both sidecars), for memory with a large configuration")
 	flag.StringVar(&o.profile, "profile", "", "save CPU and allocation profiles of proxies with a pprof endpoint (trellis) during saturation into this directory")
 	flag.Parse()
+	if o.report != "" {
+		return report(o)
+	}
 	o.pairs = strings.Split(*pairList, ",")
 	if err := o.validate(); err != nil {
 		fmt.Fprintln(os.Stderr, "proxybench:", err)
@@ -177,6 +182,23 @@ func bench() int {
 			return 130
 		}
 		return 1
+	}
+	return 0
+}
+
+// report prints the report of a saved result, with medians, ratios and
+// quiet rounds computed by this build.
+func report(o options) int {
+	res, err := readResult(o.report)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "proxybench:", err)
+		return 1
+	}
+	res.finish()
+	if o.output == "json" {
+		writeJSON(os.Stdout, res)
+	} else {
+		writeTable(os.Stdout, res)
 	}
 	return 0
 }

@@ -1,8 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"net/netip"
 	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -130,6 +133,62 @@ func TestPerRoundRatios(t *testing.T) {
 	writeTable(&out, res)
 	if !strings.Contains(out.String(), "per round") {
 		t.Fatalf("table has no per-round line:\n%s", out.String())
+	}
+}
+
+// TestQuietRounds checks the quiet-round rule: round 2's baseline
+// saturated 20 % below its best and round 3's nginx used 15 % more CPU per
+// request than its least, so only rounds 1 and 4 are quiet, and the quiet
+// ratios leave out round 2's and 3's slow sidecar runs (4× and 2× nginx's
+// added latency; 1× in the quiet rounds) while the all-rounds median
+// (1×, 2×, 4×, 1× → 1.5×) does not.
+func TestQuietRounds(t *testing.T) {
+	res := &Result{Pairs: []string{"direct", "nginx", "naive"}}
+	for i, c := range []struct{ sat, nginxUS, added float64 }{
+		{30000, 20, 0.2}, {24000, 20, 0.8}, {30000, 23, 0.4}, {29000, 21, 0.2},
+	} {
+		round := i + 1
+		runs := []*PairRun{
+			{Pair: "direct", Round: round, Saturation: &LoadResult{ActualQPS: c.sat}},
+			{Pair: "nginx", Round: round, Load: LoadResult{P50: 0.2}, Saturation: &LoadResult{},
+				Proxies: []*ProxyStats{{VCPUPer1kRPS: 0.1, SatCPUusPerRequest: c.nginxUS}}},
+			{Pair: "naive", Round: round, Load: LoadResult{P50: c.added}, Saturation: &LoadResult{},
+				Proxies: []*ProxyStats{{VCPUPer1kRPS: 0.1, SatCPUusPerRequest: 30}}},
+		}
+		addRound(res, runs)
+	}
+	res.finish()
+	tr := res.Medians[2]
+	if !slices.Equal(tr.QuietRounds, []int{1, 4}) {
+		t.Fatalf("quiet rounds = %v, want [1 4]", tr.QuietRounds)
+	}
+	approx := func(a, b float64) bool { return a-b < 1e-9 && b-a < 1e-9 }
+	if !approx(tr.VsNginxQuiet["addedP50"], 1) || !approx(tr.VsNginxPerRound["addedP50"], 1.5) {
+		t.Fatalf("quiet ratios %v, per round %v; want addedP50 1 and 1.5", tr.VsNginxQuiet, tr.VsNginxPerRound)
+	}
+	var out strings.Builder
+	writeTable(&out, res)
+	if !strings.Contains(out.String(), "quiet 1,4") {
+		t.Fatalf("table has no quiet line:\n%s", out.String())
+	}
+	// -report computes the same from a saved result.
+	path := filepath.Join(t.TempDir(), "result.json")
+	var saved bytes.Buffer
+	writeJSON(&saved, res)
+	if err := os.WriteFile(path, saved.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	again, err := readResult(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again.finish()
+	if q := again.Medians[2].QuietRounds; !slices.Equal(q, []int{1, 4}) {
+		t.Fatalf("quiet rounds from the saved result = %v, want [1 4]", q)
+	}
+	unsaturated := []*PairRun{{Pair: "direct", Round: 1}, {Pair: "nginx", Round: 1, SatCPUusPerRequest: 20}}
+	if q := quietRounds(unsaturated, "direct", "nginx"); q != nil {
+		t.Fatalf("quiet rounds without a baseline saturation = %v, want none", q)
 	}
 }
 
