@@ -169,12 +169,7 @@ func bench() int {
 		}
 	}
 	if res != nil {
-		switch o.output {
-		case "json":
-			writeJSON(os.Stdout, res)
-		default:
-			writeTable(os.Stdout, res)
-		}
+		o.print(res)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "proxybench:", err)
@@ -195,12 +190,17 @@ func report(o options) int {
 		return 1
 	}
 	res.finish()
+	o.print(res)
+	return 0
+}
+
+// print writes res to standard output in the -o format.
+func (o *options) print(res *Result) {
 	if o.output == "json" {
 		writeJSON(os.Stdout, res)
 	} else {
 		writeTable(os.Stdout, res)
 	}
-	return 0
 }
 
 func (o *options) validate() error {

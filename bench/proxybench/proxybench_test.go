@@ -65,6 +65,9 @@ func TestMedianPercentile(t *testing.T) {
 	}
 }
 
+// approx reports whether a and b agree to 1e-9.
+func approx(a, b float64) bool { return a-b < 1e-9 && b-a < 1e-9 }
+
 // addRound adds one round's runs to res as the harness does: per-proxy
 // means, then the latency added over the round's baseline.
 func addRound(res *Result, runs []*PairRun) {
@@ -91,7 +94,6 @@ func TestAddedLatencyAndRatios(t *testing.T) {
 	if naive.Pair != "naive" || naive.Rounds != 3 {
 		t.Fatalf("medians = %+v", res.Medians)
 	}
-	approx := func(a, b float64) bool { return a-b < 1e-9 && b-a < 1e-9 }
 	if !approx(*naive.AddedP50, 0.4) || !approx(naive.VsNginx["addedP50"], 2) || !approx(naive.VsNginx["vcpuPer1kRps"], 2) {
 		t.Fatalf("naive = %+v, vsNginx %v", naive, naive.VsNginx)
 	}
@@ -122,7 +124,6 @@ func TestPerRoundRatios(t *testing.T) {
 	}
 	res.finish()
 	tr := res.Medians[2]
-	approx := func(a, b float64) bool { return a-b < 1e-9 && b-a < 1e-9 }
 	if tr.Pair != "naive" || !approx(tr.VsNginx["addedP50"], 3) {
 		t.Fatalf("ratio of medians = %v (naive %+v), want 3 (0.6 / 0.2)", tr.VsNginx, tr)
 	}
@@ -162,7 +163,6 @@ func TestQuietRounds(t *testing.T) {
 	if !slices.Equal(tr.QuietRounds, []int{1, 4}) {
 		t.Fatalf("quiet rounds = %v, want [1 4]", tr.QuietRounds)
 	}
-	approx := func(a, b float64) bool { return a-b < 1e-9 && b-a < 1e-9 }
 	if !approx(tr.VsNginxQuiet["addedP50"], 1) || !approx(tr.VsNginxPerRound["addedP50"], 1.5) {
 		t.Fatalf("quiet ratios %v, per round %v; want addedP50 1 and 1.5", tr.VsNginxQuiet, tr.VsNginxPerRound)
 	}
