@@ -149,6 +149,9 @@ type Manager struct {
 	// serverHook is m.serverHeader, made once (a method value per
 	// request would be an allocation).
 	serverHook func(int, nethttp.Header)
+	// exchanges are the requests' exchanges that ended cleanly, for
+	// the next requests (handler.go: recycle).
+	exchanges sync.Pool
 
 	closeOnce sync.Once
 }

@@ -56,6 +56,79 @@ type requestHead struct {
 	// upgrade: an Upgrade header other than h2c (what follows the
 	// request is another protocol, or nothing).
 	upgrade bool
+
+	// spare is the connection's storage for what a head becomes, kept
+	// across heads (parseHead leaves it); nil outside a connection.
+	spare *headSpare
+}
+
+// headSpare is what an HTTP/1 connection's requests take turns using,
+// one after another: the header map and value array parseHead fills, and
+// the *http.Request and URL that request builds. A request's are the next
+// one's only once the connection has recycled them (its handler returned
+// and the request ended cleanly, so that nothing holds them); until then,
+// or when they grew large, a head gets new ones.
+type headSpare struct {
+	free bool // recycled: the fields below may be reused
+
+	hdr  nethttp.Header
+	strs []string
+	req  *nethttp.Request
+	url  *url.URL
+	// base carries the connection's context (the unexported field
+	// WithContext sets): a request is a copy of it, without the
+	// allocation WithContext makes per request.
+	base *nethttp.Request
+}
+
+// Beyond these sizes a head's map and value array are not kept: a
+// cleared map still costs its full size to range over.
+const (
+	spareFields = 8  // one group of a map
+	spareValues = 32 // values in the kept array
+)
+
+// recycle marks the last request's storage as free for the next one.
+func (p *headSpare) recycle() {
+	if len(p.hdr) > spareFields || cap(p.strs) > spareValues {
+		p.hdr, p.strs = nil, nil
+	}
+	p.free = true
+}
+
+// header returns an empty header map and a value array of n entries,
+// reused when free.
+func (p *headSpare) header(n int) (nethttp.Header, []string) {
+	if p == nil {
+		return make(nethttp.Header, n), make([]string, n)
+	}
+	if p.free && p.hdr != nil {
+		clear(p.hdr)
+	} else {
+		p.hdr = make(nethttp.Header, n)
+	}
+	if p.free && cap(p.strs) >= n {
+		p.strs = p.strs[:n]
+		clear(p.strs)
+	} else {
+		p.strs = make([]string, n)
+	}
+	return p.hdr, p.strs
+}
+
+// request returns a request carrying ctx, with its other fields zero, and
+// a zero URL: reused when free, after which nothing is free until the
+// next recycle.
+func (p *headSpare) request(ctx context.Context) (*nethttp.Request, *url.URL) {
+	if p.base == nil || p.base.Context() != ctx {
+		p.base = (&nethttp.Request{}).WithContext(ctx)
+	}
+	if !p.free || p.req == nil {
+		p.req, p.url = new(nethttp.Request), new(url.URL)
+	}
+	p.free = false
+	*p.req, *p.url = *p.base, url.URL{}
+	return p.req, p.url
 }
 
 // findHeadEnd looks for the end of a request head in b, scanning from
@@ -111,7 +184,7 @@ func parseHead(b []byte, h *requestHead) *protocolError {
 	if perr != nil {
 		return perr
 	}
-	*h = requestHead{method: method, uri: target, proto: proto}
+	*h = requestHead{method: method, uri: target, proto: proto, spare: h.spare}
 	var ok bool
 	if h.major, h.minor, ok = parseVersion(proto); !ok {
 		return badRequest("malformed HTTP version")
@@ -123,8 +196,7 @@ func parseHead(b []byte, h *requestHead) *protocolError {
 	// Count the header lines first, to size the map and the one backing
 	// array of the values (as net/textproto does).
 	n := strings.Count(rest, "\n")
-	hdr := make(nethttp.Header, n)
-	strs := make([]string, n)
+	hdr, strs := h.spare.header(n)
 	var (
 		cl0, te0     string
 		ncl, nte     int
@@ -276,38 +348,38 @@ func parseVersion(v string) (major, minor int, ok bool) {
 // request builds the *http.Request of a parsed head, as net/http's
 // readRequest would: the URL from the target (authority-form for CONNECT),
 // Host from an absolute-form target or the Host header. Body, RemoteAddr
-// and TLS are the caller's to set.
+// and TLS are the caller's to set. With a spare, the request and its URL
+// are the spare's.
 func (h *requestHead) request(ctx context.Context) (*nethttp.Request, *protocolError) {
 	raw := h.uri
 	justAuthority := h.method == nethttp.MethodConnect && !strings.HasPrefix(raw, "/")
 	if justAuthority {
 		raw = "http://" + raw
 	}
-	u, ok := parseOriginForm(raw)
-	if !ok {
-		var err error
-		if u, err = url.ParseRequestURI(raw); err != nil {
+	var r *nethttp.Request
+	var u *url.URL
+	if h.spare != nil {
+		r, u = h.spare.request(ctx)
+	} else {
+		r, u = (&nethttp.Request{}).WithContext(ctx), new(url.URL)
+	}
+	if !parseOriginForm(raw, u) {
+		pu, err := url.ParseRequestURI(raw)
+		if err != nil {
 			return nil, badRequest("malformed request target")
 		}
+		*u = *pu
 	}
 	if justAuthority {
 		u.Scheme = ""
 	}
-	r := nethttp.Request{
-		Method:     h.method,
-		URL:        u,
-		Proto:      h.proto,
-		ProtoMajor: h.major,
-		ProtoMinor: h.minor,
-		Header:     h.header,
-		Host:       u.Host,
-		RequestURI: h.uri,
-		Close:      h.closeAfter,
-	}
+	r.Method, r.URL = h.method, u
+	r.Proto, r.ProtoMajor, r.ProtoMinor = h.proto, h.major, h.minor
+	r.Header, r.Host, r.RequestURI, r.Close = h.header, u.Host, h.uri, h.closeAfter
 	if r.Host == "" {
 		r.Host = h.host
 	}
-	return r.WithContext(ctx), nil
+	return r, nil
 }
 
 // parseOriginForm is url.ParseRequestURI for the common request target:
@@ -316,22 +388,24 @@ func (h *requestHead) request(ctx context.Context) (*nethttp.Request, *protocolE
 // a query without control bytes. It reports false for anything else, and
 // the caller parses with url.ParseRequestURI, which gives the same URL
 // for every target this takes (FuzzOriginForm) at several times the cost.
-func parseOriginForm(raw string) (*url.URL, bool) {
+// It fills u, a zero URL, when it reports true.
+func parseOriginForm(raw string, u *url.URL) bool {
 	if raw == "" || raw[0] != '/' {
-		return nil, false
+		return false
 	}
 	path, query, hasQuery := strings.Cut(raw, "?")
 	for i := 0; i < len(path); i++ {
 		if !pathByte[path[i]] {
-			return nil, false
+			return false
 		}
 	}
 	for i := 0; i < len(query); i++ {
 		if c := query[i]; c < 0x20 || c == 0x7f {
-			return nil, false
+			return false
 		}
 	}
-	return &url.URL{Path: path, RawQuery: query, ForceQuery: hasQuery && query == ""}, true
+	u.Path, u.RawQuery, u.ForceQuery = path, query, hasQuery && query == ""
+	return true
 }
 
 // pathByte marks the bytes url.URL neither unescapes nor escapes in a

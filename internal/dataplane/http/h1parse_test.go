@@ -218,8 +218,8 @@ func FuzzOriginForm(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, raw string) {
-		u, ok := parseOriginForm(raw)
-		if !ok {
+		u := new(url.URL)
+		if !parseOriginForm(raw, u) {
 			return
 		}
 		want, err := url.ParseRequestURI(raw)

@@ -107,6 +107,7 @@ type h1conn struct {
 	remoteAddr string
 	in         inbuf
 	head       requestHead // the current request's head (reused)
+	spare      headSpare   // head.spare: storage the requests take turns using
 	w          respWriter
 	hijacked   bool
 
@@ -142,6 +143,7 @@ type h1conn struct {
 // serve serves cs's connection until it ends or ctx is done.
 func (s *h1Server) serve(ctx context.Context, cs *connState) {
 	c := &h1conn{srv: s, cs: cs, rwc: cs.lc}
+	c.head.spare = &c.spare
 	c.in.conn = cs.lc
 	c.in.buf = s.getReadBuf()
 	c.w.c = c
@@ -350,6 +352,11 @@ func (c *h1conn) serveRequest() bool {
 		// Unread input: half-close and wait for the client's FIN, so that
 		// closing does not reset the connection under the response.
 		c.linger()
+	}
+	if keep {
+		// The handler has returned and the body is done with: the
+		// request's storage is the next request's.
+		c.spare.recycle()
 	}
 	return keep
 }

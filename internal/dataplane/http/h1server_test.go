@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	nethttp "net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -584,5 +586,72 @@ func TestH1Hijack(t *testing.T) {
 	got, _ := io.ReadAll(h.client)
 	if !strings.HasSuffix(string(got), "\r\n\r\nhello") || !strings.HasPrefix(string(got), "HTTP/1.1 101") {
 		t.Fatalf("got %q", got)
+	}
+}
+
+// TestH1RequestStorageReused: the requests of a keep-alive connection
+// take turns using one *http.Request, URL and header map (headSpare), and
+// nothing of a request shows in the next: not its headers, its URL or its
+// fields, and the connection's context is every request's.
+func TestH1RequestStorageReused(t *testing.T) {
+	type seen struct {
+		req    *nethttp.Request
+		url    string
+		header nethttp.Header
+		conn   bool
+		length int64
+	}
+	var mu sync.Mutex
+	var got []seen
+	h := startH1(t, 0, func(w nethttp.ResponseWriter, r *nethttp.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		_, hasConn := r.Context().Value(connKey{}).(*connState)
+		mu.Lock()
+		got = append(got, seen{req: r, url: r.URL.String(), header: r.Header.Clone(), conn: hasConn, length: r.ContentLength})
+		mu.Unlock()
+		_, _ = io.WriteString(w, "ok")
+	}, nil)
+	var many strings.Builder
+	for i := range spareFields + 4 {
+		fmt.Fprintf(&many, "X-Many-%d: %d\r\n", i, i)
+	}
+	reqs := "POST /a?x=1 HTTP/1.1\r\nHost: a\r\nX-One: 1\r\nX-Shared: a\r\nContent-Length: 3\r\n\r\nabc" +
+		"GET /b HTTP/1.1\r\nHost: a\r\nX-Two: 2\r\n\r\n" +
+		"GET /c HTTP/1.1\r\nHost: a\r\n" + many.String() + "\r\n" +
+		"GET /d HTTP/1.1\r\nHost: a\r\nX-Four: 4\r\nConnection: close\r\n\r\n"
+	if _, err := io.WriteString(h.client, reqs); err != nil {
+		t.Fatal(err)
+	}
+	if resps, _, closed := h.responses(t, "GET"); len(resps) != 4 || !closed {
+		t.Fatalf("%d responses, closed %v", len(resps), closed)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	want := []struct {
+		url    string
+		keys   []string
+		length int64
+	}{
+		{"/a?x=1", []string{"Content-Length", "X-One", "X-Shared"}, 3},
+		{"/b", []string{"X-Two"}, 0},
+		{"/c", nil, 0},
+		{"/d", []string{"Connection", "X-Four"}, 0},
+	}
+	for i, w := range want {
+		g := got[i]
+		keys := slices.Sorted(maps.Keys(g.header))
+		if w.keys == nil {
+			if len(keys) != spareFields+4 {
+				t.Errorf("request %d: %d header fields, want %d", i+1, len(keys), spareFields+4)
+			}
+		} else if !slices.Equal(keys, w.keys) {
+			t.Errorf("request %d: header fields %v, want %v", i+1, keys, w.keys)
+		}
+		if g.url != w.url || !g.conn || g.length != w.length {
+			t.Errorf("request %d: url %q (want %q), connection state %v, length %d (want %d)", i+1, g.url, w.url, g.conn, g.length, w.length)
+		}
+	}
+	if got[1].req != got[0].req || got[2].req != got[0].req {
+		t.Error("the connection's requests did not reuse its *http.Request")
 	}
 }

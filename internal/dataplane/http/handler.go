@@ -31,7 +31,8 @@ func (m *Manager) ServeHTTP(w nethttp.ResponseWriter, r *nethttp.Request) {
 	if ts == nil {
 		ts = r.TLS
 	}
-	x := &exchange{remote: remote, cs: cs}
+	x := m.newExchange()
+	x.remote, x.cs = remote, cs
 	s := &x.stream
 	s.Init(w, r, m.random)
 	s.Conn = lc
@@ -44,8 +45,10 @@ func (m *Manager) ServeHTTP(w nethttp.ResponseWriter, r *nethttp.Request) {
 	s.BufferLimit = m.bufferLimit
 	s.Record.Start = time.Now()
 	s.OnResponseHeaders(m.serverHook) // registered first: runs last
+	// A body declared empty (HTTP/2 sends one with every request) is
+	// no body, as for the router, which forwards none.
 	var body *countingBody
-	if r.Body != nil && r.Body != nethttp.NoBody {
+	if r.Body != nil && r.Body != nethttp.NoBody && r.ContentLength != 0 {
 		body = &x.body
 		body.rc = r.Body
 		r.Body = body
@@ -55,18 +58,19 @@ func (m *Manager) ServeHTTP(w nethttp.ResponseWriter, r *nethttp.Request) {
 	m.serve(x, ts)
 }
 
-// exchange is what the connection manager allocates for one request, in
+// exchange is what the connection manager needs for one request, in
 // one allocation: the stream, the request body's counter, the stream
 // timers (armed or not) and room for the values of the headers the
-// proxy sets. It is not retained once ServeHTTP returns (but for what
-// the armed timers' functions hold until they are stopped).
+// proxy sets. A request that ends cleanly hands its exchange to the next
+// one (recycle); one that may still be reached after ServeHTTP returns
+// (a timer or watcher that ran, a body or connection still in use)
+// leaves it to the collector.
 type exchange struct {
 	stream  filter.Stream
 	body    countingBody
 	reqBody *countingBody // &body when the request has one, else nil
 	timers  streamTimers
-	ctx     streamCtx // the stream's context once armed
-	armed   bool      // timers are in use
+	armed   bool // timers are in use
 	// vals backs the values of the request headers the proxy sets.
 	vals [4]string
 	nval int
@@ -199,15 +203,39 @@ func requestTarget(r *nethttp.Request) string {
 	return u
 }
 
+// newExchange returns a zero exchange, one a past request recycled when
+// there is one.
+func (m *Manager) newExchange() *exchange {
+	if x, ok := m.exchanges.Get().(*exchange); ok {
+		return x
+	}
+	return new(exchange)
+}
+
+// recycle zeroes x for the next request, keeping its stopped timer, and
+// pools it. Only a clean exchange may come here: the request had no body
+// (a transport may still read one), was not hijacked or upgraded, did not
+// panic, and its timers, their watch of the request's context and its
+// context's watchers all stopped before they ran — so that nothing holds
+// x any more. Its context (streamCtx) is not part of it: a goroutine
+// still holding that sees it ended.
+func (m *Manager) recycle(x *exchange) {
+	timer := x.timers.timer
+	*x = exchange{}
+	x.timers.timer = timer
+	m.exchanges.Put(x)
+}
+
 // finish records the request and hands the record to the observer. A
 // panic (the router's stream reset included) is recorded, then goes on up
 // to net/http.
 func (m *Manager) finish(x *exchange) {
 	p := recover()
 	s, body := &x.stream, x.reqBody
+	clean := body == nil && p == nil && s.Upgrade == "" && !s.Hijacked()
 	if x.armed {
 		m.countTimeout(s.Context())
-		x.timers.stop()
+		clean = x.timers.stop() && clean
 	}
 	rec := &s.Record
 	rec.Duration = time.Since(rec.Start)
@@ -222,6 +250,9 @@ func (m *Manager) finish(x *exchange) {
 	}
 	if p != nil {
 		panic(p)
+	}
+	if clean {
+		m.recycle(x)
 	}
 }
 
@@ -297,8 +328,7 @@ func (x *exchange) arm() {
 	s, t := &x.stream, &x.timers
 	parent := s.Context()
 	ctx, cancel := context.WithCancelCause(parent)
-	x.ctx = streamCtx{Context: ctx, t: t}
-	s.SetContext(&x.ctx)
+	s.SetContext(&streamCtx{Context: ctx, t: t})
 	t.parent, t.cancel, t.start = parent, cancel, time.Now()
 }
 
@@ -457,21 +487,30 @@ func (t *streamTimers) checkLocked() bool {
 	return false
 }
 
-func (t *streamTimers) stop() {
+// stop ends the timers, the stream's context and its watch of the
+// request's; it reports whether none of them ran or still runs: no timer
+// function pending or past (next is cleared only by check, under mu) and
+// not stopped by one, no watcher left to run (each watcher's owner has
+// removed it), the watch of the request's context removed unrun.
+func (t *streamTimers) stop() (clean bool) {
 	t.mu.Lock()
+	clean = !t.stopped
 	t.stopped = true
-	if t.timer != nil {
-		t.timer.Stop()
+	if t.timer != nil && t.next != 0 && !t.timer.Stop() {
+		clean = false // fired: check is waiting for mu
 	}
 	parentStop := t.parentStop
 	t.mu.Unlock()
 	if t.cancel != nil {
 		t.cancel(nil)
-		t.w.run()
+		if t.w.run() > 0 {
+			clean = false
+		}
 	}
-	if parentStop != nil {
-		parentStop()
+	if parentStop != nil && !parentStop() {
+		clean = false
 	}
+	return clean
 }
 
 // countingBody counts the request body bytes read from downstream and

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -207,10 +208,12 @@ func (b *backend) requests() []seen {
 	return append([]seen(nil), b.reqs...)
 }
 
-// recorder is an Observer keeping every record.
+// recorder is an Observer keeping a copy of every record, and where each
+// was (the exchange it belonged to).
 type recorder struct {
 	mu   sync.Mutex
 	recs []filter.Record
+	ptrs []*filter.Record
 }
 
 func (r *recorder) Observe(rec *filter.Record) {
@@ -219,6 +222,22 @@ func (r *recorder) Observe(rec *filter.Record) {
 	c := *rec
 	c.Header = rec.Header.Clone()
 	r.recs = append(r.recs, c)
+	r.ptrs = append(r.ptrs, rec)
+}
+
+// since returns copies of the records from the n-th on, with where each
+// was.
+func (r *recorder) since(n int) ([]filter.Record, []*filter.Record) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.recs[n:]), slices.Clone(r.ptrs[n:])
+}
+
+// count is how many records there are.
+func (r *recorder) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.recs)
 }
 
 // wait returns the first record for which match holds, waiting for it.

@@ -145,8 +145,17 @@ func TestStreamTimers(t *testing.T) {
 // context ending, a stream timeout, the stream's end — with the cause
 // readable through it and through contexts derived from it; an unwatched
 // function never runs; Watch declines when full or ended, and the caller
-// falls back to context.AfterFunc.
+// falls back to context.AfterFunc. stop reports the stream clean (its
+// exchange reusable) only when no timer, watcher or watch of the
+// request's context ran.
 func TestStreamContextWatch(t *testing.T) {
+	sctx := func(x *exchange) *streamCtx { return x.stream.Context().(*streamCtx) }
+	stopClean := func(t *testing.T, x *exchange, want bool) {
+		t.Helper()
+		if got := x.timers.stop(); got != want {
+			t.Errorf("stop reported clean %v, want %v", got, want)
+		}
+	}
 	newX := func(t *testing.T) (*exchange, context.CancelCauseFunc) {
 		x := timedExchange("")
 		parent, cancel := context.WithCancelCause(context.Background())
@@ -158,7 +167,7 @@ func TestStreamContextWatch(t *testing.T) {
 	watch := func(t *testing.T, x *exchange) (int, chan struct{}) {
 		t.Helper()
 		ran := make(chan struct{})
-		id, ok := x.ctx.Watch(func() { close(ran) })
+		id, ok := sctx(x).Watch(func() { close(ran) })
 		if !ok {
 			t.Fatal("Watch declined on a live stream")
 		}
@@ -186,7 +195,7 @@ func TestStreamContextWatch(t *testing.T) {
 		if got := context.Cause(child); got != errGone {
 			t.Errorf("derived context's cause %v, want %v", got, errGone)
 		}
-		x.timers.stop()
+		stopClean(t, x, false)
 	})
 	t.Run("stream timeout", func(t *testing.T) {
 		x, _ := newX(t)
@@ -198,21 +207,21 @@ func TestStreamContextWatch(t *testing.T) {
 		if got := context.Cause(child); got != errTestRoute {
 			t.Errorf("derived context's cause %v, want %v", got, errTestRoute)
 		}
-		x.timers.stop()
+		stopClean(t, x, false)
 	})
 	t.Run("stream end", func(t *testing.T) {
 		x, _ := newX(t)
 		_, ran := watch(t, x)
-		x.timers.stop()
+		stopClean(t, x, false) // the watcher's owner has not removed it
 		waitRan(t, ran)
-		if _, ok := x.ctx.Watch(func() {}); ok {
+		if _, ok := sctx(x).Watch(func() {}); ok {
 			t.Error("Watch took a function on an ended stream")
 		}
 	})
 	t.Run("unwatched", func(t *testing.T) {
 		x, cancel := newX(t)
 		id, ran := watch(t, x)
-		if !x.ctx.Unwatch(id) {
+		if !sctx(x).Unwatch(id) {
 			t.Fatal("Unwatch of a watcher that had not run reported false")
 		}
 		cancel(errGone)
@@ -222,27 +231,36 @@ func TestStreamContextWatch(t *testing.T) {
 			t.Fatal("an unwatched function ran")
 		case <-time.After(50 * time.Millisecond):
 		}
-		if x.ctx.Unwatch(id) {
+		if sctx(x).Unwatch(id) {
 			t.Error("second Unwatch reported true")
 		}
-		x.timers.stop()
+		stopClean(t, x, false) // the request's context ended
+	})
+	t.Run("unwatched, then ended", func(t *testing.T) {
+		x, _ := newX(t)
+		id, _ := watch(t, x)
+		x.stream.Timeout(time.Hour, errTestRoute)
+		if !sctx(x).Unwatch(id) {
+			t.Fatal("Unwatch of a watcher that had not run reported false")
+		}
+		stopClean(t, x, true)
 	})
 	t.Run("ran, then unwatched", func(t *testing.T) {
 		x, cancel := newX(t)
 		id, ran := watch(t, x)
 		cancel(errGone)
 		waitRan(t, ran)
-		if x.ctx.Unwatch(id) {
+		if sctx(x).Unwatch(id) {
 			t.Error("Unwatch of a watcher that ran reported true")
 		}
-		x.timers.stop()
+		stopClean(t, x, false)
 	})
 	t.Run("full", func(t *testing.T) {
 		x, _ := newX(t)
 		for range len(x.timers.w.fs) {
 			watch(t, x)
 		}
-		if _, ok := x.ctx.Watch(func() {}); ok {
+		if _, ok := sctx(x).Watch(func() {}); ok {
 			t.Error("Watch took more functions than it has room for")
 		}
 		x.timers.stop()

@@ -46,8 +46,9 @@ func (w *watchers) remove(id int) bool {
 	return true
 }
 
-// run runs the watchers added so far and refuses later ones.
-func (w *watchers) run() {
+// run runs the watchers added so far, refuses later ones, and reports
+// how many it ran.
+func (w *watchers) run() (n int) {
 	w.mu.Lock()
 	w.ended = true
 	fs := w.fs
@@ -56,8 +57,10 @@ func (w *watchers) run() {
 	for _, f := range fs {
 		if f != nil {
 			go f()
+			n++
 		}
 	}
+	return n
 }
 
 // connCtx is the context an HTTP/1 connection gives its requests (the
@@ -73,7 +76,7 @@ type connCtx struct {
 // is done).
 func newConnCtx(ctx context.Context) (c *connCtx, stop func() bool) {
 	c = &connCtx{Context: ctx}
-	return c, context.AfterFunc(ctx, c.w.run)
+	return c, context.AfterFunc(ctx, func() { c.w.run() })
 }
 
 // Watch runs f, in a goroutine of its own, when the context ends, unless
