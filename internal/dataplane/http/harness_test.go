@@ -125,7 +125,7 @@ func (u *testUpstream) RoundTrip(ctx context.Context, cluster string, pick route
 	if h2 {
 		t = u.h2t
 	}
-	resp, err := t.RoundTrip(req)
+	resp, err := t.RoundTrip(req.WithContext(ctx))
 	if err != nil {
 		if !errors.Is(err, router.ErrConnectFailure) {
 			err = fmt.Errorf("%w: %w", router.ErrReset, err)

@@ -85,6 +85,7 @@ type Router struct {
 
 	copyBufs sync.Pool // *[]byte of copyBufferSize
 	bodyBufs sync.Pool // *[]byte for replay buffers
+	targets  sync.Pool // *target, recycled
 	mirrors  mirrorPool
 }
 
@@ -149,6 +150,33 @@ type target struct {
 	spare []string
 	// vals backs the header values of a request with few of them.
 	vals [smallHeader]string
+	// first is the first attempt's upstream request.
+	first http.Request
+}
+
+// newTarget returns a zero target, with the empty header map of a
+// recycled one when there is one.
+func (r *Router) newTarget() *target {
+	if tg, ok := r.targets.Get().(*target); ok {
+		return tg
+	}
+	return new(target)
+}
+
+// recycle zeroes tg, keeping its header map cleared when it is small, and
+// pools it. Only a target nothing reads any more may come here: one
+// attempt, no request body (a transport may read one after the
+// response), and the response read to its end and closed — the HTTP/1
+// pool is done with the request once it has written it, net/http's
+// HTTP/2 client once it has the response.
+func (r *Router) recycle(tg *target) {
+	h := tg.header
+	if len(h) > smallHeader {
+		h = nil
+	}
+	clear(h)
+	*tg = target{header: h}
+	r.targets.Put(tg)
 }
 
 // smallHeader is how many header values (the router's included) a
@@ -170,10 +198,11 @@ func (tg *target) set(k, v string) {
 // X-Envoy-Expected-Rq-Timeout-Ms and X-Envoy-Attempt-Count.
 const addedFields = 4
 
-// cloneHeader copies h with room for extra more fields: one map and one
-// backing array for every value, the extra ones' included (returned as
-// spare, empty); the array is small when it is large enough.
-func cloneHeader(h http.Header, extra int, small []string) (http.Header, []string) {
+// cloneHeader copies h with room for extra more fields: one map (out,
+// when it is not nil: an empty map to fill) and one backing array for
+// every value, the extra ones' included (returned as spare, empty); the
+// array is small when it is large enough.
+func cloneHeader(h http.Header, extra int, small []string, out http.Header) (http.Header, []string) {
 	nv := 0
 	for _, vs := range h {
 		nv += len(vs)
@@ -187,7 +216,9 @@ func cloneHeader(h http.Header, extra int, small []string) (http.Header, []strin
 	// Room in the map for the two fields most requests get (the expected
 	// timeout, the attempt count): a hint beyond 8 fields costs a bigger
 	// table up front.
-	out := make(http.Header, len(h)+2)
+	if out == nil {
+		out = make(http.Header, len(h)+2)
+	}
 	for k, vs := range h {
 		if vs == nil {
 			out[k] = nil
@@ -309,7 +340,9 @@ func (r *Router) forward(s *filter.Stream, rt *route.Route, f *route.Forward) {
 			r.mirror(s, f, tg, data, timeout)
 		}
 	}
-	r.respond(s, ctx, res.resp, body)
+	if r.respond(s, ctx, res.resp, body) && body == nil && s.Record.Attempts == 1 && pt == nil {
+		r.recycle(tg)
+	}
 }
 
 // attempts runs the first attempt and the retries. The returned result's
@@ -421,20 +454,20 @@ func (r *Router) try(ctx context.Context, s *filter.Stream, tg *target, body *re
 	if pt != nil {
 		actx, cancel = context.WithCancelCause(ctx)
 	}
-	up := http.Request{
-		Method: s.Request.Method,
-		URL:    &tg.url,
-		Header: tg.header,
-		Host:   tg.authority,
-	}
-	setUpstreamProto(&up, s.Request)
-	countAttempts := s.Route.VirtualHost.IncludeRequestAttemptCount && !r.suppress
+	// The first attempt's request is part of the target; a retry's is
+	// its own (an earlier attempt's transport may still read its
+	// request, URL and headers). The Upstream sets URL.Host to the host
+	// it picks. No request carries ctx: the Upstream takes it apart.
+	up := &tg.first
 	if pick.Attempt > 0 {
-		// The Upstream sets URL.Host to the host it picks, and an
-		// earlier attempt's transport may still read its URL and headers.
 		u := tg.url
-		up.URL = &u
+		up = &http.Request{URL: &u}
+	} else {
+		up.URL = &tg.url
 	}
+	up.Method, up.Header, up.Host = s.Request.Method, tg.header, tg.authority
+	setUpstreamProto(up, s.Request)
+	countAttempts := s.Route.VirtualHost.IncludeRequestAttemptCount && !r.suppress
 	if countAttempts {
 		count := strconv.Itoa(int(pick.Attempt) + 1)
 		if pick.Attempt > 0 {
@@ -452,12 +485,11 @@ func (r *Router) try(ctx context.Context, s *filter.Stream, tg *target, body *re
 		up.Body = rb
 		up.ContentLength = s.Request.ContentLength
 	}
-	req := up.WithContext(actx)
 
 	if pt != nil {
 		pt.start(cancel)
 	}
-	resp, info, err := r.up.RoundTrip(actx, s.Cluster, pick, req)
+	resp, info, err := r.up.RoundTrip(actx, s.Cluster, pick, up)
 	if pt != nil && pt.stop() {
 		// The per-try timeout fired: the attempt is lost even if its
 		// response headers raced in.
@@ -531,8 +563,9 @@ func (r *Router) fail(s *filter.Stream, f *route.Forward, ctx context.Context, b
 	}
 }
 
-// respond streams the upstream response downstream.
-func (r *Router) respond(s *filter.Stream, ctx context.Context, resp *http.Response, body *replayBody) {
+// respond streams the upstream response downstream and reports whether
+// it was read to its end.
+func (r *Router) respond(s *filter.Stream, ctx context.Context, resp *http.Response, body *replayBody) (complete bool) {
 	defer resp.Body.Close()
 	w := s.Writer()
 	h := w.Header()
@@ -560,13 +593,13 @@ func (r *Router) respond(s *filter.Stream, ctx context.Context, resp *http.Respo
 		switch {
 		case s.WriteError() != nil:
 			s.SetFlags(filter.DownstreamConnectionTermination)
-			return
+			return false
 		case routeTimedOut(s, ctx):
 			s.SetFlags(filter.UpstreamRequestTimeout)
 			s.Record.Details = "upstream_response_timeout"
 		case s.Context().Err() != nil:
 			s.Fail()
-			return
+			return false
 		default:
 			s.SetFlags(filter.UpstreamRemoteReset)
 			s.Record.Details = "upstream_reset_after_response_started{remote_reset}"
@@ -576,6 +609,7 @@ func (r *Router) respond(s *filter.Stream, ctx context.Context, resp *http.Respo
 	for k, vs := range resp.Trailer {
 		h[http.TrailerPrefix+k] = vs
 	}
+	return true
 }
 
 // copyBody copies src to w through a pooled buffer, flushing after every
@@ -607,8 +641,8 @@ func (r *Router) copyBody(w http.ResponseWriter, src io.Reader, flush bool) erro
 
 // target computes the upstream authority, URL and headers.
 func (r *Router) target(s *filter.Stream, rt *route.Route, f *route.Forward, timeout time.Duration) *target {
-	tg := &target{}
-	tg.header, tg.spare = cloneHeader(s.Request.Header, addedFields, tg.vals[:])
+	tg := r.newTarget()
+	tg.header, tg.spare = cloneHeader(s.Request.Header, addedFields, tg.vals[:], tg.header)
 	h := tg.header
 	delete(h, "Expect") // 100-continue is answered downstream by net/http
 	// Route header mutations run after the connection manager sanitised

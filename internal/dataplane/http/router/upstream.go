@@ -21,7 +21,9 @@ import (
 // it with the chosen host's address; nothing else of req may be changed.
 // req.ProtoMajor is the downstream protocol (2 for HTTP/2 and HTTP/3
 // downstreams, 1 otherwise): clusters with use_downstream_protocol speak
-// HTTP/2 to their hosts when it is 2. req's context is ctx. The ctx of
+// HTTP/2 to their hosts when it is 2. req carries no context: the
+// request's is ctx (a transport that reads it from the request needs
+// req.WithContext(ctx)). The ctx of
 // an attempt that reaches the route's per_try_timeout ends with a cause
 // whose Timeout() reports true (a timeout, held against the host), not a
 // cancellation.

@@ -30,13 +30,13 @@ const InboundCluster = "inbound|8000||"
 type Clusters map[string]string
 
 // RoundTrip implements router.Upstream.
-func (c Clusters) RoundTrip(_ context.Context, cluster string, _ router.PickContext, req *http.Request) (*http.Response, router.Info, error) {
+func (c Clusters) RoundTrip(ctx context.Context, cluster string, _ router.PickContext, req *http.Request) (*http.Response, router.Info, error) {
 	addr, ok := c[cluster]
 	if !ok {
 		addr = c["*"]
 	}
 	req.URL.Scheme, req.URL.Host = "http", addr
-	resp, err := http.DefaultTransport.RoundTrip(req)
+	resp, err := http.DefaultTransport.RoundTrip(req.WithContext(ctx))
 	return resp, router.Info{Host: addr}, err
 }
 

@@ -27,9 +27,9 @@ import (
 
 type toAddr string
 
-func (a toAddr) RoundTrip(_ context.Context, _ string, _ router.PickContext, req *http.Request) (*http.Response, router.Info, error) {
+func (a toAddr) RoundTrip(ctx context.Context, _ string, _ router.PickContext, req *http.Request) (*http.Response, router.Info, error) {
 	req.URL.Scheme, req.URL.Host = "http", string(a)
-	resp, err := http.DefaultTransport.RoundTrip(req)
+	resp, err := http.DefaultTransport.RoundTrip(req.WithContext(ctx))
 	return resp, router.Info{}, err
 }
 
