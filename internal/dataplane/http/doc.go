@@ -100,13 +100,22 @@
 //     head through the returned reader; on a handler panic
 //     (http.ErrAbortHandler: the stream reset) closes the connection.
 //
-// Allocations per request: ServeHTTP allocates the request's stream,
-// body counter, timers and the values of the proxy's own headers as one
-// value (handler.go: exchange); a path already canonical and an
-// authority with nothing to strip are used as they are; the response
+// Allocations per request: the request's stream, body counter, timers
+// and the values of the proxy's own headers are one value (handler.go:
+// exchange), pooled: a request that ends cleanly — no body, no panic,
+// hijack or upgrade, and no timer, watcher or watch of its context that
+// ran — hands it to a later one, since nothing can reach it any more (a
+// goroutine still holding the stream's context holds a context of its
+// own, allocated per stream, and sees it ended). An HTTP/1 connection's
+// requests take turns using one *http.Request (a copy of one carrying
+// the connection's context: no WithContext per request), URL, header map
+// and value array, handed on once a request has ended with the
+// connection kept (h1parse.go: headSpare). A path already canonical and
+// an authority with nothing to strip are used as they are; the response
 // header map and the write buffer are the connection's, reused from one
 // request to the next (observers read the response headers only during
-// Observe).
+// Observe). The router pools its upstream request the same way (router
+// package: target).
 //
 // Stream timeouts: a request gets one cancellable context of its own (the
 // stream's, filter.Stream.SetContext; the request is not copied to carry

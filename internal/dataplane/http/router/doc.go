@@ -22,6 +22,10 @@
 //	          response: headers (hop-by-hop dropped, route ops, server header),
 //	             body streamed with pooled buffers (flushed when streaming),
 //	             trailers; mirrors dispatched (mirror.go)
+//	          reuse: the upstream request, URL and header map (target) of a
+//	             request forwarded in one attempt, without a body, and
+//	             answered to the end go to a later request; the request
+//	             passed to the Upstream carries no context (ctx is its own)
 //
 // Errors map to Envoy's local replies and response flags: UF, UO, UH, UR,
 // UC, NC, UT (504), DC, URX.
