@@ -82,9 +82,11 @@ type headSpare struct {
 }
 
 // Beyond these sizes a head's map and value array are not kept: a
-// cleared map still costs its full size to range over.
+// cleared map still costs its full size to range over. The map is
+// counted after the handler: the proxy adds its own fields to a
+// request's headers.
 const (
-	spareFields = 8  // one group of a map
+	spareFields = 32
 	spareValues = 32 // values in the kept array
 )
 
