@@ -45,10 +45,8 @@ func (m *Manager) ServeHTTP(w nethttp.ResponseWriter, r *nethttp.Request) {
 	s.BufferLimit = m.bufferLimit
 	s.Record.Start = time.Now()
 	s.OnResponseHeaders(m.serverHook) // registered first: runs last
-	// A body declared empty (HTTP/2 sends one with every request) is
-	// no body, as for the router, which forwards none.
 	var body *countingBody
-	if r.Body != nil && r.Body != nethttp.NoBody && r.ContentLength != 0 {
+	if filter.HasBody(r) {
 		body = &x.body
 		body.rc = r.Body
 		r.Body = body

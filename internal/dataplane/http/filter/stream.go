@@ -103,6 +103,14 @@ func (s *Stream) Init(w http.ResponseWriter, r *http.Request, random func() uint
 	s.hooks = s.hookBuf[:0]
 }
 
+// HasBody reports whether r may carry body bytes. A body declared empty
+// (ContentLength 0) is none: HTTP/2 gives every request a body object,
+// and neither the connection manager nor the router treats one without
+// bytes as a body.
+func HasBody(r *http.Request) bool {
+	return r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0
+}
+
 // Context is the stream's context: it ends when the client goes away,
 // when the listener drains, or with one of the manager's timeouts (the
 // route timeout the router arms with Timeout included). It is the

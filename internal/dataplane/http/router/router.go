@@ -263,7 +263,7 @@ func (r *Router) forward(s *filter.Stream, rt *route.Route, f *route.Forward) {
 	tg := r.target(s, rt, f, timeout)
 
 	var body *replayBody
-	if hasBody(s.Request) {
+	if filter.HasBody(s.Request) {
 		body = newReplayBody(s.Request.Body, s.BufferLimit, &r.bodyBufs)
 		defer body.release()
 		rc := http.NewResponseController(s.Writer())
@@ -694,11 +694,6 @@ func routeTimedOut(s *filter.Stream, ctx context.Context) bool {
 	}
 	sc := s.Context()
 	return sc.Err() == nil || errors.Is(context.Cause(sc), errRouteTimeout)
-}
-
-// hasBody reports whether the request may carry body bytes.
-func hasBody(r *http.Request) bool {
-	return r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0
 }
 
 // drain reads a little of an abandoned response so its connection can be
