@@ -20,7 +20,7 @@ func TestExchangeReuse(t *testing.T) {
 			const n = 40
 			check := func(t *testing.T, from int, paths []string) []string {
 				t.Helper()
-				recs, _ := p.rec.since(from)
+				recs, _ := p.rec.sinceWait(t, from, len(paths))
 				if len(recs) != len(paths) {
 					t.Fatalf("%d records, want %d", len(recs), len(paths))
 				}
@@ -53,21 +53,21 @@ func TestExchangeReuse(t *testing.T) {
 			if distinct(ids) != n {
 				t.Errorf("request IDs repeat: %v", ids)
 			}
-			if _, ptrs := p.rec.since(from); distinct(ptrs) == n {
+			if _, ptrs := p.rec.sinceWait(t, from, n); distinct(ptrs) == n {
 				t.Error("no request reused an exchange")
 			}
 
 			// A request with a body keeps its exchange to itself.
 			from = p.rec.count()
 			_ = readAll(t, p.do(t, c, "POST", "details", "/details/post", nil, strings.NewReader("body")))
-			_, posted := p.rec.since(from)
+			_, posted := p.rec.sinceWait(t, from, 1)
 			from = p.rec.count()
 			for i := range n {
 				paths[i] = "/details/after/" + strconv.Itoa(i)
 				_ = readAll(t, p.do(t, c, "GET", "details", paths[i], nil, nil))
 			}
 			check(t, from, paths)
-			_, ptrs := p.rec.since(from)
+			_, ptrs := p.rec.sinceWait(t, from, n)
 			for i, ptr := range ptrs {
 				if ptr == posted[0] {
 					t.Fatalf("request %d after the POST got the POST's exchange", i)

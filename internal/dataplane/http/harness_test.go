@@ -233,6 +233,19 @@ func (r *recorder) since(n int) ([]filter.Record, []*filter.Record) {
 	return slices.Clone(r.recs[n:]), slices.Clone(r.ptrs[n:])
 }
 
+// sinceWait is since once at least n records past the from-th are in:
+// a record is observed after its response has reached the client, so a
+// client may be done before its last record is.
+func (r *recorder) sinceWait(t testing.TB, from, n int) ([]filter.Record, []*filter.Record) {
+	t.Helper()
+	for deadline := time.Now().Add(waitFor); r.count()-from < n; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d records after %v, want %d", r.count()-from, waitFor, n)
+		}
+	}
+	return r.since(from)
+}
+
 // count is how many records there are.
 func (r *recorder) count() int {
 	r.mu.Lock()
