@@ -137,6 +137,35 @@ func TestPerRoundRatios(t *testing.T) {
 	}
 }
 
+// TestCaptureRatios: with nginx-netns-capture in the run, a sidecar pair
+// gets its per-round ratios to it as well as to nginx-netns (the pair adds
+// 0.3 ms, nginx 0.2, nginx behind capture 0.25), and the table shows them.
+func TestCaptureRatios(t *testing.T) {
+	res := &Result{Pairs: []string{"direct-netns", "nginx-netns", "nginx-netns-capture", "trellis"}}
+	for round := 1; round <= 3; round++ {
+		px := []*ProxyStats{{VCPUPer1kRPS: 0.1}}
+		addRound(res, []*PairRun{
+			{Pair: "direct-netns", Round: round, Load: LoadResult{P50: 0.1}},
+			{Pair: "nginx-netns", Round: round, Load: LoadResult{P50: 0.3}, Proxies: px},
+			{Pair: "nginx-netns-capture", Round: round, Load: LoadResult{P50: 0.35}, Proxies: px},
+			{Pair: "trellis", Round: round, Load: LoadResult{P50: 0.4}, Proxies: px},
+		})
+	}
+	res.finish()
+	tr := res.Medians[3]
+	if tr.Pair != "trellis" || !approx(tr.VsNginxPerRound["addedP50"], 1.5) {
+		t.Fatalf("trellis per round %v, want addedP50 1.5 (0.3 / 0.2)", tr.VsNginxPerRound)
+	}
+	if !approx(tr.VsCapturePerRound["addedP50"], 1.2) {
+		t.Fatalf("trellis per round to capture %v, want addedP50 1.2 (0.3 / 0.25)", tr.VsCapturePerRound)
+	}
+	var out strings.Builder
+	writeTable(&out, res)
+	if !strings.Contains(out.String(), "per round / nginx-netns-capture") || !strings.Contains(out.String(), "1.20×") {
+		t.Fatalf("table has no capture line:\n%s", out.String())
+	}
+}
+
 // TestQuietRounds checks the quiet-round rule: round 2's baseline
 // saturated 20 % below its best and round 3's nginx used 15 % more CPU per
 // request than its least, so only rounds 1 and 4 are quiet, and the quiet

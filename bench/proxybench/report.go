@@ -191,6 +191,11 @@ type Summary struct {
 	// per-round ratios over those rounds only.
 	QuietRounds  []int              `json:"quietRounds,omitempty"`
 	VsNginxQuiet map[string]float64 `json:"vsNginxQuiet,omitempty"`
+	// VsCapturePerRound are the per-round ratios to nginx-netns-capture
+	// when it ran (netns pairs): nginx behind the same kind of capture as
+	// the sidecars, so like for like, where VsPair's nginx-netns pays no
+	// capture at all.
+	VsCapturePerRound map[string]float64 `json:"vsNginxCapturePerRound,omitempty"`
 }
 
 // quietSlack is how far a quiet round's reference figures may be from the
@@ -369,7 +374,11 @@ func (res *Result) finish() {
 				s.VsNginx[f.key] = *a / *b
 			}
 		}
-		s.VsNginxPerRound = perRoundRatios(res.Runs, s.Pair, ref, func(int) bool { return true })
+		all := func(int) bool { return true }
+		s.VsNginxPerRound = perRoundRatios(res.Runs, s.Pair, ref, all)
+		if ref == "nginx-netns" && slices.Contains(res.Pairs, "nginx-netns-capture") {
+			s.VsCapturePerRound = perRoundRatios(res.Runs, s.Pair, "nginx-netns-capture", all)
+		}
 		if s.QuietRounds = quietRounds(res.Runs, s.Baseline, ref); len(s.QuietRounds) > 0 {
 			s.VsNginxQuiet = perRoundRatios(res.Runs, s.Pair, ref, func(round int) bool {
 				return slices.Contains(s.QuietRounds, round)
@@ -468,7 +477,8 @@ func writeTable(w io.Writer, res *Result) {
 		for _, row := range []struct {
 			label  string
 			ratios map[string]float64
-		}{{s.Pair + " / " + s.VsPair, s.VsNginx}, {"per round", s.VsNginxPerRound}, {quietLabel(s.QuietRounds), s.VsNginxQuiet}} {
+		}{{s.Pair + " / " + s.VsPair, s.VsNginx}, {"per round", s.VsNginxPerRound}, {quietLabel(s.QuietRounds), s.VsNginxQuiet},
+			{"per round / nginx-netns-capture", s.VsCapturePerRound}} {
 			if row.ratios == nil {
 				continue
 			}
