@@ -18,8 +18,11 @@
 #
 # Instruction counts vary little with the load of a shared host (±1 %
 # between runs), where cycles and µs/request vary by tens of per cent:
-# they are what A/B comparisons of the request path's code use. Root
-# (network namespaces, perf with tracepoints).
+# they are what A/B comparisons of the request path's code use. A VM
+# without a PMU (dmesg: "no PMU driver, software events only") counts no
+# instructions or cycles: they print as n/a, and only system calls and
+# context switches are measured. Root (network namespaces, perf with
+# tracepoints).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v perf >/dev/null || { echo "perfstat: needs perf (apt-get install linux-perf)" >&2; exit 1; }
@@ -52,10 +55,13 @@ fi
 					sleep 1
 					name=$(tr '\0' ' ' <"/proc/$pid/cmdline" | awk '{print $1}' | xargs basename)
 					perf stat -x, -e "$ev" -p "$pid" -- sleep 4 2>"$out/$pid.raw" >/dev/null || true
+					# A counter the host lacks (a VM without a PMU) reads
+					# "<not supported>": shown as n/a, never as zero.
 					awk -F, -v n="$name" '{v[$3]=$1}
+						function k(e) { return v[e] ~ /^[0-9.]+$/ ? sprintf("%6.1fk", v[e]/r/1000) : "   n/a " }
 						END {r=(v["syscalls:sys_enter_write"]+v["syscalls:sys_enter_writev"])/2; if (r < 1) exit;
-						printf "%-16s %7d req  instructions user %6.1fk kernel %6.1fk  cycles user %6.1fk kernel %6.1fk  syscalls %.2f  context switches %.2f\n",
-						n, r, v["instructions:u"]/r/1000, v["instructions:k"]/r/1000, v["cycles:u"]/r/1000, v["cycles:k"]/r/1000,
+						printf "%-16s %7d req  instructions user %s kernel %s  cycles user %s kernel %s  syscalls %.2f  context switches %.2f\n",
+						n, r, k("instructions:u"), k("instructions:k"), k("cycles:u"), k("cycles:k"),
 						v["raw_syscalls:sys_enter"]/r, v["context-switches"]/r}' "$out/$pid.raw" >"$out/$pid.txt"
 				) &
 			fi
