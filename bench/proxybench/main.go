@@ -45,6 +45,7 @@ import (
 type options struct {
 	pairs      []string
 	rounds     int
+	rotate     bool
 	duration   time.Duration
 	warmup     time.Duration
 	saturation time.Duration
@@ -129,6 +130,7 @@ func bench() int {
 	var o options
 	pairList := flag.String("pairs", "direct,nginx,naive,direct-netns,nginx-netns,trellis", "pairs to run in each round, in order (a pair's baseline, direct or direct-netns, is added if missing)")
 	flag.IntVar(&o.rounds, "rounds", 3, "interleaved rounds (≥ 3 for reported figures)")
+	flag.BoolVar(&o.rotate, "rotate", true, "rotate the order of the measured pairs from round to round (baselines still run first), so that no pair always runs right after the same one")
 	flag.DurationVar(&o.duration, "duration", 30*time.Second, "measured run at -qps, per pair per round")
 	flag.DurationVar(&o.warmup, "warmup", 3*time.Second, "unmeasured run at -qps before it")
 	flag.DurationVar(&o.saturation, "saturation", 10*time.Second, "run at maximum rate, per pair per round (0: skip)")
@@ -335,7 +337,12 @@ func run(o options) (*Result, error) {
 	var failed int
 	for round := 1; round <= o.rounds; round++ {
 		var roundRuns []*PairRun
-		for _, p := range active {
+		order := roundOrder(res.Pairs, round)
+		if !o.rotate {
+			order = roundOrder(res.Pairs, 1)
+		}
+		for _, i := range order {
+			p := active[i]
 			r, err := runPair(ctx, e, o, p, round, srv.addr)
 			if ctx.Err() != nil {
 				// Report the runs this round completed.
@@ -357,6 +364,9 @@ func run(o options) (*Result, error) {
 			roundRuns = append(roundRuns, r)
 		}
 		addedLatency(roundRuns)
+		slices.SortStableFunc(roundRuns, func(a, b *PairRun) int {
+			return slices.Index(res.Pairs, a.Pair) - slices.Index(res.Pairs, b.Pair)
+		})
 		res.Runs = append(res.Runs, roundRuns...)
 	}
 	res.finish()
@@ -364,6 +374,26 @@ func run(o options) (*Result, error) {
 		return res, fmt.Errorf("%d run(s) failed", failed)
 	}
 	return res, nil
+}
+
+// roundOrder is the order in which round runs the pairs (indexes into
+// names): the baselines first, as given, then the other pairs as given
+// rotated left by round-1, so that over the rounds each pair runs at each
+// place and after each other pair alike.
+func roundOrder(names []string, round int) []int {
+	var order, rest []int
+	for i, name := range names {
+		if baselineOf(name) == "" {
+			order = append(order, i)
+		} else {
+			rest = append(rest, i)
+		}
+	}
+	if n := len(rest); n > 0 {
+		k := (round - 1) % n
+		rest = append(rest[k:], rest[:k]...)
+	}
+	return append(order, rest...)
 }
 
 func echoPath(size int) string { return "/echo?size=" + strconv.Itoa(size) }

@@ -137,6 +137,20 @@ func TestPerRoundRatios(t *testing.T) {
 	}
 }
 
+// TestRoundOrder: baselines run first in every round, the other pairs
+// rotate, so each runs first once every len(rest) rounds.
+func TestRoundOrder(t *testing.T) {
+	names := []string{"direct-netns", "nginx-netns", "trellis", "trellis-tproxy"}
+	for round, want := range map[int][]int{1: {0, 1, 2, 3}, 2: {0, 2, 3, 1}, 3: {0, 3, 1, 2}, 4: {0, 1, 2, 3}} {
+		if got := roundOrder(names, round); !slices.Equal(got, want) {
+			t.Errorf("round %d: order %v, want %v", round, got, want)
+		}
+	}
+	if got := roundOrder([]string{"direct"}, 5); !slices.Equal(got, []int{0}) {
+		t.Errorf("baseline alone: %v", got)
+	}
+}
+
 // TestCaptureRatios: with nginx-netns-capture in the run, a sidecar pair
 // gets its per-round ratios to it as well as to nginx-netns (the pair adds
 // 0.3 ms, nginx 0.2, nginx behind capture 0.25), and the table shows them.

@@ -31,6 +31,7 @@ type Config struct {
 	Size       int     `json:"responseBytes"`
 	Resolution float64 `json:"histogramResolutionSeconds"`
 	Uniform    bool    `json:"uniform"`
+	Rotate     bool    `json:"rotate"` // the pairs' order rotated from round to round
 	Services   int     `json:"services"`
 	SidecarEnv string  `json:"sidecarEnv,omitempty"`
 }
@@ -38,7 +39,7 @@ type Config struct {
 func configOf(o options) Config {
 	return Config{Rounds: o.rounds, Duration: o.duration.String(), Warmup: o.warmup.String(),
 		Saturation: o.saturation.String(), QPS: o.qps, Conns: o.conns, Size: o.size,
-		Resolution: o.resolution, Uniform: o.uniform, Services: o.services, SidecarEnv: o.sidecarEnv}
+		Resolution: o.resolution, Uniform: o.uniform, Rotate: o.rotate, Services: o.services, SidecarEnv: o.sidecarEnv}
 }
 
 type Machine struct {
