@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"math"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -148,6 +149,32 @@ func TestRoundOrder(t *testing.T) {
 	}
 	if got := roundOrder([]string{"direct"}, 5); !slices.Equal(got, []int{0}) {
 		t.Errorf("baseline alone: %v", got)
+	}
+}
+
+// TestDiffPerRound: the gap to nginx taken within each round, its mean
+// and standard error (added p50 per round: nginx 0.2, the pair 0.21,
+// 0.23, 0.25 → +0.01, +0.03, +0.05 ms: mean 0.03, sd 0.02, se 0.02/√3),
+// printed in µs.
+func TestDiffPerRound(t *testing.T) {
+	res := &Result{Pairs: []string{"direct-netns", "nginx-netns", "trellis"}}
+	for round, p50 := range []float64{0.31, 0.33, 0.35} {
+		px := []*ProxyStats{{VCPUPer1kRPS: 0.1}}
+		addRound(res, []*PairRun{
+			{Pair: "direct-netns", Round: round + 1, Load: LoadResult{P50: 0.1}},
+			{Pair: "nginx-netns", Round: round + 1, Load: LoadResult{P50: 0.3}, Proxies: px},
+			{Pair: "trellis", Round: round + 1, Load: LoadResult{P50: p50}, Proxies: px},
+		})
+	}
+	res.finish()
+	d := res.Medians[2].DiffPerRound["addedP50"]
+	if d.Rounds != 3 || math.Abs(d.MeanMs-0.03) > 1e-9 || math.Abs(d.SEMs-0.02/math.Sqrt(3)) > 1e-9 {
+		t.Fatalf("diff %+v, want mean 0.03 ms, se %.5f, 3 rounds", d, 0.02/math.Sqrt(3))
+	}
+	var out strings.Builder
+	writeTable(&out, res)
+	if !strings.Contains(out.String(), "+30 ± 12 µs") {
+		t.Fatalf("table has no difference line:\n%s", out.String())
 	}
 }
 

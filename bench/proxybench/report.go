@@ -197,6 +197,9 @@ type Summary struct {
 	// the sidecars, so like for like, where VsPair's nginx-netns pays no
 	// capture at all.
 	VsCapturePerRound map[string]float64 `json:"vsNginxCapturePerRound,omitempty"`
+	// DiffPerRound is the added latency over VsPair's within each round:
+	// how large the gap is, and whether the run resolves it.
+	DiffPerRound map[string]Diff `json:"diffVsNginxPerRound,omitempty"`
 }
 
 // quietSlack is how far a quiet round's reference figures may be from the
@@ -274,24 +277,32 @@ func positive(x float64) *float64 {
 	return &x
 }
 
-// perRoundRatios is, for each figure, the median over the rounds in which
-// both pair and ref ran (and keep holds) of pair's figure over ref's in that
-// round.
-func perRoundRatios(runs []*PairRun, pair, ref string, keep func(round int) bool) map[string]float64 {
+// sameRounds pairs each run of pair with ref's run of the same round, over
+// the rounds in which both ran (and keep holds).
+func sameRounds(runs []*PairRun, pair, ref string, keep func(round int) bool) [][2]*PairRun {
 	refs := map[int]*PairRun{}
 	for _, r := range runs {
 		if r.Pair == ref && r.Error == "" {
 			refs[r.Round] = r
 		}
 	}
-	ratios := map[string][]float64{}
+	var out [][2]*PairRun
 	for _, r := range runs {
-		n := refs[r.Round]
-		if r.Pair != pair || r.Error != "" || n == nil || !keep(r.Round) {
-			continue
+		if n := refs[r.Round]; r.Pair == pair && r.Error == "" && n != nil && keep(r.Round) {
+			out = append(out, [2]*PairRun{r, n})
 		}
+	}
+	return out
+}
+
+// perRoundRatios is, for each figure, the median over the rounds in which
+// both pair and ref ran (and keep holds) of pair's figure over ref's in that
+// round.
+func perRoundRatios(runs []*PairRun, pair, ref string, keep func(round int) bool) map[string]float64 {
+	ratios := map[string][]float64{}
+	for _, rn := range sameRounds(runs, pair, ref, keep) {
 		for _, f := range ratioFigures {
-			if a, b := f.run(r), f.run(n); a != nil && b != nil && *b > 0 {
+			if a, b := f.run(rn[0]), f.run(rn[1]); a != nil && b != nil && *b > 0 {
 				ratios[f.key] = append(ratios[f.key], *a / *b)
 			}
 		}
@@ -299,6 +310,47 @@ func perRoundRatios(runs []*PairRun, pair, ref string, keep func(round int) bool
 	out := map[string]float64{}
 	for k, v := range ratios {
 		out[k] = median(v)
+	}
+	return out
+}
+
+// Diff is a pair's added latency minus the reference pair's, taken within
+// each round: the mean over the rounds and its standard error (the
+// rounds' standard deviation over √rounds), in ms. A gap whose mean is
+// within about two standard errors of zero is one the run cannot tell
+// from the round-to-round noise.
+type Diff struct {
+	MeanMs float64 `json:"meanMs"`
+	SEMs   float64 `json:"seMs"`
+	Rounds int     `json:"rounds"`
+}
+
+// latencyFigures are the ratio figures that are added latencies (ms).
+var latencyFigures = ratioFigures[:3]
+
+// perRoundDiffs is Diff for each added-latency figure, over the rounds in
+// which both pair and ref ran; none with fewer than two rounds.
+func perRoundDiffs(runs []*PairRun, pair, ref string) map[string]Diff {
+	out := map[string]Diff{}
+	for _, f := range latencyFigures {
+		var d []float64
+		for _, rn := range sameRounds(runs, pair, ref, func(int) bool { return true }) {
+			if a, b := f.run(rn[0]), f.run(rn[1]); a != nil && b != nil {
+				d = append(d, *a-*b)
+			}
+		}
+		if len(d) < 2 {
+			continue
+		}
+		var mean, ss float64
+		for _, x := range d {
+			mean += x / float64(len(d))
+		}
+		for _, x := range d {
+			ss += (x - mean) * (x - mean)
+		}
+		sd := math.Sqrt(ss / float64(len(d)-1))
+		out[f.key] = Diff{MeanMs: mean, SEMs: sd / math.Sqrt(float64(len(d))), Rounds: len(d)}
 	}
 	return out
 }
@@ -377,6 +429,7 @@ func (res *Result) finish() {
 		}
 		all := func(int) bool { return true }
 		s.VsNginxPerRound = perRoundRatios(res.Runs, s.Pair, ref, all)
+		s.DiffPerRound = perRoundDiffs(res.Runs, s.Pair, ref)
 		if ref == "nginx-netns" && slices.Contains(res.Pairs, "nginx-netns-capture") {
 			s.VsCapturePerRound = perRoundRatios(res.Runs, s.Pair, "nginx-netns-capture", all)
 		}
@@ -492,6 +545,16 @@ func writeTable(w io.Writer, res *Result) {
 			}
 			fmt.Fprintf(tw, "%s\t\t\t\t\t%s\t%s\t%s\t%s\t\t%s\t%s\t%s\t\n", row.label,
 				x("addedP50"), x("addedP90"), x("addedP99"), x("vcpuPer1kRps"), x("satCpuUsPerRequest"), x("rssMB"), x("anonMB"))
+		}
+		if len(s.DiffPerRound) > 0 {
+			d := func(k string) string {
+				v, ok := s.DiffPerRound[k]
+				if !ok {
+					return "-"
+				}
+				return fmt.Sprintf("%+.0f ± %.0f µs", 1000*v.MeanMs, 1000*v.SEMs)
+			}
+			fmt.Fprintf(tw, "Δ to %s per round, mean ± se\t\t\t\t\t%s\t%s\t%s\t\t\t\t\t\t\n", s.VsPair, d("addedP50"), d("addedP90"), d("addedP99"))
 		}
 	}
 	tw.Flush()
