@@ -24,7 +24,12 @@
 //	             trailers; mirrors dispatched (mirror.go)
 //	          reuse: the upstream request, URL and header map (target) of a
 //	             request forwarded in one attempt, without a body, and
-//	             answered to the end go to a later request; the request
+//	             answered to the end go to a later request, and so does
+//	             the upstream's response when its body offers Release
+//	             (the pool's HTTP/1.1 responses); the downstream header
+//	             values are copies for that reason (one array per
+//	             response, shared with the router's own headers), since
+//	             observers read them after the release; the request
 //	             passed to the Upstream carries no context (ctx is its own)
 //
 // Errors map to Envoy's local replies and response flags: UF, UO, UH, UR,

@@ -121,6 +121,15 @@ type stack struct {
 // manager in front of it whose only route has retry (may be nil).
 func startStack(t *testing.T, c *clusterv3.Cluster, retry *routev3.RetryPolicy) *stack {
 	t.Helper()
+	rec := &observer{ch: make(chan filter.Record, 16)}
+	s := startObservedStack(t, c, retry, rec)
+	s.rec = rec
+	return s
+}
+
+// startObservedStack is startStack with obs observing the records.
+func startObservedStack(t *testing.T, c *clusterv3.Cluster, retry *routev3.RetryPolicy, obs hcm.Observer) *stack {
+	t.Helper()
 	up, err := manager.New(manager.Config{})
 	if err != nil {
 		t.Fatal(err)
@@ -155,8 +164,7 @@ func startStack(t *testing.T, c *clusterv3.Cluster, retry *routev3.RetryPolicy) 
 			ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(t, &routerv3.Router{})},
 		}},
 	}
-	rec := &observer{ch: make(chan filter.Record, 16)}
-	m, err := hcm.Compile(h, hcm.Deps{Upstream: up, Observer: rec})
+	m, err := hcm.Compile(h, hcm.Deps{Upstream: up, Observer: obs})
 	if err != nil {
 		t.Fatalf("Compile: %v", err)
 	}
@@ -193,7 +201,7 @@ func startStack(t *testing.T, c *clusterv3.Cluster, retry *routev3.RetryPolicy) 
 		wg.Wait()
 		m.Close()
 	})
-	return &stack{addr: ln.Addr().String(), up: up, rec: rec}
+	return &stack{addr: ln.Addr().String(), up: up}
 }
 
 // pools returns the protocols of the cluster's pools that were used.

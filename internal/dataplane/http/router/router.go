@@ -341,7 +341,19 @@ func (r *Router) forward(s *filter.Stream, rt *route.Route, f *route.Forward) {
 		}
 	}
 	if r.respond(s, ctx, res.resp, body) && body == nil && s.Record.Attempts == 1 && pt == nil {
+		releaseResponse(res.resp)
 		r.recycle(tg)
+	}
+}
+
+// releaseResponse hands an upstream response the router is done with —
+// answered to the end, its header values copied downstream — back to the
+// upstream for reuse, when the upstream offers it (the pool's HTTP/1.1
+// responses: a Release method on the body). Called at most once per
+// response, after which nothing here touches it.
+func releaseResponse(resp *http.Response) {
+	if rb, ok := resp.Body.(interface{ Release() bool }); ok {
+		rb.Release()
 	}
 }
 
@@ -569,15 +581,18 @@ func (r *Router) respond(s *filter.Stream, ctx context.Context, resp *http.Respo
 	defer resp.Body.Close()
 	w := s.Writer()
 	h := w.Header()
-	copyResponseHeader(h, resp.Header)
+	// One array backs the values taken from the upstream's response (a
+	// copy: the upstream may reuse its own, see releaseResponse) and
+	// those of the router's two headers.
+	vals := copyResponseHeader(h, resp.Header, make([]string, 0, valueCount(resp.Header)+2))
 	if !r.suppress {
-		// One array backs the values of both of the router's headers.
-		vals := make([]string, 1, 2)
-		vals[0] = strconv.FormatInt(s.Record.UpstreamServiceTime.Milliseconds(), 10)
-		h["X-Envoy-Upstream-Service-Time"] = vals[0:1:1]
+		vals = append(vals, strconv.FormatInt(s.Record.UpstreamServiceTime.Milliseconds(), 10))
+		n := len(vals)
+		h["X-Envoy-Upstream-Service-Time"] = vals[n-1 : n : n]
 		if s.Route.VirtualHost.IncludeAttemptCountInResponse {
 			vals = append(vals, strconv.Itoa(int(s.Record.Attempts)))
-			h["X-Envoy-Attempt-Count"] = vals[1:2:2]
+			n = len(vals)
+			h["X-Envoy-Attempt-Count"] = vals[n-1 : n : n]
 		}
 	}
 	if s.Upgrade != "" {

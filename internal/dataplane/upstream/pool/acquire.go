@@ -259,7 +259,7 @@ func (p *Pool) connect(dctx context.Context, h hold) (client, *netConn, error) {
 			return nil, nil, err
 		}
 		nc := newNetConn(raw, p, h)
-		return newH1Conn(nc, nc.Conn, &p.bufs), nc, nil
+		return newH1Conn(nc, nc.Conn, &p.bufs, &p.resps), nc, nil
 	}
 	st := &dialState{hold: h}
 	cc, err := p.tr.NewClientConn(context.WithValue(dctx, dialKey{}, st), "http", p.addr)

@@ -25,6 +25,9 @@ type body struct {
 	ctx   context.Context
 	retry bool
 	ended atomic.Bool
+	// h1 is the response this body is part of when our HTTP/1.1 client
+	// read it (the body is h1.wrap), for Release.
+	h1 *h1Response
 }
 
 func (b *body) Read(buf []byte) (int, error) {
@@ -55,6 +58,31 @@ func (b *body) Close() error {
 		b.end()
 	}
 	return err
+}
+
+// Release hands the response this body belongs to to a later response
+// of the pool: the response struct, its header map and the array behind
+// its values. Only our HTTP/1.1 client's responses are released, once
+// their body has ended (read to EOF or closed) and when they have no
+// trailers. The caller must be done with the response and with all it
+// reaches but the values' strings (the head's text is not reused): a
+// caller that keeps header values copies the slices first. It reports
+// whether the response was released; one that was not is the
+// collector's, as before.
+func (b *body) Release() bool {
+	r := b.h1
+	if r == nil || r.free == nil || !b.ended.Load() || r.resp.Trailer != nil || &r.wrap != b {
+		return false
+	}
+	hb := &r.body
+	hb.mu.Lock()
+	done := hb.ended && !hb.reading
+	hb.mu.Unlock()
+	if !done {
+		return false
+	}
+	r.release()
+	return true
 }
 
 func (b *body) end() {

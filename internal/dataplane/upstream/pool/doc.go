@@ -78,7 +78,13 @@
 // A response of our client is one allocation with its body, the pool's
 // body wrapper and the values of a head of up to 8 fields
 // (h1read.go: h1Response); the header map and the head's string are the
-// others. Request trailers are not sent.
+// others. A caller done with a response whose body has ended (and that
+// has no trailers) may hand it back with the body's Release (body.go):
+// the struct, its header map and its value array then serve a later
+// response of the pool, so that only the head's string is allocated per
+// response. Release takes the caller's word that nothing of the response
+// is used any more — header value slices included (copy them), the
+// strings excepted. Request trailers are not sent.
 //
 // # State
 //

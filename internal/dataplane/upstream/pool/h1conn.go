@@ -84,6 +84,8 @@ type h1Conn struct {
 	nc   net.Conn // the pool's *netConn
 	br   *bufio.Reader
 	bufs *sync.Pool // *[]byte body copy buffers, shared by the pool
+	// resps are released responses (*h1Response), shared by the pool.
+	resps *sync.Pool
 	// wbuf and hbuf are reused by each request: the request head and the
 	// response head being read.
 	wbuf  []byte
@@ -111,8 +113,8 @@ type h1Conn struct {
 
 func neverStale() bool { return false }
 
-func newH1Conn(nc net.Conn, raw net.Conn, bufs *sync.Pool) *h1Conn {
-	c := &h1Conn{nc: nc, br: bufio.NewReaderSize(nc, readBufferSize), bufs: bufs}
+func newH1Conn(nc net.Conn, raw net.Conn, bufs, resps *sync.Pool) *h1Conn {
+	c := &h1Conn{nc: nc, br: bufio.NewReaderSize(nc, readBufferSize), bufs: bufs, resps: resps}
 	c.abort = c.onAbort
 	c.stale = staleCheck(raw)
 	return c

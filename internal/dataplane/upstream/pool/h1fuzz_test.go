@@ -34,7 +34,7 @@ func FuzzResponseHead(f *testing.F) {
 		}
 		var r h1Response
 		resp := &r.resp
-		if err := parseHead(string(head), resp, r.vals[:]); err != nil {
+		if err := parseHead(string(head), resp, r.vals[:], nil); err != nil {
 			return
 		}
 		if resp.StatusCode < 100 || resp.StatusCode > 999 || resp.ProtoMajor != 1 {

@@ -43,9 +43,9 @@ func (c *h1Conn) readResponse(_ context.Context, req *http.Request) (*http.Respo
 			return nil, err
 		}
 		limit -= len(head)
-		r := new(h1Response)
+		r := c.newResponse()
 		resp := &r.resp
-		if err := parseHead(string(head), resp, r.vals[:]); err != nil {
+		if err := parseHead(string(head), resp, r.vals[:], r.header); err != nil {
 			return nil, err
 		}
 		if resp.StatusCode/100 == 1 && resp.StatusCode != http.StatusSwitchingProtocols {
@@ -58,8 +58,11 @@ func (c *h1Conn) readResponse(_ context.Context, req *http.Request) (*http.Respo
 
 // h1Response is a response and what comes with it, allocated together:
 // its body, the pool's wrapper of that body (pool.go: RoundTrip), and
-// the values of a head with few fields. Nothing in it is reused: it lives
-// as long as the caller holds the response.
+// the values of a head with few fields. It lives as long as the caller
+// holds the response, unless the caller releases it (body.Release): then
+// the struct, its header map and its value array serve a later response
+// of the same pool. The head's text (the values' strings) is never
+// reused.
 type h1Response struct {
 	resp http.Response
 	body h1Body
@@ -67,11 +70,39 @@ type h1Response struct {
 	// &wrap as resp.Body).
 	wrap body
 	vals [smallHead]string
+	// header is an empty map kept from a released response, nil when
+	// there is none.
+	header http.Header
+	// free is where it goes when released (the pool's resps).
+	free *sync.Pool
 }
 
 // smallHead is how many field values a head may have to take them from
-// h1Response.vals rather than an array of their own.
+// h1Response.vals rather than an array of their own; a released
+// response keeps its header map when it had no more fields than that.
 const smallHead = 8
+
+// newResponse is a released response of the pool, or a new one.
+func (c *h1Conn) newResponse() *h1Response {
+	if c.resps != nil {
+		if r, ok := c.resps.Get().(*h1Response); ok {
+			return r
+		}
+	}
+	return &h1Response{free: c.resps}
+}
+
+// release zeroes r, keeping its header map (cleared) when it is small,
+// and hands it to its pool.
+func (r *h1Response) release() {
+	h, free := r.resp.Header, r.free
+	if len(h) > smallHead {
+		h = nil
+	}
+	clear(h)
+	*r = h1Response{header: h, free: free}
+	free.Put(r)
+}
 
 // startBody frames the response body and ends the request at once when
 // there is none.
@@ -135,8 +166,9 @@ func readHead(br *bufio.Reader, buf []byte, limit int, empty bool) ([]byte, erro
 // parseHead parses a response head (status line and fields, without the
 // empty line) into resp. Header keys are canonical; values are
 // substrings of s. small is room for the values of a head with at most
-// len(small) fields (a larger one gets an array of its own).
-func parseHead(s string, resp *http.Response, small []string) error {
+// len(small) fields (a larger one gets an array of its own); h, when not
+// nil, is an empty map to fill for such a head.
+func parseHead(s string, resp *http.Response, small []string, h http.Header) error {
 	line, rest := h1wire.CutLine(s)
 	if len(line) < 12 || line[:7] != "HTTP/1." || line[8] != ' ' || len(line) > 12 && line[12] != ' ' {
 		return malformed("status line %q", line)
@@ -166,10 +198,15 @@ func parseHead(s string, resp *http.Response, small []string) error {
 	if n > maxHeaderFields {
 		return malformed("more than %d header fields", maxHeaderFields)
 	}
-	resp.Header = make(http.Header, n)
 	vals := small
-	if n > len(small) {
+	switch {
+	case n > len(small):
 		vals = make([]string, n)
+		resp.Header = make(http.Header, n)
+	case h != nil:
+		resp.Header = h
+	default:
+		resp.Header = make(http.Header, n)
 	}
 	return parseFields(rest, resp.Header, vals)
 }

@@ -119,6 +119,8 @@ type Pool struct {
 	log  *slog.Logger
 	// bufs are the HTTP/1.1 request body copy buffers (*[]byte).
 	bufs sync.Pool
+	// resps are released HTTP/1.1 responses (*h1Response, body.Release).
+	resps sync.Pool
 
 	mu         sync.Mutex
 	conns      []*conn // usable or busy; not dead
@@ -251,7 +253,7 @@ func (p *Pool) RoundTrip(ctx context.Context, req *http.Request, retry bool) (*h
 	} else if hb, ok := resp.Body.(*h1Body); ok && hb.outer != nil {
 		// Our HTTP/1.1 client's body has room for the wrapper.
 		w := &hb.outer.wrap
-		*w = body{rc: hb, p: p, c: c, ctx: ctx, retry: retry}
+		*w = body{rc: hb, p: p, c: c, ctx: ctx, retry: retry, h1: hb.outer}
 		resp.Body = w
 	} else {
 		resp.Body = &body{rc: resp.Body, p: p, c: c, ctx: ctx, retry: retry}
