@@ -66,9 +66,10 @@ func (b *body) Close() error {
 // their body has ended (read to EOF or closed) and when they have no
 // trailers. The caller must be done with the response and with all it
 // reaches but the values' strings (the head's text is not reused): a
-// caller that keeps header values copies the slices first. It reports
-// whether the response was released; one that was not is the
-// collector's, as before.
+// caller that keeps header values copies the slices first, and calls
+// Release at most once: a second call could release the later response
+// that reused the storage. It reports whether the response was released;
+// one that was not is the collector's, as before.
 func (b *body) Release() bool {
 	r := b.h1
 	if r == nil || r.free == nil || !b.ended.Load() || r.resp.Trailer != nil || &r.wrap != b {
