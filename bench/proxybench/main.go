@@ -379,7 +379,7 @@ func run(o options) (*Result, error) {
 // roundOrder is the order in which round runs the pairs (indexes into
 // names): the baselines first, as given, then the other pairs as given
 // rotated left by round-1, so that over the rounds each pair runs at each
-// place and after each other pair alike.
+// place, first after the baselines as often as any other.
 func roundOrder(names []string, round int) []int {
 	var order, rest []int
 	for i, name := range names {
