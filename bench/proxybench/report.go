@@ -332,9 +332,10 @@ var latencyFigures = ratioFigures[:3]
 // which both pair and ref ran; none with fewer than two rounds.
 func perRoundDiffs(runs []*PairRun, pair, ref string) map[string]Diff {
 	out := map[string]Diff{}
+	rounds := sameRounds(runs, pair, ref, func(int) bool { return true })
 	for _, f := range latencyFigures {
 		var d []float64
-		for _, rn := range sameRounds(runs, pair, ref, func(int) bool { return true }) {
+		for _, rn := range rounds {
 			if a, b := f.run(rn[0]), f.run(rn[1]); a != nil && b != nil {
 				d = append(d, *a-*b)
 			}

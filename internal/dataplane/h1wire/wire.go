@@ -170,3 +170,14 @@ func Get(h map[string][]string, key string) string {
 	}
 	return ""
 }
+
+// Reusable is h emptied for another message when it had at most max
+// fields, else nil: a large map, even cleared, costs its full size to
+// range over, so a message that grew one does not pass it on.
+func Reusable(h map[string][]string, max int) map[string][]string {
+	if len(h) > max {
+		return nil
+	}
+	clear(h)
+	return h
+}

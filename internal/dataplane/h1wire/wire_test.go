@@ -73,3 +73,14 @@ func TestGet(t *testing.T) {
 		}
 	}
 }
+
+func TestReusable(t *testing.T) {
+	small := map[string][]string{"A": {"1"}, "B": {"2"}}
+	if got := Reusable(small, 2); got == nil || len(got) != 0 {
+		t.Errorf("a map within the bound: %v, want it emptied", got)
+	}
+	big := map[string][]string{"A": {"1"}, "B": {"2"}, "C": {"3"}}
+	if got := Reusable(big, 2); got != nil {
+		t.Errorf("a map over the bound: %v, want nil", got)
+	}
+}

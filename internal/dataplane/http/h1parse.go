@@ -120,8 +120,11 @@ func (p *headSpare) header(n int) (nethttp.Header, []string) {
 
 // request returns a request carrying ctx, with its other fields zero, and
 // a zero URL: reused when free, after which nothing is free until the
-// next recycle.
+// next recycle (new ones without a spare).
 func (p *headSpare) request(ctx context.Context) (*nethttp.Request, *url.URL) {
+	if p == nil {
+		return (&nethttp.Request{}).WithContext(ctx), new(url.URL)
+	}
 	if p.base == nil || p.base.Context() != ctx {
 		p.base = (&nethttp.Request{}).WithContext(ctx)
 	}
@@ -358,13 +361,7 @@ func (h *requestHead) request(ctx context.Context) (*nethttp.Request, *protocolE
 	if justAuthority {
 		raw = "http://" + raw
 	}
-	var r *nethttp.Request
-	var u *url.URL
-	if h.spare != nil {
-		r, u = h.spare.request(ctx)
-	} else {
-		r, u = (&nethttp.Request{}).WithContext(ctx), new(url.URL)
-	}
+	r, u := h.spare.request(ctx)
 	if !parseOriginForm(raw, u) {
 		pu, err := url.ParseRequestURI(raw)
 		if err != nil {

@@ -16,8 +16,7 @@ var hopHeaders = [...]string{
 // copyResponseHeader copies an upstream response's headers to dst without
 // the hop-by-hop ones and those its Connection header names, and returns
 // vals extended. The value slices in dst are taken from vals (appended
-// to, so sized by the caller for every value of src to cost no
-// allocation), never shared with src: the upstream may reuse src's once
+// to: room for src's values costs no allocation), never shared with src: the upstream may reuse src's once
 // the response is released, while dst's are read until the request's
 // record has been observed. The strings themselves are shared.
 func copyResponseHeader(dst, src http.Header, vals []string) []string {
@@ -47,15 +46,6 @@ func copyResponseHeader(dst, src http.Header, vals []string) []string {
 		dst["Content-Type"] = nil
 	}
 	return vals
-}
-
-// valueCount is how many values h holds.
-func valueCount(h http.Header) int {
-	n := 0
-	for _, vs := range h {
-		n += len(vs)
-	}
-	return n
 }
 
 // upstreamURL builds the request URL for a normalised path (with query):

@@ -170,12 +170,7 @@ func (r *Router) newTarget() *target {
 // pool is done with the request once it has written it, net/http's
 // HTTP/2 client once it has the response.
 func (r *Router) recycle(tg *target) {
-	h := tg.header
-	if len(h) > smallHeader {
-		h = nil
-	}
-	clear(h)
-	*tg = target{header: h}
+	*tg = target{header: h1wire.Reusable(tg.header, smallHeader)}
 	r.targets.Put(tg)
 }
 
@@ -583,8 +578,9 @@ func (r *Router) respond(s *filter.Stream, ctx context.Context, resp *http.Respo
 	h := w.Header()
 	// One array backs the values taken from the upstream's response (a
 	// copy: the upstream may reuse its own, see releaseResponse) and
-	// those of the router's two headers.
-	vals := copyResponseHeader(h, resp.Header, make([]string, 0, valueCount(resp.Header)+2))
+	// those of the router's two headers; sized for one value per field,
+	// it grows for a response with repeated fields.
+	vals := copyResponseHeader(h, resp.Header, make([]string, 0, len(resp.Header)+2))
 	if !r.suppress {
 		vals = append(vals, strconv.FormatInt(s.Record.UpstreamServiceTime.Milliseconds(), 10))
 		n := len(vals)

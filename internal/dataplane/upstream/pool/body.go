@@ -71,15 +71,10 @@ func (b *body) Close() error {
 // that reused the storage. It reports whether the response was released;
 // one that was not is the collector's, as before.
 func (b *body) Release() bool {
+	// ended is set once our client's body has returned its end (EOF or
+	// an error) or been closed: its reader is done with it.
 	r := b.h1
-	if r == nil || r.free == nil || !b.ended.Load() || r.resp.Trailer != nil || &r.wrap != b {
-		return false
-	}
-	hb := &r.body
-	hb.mu.Lock()
-	done := hb.ended && !hb.reading
-	hb.mu.Unlock()
-	if !done {
+	if r == nil || !b.ended.Load() || r.resp.Trailer != nil {
 		return false
 	}
 	r.release()

@@ -84,10 +84,8 @@ const smallHead = 8
 
 // newResponse is a released response of the pool, or a new one.
 func (c *h1Conn) newResponse() *h1Response {
-	if c.resps != nil {
-		if r, ok := c.resps.Get().(*h1Response); ok {
-			return r
-		}
+	if r, ok := c.resps.Get().(*h1Response); ok {
+		return r
 	}
 	return &h1Response{free: c.resps}
 }
@@ -95,12 +93,8 @@ func (c *h1Conn) newResponse() *h1Response {
 // release zeroes r, keeping its header map (cleared) when it is small,
 // and hands it to its pool.
 func (r *h1Response) release() {
-	h, free := r.resp.Header, r.free
-	if len(h) > smallHead {
-		h = nil
-	}
-	clear(h)
-	*r = h1Response{header: h, free: free}
+	free := r.free
+	*r = h1Response{header: h1wire.Reusable(r.resp.Header, smallHead), free: free}
 	free.Put(r)
 }
 
