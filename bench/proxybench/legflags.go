@@ -49,14 +49,27 @@ func (l legFlags) listener(nextProtos []string) (net.Listener, error) {
 	if err != nil {
 		return nil, err
 	}
-	if *l.certFile != "" {
-		cert, err := tls.LoadX509KeyPair(*l.certFile, *l.keyFile)
-		if err != nil {
-			ln.Close()
-			return nil, err
-		}
-		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13, NextProtos: nextProtos})
+	cfg, err := l.serverTLS()
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	if cfg != nil {
+		cfg.NextProtos = nextProtos
+		ln = tls.NewListener(ln, cfg)
 	}
 	fmt.Printf("LISTENING %s\n", ln.Addr())
 	return ln, nil
+}
+
+// serverTLS is the configuration to serve TLS with, nil without -cert.
+func (l legFlags) serverTLS() (*tls.Config, error) {
+	if *l.certFile == "" {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(*l.certFile, *l.keyFile)
+	if err != nil {
+		return nil, err
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13}, nil
 }

@@ -110,6 +110,8 @@ func main() {
 			err = naiveMain(os.Args[2:])
 		case "_relay":
 			err = relayMain(os.Args[2:])
+		case "_erelay":
+			err = erelayMain(os.Args[2:])
 		case "_load":
 			err = loadMain(os.Args[2:])
 		case "_check":

@@ -11,6 +11,8 @@ import (
 	"os/signal"
 	"sync"
 	"syscall"
+
+	"github.com/trellismesh/trellis/internal/dataplane/sockio"
 )
 
 // relayNetnsPair is the floor of a Go proxy pair on the netns path: two
@@ -19,34 +21,68 @@ import (
 // all — per client connection one upstream connection and two goroutines
 // copying bytes. Whatever it adds over direct-netns is what Go's runtime,
 // netpoller and crypto/tls cost before any proxy logic; no HTTP proxy
-// written in Go can add less. Its baseline is direct-netns.
-type relayNetnsPair struct{}
+// written in Go can add less (in Go's I/O model). Its baseline is
+// direct-netns.
+//
+// Its variants, by mode:
+//   - "sockio" (gorelay-sockio-netns): the sockets read and write with the
+//     sidecar's raw system calls (internal/dataplane/sockio), so the
+//     scheduler's P is not handed off during long writes: Go's I/O model
+//     as the sidecar uses it.
+//   - "epoll" (goepoll-netns): its own I/O loop (erelay.go), waiting in a
+//     raw epoll_wait: the floor of a Go proxy with nginx's I/O model.
+//   - "nested" (goepoll-nested-netns): that loop waiting in Go's poller
+//     (the loop's epoll registered there), with one P.
+type relayNetnsPair struct{ mode string }
 
-func init() { registerPair(relayNetnsPair{}) }
+func init() {
+	for _, m := range []string{"", "sockio", "epoll", "nested"} {
+		registerPair(relayNetnsPair{mode: m})
+	}
+}
 
-func (relayNetnsPair) Name() string         { return "gorelay-netns" }
+func (p relayNetnsPair) Name() string {
+	switch p.mode {
+	case "sockio":
+		return "gorelay-sockio-netns"
+	case "epoll":
+		return "goepoll-netns"
+	case "nested":
+		return "goepoll-nested-netns"
+	}
+	return "gorelay-netns"
+}
 func (relayNetnsPair) Baseline() string     { return "direct-netns" }
 func (relayNetnsPair) Available(*Env) error { return netnsAvailable() }
 
 // startRelay starts one relay (role A or B) in network namespace ns.
-func startRelay(ctx context.Context, e *Env, ns, role string, args []string) (*proc, error) {
+func (p relayNetnsPair) startRelay(ctx context.Context, e *Env, ns, role string, args []string) (*proc, error) {
+	cmd, env := []string{"_relay"}, "GOMAXPROCS=1"
+	switch p.mode {
+	case "sockio":
+		cmd = []string{"_relay", "-sockio"}
+	case "nested":
+		cmd = []string{"_erelay", "-nested"}
+	case "epoll":
+		cmd, env = []string{"_erelay"}, "GOMAXPROCS=2" // one P for the loop, one for setup (erelayMain)
+	}
 	return startProc(ctx, e, fmt.Sprintf("relay-%s-%d", role, e.next()), "ip",
-		append([]string{"netns", "exec", ns, e.Self, "_relay"}, args...), []string{"GOMAXPROCS=1"}, true)
+		append(append([]string{"netns", "exec", ns, e.Self}, cmd...), args...), []string{env}, true)
 }
 
-func (relayNetnsPair) Start(ctx context.Context, e *Env, _ string) (*Instance, error) {
+func (p relayNetnsPair) Start(ctx context.Context, e *Env, _ string) (*Instance, error) {
 	t, err := e.topology(ctx)
 	if err != nil {
 		return nil, err
 	}
 	addrA := t.client.addr.String() + ":15081"
 	addrB := t.server.addr.String() + ":15444"
-	b, err := startRelay(ctx, e, t.server.name, "B", []string{"-listen", addrB,
+	b, err := p.startRelay(ctx, e, t.server.name, "B", []string{"-listen", addrB,
 		"-upstream", fmt.Sprintf("127.0.0.1:%d", echoPort), "-cert", e.Certs.CertFile, "-key", e.Certs.KeyFile})
 	if err != nil {
 		return nil, err
 	}
-	a, err := startRelay(ctx, e, t.client.name, "A", []string{"-listen", addrA, "-upstream", addrB,
+	a, err := p.startRelay(ctx, e, t.client.name, "A", []string{"-listen", addrA, "-upstream", addrB,
 		"-ca", e.Certs.CAFile, "-server-name", e.Certs.ServerName})
 	if err != nil {
 		b.stop()
@@ -74,24 +110,42 @@ func relayMain(args []string) error {
 	fs := flag.NewFlagSet("_relay", flag.ContinueOnError)
 	leg := addLegFlags(fs)
 	upstream := fs.String("upstream", "", "upstream host:port")
+	raw := fs.Bool("sockio", false, "read and write the sockets with the sidecar's raw system calls (internal/dataplane/sockio)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *upstream == "" {
 		return errors.New("-upstream is required")
 	}
-	dial := func() (net.Conn, error) { return net.Dial("tcp", *upstream) }
+	wrap := func(c net.Conn) net.Conn { return c }
+	if *raw {
+		wrap = sockio.Wrap
+	}
 	cfg, err := leg.clientTLS()
 	if err != nil {
 		return err
 	}
-	if cfg != nil {
-		dial = func() (net.Conn, error) { return tls.Dial("tcp", *upstream, cfg) }
+	dial := func() (net.Conn, error) {
+		c, err := net.Dial("tcp", *upstream)
+		if err != nil || cfg == nil {
+			return wrap(c), err
+		}
+		tc := tls.Client(wrap(c), cfg)
+		if err := tc.Handshake(); err != nil {
+			c.Close()
+			return nil, err
+		}
+		return tc, nil
 	}
-	ln, err := leg.listener(nil)
+	srv, err := leg.serverTLS()
 	if err != nil {
 		return err
 	}
+	ln, err := net.Listen("tcp", *leg.listen)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("LISTENING %s\n", ln.Addr())
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	go func() { <-ctx.Done(); ln.Close() }()
@@ -102,6 +156,10 @@ func relayMain(args []string) error {
 				return nil
 			}
 			return err
+		}
+		c = wrap(c)
+		if srv != nil {
+			c = tls.Server(c, srv)
 		}
 		go relayConn(c, dial)
 	}
