@@ -33,31 +33,14 @@ import (
 // every other pair.
 func erelayMain(args []string) error {
 	fs := flag.NewFlagSet("_erelay", flag.ContinueOnError)
-	leg := addLegFlags(fs)
-	upstream := fs.String("upstream", "", "upstream host:port")
 	nested := fs.Bool("nested", false, "wait for the loop's epoll in Go's poller (GOMAXPROCS=1 suffices), not in a raw epoll_wait")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if *upstream == "" {
-		return errors.New("-upstream is required")
-	}
-	clientCfg, err := leg.clientTLS()
+	r, err := parseRelay(fs, args)
 	if err != nil {
 		return err
 	}
-	serverCfg, err := leg.serverTLS()
-	if err != nil {
-		return err
-	}
-	ln, err := net.Listen("tcp", *leg.listen)
-	if err != nil {
-		return err
-	}
-	fmt.Printf("LISTENING %s\n", ln.Addr())
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	return serveErelay(ctx, ln, *upstream, serverCfg, clientCfg, *nested)
+	return serveErelay(ctx, r.ln, r.upstream, r.server, r.client, *nested)
 }
 
 // serveErelay relays every connection accepted on ln to upstream until ctx

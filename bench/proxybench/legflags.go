@@ -3,6 +3,7 @@ package main
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"flag"
 	"fmt"
 	"net"
@@ -72,4 +73,38 @@ func (l legFlags) serverTLS() (*tls.Config, error) {
 		return nil, err
 	}
 	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13}, nil
+}
+
+// relaySetup is what a relay process (_relay, _erelay) takes from its
+// flags: its listener, its upstream and each side's TLS (nil: plain).
+type relaySetup struct {
+	ln             net.Listener
+	upstream       string
+	server, client *tls.Config
+}
+
+// parseRelay parses a relay's flags — the leg's, -upstream, and any the
+// caller added to fs — listens, and prints "LISTENING host:port".
+func parseRelay(fs *flag.FlagSet, args []string) (relaySetup, error) {
+	leg := addLegFlags(fs)
+	upstream := fs.String("upstream", "", "upstream host:port")
+	if err := fs.Parse(args); err != nil {
+		return relaySetup{}, err
+	}
+	if *upstream == "" {
+		return relaySetup{}, errors.New("-upstream is required")
+	}
+	r := relaySetup{upstream: *upstream}
+	var err error
+	if r.client, err = leg.clientTLS(); err != nil {
+		return relaySetup{}, err
+	}
+	if r.server, err = leg.serverTLS(); err != nil {
+		return relaySetup{}, err
+	}
+	if r.ln, err = net.Listen("tcp", *leg.listen); err != nil {
+		return relaySetup{}, err
+	}
+	fmt.Printf("LISTENING %s\n", r.ln.Addr())
+	return r, nil
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -108,44 +107,31 @@ func (p relayNetnsPair) Start(ctx context.Context, e *Env, _ string) (*Instance,
 // -ca dials the upstream over TLS. It prints "LISTENING host:port".
 func relayMain(args []string) error {
 	fs := flag.NewFlagSet("_relay", flag.ContinueOnError)
-	leg := addLegFlags(fs)
-	upstream := fs.String("upstream", "", "upstream host:port")
 	raw := fs.Bool("sockio", false, "read and write the sockets with the sidecar's raw system calls (internal/dataplane/sockio)")
-	if err := fs.Parse(args); err != nil {
+	r, err := parseRelay(fs, args)
+	if err != nil {
 		return err
 	}
-	if *upstream == "" {
-		return errors.New("-upstream is required")
-	}
+	ln := r.ln
 	wrap := func(c net.Conn) net.Conn { return c }
 	if *raw {
 		wrap = sockio.Wrap
 	}
-	cfg, err := leg.clientTLS()
-	if err != nil {
-		return err
-	}
 	dial := func() (net.Conn, error) {
-		c, err := net.Dial("tcp", *upstream)
-		if err != nil || cfg == nil {
-			return wrap(c), err
+		c, err := net.Dial("tcp", r.upstream)
+		if err != nil {
+			return nil, err
 		}
-		tc := tls.Client(wrap(c), cfg)
+		if r.client == nil {
+			return wrap(c), nil
+		}
+		tc := tls.Client(wrap(c), r.client)
 		if err := tc.Handshake(); err != nil {
 			c.Close()
 			return nil, err
 		}
 		return tc, nil
 	}
-	srv, err := leg.serverTLS()
-	if err != nil {
-		return err
-	}
-	ln, err := net.Listen("tcp", *leg.listen)
-	if err != nil {
-		return err
-	}
-	fmt.Printf("LISTENING %s\n", ln.Addr())
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	go func() { <-ctx.Done(); ln.Close() }()
@@ -158,8 +144,8 @@ func relayMain(args []string) error {
 			return err
 		}
 		c = wrap(c)
-		if srv != nil {
-			c = tls.Server(c, srv)
+		if r.server != nil {
+			c = tls.Server(c, r.server)
 		}
 		go relayConn(c, dial)
 	}
