@@ -13,6 +13,8 @@ import (
 	"sync"
 	"syscall"
 	"unsafe"
+
+	"github.com/trellismesh/trellis/internal/dataplane/sockio"
 )
 
 // erelayMain is the epoll relay process ("proxybench _erelay", same flags
@@ -79,20 +81,19 @@ func serveErelay(ctx context.Context, ln net.Listener, upstream string, serverCf
 // the id in their epoll events) and the pipe through which setup
 // goroutines hand it new pairs.
 type eloop struct {
-	epfd       int
-	wakeR      int // read end of the wake-up pipe, in the epoll
-	wakeW      int
-	sides      []*eside // by id; nil when closed
-	free       []int32  // ids to reuse
-	buf        []byte   // read buffer (the loop is one goroutine)
-	plain      []byte   // decrypted bytes
-	mu         sync.Mutex
-	incoming   [][2]*eside // established pairs not yet registered
-	closed     bool        // the loop has ended: no more hand-overs
-	events     [64]syscall.EpollEvent
-	wakeDrain  [64]byte
-	eventsMask uint32
-	nested     bool // wait in Go's poller (runNested), not in a raw epoll_wait
+	epfd      int
+	wakeR     int // read end of the wake-up pipe, in the epoll
+	wakeW     int
+	sides     []*eside // by id; nil when closed
+	free      []int32  // ids to reuse
+	buf       []byte   // read buffer (the loop is one goroutine)
+	plain     []byte   // decrypted bytes
+	mu        sync.Mutex
+	incoming  [][2]*eside // established pairs not yet registered
+	closed    bool        // the loop has ended: no more hand-overs
+	events    [64]syscall.EpollEvent
+	wakeDrain [64]byte
+	nested    bool // wait in Go's poller (runNested), not in a raw epoll_wait
 }
 
 // eside is one socket of a relayed pair.
@@ -110,6 +111,8 @@ type eside struct {
 const (
 	wakeID  = -1      // the wake-up pipe's id in its epoll events
 	epollET = 1 << 31 // EPOLLET (negative in package syscall)
+	// sideEvents are the events a relayed socket is registered for.
+	sideEvents = syscall.EPOLLIN | syscall.EPOLLOUT | syscall.EPOLLRDHUP | epollET
 )
 
 func newEloop() (*eloop, error) {
@@ -122,8 +125,7 @@ func newEloop() (*eloop, error) {
 		syscall.Close(epfd)
 		return nil, fmt.Errorf("pipe2: %w", err)
 	}
-	l := &eloop{epfd: epfd, wakeR: p[0], wakeW: p[1], buf: make([]byte, 32<<10), plain: make([]byte, 32<<10),
-		eventsMask: syscall.EPOLLIN | syscall.EPOLLOUT | syscall.EPOLLRDHUP | epollET}
+	l := &eloop{epfd: epfd, wakeR: p[0], wakeW: p[1], buf: make([]byte, 32<<10), plain: make([]byte, 32<<10)}
 	ev := syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: wakeID}
 	if err := syscall.EpollCtl(epfd, syscall.EPOLL_CTL_ADD, l.wakeR, &ev); err != nil {
 		l.closeAll()
@@ -370,7 +372,7 @@ func (l *eloop) register() {
 				l.sides = append(l.sides, nil)
 			}
 			l.sides[s.id] = s
-			ev := syscall.EpollEvent{Events: l.eventsMask, Fd: s.id}
+			ev := syscall.EpollEvent{Events: sideEvents, Fd: s.id}
 			if err := syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_ADD, s.fd, &ev); err != nil {
 				ok = false
 			}
@@ -379,16 +381,14 @@ func (l *eloop) register() {
 			l.closePair(p[0])
 			continue
 		}
-		for _, s := range p { // records the handshake read along with its end
-			if s.tls != nil && l.sides[s.id] == s {
-				l.decrypt(s)
+		for _, s := range p {
+			if l.sides[s.id] != s {
+				continue // closed while its peer was read
 			}
-		}
-		if l.sides[p[0].id] == p[0] {
-			l.readSide(p[0])
-		}
-		if l.sides[p[1].id] == p[1] {
-			l.readSide(p[1])
+			// Records the handshake read along with its end first.
+			if s.tls == nil || l.decrypt(s) {
+				l.readSide(s)
+			}
 		}
 	}
 }
@@ -402,13 +402,7 @@ func (l *eloop) readSide(s *eside) {
 			s.stalled = true // resumed when the peer's out drains
 			return
 		}
-		if s.tls != nil && s.mem.buffered() {
-			if !l.decrypt(s) {
-				return
-			}
-			continue
-		}
-		n, errno := rawRead(s.fd, l.buf)
+		n, errno := sockio.RawRead(uintptr(s.fd), l.buf)
 		switch {
 		case errno == syscall.EINTR:
 			continue
@@ -461,7 +455,7 @@ func (l *eloop) send(s *eside, p []byte) bool {
 		return l.flush(s)
 	}
 	if len(s.out) == 0 {
-		n, errno := rawWrite(s.fd, p)
+		n, errno := sockio.RawWrite(uintptr(s.fd), p)
 		if errno == 0 && n == len(p) {
 			return true
 		}
@@ -481,7 +475,7 @@ func (l *eloop) send(s *eside, p []byte) bool {
 // the pair was closed.
 func (l *eloop) flush(s *eside) bool {
 	for len(s.out) > 0 {
-		n, errno := rawWrite(s.fd, s.out)
+		n, errno := sockio.RawWrite(uintptr(s.fd), s.out)
 		switch {
 		case errno == syscall.EINTR:
 			continue
@@ -510,16 +504,6 @@ func (l *eloop) closePair(s *eside) {
 	}
 }
 
-func rawRead(fd int, p []byte) (int, syscall.Errno) {
-	r, _, e := syscall.RawSyscall(syscall.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
-	return int(r), e
-}
-
-func rawWrite(fd int, p []byte) (int, syscall.Errno) {
-	r, _, e := syscall.RawSyscall(syscall.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
-	return int(r), e
-}
-
 // memConn is the connection under a loop-owned tls.Conn: during the
 // handshake it is the TCP connection (Conn set); afterwards reads take the
 // bytes the loop appended to in and report errWouldBlock when there are
@@ -531,8 +515,6 @@ type memConn struct {
 	in   []byte
 	off  int
 }
-
-func (m *memConn) buffered() bool { return m.off < len(m.in) }
 
 func (m *memConn) Read(p []byte) (int, error) {
 	if m.Conn != nil {

@@ -112,7 +112,6 @@ func relayMain(args []string) error {
 	if err != nil {
 		return err
 	}
-	ln := r.ln
 	wrap := func(c net.Conn) net.Conn { return c }
 	if *raw {
 		wrap = sockio.Wrap
@@ -134,9 +133,9 @@ func relayMain(args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	go func() { <-ctx.Done(); ln.Close() }()
+	go func() { <-ctx.Done(); r.ln.Close() }()
 	for {
-		c, err := ln.Accept()
+		c, err := r.ln.Accept()
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil

@@ -83,7 +83,7 @@ func (c *Conn) Read(p []byte) (int, error) {
 // poller) when the socket has nothing.
 func (c *Conn) readOnce(fd uintptr) bool {
 	for {
-		r, e := rawRead(fd, c.rp)
+		r, e := RawRead(fd, c.rp)
 		switch e {
 		case syscall.EINTR:
 			continue
@@ -124,7 +124,7 @@ func (c *Conn) writeAll(fd uintptr) bool {
 		if len(chunk) > maxRW {
 			chunk = chunk[:maxRW]
 		}
-		w, e := rawWrite(fd, chunk)
+		w, e := RawWrite(fd, chunk)
 		switch e {
 		case 0:
 			c.wn += w
@@ -161,12 +161,17 @@ func (c *Conn) opError(op string, errno syscall.Errno) error {
 	return &net.OpError{Op: op, Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: os.NewSyscallError(op, errno)}
 }
 
-func rawRead(fd uintptr, p []byte) (int, syscall.Errno) {
+// RawRead is one read(2) of fd into p (non-empty) as a raw system call:
+// no syscall entry into the runtime, so the P is never handed off. For a
+// non-blocking descriptor only.
+func RawRead(fd uintptr, p []byte) (int, syscall.Errno) {
 	r, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
 	return int(r), e
 }
 
-func rawWrite(fd uintptr, p []byte) (int, syscall.Errno) {
+// RawWrite is one write(2) of p (non-empty) to fd as a raw system call,
+// like RawRead.
+func RawWrite(fd uintptr, p []byte) (int, syscall.Errno) {
 	r, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
 	return int(r), e
 }
