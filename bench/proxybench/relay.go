@@ -32,10 +32,16 @@ import (
 //     raw epoll_wait: the floor of a Go proxy with nginx's I/O model.
 //   - "nested" (goepoll-nested-netns): that loop waiting in Go's poller
 //     (the loop's epoll registered there), with one P.
+//   - "serial" (goserial-netns): one goroutine per client connection that
+//     reads an HTTP/1.1 message (head, then a Content-Length body) from
+//     one side and writes it whole to the other, request then response,
+//     with sockio's reads and writes: the sidecar's I/O model (one
+//     goroutine per connection, requests in order, one write per message)
+//     without its HTTP work.
 type relayNetnsPair struct{ mode string }
 
 func init() {
-	for _, m := range []string{"", "sockio", "epoll", "nested"} {
+	for _, m := range []string{"", "sockio", "epoll", "nested", "serial"} {
 		registerPair(relayNetnsPair{mode: m})
 	}
 }
@@ -48,6 +54,8 @@ func (p relayNetnsPair) Name() string {
 		return "goepoll-netns"
 	case "nested":
 		return "goepoll-nested-netns"
+	case "serial":
+		return "goserial-netns"
 	}
 	return "gorelay-netns"
 }
@@ -60,6 +68,8 @@ func (p relayNetnsPair) startRelay(ctx context.Context, e *Env, ns, role string,
 	switch p.mode {
 	case "sockio":
 		cmd = []string{"_relay", "-sockio"}
+	case "serial":
+		cmd = []string{"_relay", "-sockio", "-serial"}
 	case "nested":
 		cmd = []string{"_erelay", "-nested"}
 	case "epoll":
@@ -108,6 +118,7 @@ func (p relayNetnsPair) Start(ctx context.Context, e *Env, _ string) (*Instance,
 func relayMain(args []string) error {
 	fs := flag.NewFlagSet("_relay", flag.ContinueOnError)
 	raw := fs.Bool("sockio", false, "read and write the sockets with the sidecar's raw system calls (internal/dataplane/sockio)")
+	serial := fs.Bool("serial", false, "relay HTTP/1.1 messages in turn on one goroutine per connection (Content-Length bodies only)")
 	r, err := parseRelay(fs, args)
 	if err != nil {
 		return err
@@ -146,7 +157,11 @@ func relayMain(args []string) error {
 		if r.server != nil {
 			c = tls.Server(c, r.server)
 		}
-		go relayConn(c, dial)
+		if *serial {
+			go serialConn(c, dial)
+		} else {
+			go relayConn(c, dial)
+		}
 	}
 }
 
