@@ -178,6 +178,42 @@ func TestDiffPerRound(t *testing.T) {
 	}
 }
 
+// TestDiffToA: a "-b" pair (another sidecar build in the same rounds) is
+// compared with its A pair within each round: added p50 0.30 → 0.29,
+// 0.32 → 0.30, 0.34 → 0.31 ms (−10, −20, −30 µs: mean −20, sd 10, se 10/√3)
+// and CPU 0.100 → 0.098 vCPU per 1,000 req/s (−2 µs per request).
+func TestDiffToA(t *testing.T) {
+	res := &Result{Pairs: []string{"direct-netns", "nginx-netns", "trellis", "trellis-b"}}
+	for round, p50 := range [][2]float64{{0.40, 0.39}, {0.42, 0.40}, {0.44, 0.41}} {
+		addRound(res, []*PairRun{
+			{Pair: "direct-netns", Round: round + 1, Load: LoadResult{P50: 0.1}},
+			{Pair: "nginx-netns", Round: round + 1, Load: LoadResult{P50: 0.3}, Proxies: []*ProxyStats{{VCPUPer1kRPS: 0.1}}},
+			{Pair: "trellis", Round: round + 1, Load: LoadResult{P50: p50[0]}, Proxies: []*ProxyStats{{VCPUPer1kRPS: 0.1}}},
+			{Pair: "trellis-b", Round: round + 1, Load: LoadResult{P50: p50[1]}, Proxies: []*ProxyStats{{VCPUPer1kRPS: 0.098}}},
+		})
+	}
+	res.finish()
+	b := res.Medians[3]
+	if b.Pair != "trellis-b" || b.VsA != "trellis" {
+		t.Fatalf("pair %s compared with %q, want trellis-b with trellis", b.Pair, b.VsA)
+	}
+	p50, cpu := b.DiffToA["addedP50"], b.DiffToA["vcpuPer1kRps"]
+	if p50.Rounds != 3 || math.Abs(p50.MeanMs+0.02) > 1e-9 || math.Abs(p50.SEMs-0.01/math.Sqrt(3)) > 1e-9 {
+		t.Fatalf("added p50 diff %+v, want mean −0.02 ms, se %.5f", p50, 0.01/math.Sqrt(3))
+	}
+	if math.Abs(cpu.MeanMs+0.002) > 1e-9 {
+		t.Fatalf("CPU diff %+v, want −0.002 vCPU per 1,000 req/s", cpu)
+	}
+	if a := res.Medians[2]; a.DiffToA != nil {
+		t.Fatalf("the A pair has a diff to itself: %+v", a.DiffToA)
+	}
+	var out strings.Builder
+	writeTable(&out, res)
+	if !strings.Contains(out.String(), "trellis-b − trellis per round") || !strings.Contains(out.String(), "-20.0 ± 5.8 µs") || !strings.Contains(out.String(), "-2.0 ± 0.0 µs/req") {
+		t.Fatalf("table has no A/B line:\n%s", out.String())
+	}
+}
+
 // TestCaptureRatios: with nginx-netns-capture in the run, a sidecar pair
 // gets its per-round ratios to it as well as to nginx-netns (the pair adds
 // 0.3 ms, nginx 0.2, nginx behind capture 0.25), and the table shows them.

@@ -200,6 +200,12 @@ type Summary struct {
 	// DiffPerRound is the added latency over VsPair's within each round:
 	// how large the gap is, and whether the run resolves it.
 	DiffPerRound map[string]Diff `json:"diffVsNginxPerRound,omitempty"`
+	// DiffToA is a "-b" pair's figures minus its A pair's (trellis-b −
+	// trellis: two sidecar builds in the same rounds) within each round —
+	// the added latencies, and CPU per 1,000 req/s per proxy — with
+	// VsA the A pair; the way to tell whether a change moved anything.
+	VsA     string          `json:"vsA,omitempty"`
+	DiffToA map[string]Diff `json:"diffVsAPerRound,omitempty"`
 }
 
 // quietSlack is how far a quiet round's reference figures may be from the
@@ -254,13 +260,17 @@ func quietRounds(runs []*PairRun, baseline, ref string) []int {
 	return quiet
 }
 
-// ratioFigures are the figures compared with nginx's, by their JSON key:
-// each run's, and the pair's median over rounds.
-var ratioFigures = []struct {
+// figure is one figure of a run, by its JSON key: each run's, and the
+// pair's median over rounds.
+type figure struct {
 	key    string
 	run    func(*PairRun) *float64
 	median func(*Summary) *float64
-}{
+}
+
+// ratioFigures are the figures compared with nginx's, by their JSON key:
+// each run's, and the pair's median over rounds.
+var ratioFigures = []figure{
 	{"addedP50", func(r *PairRun) *float64 { return r.AddedP50 }, func(s *Summary) *float64 { return s.AddedP50 }},
 	{"addedP90", func(r *PairRun) *float64 { return r.AddedP90 }, func(s *Summary) *float64 { return s.AddedP90 }},
 	{"addedP99", func(r *PairRun) *float64 { return r.AddedP99 }, func(s *Summary) *float64 { return s.AddedP99 }},
@@ -314,9 +324,11 @@ func perRoundRatios(runs []*PairRun, pair, ref string, keep func(round int) bool
 	return out
 }
 
-// Diff is a pair's added latency minus the reference pair's, taken within
-// each round: the mean over the rounds and its standard error (the
-// rounds' standard deviation over √rounds), in ms. A gap whose mean is
+// Diff is a pair's added latency (or other figure) minus the reference
+// pair's, taken within each round: the mean over the rounds and its
+// standard error (the rounds' standard deviation over √rounds), in ms
+// for latencies (in vCPU per 1,000 req/s for vcpuPer1kRps, despite the
+// field names). A gap whose mean is
 // within about two standard errors of zero is one the run cannot tell
 // from the round-to-round noise.
 type Diff struct {
@@ -328,12 +340,16 @@ type Diff struct {
 // latencyFigures are the ratio figures that are added latencies (ms).
 var latencyFigures = ratioFigures[:3]
 
-// perRoundDiffs is Diff for each added-latency figure, over the rounds in
-// which both pair and ref ran; none with fewer than two rounds.
-func perRoundDiffs(runs []*PairRun, pair, ref string) map[string]Diff {
+// abFigures are the figures a "-b" pair is compared with its A pair by:
+// the added latencies and CPU per 1,000 req/s.
+var abFigures = ratioFigures[:4]
+
+// perRoundDiffs is Diff for each of figures, over the rounds in which
+// both pair and ref ran; none with fewer than two rounds.
+func perRoundDiffs(runs []*PairRun, pair, ref string, figures []figure) map[string]Diff {
 	out := map[string]Diff{}
 	rounds := sameRounds(runs, pair, ref, func(int) bool { return true })
-	for _, f := range latencyFigures {
+	for _, f := range figures {
 		var d []float64
 		for _, rn := range rounds {
 			if a, b := f.run(rn[0]), f.run(rn[1]); a != nil && b != nil {
@@ -430,7 +446,10 @@ func (res *Result) finish() {
 		}
 		all := func(int) bool { return true }
 		s.VsNginxPerRound = perRoundRatios(res.Runs, s.Pair, ref, all)
-		s.DiffPerRound = perRoundDiffs(res.Runs, s.Pair, ref)
+		s.DiffPerRound = perRoundDiffs(res.Runs, s.Pair, ref, latencyFigures)
+		if a, ok := strings.CutSuffix(s.Pair, "-b"); ok && slices.Contains(res.Pairs, a) {
+			s.VsA, s.DiffToA = a, perRoundDiffs(res.Runs, s.Pair, a, abFigures)
+		}
 		if ref == "nginx-netns" && slices.Contains(res.Pairs, "nginx-netns-capture") {
 			s.VsCapturePerRound = perRoundRatios(res.Runs, s.Pair, "nginx-netns-capture", all)
 		}
@@ -556,6 +575,19 @@ func writeTable(w io.Writer, res *Result) {
 				return fmt.Sprintf("%+.0f ± %.0f µs", 1000*v.MeanMs, 1000*v.SEMs)
 			}
 			fmt.Fprintf(tw, "Δ to %s per round, mean ± se\t\t\t\t\t%s\t%s\t%s\t\t\t\t\t\t\n", s.VsPair, d("addedP50"), d("addedP90"), d("addedP99"))
+		}
+		if len(s.DiffToA) > 0 {
+			d := func(k string, scale float64, format string) string {
+				v, ok := s.DiffToA[k]
+				if !ok {
+					return "-"
+				}
+				return fmt.Sprintf(format, scale*v.MeanMs, scale*v.SEMs)
+			}
+			// vCPU per 1,000 req/s × 1,000 = µs of CPU per request.
+			fmt.Fprintf(tw, "%s − %s per round, mean ± se\t\t\t\t\t%s\t%s\t%s\t%s\t\t\t\t\t\n", s.Pair, s.VsA,
+				d("addedP50", 1000, "%+.1f ± %.1f µs"), d("addedP90", 1000, "%+.1f ± %.1f µs"), d("addedP99", 1000, "%+.1f ± %.1f µs"),
+				d("vcpuPer1kRps", 1000, "%+.1f ± %.1f µs/req"))
 		}
 	}
 	tw.Flush()
