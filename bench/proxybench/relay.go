@@ -23,60 +23,47 @@ import (
 // written in Go can add less (in Go's I/O model). Its baseline is
 // direct-netns.
 //
-// Its variants, by mode:
-//   - "sockio" (gorelay-sockio-netns): the sockets read and write with the
+// Its variants:
+//   - gorelay-sockio-netns: the sockets read and write with the
 //     sidecar's raw system calls (internal/dataplane/sockio), so the
 //     scheduler's P is not handed off during long writes: Go's I/O model
 //     as the sidecar uses it.
-//   - "epoll" (goepoll-netns): its own I/O loop (erelay.go), waiting in a
+//   - goepoll-netns: its own I/O loop (erelay.go), waiting in a
 //     raw epoll_wait: the floor of a Go proxy with nginx's I/O model.
-//   - "nested" (goepoll-nested-netns): that loop waiting in Go's poller
+//   - goepoll-nested-netns: that loop waiting in Go's poller
 //     (the loop's epoll registered there), with one P.
-//   - "serial" (goserial-netns): one goroutine per client connection that
+//   - goserial-netns: one goroutine per client connection that
 //     reads an HTTP/1.1 message (head, then a Content-Length body) from
 //     one side and writes it whole to the other, request then response,
 //     with sockio's reads and writes: the sidecar's I/O model (one
 //     goroutine per connection, requests in order, one write per message)
 //     without its HTTP work.
-type relayNetnsPair struct{ mode string }
+type relayNetnsPair struct {
+	name string
+	cmd  []string // the relay process's subcommand and mode flags
+	env  string   // its GOMAXPROCS
+}
 
 func init() {
-	for _, m := range []string{"", "sockio", "epoll", "nested", "serial"} {
-		registerPair(relayNetnsPair{mode: m})
+	for _, p := range []relayNetnsPair{
+		{"gorelay-netns", []string{"_relay"}, "GOMAXPROCS=1"},
+		{"gorelay-sockio-netns", []string{"_relay", "-sockio"}, "GOMAXPROCS=1"},
+		{"goepoll-netns", []string{"_erelay"}, "GOMAXPROCS=2"}, // one P for the loop, one for setup (erelayMain)
+		{"goepoll-nested-netns", []string{"_erelay", "-nested"}, "GOMAXPROCS=1"},
+		{"goserial-netns", []string{"_relay", "-sockio", "-serial"}, "GOMAXPROCS=1"},
+	} {
+		registerPair(p)
 	}
 }
 
-func (p relayNetnsPair) Name() string {
-	switch p.mode {
-	case "sockio":
-		return "gorelay-sockio-netns"
-	case "epoll":
-		return "goepoll-netns"
-	case "nested":
-		return "goepoll-nested-netns"
-	case "serial":
-		return "goserial-netns"
-	}
-	return "gorelay-netns"
-}
+func (p relayNetnsPair) Name() string       { return p.name }
 func (relayNetnsPair) Baseline() string     { return "direct-netns" }
 func (relayNetnsPair) Available(*Env) error { return netnsAvailable() }
 
 // startRelay starts one relay (role A or B) in network namespace ns.
 func (p relayNetnsPair) startRelay(ctx context.Context, e *Env, ns, role string, args []string) (*proc, error) {
-	cmd, env := []string{"_relay"}, "GOMAXPROCS=1"
-	switch p.mode {
-	case "sockio":
-		cmd = []string{"_relay", "-sockio"}
-	case "serial":
-		cmd = []string{"_relay", "-sockio", "-serial"}
-	case "nested":
-		cmd = []string{"_erelay", "-nested"}
-	case "epoll":
-		cmd, env = []string{"_erelay"}, "GOMAXPROCS=2" // one P for the loop, one for setup (erelayMain)
-	}
 	return startProc(ctx, e, fmt.Sprintf("relay-%s-%d", role, e.next()), "ip",
-		append(append([]string{"netns", "exec", ns, e.Self}, cmd...), args...), []string{env}, true)
+		append(append([]string{"netns", "exec", ns, e.Self}, p.cmd...), args...), []string{p.env}, true)
 }
 
 func (p relayNetnsPair) Start(ctx context.Context, e *Env, _ string) (*Instance, error) {

@@ -567,27 +567,13 @@ func writeTable(w io.Writer, res *Result) {
 				x("addedP50"), x("addedP90"), x("addedP99"), x("vcpuPer1kRps"), x("satCpuUsPerRequest"), x("rssMB"), x("anonMB"))
 		}
 		if len(s.DiffPerRound) > 0 {
-			d := func(k string) string {
-				v, ok := s.DiffPerRound[k]
-				if !ok {
-					return "-"
-				}
-				return fmt.Sprintf("%+.0f ± %.0f µs", 1000*v.MeanMs, 1000*v.SEMs)
-			}
+			d := func(k string) string { return diffCell(s.DiffPerRound, k, "%+.0f ± %.0f µs") }
 			fmt.Fprintf(tw, "Δ to %s per round, mean ± se\t\t\t\t\t%s\t%s\t%s\t\t\t\t\t\t\n", s.VsPair, d("addedP50"), d("addedP90"), d("addedP99"))
 		}
 		if len(s.DiffToA) > 0 {
-			d := func(k string, scale float64, format string) string {
-				v, ok := s.DiffToA[k]
-				if !ok {
-					return "-"
-				}
-				return fmt.Sprintf(format, scale*v.MeanMs, scale*v.SEMs)
-			}
-			// vCPU per 1,000 req/s × 1,000 = µs of CPU per request.
+			d := func(k string) string { return diffCell(s.DiffToA, k, "%+.1f ± %.1f µs") }
 			fmt.Fprintf(tw, "%s − %s per round, mean ± se\t\t\t\t\t%s\t%s\t%s\t%s\t\t\t\t\t\n", s.Pair, s.VsA,
-				d("addedP50", 1000, "%+.1f ± %.1f µs"), d("addedP90", 1000, "%+.1f ± %.1f µs"), d("addedP99", 1000, "%+.1f ± %.1f µs"),
-				d("vcpuPer1kRps", 1000, "%+.1f ± %.1f µs/req"))
+				d("addedP50"), d("addedP90"), d("addedP99"), diffCell(s.DiffToA, "vcpuPer1kRps", "%+.1f ± %.1f µs/req"))
 		}
 	}
 	tw.Flush()
@@ -597,6 +583,17 @@ func writeTable(w io.Writer, res *Result) {
 	if len(res.Skipped) == 0 {
 		fmt.Fprintln(w)
 	}
+}
+
+// diffCell is the table's cell for diffs[k]: mean and standard error
+// times 1,000 (ms → µs; vCPU per 1,000 req/s → µs of CPU per request)
+// in format, "-" when there is none.
+func diffCell(diffs map[string]Diff, k, format string) string {
+	v, ok := diffs[k]
+	if !ok {
+		return "-"
+	}
+	return fmt.Sprintf(format, 1000*v.MeanMs, 1000*v.SEMs)
 }
 
 // quietLabel names the quiet rounds in the table: "quiet 1,3,4".

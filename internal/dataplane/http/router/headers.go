@@ -16,9 +16,10 @@ var hopHeaders = [...]string{
 // copyResponseHeader copies an upstream response's headers to dst without
 // the hop-by-hop ones and those its Connection header names, and returns
 // vals extended. The value slices in dst are taken from vals (appended
-// to: room for src's values costs no allocation), never shared with src: the upstream may reuse src's once
-// the response is released, while dst's are read until the request's
-// record has been observed. The strings themselves are shared.
+// to: room for src's values costs no allocation), never shared with src:
+// the upstream may reuse src's once the response is released, while
+// dst's are read until the request's record has been observed. The
+// strings themselves are shared.
 func copyResponseHeader(dst, src http.Header, vals []string) []string {
 	for k, vs := range src {
 		if len(vs) == 0 {
