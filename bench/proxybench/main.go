@@ -575,6 +575,11 @@ func checkChain(ctx context.Context, url, host string, size int) error {
 	return fmt.Errorf("chain check %s: %w", url, last)
 }
 
+// wakeRoundTrips is the wake-up probe's count on one CPU (a quarter of
+// it across two): about a tenth of a second on a machine where a
+// cross-CPU wake-up costs tens of microseconds.
+const wakeRoundTrips = 4000
+
 // machine describes where the benchmark ran.
 func machine(nginx string) Machine {
 	m := Machine{CPUs: runtime.NumCPU(), Go: runtime.Version()}
@@ -591,6 +596,11 @@ func machine(nginx string) Machine {
 	}
 	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
 		m.LoadAvgAtStart = strings.Join(strings.Fields(string(b))[:3], " ")
+	}
+	if wk, err := probeWake(wakeRoundTrips); err == nil {
+		m.Wake = &wk
+	} else {
+		fmt.Fprintf(os.Stderr, "proxybench: wake-up probe: %v\n", err)
 	}
 	if nginx != "" {
 		if out, err := exec.Command(nginx, "-v").CombinedOutput(); err == nil {

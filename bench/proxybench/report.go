@@ -49,6 +49,9 @@ type Machine struct {
 	Go             string `json:"go"`
 	Nginx          string `json:"nginx,omitempty"`
 	LoadAvgAtStart string `json:"loadAvgAtStart,omitempty"`
+	// Wake is the thread wake-up round trip at the start (nil: not
+	// measured, as in results saved before it existed).
+	Wake *WakeProbe `json:"wake,omitempty"`
 }
 
 // PairRun is one pair in one round.
@@ -500,6 +503,13 @@ func writeTable(w io.Writer, res *Result) {
 	m := res.Machine
 	fmt.Fprintf(w, "%d CPUs %s, Linux %s, %s, nginx %s, load average at start %s\n",
 		m.CPUs, m.CPUModel, m.Kernel, m.Go, m.Nginx, m.LoadAvgAtStart)
+	if wk := m.Wake; wk != nil {
+		fmt.Fprintf(w, "thread wake-up round trip (two threads in read(2), one byte each way): %.1f µs on one CPU", wk.SameCPUMicros)
+		if wk.CrossCPUMicros > 0 {
+			fmt.Fprintf(w, ", %.1f µs across two", wk.CrossCPUMicros)
+		}
+		fmt.Fprintln(w)
+	}
 	fmt.Fprintln(w, "latency in ms (fortio histogram); +pN = added vs the pair's baseline in the same round (direct on loopback;")
 	fmt.Fprintln(w, "direct-netns, client netns → server netns over the bridge, for the *-netns pairs and trellis); per-proxy figures are A/B;")
 	fmt.Fprintln(w, "RSS = VmRSS of the proxy's processes (nginx: master + worker), anon = their RssAnon (no executable pages);")
