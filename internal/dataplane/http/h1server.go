@@ -46,6 +46,8 @@ type h1Server struct {
 	rbufs sync.Pool // *[]byte of readBufSize: connections' read buffers
 	wbufs sync.Pool // *[]byte of writeBufSize: responses' write buffers
 	dates dateCache
+	// watch is the clock of the connections' close watches.
+	watch closeWatch
 }
 
 const (
@@ -111,17 +113,11 @@ type h1conn struct {
 	w          respWriter
 	hijacked   bool
 
-	// The close watch (watch, bodyDone, endRequest, backgroundRead).
-	// The timer is armed lazily: set once, it stays set across requests
-	// and checkDelay re-arms it for another closeCheck when the request
-	// in flight started after it was set (so a request is watched after
-	// running between closeCheck and twice that, with no clock read per
-	// request).
+	// The close watch (watch, tick, bodyDone, endRequest,
+	// backgroundRead), on the server's clock (closeWatch).
 	mu       sync.Mutex
-	timer    *time.Timer
-	armed    bool   // timer is set
 	seq      uint64 // requests started on the connection
-	armedFor uint64 // seq when the timer was set
+	seenSeq  uint64 // seq at the clock's last tick
 	active   bool   // a request is in flight
 	delayed  bool   // it has run for closeCheck
 	bodyEOF  bool   // its body is read (or it has none)
@@ -155,16 +151,18 @@ func (s *h1Server) serve(ctx context.Context, cs *connState) {
 		c.remoteAddr = a.String()
 	}
 	stop := context.AfterFunc(ctx, func() { _ = c.rwc.Close() })
+	s.watch.add(c)
 	defer func() {
 		stop()
 		cancel(nil)
 		stopWatch()
+		s.watch.remove(c)
 		c.mu.Lock()
-		c.active = false // a checkDelay still to run does nothing
-		c.mu.Unlock()
-		if c.timer != nil {
-			c.timer.Stop()
+		if c.active {
+			c.active = false
+			s.watch.ended()
 		}
+		c.mu.Unlock()
 		if !c.hijacked {
 			_ = c.rwc.Close()
 		}
@@ -410,9 +408,10 @@ func (c *h1conn) linger() {
 // away while the proxy waits for the upstream. Reading the connection in
 // the background for every request (net/http's way) costs a goroutine and
 // a read syscall per request; here the connection is only watched once a
-// request has been in flight for closeCheck (at most twice that: one
-// timer serves the connection's requests, and none reads the clock) and
-// its body is read: then a goroutine reads one byte. EOF or an error
+// request has been in flight for closeCheck (at most twice that: the
+// server's clock, closeWatch, ticks every closeCheck while requests are
+// in flight; a request reads no clock and sets no timer) and its body is
+// read: then a goroutine reads one byte. EOF or an error
 // cancels the connection's context (DC); a byte (a pipelined request) is
 // kept for the next read and ends the watch. endRequest stops the read
 // with a past deadline.
@@ -420,32 +419,22 @@ func (c *h1conn) linger() {
 // watch starts the watch for a new request; bodyEOF: it has no body.
 func (c *h1conn) watch(bodyEOF bool) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	c.seq++
 	c.active, c.delayed, c.bodyEOF = true, false, bodyEOF
-	if c.armed {
-		return // fires within closeCheck; checkDelay sees the new seq
-	}
-	c.armed, c.armedFor = true, c.seq
-	if c.timer == nil {
-		c.timer = time.AfterFunc(c.srv.closeCheck, c.checkDelay)
-	} else {
-		c.timer.Reset(c.srv.closeCheck)
-	}
+	c.mu.Unlock()
+	c.srv.watch.started(c.srv.closeCheck)
 }
 
-func (c *h1conn) checkDelay() {
+// tick is the server clock's check: a request in flight at the previous
+// tick as well has run for at least closeCheck, and is watched.
+func (c *h1conn) tick() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.armed = false
-	if !c.active {
+	if !c.active || c.delayed {
 		return
 	}
-	if c.seq != c.armedFor {
-		// The request in flight started after the timer was set: it has
-		// run for less than closeCheck.
-		c.armed, c.armedFor = true, c.seq
-		c.timer.Reset(c.srv.closeCheck)
+	if c.seq != c.seenSeq {
+		c.seenSeq = c.seq // started since the last tick
 		return
 	}
 	c.delayed = true
@@ -519,6 +508,9 @@ func (c *h1conn) setReadDeadline(t time.Time) error {
 // connection but the serving goroutine.
 func (c *h1conn) endRequest() {
 	c.mu.Lock()
+	if c.active && c.srv != nil {
+		c.srv.watch.ended()
+	}
 	c.active = false
 	reading := c.reading
 	if reading {

@@ -511,10 +511,40 @@ func TestH1WatchStopStays(t *testing.T) {
 	}
 }
 
+// TestH1CloseWatchClockIdle checks that the close watches' clock stops
+// once no request is in flight: a server between requests leaves no
+// timer pending (each would bound the poller's waits and wake an idle
+// proxy when it fires).
+func TestH1CloseWatchClockIdle(t *testing.T) {
+	h := startH1(t, 0, func(w nethttp.ResponseWriter, r *nethttp.Request) {
+		_, _ = io.WriteString(w, "ok")
+	}, func(s *h1Server) { s.closeCheck = 5 * time.Millisecond })
+	br := bufio.NewReader(h.client)
+	for range 3 {
+		_, _ = io.WriteString(h.client, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+		resp, err := nethttp.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+	}
+	deadline := time.Now().Add(testWait)
+	for h.srv.watch.running.Load() {
+		if time.Now().After(deadline) {
+			t.Fatal("the close watches' clock still runs with no request in flight")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if n := h.srv.watch.inflight.Load(); n != 0 {
+		t.Fatalf("%d requests counted in flight after their responses", n)
+	}
+}
+
 // TestH1DownstreamCloseAfterQuickRequest checks the close watch of a
-// request that follows a quick one on the connection: the watch's timer,
-// set by the first request and still pending when the second starts, is
-// set again for the second, which is watched and sees the client go.
+// request that follows a quick one on the connection: the server's
+// clock, set by the first request and still pending when the second
+// starts, runs on for the second, which is watched and sees the client
+// go.
 func TestH1DownstreamCloseAfterQuickRequest(t *testing.T) {
 	cause := make(chan error, 1)
 	h := startH1(t, 0, func(w nethttp.ResponseWriter, r *nethttp.Request) {
