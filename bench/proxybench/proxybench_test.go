@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"math"
 	"net/netip"
 	"os"
@@ -183,19 +184,36 @@ func TestDiffPerRound(t *testing.T) {
 // 0.32 → 0.30, 0.34 → 0.31 ms (−10, −20, −30 µs: mean −20, sd 10, se 10/√3)
 // and CPU 0.100 → 0.098 vCPU per 1,000 req/s (−2 µs per request).
 func TestDiffToA(t *testing.T) {
-	res := &Result{Pairs: []string{"direct-netns", "nginx-netns", "trellis", "trellis-b"}}
+	// The A/B line needs no nginx pair in the run.
+	for _, withNginx := range []bool{true, false} {
+		t.Run(fmt.Sprintf("nginx=%v", withNginx), func(t *testing.T) { testDiffToA(t, withNginx) })
+	}
+}
+
+func testDiffToA(t *testing.T, withNginx bool) {
+	res := &Result{Pairs: []string{"direct-netns", "trellis", "trellis-b"}}
+	if withNginx {
+		res.Pairs = []string{"direct-netns", "nginx-netns", "trellis", "trellis-b"}
+	}
 	for round, p50 := range [][2]float64{{0.40, 0.39}, {0.42, 0.40}, {0.44, 0.41}} {
-		addRound(res, []*PairRun{
+		runs := []*PairRun{
 			{Pair: "direct-netns", Round: round + 1, Load: LoadResult{P50: 0.1}},
-			{Pair: "nginx-netns", Round: round + 1, Load: LoadResult{P50: 0.3}, Proxies: []*ProxyStats{{VCPUPer1kRPS: 0.1}}},
 			{Pair: "trellis", Round: round + 1, Load: LoadResult{P50: p50[0]}, Proxies: []*ProxyStats{{VCPUPer1kRPS: 0.1}}},
 			{Pair: "trellis-b", Round: round + 1, Load: LoadResult{P50: p50[1]}, Proxies: []*ProxyStats{{VCPUPer1kRPS: 0.098}}},
-		})
+		}
+		if withNginx {
+			runs = append(runs, &PairRun{Pair: "nginx-netns", Round: round + 1, Load: LoadResult{P50: 0.3}, Proxies: []*ProxyStats{{VCPUPer1kRPS: 0.1}}})
+		}
+		addRound(res, runs)
 	}
 	res.finish()
-	b := res.Medians[3]
-	if b.Pair != "trellis-b" || b.VsA != "trellis" {
-		t.Fatalf("pair %s compared with %q, want trellis-b with trellis", b.Pair, b.VsA)
+	medians := map[string]*Summary{}
+	for _, m := range res.Medians {
+		medians[m.Pair] = m
+	}
+	b := medians["trellis-b"]
+	if b == nil || b.VsA != "trellis" {
+		t.Fatalf("trellis-b compared with %+v, want trellis", b)
 	}
 	p50, cpu := b.DiffToA["addedP50"], b.DiffToA["vcpuPer1kRps"]
 	if p50.Rounds != 3 || math.Abs(p50.MeanMs+0.02) > 1e-9 || math.Abs(p50.SEMs-0.01/math.Sqrt(3)) > 1e-9 {
@@ -204,7 +222,7 @@ func TestDiffToA(t *testing.T) {
 	if math.Abs(cpu.MeanMs+0.002) > 1e-9 {
 		t.Fatalf("CPU diff %+v, want −0.002 vCPU per 1,000 req/s", cpu)
 	}
-	if a := res.Medians[2]; a.DiffToA != nil {
+	if a := medians["trellis"]; a.DiffToA != nil {
 		t.Fatalf("the A pair has a diff to itself: %+v", a.DiffToA)
 	}
 	var out strings.Builder

@@ -436,6 +436,10 @@ func (res *Result) finish() {
 		if s.Baseline == "direct-netns" && nginxes["nginx-netns"] != nil {
 			ref = "nginx-netns"
 		}
+		// A -b pair against its A pair needs no nginx pair in the run.
+		if a, ok := strings.CutSuffix(s.Pair, "-b"); ok && slices.Contains(res.Pairs, a) {
+			s.VsA, s.DiffToA = a, perRoundDiffs(res.Runs, s.Pair, a, abFigures)
+		}
 		nginx := nginxes[ref]
 		if nginx == nil || strings.HasPrefix(s.Pair, "nginx") || s.VCPUPer1kRPS == nil {
 			continue
@@ -450,9 +454,6 @@ func (res *Result) finish() {
 		all := func(int) bool { return true }
 		s.VsNginxPerRound = perRoundRatios(res.Runs, s.Pair, ref, all)
 		s.DiffPerRound = perRoundDiffs(res.Runs, s.Pair, ref, latencyFigures)
-		if a, ok := strings.CutSuffix(s.Pair, "-b"); ok && slices.Contains(res.Pairs, a) {
-			s.VsA, s.DiffToA = a, perRoundDiffs(res.Runs, s.Pair, a, abFigures)
-		}
 		if ref == "nginx-netns" && slices.Contains(res.Pairs, "nginx-netns-capture") {
 			s.VsCapturePerRound = perRoundRatios(res.Runs, s.Pair, "nginx-netns-capture", all)
 		}
@@ -555,9 +556,7 @@ func writeTable(w io.Writer, res *Result) {
 			opt(s.VCPUPer1kRPS, "%.3f"), opt(s.SatQPS, "%.0f"), opt(s.SatCPUusPerRequest, "%.1f"), opt(s.RSSMB, "%.1f"), opt(s.AnonMB, "%.1f"))
 	}
 	for _, s := range res.Medians {
-		if s.VsNginx == nil {
-			continue
-		}
+		// Rows without figures (no nginx pair, no A pair) are skipped.
 		for _, row := range []struct {
 			label  string
 			ratios map[string]float64
