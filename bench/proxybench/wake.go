@@ -106,9 +106,10 @@ func wakeRoundTrip(a, b, n int) (time.Duration, error) {
 // CPUs and in the loop.
 const wakeWarmup = 50
 
-// onCPU runs f on a thread of its own bound to cpu. The thread is not
-// given back to the runtime (it exits with the goroutine), so its
-// affinity never leaks into other goroutines.
+// onCPU locks the calling goroutine to its thread, binds the thread to
+// cpu and runs f. It never unlocks: the thread ends with the goroutine
+// (so its affinity never reaches another goroutine), so call it only
+// from a goroutine of its own that ends once f has returned.
 func onCPU(cpu int, f func() error) error {
 	runtime.LockOSThread()
 	var set unix.CPUSet
