@@ -158,10 +158,7 @@ func (s *h1Server) serve(ctx context.Context, cs *connState) {
 		stopWatch()
 		s.watch.remove(c)
 		c.mu.Lock()
-		if c.active {
-			c.active = false
-			s.watch.ended()
-		}
+		c.inactiveLocked()
 		c.mu.Unlock()
 		if !c.hijacked {
 			_ = c.rwc.Close()
@@ -504,14 +501,20 @@ func (c *h1conn) setReadDeadline(t time.Time) error {
 	return c.rwc.SetReadDeadline(t)
 }
 
-// endRequest ends the watch; once it returns, nothing reads the
-// connection but the serving goroutine.
-func (c *h1conn) endRequest() {
-	c.mu.Lock()
+// inactiveLocked marks the request in flight, if any, ended, and counts it
+// out of the server's clock. c.mu is held.
+func (c *h1conn) inactiveLocked() {
 	if c.active && c.srv != nil {
 		c.srv.watch.ended()
 	}
 	c.active = false
+}
+
+// endRequest ends the watch; once it returns, nothing reads the
+// connection but the serving goroutine.
+func (c *h1conn) endRequest() {
+	c.mu.Lock()
+	c.inactiveLocked()
 	reading := c.reading
 	if reading {
 		c.aborting = true

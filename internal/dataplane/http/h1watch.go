@@ -28,9 +28,10 @@ type closeWatch struct {
 	mu    sync.Mutex // conns; taken before a connection's mu
 	conns map[*h1conn]struct{}
 
-	tmu    sync.Mutex // timer; taken with no other lock held
-	timer  *time.Timer
-	period time.Duration
+	// tmu guards timer, which the tick goroutine may read (arm) before
+	// time.AfterFunc's result is stored; taken with no other lock held.
+	tmu   sync.Mutex
+	timer *time.Timer
 }
 
 // add registers a connection; remove forgets it.
@@ -61,12 +62,12 @@ func (w *closeWatch) started(period time.Duration) {
 // ended counts a request out.
 func (w *closeWatch) ended() { w.inflight.Add(-1) }
 
+// arm sets the timer; its caller has just set running.
 func (w *closeWatch) arm(period time.Duration) {
 	w.tmu.Lock()
 	defer w.tmu.Unlock()
-	w.period = period
 	if w.timer == nil {
-		w.timer = time.AfterFunc(period, w.tick)
+		w.timer = time.AfterFunc(period, func() { w.tick(period) })
 		return
 	}
 	w.timer.Reset(period)
@@ -76,7 +77,7 @@ func (w *closeWatch) arm(period time.Duration) {
 // request is in flight. running is cleared before inflight is read, and
 // started adds to inflight before it tries to set running, so a request
 // that starts as the tick ends either sees running clear or is seen here.
-func (w *closeWatch) tick() {
+func (w *closeWatch) tick(period time.Duration) {
 	w.mu.Lock()
 	for c := range w.conns {
 		c.tick()
@@ -84,9 +85,6 @@ func (w *closeWatch) tick() {
 	w.mu.Unlock()
 	w.running.Store(false)
 	if w.inflight.Load() > 0 && w.running.CompareAndSwap(false, true) {
-		w.tmu.Lock()
-		period := w.period
-		w.tmu.Unlock()
 		w.arm(period)
 	}
 }
