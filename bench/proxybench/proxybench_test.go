@@ -359,3 +359,15 @@ func TestMeshConfig(t *testing.T) {
 		}
 	}
 }
+
+// TestFewRoundsMarked: a run of fewer rounds than figures need (as for
+// profiling) says so in its table; one of enough rounds does not.
+func TestFewRoundsMarked(t *testing.T) {
+	for rounds, want := range map[int]bool{1: true, 2: true, 3: false, 16: false} {
+		var out strings.Builder
+		writeTable(&out, &Result{Config: Config{Rounds: rounds}})
+		if got := strings.Contains(out.String(), "fewer than 3 rounds"); got != want {
+			t.Errorf("%d rounds: marked %v, want %v:\n%s", rounds, got, want, out.String())
+		}
+	}
+}

@@ -497,10 +497,18 @@ func writeJSON(w io.Writer, res *Result) {
 	_ = enc.Encode(res)
 }
 
+// minReportRounds is the fewest interleaved rounds whose figures are
+// reported (issue 3's benchmark); fewer, as for profiling, are allowed
+// and marked.
+const minReportRounds = 3
+
 func writeTable(w io.Writer, res *Result) {
 	c := res.Config
 	fmt.Fprintf(w, "\n%g req/s, %d connections, %d-byte responses, %s per run (+%s warm-up), saturation %s, %d rounds\n",
 		c.QPS, c.Conns, c.Size, c.Duration, c.Warmup, c.Saturation, c.Rounds)
+	if c.Rounds < minReportRounds {
+		fmt.Fprintf(w, "fewer than %d rounds: a look, not a measurement (figures to report need at least %d interleaved rounds)\n", minReportRounds, minReportRounds)
+	}
 	m := res.Machine
 	fmt.Fprintf(w, "%d CPUs %s, Linux %s, %s, nginx %s, load average at start %s\n",
 		m.CPUs, m.CPUModel, m.Kernel, m.Go, m.Nginx, m.LoadAvgAtStart)
