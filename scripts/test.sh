@@ -7,12 +7,17 @@ export GOTOOLCHAIN=local
 export GOFLAGS="${GOFLAGS:--buildvcs=false}"
 
 echo "== go version: $(go version)"
-# The capture package's network-namespace tests need iptables (a Debian
-# package, not preinstalled). As root, install it; otherwise those tests fail
-# saying what to install.
-if ! command -v iptables-restore >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-  echo "== installing iptables"
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iptables
+# The network-namespace tests (capture, listener, test/e2e, test/security)
+# need iptables and iproute2, and the end-to-end tests drive curl (Debian
+# packages, not all preinstalled). As root, install what is missing;
+# otherwise those tests fail saying what to install.
+need=()
+command -v iptables-restore >/dev/null 2>&1 || need+=(iptables)
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
+command -v curl >/dev/null 2>&1 || need+=(curl)
+if [ "${#need[@]}" -gt 0 ] && [ "$(id -u)" = 0 ]; then
+  echo "== installing ${need[*]}"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
 fi
 # The dashboard's browser test drives Debian's headless Chromium.
 if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ]; then
@@ -43,8 +48,8 @@ echo "== go vet"
 go vet ./...
 echo "== go test"
 go test -race -count=1 -timeout 30m "$@" ./...
-# Fuzz targets (path normaliser, header validation, policy matcher, JWT),
-# briefly, in CI.
+# Every fuzz target of the module (found by scripts/fuzz.sh), briefly, in
+# CI.
 if [ "${CI:-}" = true ]; then
   echo "== fuzz"
   scripts/fuzz.sh

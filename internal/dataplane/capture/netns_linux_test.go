@@ -45,20 +45,27 @@ const (
 	proxyGID = DefaultProxyGID
 )
 
-// requireNetnsTools fails (never skips) when the iptables tools are missing,
-// and skips only when not root, since namespaces need CAP_NET_ADMIN.
+// requireNetnsTools fails (it never skips: a test that does not run must
+// not look green) unless the process is root and the tools are installed,
+// saying what is missing, as test/framework.RequireNetns does for the
+// end-to-end tests (not called: test/framework links the control plane and
+// the Kubernetes clients into this package's test binary).
 func requireNetnsTools(t *testing.T, backend Backend) {
 	t.Helper()
+	var missing []string
+	if os.Geteuid() != 0 {
+		missing = append(missing, "root (CAP_NET_ADMIN and CAP_SYS_ADMIN, to create network namespaces and veths and to run iptables; CAP_SETUID, to connect as the application and proxy users): run go test as root")
+	}
 	for _, tool := range []string{backend.tool(IPv4, "restore"), backend.tool(IPv4, "save"), backend.tool(IPv6, "restore")} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Fatalf("%s not found: install iptables (apt-get install iptables)", tool)
+			missing = append(missing, fmt.Sprintf("%s in PATH (%v; apt-get install iptables)", tool, err))
 		}
 	}
 	if _, err := exec.LookPath("ip"); err != nil {
-		t.Fatal("ip not found: install iproute2 (apt-get install iproute2)")
+		missing = append(missing, fmt.Sprintf("ip in PATH (%v; apt-get install iproute2)", err))
 	}
-	if os.Geteuid() != 0 {
-		t.Skip("network namespace tests need root (CAP_NET_ADMIN, CAP_SETUID)")
+	if len(missing) > 0 {
+		t.Fatalf("this test needs real network namespaces; missing: %s", strings.Join(missing, "; "))
 	}
 }
 

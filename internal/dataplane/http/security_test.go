@@ -260,6 +260,46 @@ func TestHeaderLimits(t *testing.T) {
 			t.Errorf("response %v closed %v, want 431 and closed", resp, closed)
 		}
 	})
+	// The default max_request_headers_kb (60, unset in the generated
+	// configuration) bounds the whole head as the HTTP/1 codec counts it:
+	// request line, header lines and the final empty line, CRLFs
+	// included (findHeadEnd).
+	const limit = 60 << 10
+	for _, c := range []struct {
+		name string
+		size int
+		code int
+	}{
+		{"one byte under", limit - 1, http.StatusOK},
+		{"exactly", limit, http.StatusOK},
+		{"one byte over", limit + 1, http.StatusRequestHeaderFieldsTooLarge},
+	} {
+		t.Run(fmt.Sprintf("http1/C5 head %s 60 KiB", c.name), func(t *testing.T) {
+			path := fmt.Sprintf("/c5edge-%d", c.size)
+			pre := "GET " + path + " HTTP/1.1\r\nHost: details\r\nX-Big: "
+			const post = "\r\n\r\n"
+			raw := pre + strings.Repeat("a", c.size-len(pre)-len(post)) + post
+			if len(raw) != c.size {
+				t.Fatalf("head of %d bytes, want %d", len(raw), c.size)
+			}
+			resp, _, closed := exchange(t, ms.proxy.addr, raw)
+			if resp == nil || resp.StatusCode != c.code {
+				t.Fatalf("%d-byte head: response %v, want %d", c.size, resp, c.code)
+			}
+			if c.code == http.StatusOK {
+				if !ms.sawURI(path) {
+					t.Errorf("%d-byte head: 200 but the backend did not see the request", c.size)
+				}
+				return
+			}
+			if !closed {
+				t.Errorf("%d-byte head: 431 but the connection stayed open", c.size)
+			}
+			if ms.sawURI(path) {
+				t.Errorf("%d-byte head: refused but forwarded", c.size)
+			}
+		})
+	}
 	t.Run("h2c/C5 70 KiB header", func(t *testing.T) {
 		h2 := dialH2(t, ms.proxy.addr)
 		h2.headers(1, [][2]string{{":method", "GET"}, {":scheme", "http"}, {":authority", "details"}, {":path", "/c5big"}, {"x-big", strings.Repeat("a", 70<<10)}})

@@ -41,17 +41,24 @@ import (
 	"github.com/trellismesh/trellis/internal/testing/netnstest"
 )
 
-// requireNetns fails (never skips) when ip or iptables is missing, and
-// skips only when not root, as package capture's namespace tests do.
+// requireNetns fails (it never skips: a test that does not run must not
+// look green) unless the process is root and ip and iptables are
+// installed, saying what is missing, as test/framework.RequireNetns does
+// for the end-to-end tests (not called: test/framework links the control
+// plane and the Kubernetes clients into this package's test binary).
 func requireNetns(t *testing.T) {
 	t.Helper()
-	for tool, pkg := range map[string]string{"ip": "iproute2", "iptables": "iptables"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Fatalf("%s not found: install %s (apt-get install %s)", tool, pkg, pkg)
+	var missing []string
+	if os.Geteuid() != 0 {
+		missing = append(missing, "root (CAP_NET_ADMIN and CAP_SYS_ADMIN, to create a network namespace and veths, run iptables and bind transparent sockets): run go test as root")
+	}
+	for _, tp := range [][2]string{{"ip", "iproute2"}, {"iptables", "iptables"}} {
+		if _, err := exec.LookPath(tp[0]); err != nil {
+			missing = append(missing, fmt.Sprintf("%s in PATH (%v; apt-get install %s)", tp[0], err, tp[1]))
 		}
 	}
-	if os.Geteuid() != 0 {
-		t.Skip("network namespace tests need root (CAP_NET_ADMIN)")
+	if len(missing) > 0 {
+		t.Fatalf("this test needs real network namespaces; missing: %s", strings.Join(missing, "; "))
 	}
 }
 
