@@ -40,6 +40,8 @@
 //	AbortFault, DelayFault                 fault injection (abort 100 % and 50 % ±5 %, delay 1 s)
 //	RetriesHideFlakyBackend                retries on 5xx, and attempts: 0
 //	MirrorV1ToV3                           mirroring with the -shadow authority
+//	MirrorPercentage25V1ToV3               mirrorPercentage 25: copies 25 % ±5 % of 2,000 requests
+//	HTTP1ChunkedBodyStreamedThroughBothSidecars  chunked POST body reaches the backend before it ends
 //	OutlierDetectionEjectsFailingEndpoint  consecutive 5xx ejection
 //	TCPHalfCloseThroughBothSidecars        client FIN forwarded, server answers after EOF
 //	GRPCUnaryThroughBothSidecars           grpc-go unary over h2c, balanced, :authority kept
@@ -51,6 +53,9 @@
 //	CurlHeaderRoutingJasonV2OthersV3       curl(1): header routing by body
 //	CurlFaultAbort500                      curl --fail: exit 22 and 500 from the fault
 //	FortioWeightedSplit20_30_50            fortio's client, 2,000 requests, shares ±5 % at the backends
+//	ConnectionTracking                     REDIRECT tracks connections, TPROXY none
+//	ControlPlaneOutageKeepsServingThenReconnects  (last) control plane stopped: sidecars serve on;
+//	                                       restarted on the same address: they reconnect, new VS applies
 //
 // A client must not connect to a port before its sidecar has the port's
 // outbound listener (mesh.waitListener): the connection would be

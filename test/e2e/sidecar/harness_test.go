@@ -67,6 +67,9 @@ type mesh struct {
 	bridge  *framework.Bridge
 	cp      *framework.ControlPlane
 	xdsAddr string
+	// cpOpts restart the control plane where the sidecars expect it: the
+	// same config directory and the address bound first (not :0).
+	cpOpts framework.ControlPlaneOptions
 
 	client   *workload
 	reviews  map[string]*workload // by version
@@ -124,6 +127,7 @@ func newMesh(t *testing.T, capture captureMode) *mesh {
 	// 3. Control plane on the bridge address.
 	m.cp = framework.StartControlPlaneAt(t, "", m.bridge.Addr.String()+":0")
 	m.xdsAddr = m.cp.XDSAddr().String()
+	m.cpOpts = framework.ControlPlaneOptions{Dir: m.cp.Dir, XDSAddress: m.xdsAddr}
 	m.cp.WriteFile(t, "services.yaml", servicesYAML(m))
 	m.cp.WriteFile(t, "destination-rule.yaml", readSample(t, "destination-rule-reviews.yaml"))
 	m.cp.WriteFile(t, "destination-rule-grpc-tls.yaml", subsetsDR("grpc-echo", grpcHost)+"---\n"+subsetsDR("tls-backend", tlsHost))
@@ -413,6 +417,9 @@ type reply struct {
 	Path    string      `json:"path"`
 	Remote  string      `json:"remote"`
 	Headers http.Header `json:"headers"`
+	// BodyBytes and BodySHA256 describe the request body (streamPath only).
+	BodyBytes  int64  `json:"bodyBytes,omitempty"`
+	BodySHA256 string `json:"bodySha256,omitempty"`
 }
 
 // backend is an HTTP server in a reviews namespace on 0.0.0.0:9080.
@@ -421,6 +428,7 @@ type backend struct {
 	requests atomic.Int64 // all requests
 	flaky    atomic.Int64 // requests to /flaky
 	fail     atomic.Bool  // when set, every request is answered 503
+	streamed atomic.Int64 // body bytes of the current streamPath request read so far
 
 	mu    sync.Mutex
 	last  reply
@@ -438,10 +446,15 @@ func startBackend(t *testing.T, ns *framework.Netns, name string) *backend {
 
 // ServeHTTP answers with JSON; /flaky fails every other request with 503;
 // in fail mode every request is answered 503; wsPath upgrades to a
-// WebSocket echo (websocket_test.go).
+// WebSocket echo (websocket_test.go); streamPath reads the body as it
+// comes (body_test.go).
 func (b *backend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path == wsPath {
 		b.serveWebSocket(w, r) // not counted: a long-lived connection, not a request
+		return
+	}
+	if r.URL.Path == streamPath {
+		b.serveStream(w, r)
 		return
 	}
 	b.requests.Add(1)
@@ -705,6 +718,27 @@ func only(name string) func(result) error {
 	return func(r result) error {
 		if r.Names[name] != r.N {
 			return fmt.Errorf("want all %d on %s: %v", r.N, name, r)
+		}
+		return nil
+	}
+}
+
+// markerHeader is a request header a VirtualService sets (headers.request
+// .set) so that the backends' replies show which one routed them, when the
+// previous configuration sends traffic to the same place. (Not x-trellis-*:
+// the sidecars strip those as their own internal headers.)
+const markerHeader = "X-E2e-Vs"
+
+// marked is only(name), with the last reply routed by the VirtualService
+// that sets markerHeader to marker. A sidecar swaps its routes at once, so
+// the requests after that reply are routed by it too.
+func marked(name, marker string) func(result) error {
+	return func(r result) error {
+		if err := only(name)(r); err != nil {
+			return err
+		}
+		if got := r.Last.Headers.Get(markerHeader); got != marker {
+			return fmt.Errorf("%s: %q, want %q (the VirtualService not in force yet): %v", markerHeader, got, marker, r)
 		}
 		return nil
 	}

@@ -134,6 +134,95 @@ func testMirror(t *testing.T, m *mesh) {
 	}
 }
 
+// vsMirrorV3Quarter routes everything to v1 and mirrors a quarter of the
+// requests to v3: mirrorPercentage 25 becomes the mirror policy's
+// runtime_fraction default_value 250000/MILLION, which the client sidecar
+// samples per request. The marker tells its routing from vsMirrorV3's.
+const vsMirrorV3Quarter = `apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: reviews
+spec:
+  hosts:
+  - reviews
+  http:
+  - route:
+    - destination:
+        host: reviews
+        subset: v1
+      weight: 100
+    mirror:
+      host: reviews
+      subset: v3
+    mirrorPercentage:
+      value: 25.0
+    headers:
+      request:
+        set:
+          ` + markerHeader + `: mirror-v3-25
+`
+
+// mirrorQuarterN is the number of requests testMirrorPercentage measures:
+// with 25 % mirrored the copies are binomial, σ ≈ 19; ±5 points (±100) is
+// over 5σ.
+const mirrorQuarterN = 2000
+
+// testMirrorPercentage: with mirrorPercentage 25, v3 receives a copy of
+// 25 % ± 5 points of the requests; clients get only v1's answers.
+func testMirrorPercentage(t *testing.T, m *mesh) {
+	v1, v2, v3 := m.backends["v1"], m.backends["v2"], m.backends["v3"]
+	m.applyVS(t, vsMirrorV3Quarter)
+	m.until(t, propagation, 20, "/", nil, marked("reviews-v1", "mirror-v3-25"))
+	// Copies of the rounds above (some maybe from the previous,
+	// mirror-everything route) must land before counting.
+	quiesce(t, v3)
+	const n = mirrorQuarterN
+	v1Before, v2Before, v3Before := v1.requests.Load(), v2.requests.Load(), v3.requests.Load()
+	shadow := fmt.Sprintf("%s-shadow:%d", reviewsHost, reviewsPort)
+	shadowBefore := v3.hostCounts()[shadow]
+	start := time.Now()
+	r := m.load(n, 8, "/")
+	took := time.Since(start)
+	// Mirrors are fire and forget: wait (bounded) until no more arrive.
+	quiesce(t, v3)
+	got1, got2, got3 := v1.requests.Load()-v1Before, v2.requests.Load()-v2Before, v3.requests.Load()-v3Before
+	share := float64(got3) / n
+	t.Logf("route v1, mirror v3 25%% over %d requests (%v): %v; backends received v1=%d v2=%d v3=%d (mirrored share %.3f)",
+		n, took.Round(time.Millisecond), r, got1, got2, got3, share)
+	if r.Names["reviews-v1"] != n {
+		t.Errorf("clients should get only v1's answers: want %d/%d on v1: %v", n, n, r)
+	}
+	if got := r.Last.Headers.Get(markerHeader); got != "mirror-v3-25" {
+		t.Errorf("v1 saw %s %q: not routed by the 25 %% mirror VirtualService", markerHeader, got)
+	}
+	if got1 != n || got2 != 0 {
+		t.Errorf("backends received v1=%d v2=%d, want v1=%d v2=0", got1, got2, n)
+	}
+	if share < 0.25-tolerance || share > 0.25+tolerance {
+		t.Errorf("v3 received %d mirrored copies of %d requests (%.3f), want 0.25 ± %.2f", got3, n, share, tolerance)
+	}
+	if copies := int64(v3.hostCounts()[shadow] - shadowBefore); copies != got3 {
+		t.Errorf("v3 received %d requests, %d of them with Host %s: want all mirrored copies", got3, copies, shadow)
+	}
+}
+
+// quiesce waits until b has received no request for 300ms (at most 5s).
+func quiesce(t *testing.T, b *backend) {
+	t.Helper()
+	const quiet = 300 * time.Millisecond
+	deadline := time.Now().Add(5 * time.Second)
+	last, since := b.requests.Load(), time.Now()
+	for time.Since(since) < quiet {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s still receiving requests after 5s (%d so far)", b.name, b.requests.Load())
+		}
+		time.Sleep(20 * time.Millisecond)
+		if n := b.requests.Load(); n != last {
+			last, since = n, time.Now()
+		}
+	}
+}
+
 // testOutlierEjection: v2 answers 503 to everything; with consecutive5xx 3
 // the client sidecar ejects it and the service is served by v1 and v3 only.
 func testOutlierEjection(t *testing.T, m *mesh) {

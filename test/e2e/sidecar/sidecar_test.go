@@ -328,6 +328,8 @@ spec:
 	})
 
 	t.Run("MirrorV1ToV3", func(t *testing.T) { testMirror(t, m) })
+	t.Run("MirrorPercentage25V1ToV3", func(t *testing.T) { testMirrorPercentage(t, m) })
+	t.Run("HTTP1ChunkedBodyStreamedThroughBothSidecars", func(t *testing.T) { testBodyStreaming(t, m) })
 	t.Run("OutlierDetectionEjectsFailingEndpoint", func(t *testing.T) { testOutlierEjection(t, m) })
 	t.Run("TCPHalfCloseThroughBothSidecars", func(t *testing.T) { testTCPHalfClose(t, m) })
 	t.Run("GRPCUnaryThroughBothSidecars", func(t *testing.T) { testGRPCUnary(t, m) })
@@ -340,6 +342,8 @@ spec:
 	t.Run("CurlFaultAbort500", func(t *testing.T) { testCurlFaultAbort(t, m) })
 	t.Run("FortioWeightedSplit20_30_50", func(t *testing.T) { testFortioWeightedSplit(t, m) })
 	t.Run("ConnectionTracking", func(t *testing.T) { testConnectionTracking(t, m) })
+	// Last: it stops the suite's control plane.
+	t.Run("ControlPlaneOutageKeepsServingThenReconnects", func(t *testing.T) { testControlPlaneOutage(t, m) })
 }
 
 // testConnectionTracking checks each workload namespace's conntrack table
