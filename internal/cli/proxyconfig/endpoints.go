@@ -75,9 +75,11 @@ func healthString(h corev3.HealthStatus) string {
 	return h.String()
 }
 
-// ParseAdminClusters reads a proxy's /clusters?format=json: the Trellis
-// sidecar's ([{"Name": ..., "Hosts": [{"Address", "Health", "Outlier":
-// {"Ejected"}}]}]) or Envoy's ({"cluster_statuses": [...]}).
+// ParseAdminClusters reads a proxy's /clusters?format=json: Envoy's
+// envoy.admin.v3.Clusters ({"cluster_statuses": [...]}), which the Trellis
+// sidecar serves too, or Trellis's own view ([{"Name": ..., "Hosts":
+// [{"Address", "Health", "Outlier": {"Ejected"}}]}]), which it serves at
+// ?format=trellis and older sidecars served at ?format=json.
 func ParseAdminClusters(b []byte) ([]EndpointRow, error) {
 	trimmed := strings.TrimSpace(string(b))
 	if strings.HasPrefix(trimmed, "{") {

@@ -3,6 +3,7 @@ package sidecar
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/pprof"
 	"sort"
@@ -10,6 +11,7 @@ import (
 
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/trellismesh/trellis/internal/dataplane/upstream/manager"
 	"github.com/trellismesh/trellis/internal/dataplane/xdsclient"
 	"github.com/trellismesh/trellis/internal/localonly"
 	"github.com/trellismesh/trellis/internal/opaque"
@@ -20,7 +22,13 @@ import (
 //	/ready              200 LIVE once listeners are configured, else 503
 //	                    (DRAINING while terminating or health checks fail)
 //	/config_dump        the accepted xDS resources, by type, as JSON
-//	/clusters           clusters with hosts, health, outlier state (JSON)
+//	/clusters           clusters and their hosts as Envoy's text form
+//	                    (<cluster>::<host>::<field>::<value> lines);
+//	                    ?format=json: Envoy's envoy.admin.v3.Clusters
+//	                    (istioctl proxy-config endpoint reads it);
+//	                    ?format=trellis: Trellis's own view (JSON) with
+//	                    connection pools, breaker usage, outlier counters,
+//	                    priority load and warming state
 //	/xds_status         the xDS client's status (JSON)
 //	/debug/pprof/       CPU, heap, allocation and goroutine profiles
 //	/drain_listeners    POST, ?inboundonly ?graceful: Envoy's listener drain
@@ -33,9 +41,7 @@ func (s *Sidecar) adminHandler(runCtx context.Context, bg *sync.WaitGroup) http.
 	mux := http.NewServeMux()
 	mux.HandleFunc("/ready", s.ready)
 	mux.HandleFunc("/config_dump", s.configDump)
-	mux.HandleFunc("/clusters", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, s.clusters.Clusters())
-	})
+	mux.HandleFunc("/clusters", s.adminClusters)
 	mux.HandleFunc("/xds_status", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, s.xds.Status())
 	})
@@ -52,7 +58,17 @@ func (s *Sidecar) adminHandler(runCtx context.Context, bg *sync.WaitGroup) http.
 			http.Error(w, "use POST", http.StatusMethodNotAllowed)
 			return
 		}
+		// Stop makes Run close the admin server, and with it this
+		// connection, possibly before the handler has returned: the
+		// response is complete (Content-Length) and flushed to the socket
+		// first, and the request body read, so that the close sends the
+		// response and a FIN, not a reset over unread input.
+		io.Copy(io.Discard, io.LimitReader(r.Body, 64<<10))
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("Content-Length", "3")
+		w.Header().Set("Connection", "close")
 		w.Write([]byte("OK\n"))
+		http.NewResponseController(w).Flush()
 		s.Stop()
 	})
 	// Config dumps, profiles, drains and quitquitquit are for local
@@ -122,6 +138,28 @@ func (s *Sidecar) configDump(w http.ResponseWriter, _ *http.Request) {
 		out[short] = m
 	}
 	writeJSON(w, out)
+}
+
+// adminClusters serves /clusters in Envoy's forms (text by default,
+// ?format=json) or Trellis's own (?format=trellis). As in Envoy, any other
+// format is the text form.
+func (s *Sidecar) adminClusters(w http.ResponseWriter, r *http.Request) {
+	clusters := s.clusters.Clusters()
+	switch r.URL.Query().Get("format") {
+	case "trellis":
+		writeJSON(w, clusters)
+	case "json":
+		b, err := manager.EnvoyJSON(clusters)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(b)
+	default:
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		manager.WriteEnvoyText(w, clusters)
+	}
 }
 
 func writeJSON(w http.ResponseWriter, v any) {

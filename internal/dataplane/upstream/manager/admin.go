@@ -1,6 +1,7 @@
 package manager
 
 import (
+	"cmp"
 	"slices"
 	"strings"
 
@@ -12,11 +13,19 @@ import (
 	"github.com/trellismesh/trellis/internal/dataplane/upstream/pool"
 )
 
-// ClusterStatus is a cluster as the admin interface shows it (Envoy's
-// /clusters).
+// ClusterStatus is a cluster as the admin interface shows it: Trellis's
+// own view (the sidecar's /clusters?format=trellis) and the input of
+// Envoy's two renderings, WriteEnvoyText and EnvoyClusters.
 type ClusterStatus struct {
 	Name string
-	Type upstream.DiscoveryType
+	// ObservabilityName is alt_stat_name, else Name (Envoy's
+	// observabilityName).
+	ObservabilityName string
+	// EDSServiceName is the name EDS assignments are requested under
+	// (eds_cluster_config.service_name, else Name); empty unless Type is
+	// EDS.
+	EDSServiceName string
+	Type           upstream.DiscoveryType
 	// Policy is the load-balancing policy (meaningless for ORIGINAL_DST).
 	Policy   lb.Policy
 	Protocol upstream.UpstreamProtocol
@@ -53,13 +62,15 @@ func (m *Manager) Clusters() []ClusterStatus {
 
 func (e *entry) status() ClusterStatus {
 	s := ClusterStatus{
-		Name:     e.name,
-		Type:     e.c.Type,
-		Policy:   e.c.LB.Policy,
-		Protocol: e.c.HTTP.Protocol,
-		Warming:  e.warming.Load(),
-		Outlier:  e.in.OutlierStats(),
-		Load:     e.in.Load(),
+		Name:              e.name,
+		ObservabilityName: cmp.Or(e.c.AltStatName, e.name),
+		EDSServiceName:    e.c.EDSServiceName,
+		Type:              e.c.Type,
+		Policy:            e.c.LB.Policy,
+		Protocol:          e.c.HTTP.Protocol,
+		Warming:           e.warming.Load(),
+		Outlier:           e.in.OutlierStats(),
+		Load:              e.in.Load(),
 	}
 	for p := range circuit.NumPriorities {
 		s.Breakers[p] = e.in.Breakers(p).Stats()
