@@ -15,7 +15,7 @@ import (
 
 // ClusterStatus is a cluster as the admin interface shows it: Trellis's
 // own view (the sidecar's /clusters?format=trellis) and the input of
-// Envoy's two renderings, WriteEnvoyText and EnvoyClusters.
+// Envoy's two renderings, WriteEnvoyText and EnvoyJSON.
 type ClusterStatus struct {
 	Name string
 	// ObservabilityName is alt_stat_name, else Name (Envoy's
