@@ -321,6 +321,8 @@ type HostStatus struct {
 	RqTotal  uint64
 	CxActive int64
 	CxTotal  uint64
+	// CxConnectFail counts failed connection attempts.
+	CxConnectFail uint64
 }
 
 // viewGroupsLocked returns the host groups the admin views report: the
@@ -347,17 +349,18 @@ func (in *Instance) Hosts() []HostStatus {
 		for _, h := range g.Hosts {
 			ep := h.Endpoint()
 			s := HostStatus{
-				Address:   h.Key(),
-				Hostname:  ep.Hostname,
-				Weight:    ep.Weight,
-				Priority:  ep.Priority,
-				Locality:  ep.Locality,
-				EDSHealth: ep.Health,
-				Health:    h.Health(),
-				RqActive:  h.Stats.RqActive.Load(),
-				RqTotal:   h.Stats.RqTotal.Load(),
-				CxActive:  h.Stats.CxActive.Load(),
-				CxTotal:   h.Stats.CxTotal.Load(),
+				Address:       h.Key(),
+				Hostname:      ep.Hostname,
+				Weight:        ep.Weight,
+				Priority:      ep.Priority,
+				Locality:      ep.Locality,
+				EDSHealth:     ep.Health,
+				Health:        h.Health(),
+				RqActive:      h.Stats.RqActive.Load(),
+				RqTotal:       h.Stats.RqTotal.Load(),
+				CxActive:      h.Stats.CxActive.Load(),
+				CxTotal:       h.Stats.CxTotal.Load(),
+				CxConnectFail: h.Stats.CxConnectFail.Load(),
 			}
 			if m := h.Outlier(); m != nil {
 				s.Outlier = m.State()

@@ -33,8 +33,7 @@ import (
 //     and JSON fields (the detector computes them, upstream.Instance does
 //     not expose them yet);
 //   - the per-host rq_error, rq_success and rq_timeout counters (Trellis
-//     does not count them per host), and cx_connect_fail (host.Stats
-//     counts it, upstream.HostStatus does not carry it yet);
+//     does not count them per host);
 //   - health flags of active health checking (Trellis has none) and
 //     pending_dynamic_removal (a removed host leaves the view at once).
 //
@@ -53,6 +52,7 @@ type hostStat struct {
 // text form sorts by name).
 func hostStats(h *HostStatus) []hostStat {
 	return []hostStat{
+		{name: "cx_connect_fail", value: h.CxConnectFail},
 		{name: "cx_total", value: h.CxTotal},
 		{name: "rq_total", value: h.RqTotal},
 		{name: "cx_active", value: gaugeValue(h.CxActive), gauge: true},

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net"
 	"strconv"
 	"strings"
@@ -117,6 +118,7 @@ func TestEnvoyText(t *testing.T) {
 	}{{good, goodRq, "healthy"}, {bad, badRq, "/failed_outlier_check"}} {
 		cx := min(h.rq, 1) // sequential requests share one kept-alive connection
 		line("%s::cx_active::%d", h.addr, cx)
+		line("%s::cx_connect_fail::0", h.addr)
 		line("%s::cx_total::%d", h.addr, cx)
 		line("%s::rq_active::0", h.addr)
 		line("%s::rq_total::%d", h.addr, h.rq)
@@ -167,6 +169,7 @@ func TestEnvoyJSON(t *testing.T) {
 				Address: ip, PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: uint32(p)},
 			}}},
 			Stats: []*adminv3.SimpleMetric{
+				{Name: "cx_connect_fail", Type: adminv3.SimpleMetric_COUNTER},
 				{Name: "cx_total", Value: cx, Type: adminv3.SimpleMetric_COUNTER},
 				{Name: "rq_total", Value: uint64(rq), Type: adminv3.SimpleMetric_COUNTER},
 				{Name: "cx_active", Value: cx, Type: adminv3.SimpleMetric_GAUGE},
@@ -235,7 +238,7 @@ func TestEnvoyForms(t *testing.T) {
 			Hosts: []manager.HostStatus{
 				{HostStatus: upstream.HostStatus{Address: "[fd00::1]:8080", Hostname: "h1", Weight: 3, Priority: 1,
 					Locality: host.Locality{Region: "r", Zone: "z", SubZone: "s"}, EDSHealth: corev3.HealthStatus_UNHEALTHY,
-					Outlier: monitored(50, 99.5, true), RqActive: -1, CxActive: 2, CxTotal: 7, RqTotal: 9}},
+					Outlier: monitored(50, 99.5, true), RqActive: -1, CxActive: 2, CxTotal: 7, RqTotal: 9, CxConnectFail: 4}},
 				{HostStatus: upstream.HostStatus{Address: "10.0.0.2:80", Weight: 1, EDSHealth: corev3.HealthStatus_DEGRADED,
 					Outlier: monitored(-1, 100, false)}},
 				{HostStatus: upstream.HostStatus{Address: "/run/app.sock", Weight: 1, EDSHealth: corev3.HealthStatus_DRAINING}},
@@ -260,6 +263,7 @@ static::high_priority::max_requests::7
 static::high_priority::max_retries::18446744073709551615
 static::added_via_api::true
 static::10.0.0.2:80::cx_active::0
+static::10.0.0.2:80::cx_connect_fail::0
 static::10.0.0.2:80::cx_total::0
 static::10.0.0.2:80::rq_active::0
 static::10.0.0.2:80::rq_total::0
@@ -274,6 +278,7 @@ static::10.0.0.2:80::priority::0
 static::10.0.0.2:80::success_rate::-1
 static::10.0.0.2:80::local_origin_success_rate::100
 static::/run/app.sock::cx_active::0
+static::/run/app.sock::cx_connect_fail::0
 static::/run/app.sock::cx_total::0
 static::/run/app.sock::rq_active::0
 static::/run/app.sock::rq_total::0
@@ -288,6 +293,7 @@ static::/run/app.sock::priority::0
 static::/run/app.sock::success_rate::-1
 static::/run/app.sock::local_origin_success_rate::-1
 static::envoy://connect_originate/10.0.0.3:80::cx_active::0
+static::envoy://connect_originate/10.0.0.3:80::cx_connect_fail::0
 static::envoy://connect_originate/10.0.0.3:80::cx_total::0
 static::envoy://connect_originate/10.0.0.3:80::rq_active::0
 static::envoy://connect_originate/10.0.0.3:80::rq_total::0
@@ -302,6 +308,7 @@ static::envoy://connect_originate/10.0.0.3:80::priority::0
 static::envoy://connect_originate/10.0.0.3:80::success_rate::-1
 static::envoy://connect_originate/10.0.0.3:80::local_origin_success_rate::-1
 static::[fd00::1]:8080::cx_active::2
+static::[fd00::1]:8080::cx_connect_fail::4
 static::[fd00::1]:8080::cx_total::7
 static::[fd00::1]:8080::rq_active::0
 static::[fd00::1]:8080::rq_total::9
@@ -375,5 +382,12 @@ warming::eds_service_name::svc
 	if h := st.GetHostStatuses()[3]; h.GetHostname() != "h1" || h.GetWeight() != 3 || h.GetPriority() != 1 ||
 		!proto.Equal(h.GetLocality(), &corev3.Locality{Region: "r", Zone: "z", SubZone: "s"}) {
 		t.Errorf("host [fd00::1]:8080: %v", h)
+	}
+	stats := map[string]uint64{}
+	for _, m := range st.GetHostStatuses()[3].GetStats() {
+		stats[m.GetName()] = m.GetValue()
+	}
+	if want := map[string]uint64{"cx_connect_fail": 4, "cx_total": 7, "rq_total": 9, "cx_active": 2, "rq_active": 0}; !maps.Equal(stats, want) {
+		t.Errorf("host [fd00::1]:8080 stats %v, want %v", stats, want)
 	}
 }
