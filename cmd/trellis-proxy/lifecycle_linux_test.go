@@ -133,9 +133,10 @@ type proxyProc struct {
 }
 
 // startProxy builds trellis-proxy, starts the control plane and the proxy
-// with --drain-duration drain, and waits until it is ready and serves
-// inbound and outbound.
-func startProxy(t *testing.T, drain time.Duration) *proxyProc {
+// with --drain-duration drain and the environment variables env
+// ("KEY=value"), and waits until it is ready and serves inbound and
+// outbound; the connections its checks opened are closed.
+func startProxy(t *testing.T, drain time.Duration, env ...string) *proxyProc {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "trellis-proxy")
 	if b, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
@@ -156,7 +157,7 @@ func startProxy(t *testing.T, drain time.Duration) *proxyProc {
 		"--metrics-address", "-",
 		"--explicit-proxy", at("15080"),
 		"--drain-duration", drain.String())
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH")} // no CA_ADDR, XDS_ADDRESS, ... from the test's environment
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, env...) // no CA_ADDR, XDS_ADDRESS, ... from the test's environment
 	px := &proxyProc{
 		p:       framework.StartProcess(t, "trellis-proxy", cmd, false),
 		app:     app,
@@ -167,6 +168,8 @@ func startProxy(t *testing.T, drain time.Duration) *proxyProc {
 	}
 	hc := &http.Client{Timeout: 2 * time.Second}
 	oc := px.outboundClient(t)
+	defer hc.CloseIdleConnections()
+	defer oc.CloseIdleConnections()
 	framework.Eventually(t, 30*time.Second, func() error {
 		if err, done := px.p.Exited(); done {
 			t.Fatalf("trellis-proxy exited before ready: %v\n%s", err, px.p.Tail(40))
@@ -412,6 +415,38 @@ func TestQuitQuitQuit(t *testing.T) {
 	}
 	err, exitAt := px.waitExit(t, start, 5*time.Second)
 	t.Logf("trellis-proxy exited %v after POST /quitquitquit: %v", exitAt, err)
+	if err != nil {
+		t.Errorf("exit: %v, want status 0\n%s", err, px.p.Tail(20))
+	}
+}
+
+// TestExitOnZeroActiveConnections: with Istio's
+// EXIT_ON_ZERO_ACTIVE_CONNECTIONS=true and MINIMUM_DRAIN_DURATION=1s in
+// the environment, SIGTERM drains as usual, but an idle keep-alive
+// connection keeps the process up past the minimum (the drain duration,
+// a minute, plays no part); once it is closed the process exits with
+// status 0 within the one-second check.
+func TestExitOnZeroActiveConnections(t *testing.T) {
+	const minDrain = time.Second
+	px := startProxy(t, time.Minute, "EXIT_ON_ZERO_ACTIVE_CONNECTIONS=true", "MINIMUM_DRAIN_DURATION="+minDrain.String())
+	idle := dial(t, px.ingress)
+	if code, closes, body, err := idle.do("/idle"); err != nil || code != 200 || closes || body != "app /idle" {
+		t.Fatalf("idle connection's first request: %d close=%v %q %v", code, closes, body, err)
+	}
+	start := time.Now()
+	px.signal(t)
+	px.waitDraining(t, time.Second)
+	// Up past the minimum and at least one check while the connection is
+	// open.
+	for until := start.Add(minDrain + 1500*time.Millisecond); time.Now().Before(until); time.Sleep(10 * time.Millisecond) {
+		if err, done := px.p.Exited(); done {
+			t.Fatalf("trellis-proxy exited %v after SIGTERM (%v) with a connection open\n%s", time.Since(start), err, px.p.Tail(20))
+		}
+	}
+	closed := time.Now()
+	idle.c.Close()
+	err, exitAt := px.waitExit(t, closed, 3*time.Second)
+	t.Logf("trellis-proxy exited %v after the last connection closed (%v after SIGTERM): %v", exitAt, time.Since(start), err)
 	if err != nil {
 		t.Errorf("exit: %v, want status 0\n%s", err, px.p.Tail(20))
 	}

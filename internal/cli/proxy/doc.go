@@ -8,6 +8,10 @@
 //	                         see internal/dataplane/capture
 //	trellis proxy sidecar    run the sidecar (role/sidecar); the first SIGTERM
 //	                         drains for --drain-duration, a second exits at once;
+//	                         --exit-on-zero-active-connections (or
+//	                         EXIT_ON_ZERO_ACTIVE_CONNECTIONS): after
+//	                         --minimum-drain-duration (MINIMUM_DRAIN_DURATION),
+//	                         exit once no connection is left instead;
 //	                         --explicit-proxy, --app-metrics-url (or
 //	                         ISTIO_PROMETHEUS_ANNOTATIONS); --ca-address (or
 //	                         CA_ADDR), --ca-root-cert, --bootstrap-token,

@@ -36,6 +36,8 @@ type sidecarOptions struct {
 	bindAddress    string
 	sotw           bool
 	drain          time.Duration
+	exitOnZero     bool
+	minDrain       string // a duration
 	maxConns       int
 	explicitProxy  string
 	appMetricsURL  string
@@ -126,6 +128,8 @@ POD_NAMESPACE, SERVICE_ACCOUNT) when set.`,
 	f.StringVar(&o.bindAddress, "bind-address", "", "bind wildcard listeners (15001, 15006) to this address instead (local mode: one loopback address per workload)")
 	f.BoolVar(&o.sotw, "sotw", false, "use state-of-the-world xDS instead of delta")
 	f.DurationVar(&o.drain, "drain-duration", 5*time.Second, "on SIGTERM, how long inbound listeners keep serving (clients asked to go away) before the proxy exits; a second signal exits at once. Also the drain time of replaced listeners (Istio's terminationDrainDuration)")
+	f.BoolVar(&o.exitOnZero, "exit-on-zero-active-connections", envBool(d.getenv, "EXIT_ON_ZERO_ACTIVE_CONNECTIONS"), "on SIGTERM, drain for --minimum-drain-duration, then exit as soon as no connection to the proxy's listeners is left (checked every second) instead of after --drain-duration, which then does not bound the wait; a second signal exits at once (Istio's EXIT_ON_ZERO_ACTIVE_CONNECTIONS; env EXIT_ON_ZERO_ACTIVE_CONNECTIONS)")
+	f.StringVar(&o.minDrain, "minimum-drain-duration", envDefault(d.getenv, "MINIMUM_DRAIN_DURATION", "5s"), "with --exit-on-zero-active-connections, how long the proxy drains before it checks for active connections (Istio's MINIMUM_DRAIN_DURATION; env MINIMUM_DRAIN_DURATION)")
 	f.IntVar(&o.maxConns, "max-connections", listener.DefaultMaxConnections, "open connections accepted per listener socket (inbound 15006, outbound 15001, ...); beyond it new connections are closed at once and counted in envoy_listener_downstream_cx_overflow, existing ones are served; negative: no limit")
 	f.StringVar(&o.explicitProxy, "explicit-proxy", "", "serve an HTTP forward proxy (absolute-form requests, Host routing, CONNECT) on this ip:port: the outbound routes without traffic capture, for local mode without root (see docs/local-mode.md)")
 	f.StringVar(&o.appMetricsURL, "app-metrics-url", "", "the application's Prometheus endpoint, merged into /stats/prometheus on the metrics port (default from ISTIO_PROMETHEUS_ANNOTATIONS)")
@@ -193,12 +197,36 @@ func envBool(getenv env, key string) bool {
 	return err == nil && b
 }
 
+// boolEnvs are the environment variables envBool reads.
+var boolEnvs = [...]string{"EXIT_ON_ZERO_ACTIVE_CONNECTIONS", "TRELLIS_KEEP_STARTUP_PAGES"}
+
+// checkBoolEnvs rejects a set boolean variable that is not a boolean
+// (envBool reads it as false), so that a typo does not silently turn the
+// option off.
+func checkBoolEnvs(getenv env) error {
+	for _, k := range boolEnvs {
+		if v := getenv(k); v != "" {
+			if _, err := strconv.ParseBool(v); err != nil {
+				return fmt.Errorf("environment variable %s=%q: want true or false", k, v)
+			}
+		}
+	}
+	return nil
+}
+
 // config validates the options into the sidecar's configuration.
 func (o sidecarOptions) config(d deps) (sidecar.Config, error) {
 	if o.ip == "" {
 		return sidecar.Config{}, fmt.Errorf("--ip is required (or set INSTANCE_IP)")
 	}
 	if err := o.checkGC(); err != nil {
+		return sidecar.Config{}, err
+	}
+	if err := checkBoolEnvs(d.getenv); err != nil {
+		return sidecar.Config{}, err
+	}
+	minDrain, err := o.minimumDrain()
+	if err != nil {
 		return sidecar.Config{}, err
 	}
 	pod := o.podName
@@ -263,6 +291,9 @@ func (o sidecarOptions) config(d deps) (sidecar.Config, error) {
 		DrainDuration:  o.drain,
 		MaxConnections: o.maxConns,
 
+		ExitOnZeroActiveConnections: o.exitOnZero,
+		MinimumDrainDuration:        minDrain,
+
 		KeepStartupPages: o.keepPages,
 		Logger:           d.logger,
 
@@ -270,6 +301,18 @@ func (o sidecarOptions) config(d deps) (sidecar.Config, error) {
 		AppMetricsURL:        appURL,
 		AppProbers:           d.getenv("ISTIO_KUBE_APP_PROBERS"), // the injector's rewritten probes
 	}, nil
+}
+
+// minimumDrain parses --minimum-drain-duration ("": Istio's default, 5s).
+func (o sidecarOptions) minimumDrain() (time.Duration, error) {
+	if o.minDrain == "" {
+		return 5 * time.Second, nil
+	}
+	d, err := time.ParseDuration(o.minDrain)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("--minimum-drain-duration (env MINIMUM_DRAIN_DURATION) %q: want a positive duration such as 5s", o.minDrain)
+	}
+	return d, nil
 }
 
 // identity validates the CA flags (none when --ca-address is empty).

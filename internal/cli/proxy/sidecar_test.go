@@ -3,6 +3,7 @@ package proxy
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/trellismesh/trellis/internal/dataplane/role/sidecar"
 )
@@ -43,8 +44,53 @@ func sidecarConfigFull(t *testing.T, env map[string]string, args ...string) (sid
 	if o.gcMinGoal, err = f.GetString("gc-min-goal-mib"); err != nil {
 		t.Fatal(err)
 	}
+	if o.minDrain, err = f.GetString("minimum-drain-duration"); err != nil {
+		t.Fatal(err)
+	}
+	if o.exitOnZero, err = f.GetBool("exit-on-zero-active-connections"); err != nil {
+		t.Fatal(err)
+	}
 	cfg, err := o.config(d)
 	return o, cfg, err
+}
+
+// TestExitOnZeroFlags: Istio's EXIT_ON_ZERO_ACTIVE_CONNECTIONS and
+// MINIMUM_DRAIN_DURATION, as flags or environment variables.
+func TestExitOnZeroFlags(t *testing.T) {
+	base := []string{"--ip", "127.0.0.2", "--pod-name", "p"}
+	for _, tc := range []struct {
+		name    string
+		env     map[string]string
+		args    []string
+		exit    bool
+		min     time.Duration
+		wantErr string
+	}{
+		{"defaults", nil, nil, false, 5 * time.Second, ""},
+		{"environment", map[string]string{"EXIT_ON_ZERO_ACTIVE_CONNECTIONS": "true", "MINIMUM_DRAIN_DURATION": "1s"}, nil, true, time.Second, ""},
+		{"flags over environment", map[string]string{"EXIT_ON_ZERO_ACTIVE_CONNECTIONS": "true", "MINIMUM_DRAIN_DURATION": "1s"},
+			[]string{"--exit-on-zero-active-connections=false", "--minimum-drain-duration", "3s"}, false, 3 * time.Second, ""},
+		{"bad duration", map[string]string{"MINIMUM_DRAIN_DURATION": "5"}, nil, false, 0, "MINIMUM_DRAIN_DURATION"},
+		{"negative", nil, []string{"--minimum-drain-duration", "-1s"}, false, 0, "--minimum-drain-duration"},
+		{"not a boolean", map[string]string{"EXIT_ON_ZERO_ACTIVE_CONNECTIONS": "yes"}, nil, false, 0, "EXIT_ON_ZERO_ACTIVE_CONNECTIONS"},
+		{"keep pages not a boolean", map[string]string{"TRELLIS_KEEP_STARTUP_PAGES": "on"}, nil, false, 0, "TRELLIS_KEEP_STARTUP_PAGES"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, cfg, err := sidecarConfigFull(t, tc.env, append(append([]string{}, base...), tc.args...)...)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("error %v, want one naming %s", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.ExitOnZeroActiveConnections != tc.exit || cfg.MinimumDrainDuration != tc.min {
+				t.Fatalf("exit on zero %v, minimum drain %v; want %v, %v", cfg.ExitOnZeroActiveConnections, cfg.MinimumDrainDuration, tc.exit, tc.min)
+			}
+		})
+	}
 }
 
 func TestSidecarIdentityFlags(t *testing.T) {

@@ -79,6 +79,22 @@ func (m *Manager) StopListening(sel Selector) {
 	}
 }
 
+// ActiveConnections counts the open downstream connections of every
+// listener, those of replaced or removed listeners still draining
+// included: Envoy's listener.<name>.downstream_cx_active summed over the
+// listeners, as Istio's agent polls it to exit on zero active
+// connections. It costs a walk of the connection sets under the lock;
+// nothing is counted per connection or request for it.
+func (m *Manager) ActiveConnections() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := 0
+	for g := range m.gens {
+		n += len(g.conns)
+	}
+	return n
+}
+
 // stoppedLocked reports whether StopListening has selected l. Called with
 // updateMu held.
 func (m *Manager) stoppedLocked(l *Listener) bool {

@@ -573,6 +573,7 @@ func TestAdminDrainListeners(t *testing.T) {
 			}
 			in := dialKeepAlive(t, m.ingress())
 			out := dialKeepAlive(t, m.proxy)
+			outDuring := dialKeepAlive(t, m.proxy) // used during a graceful drain
 			const reviews = "http://reviews.default.svc.cluster.local:9080/"
 			if code, conn, body, err := in.do("/before", "client"); err != nil || code != 200 || conn != "" || body != "app GET client /before" {
 				t.Fatalf("inbound before the drain: %d %q %q %v", code, conn, body, err)
@@ -602,6 +603,24 @@ func TestAdminDrainListeners(t *testing.T) {
 				fresh := dialKeepAlive(t, m.ingress())
 				if code, conn, _, err := fresh.do("/new", "client"); err != nil || code != 200 || conn != "close" {
 					t.Errorf("inbound during the drain, new connection: %d Connection %q %v; want 200, close", code, conn, err)
+				}
+				// The explicit proxy is drained like every listener
+				// (Envoy's), but not by ?inboundonly.
+				want := ""
+				if tc.outbound {
+					want = "close"
+				}
+				if code, conn, body, err := outDuring.do(reviews+"during", "reviews.default.svc.cluster.local:9080"); err != nil || code != 200 || conn != want || !strings.HasPrefix(body, "reviews GET") {
+					t.Errorf("explicit proxy during the drain, established connection: %d Connection %q %q %v; want 200, Connection %q", code, conn, body, err, want)
+				}
+				if got := outDuring.closed(time.Second); got != tc.outbound {
+					t.Errorf("explicit proxy connection closed after its response during the drain: %v, want %v", got, tc.outbound)
+				}
+				if tc.outbound {
+					fresh := dialKeepAlive(t, m.proxy)
+					if code, conn, _, err := fresh.do(reviews+"new", "reviews.default.svc.cluster.local:9080"); err != nil || code != 200 || conn != "close" {
+						t.Errorf("explicit proxy during the drain, new connection: %d Connection %q %v; want 200, close", code, conn, err)
+					}
 				}
 				framework.Eventually(t, drain+5*time.Second, func() error {
 					for addr, stops := range sockets {

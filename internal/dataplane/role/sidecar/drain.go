@@ -58,9 +58,14 @@ func (s *Sidecar) readiness() string {
 // keep serving as usual, so that the application's own calls still work
 // while it shuts down. Then Run closes every listener and connection.
 // Stop cuts the period short; a component error ends it with that error.
+//
+// With ExitOnZeroActiveConnections the period is untilIdle's instead.
 func (s *Sidecar) terminate(errc <-chan error) error {
 	s.life.draining.Store(true)
 	s.listeners.Drain(listener.Inbound)
+	if s.cfg.ExitOnZeroActiveConnections {
+		return s.untilIdle(errc)
+	}
 	s.log.Info("terminating: draining inbound listeners", "drain_duration", s.cfg.DrainDuration)
 	t := time.NewTimer(s.cfg.DrainDuration)
 	defer t.Stop()
@@ -75,10 +80,60 @@ func (s *Sidecar) terminate(errc <-chan error) error {
 	return nil
 }
 
+// activeConnectionCheck is how often untilIdle counts the connections
+// after the minimum drain (Istio's activeConnectionCheckDelay).
+const activeConnectionCheck = time.Second
+
+// untilIdle is the drain period with Istio's
+// EXIT_ON_ZERO_ACTIVE_CONNECTIONS (pilot-agent's terminate, pkg/envoy
+// agent.go): MinimumDrainDuration first, then the open downstream
+// connections of every listener are counted (Envoy's downstream_cx_active
+// summed over its listeners, which do not include admin, health and
+// metrics) at once and every second until there are none. Outbound
+// connections count too: the application's own keep-alive connections
+// keep the proxy up until the application closes them. DrainDuration does
+// not bound the wait, as in Istio: Stop ends it, or the orchestrator's
+// kill.
+func (s *Sidecar) untilIdle(errc <-chan error) error {
+	s.log.Info("terminating: draining inbound listeners, then waiting for active connections to end",
+		"minimum_drain_duration", s.cfg.MinimumDrainDuration)
+	t := time.NewTimer(s.cfg.MinimumDrainDuration)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+		case <-s.life.stop:
+			s.log.Info("stopping now: drain period cut short")
+			return nil
+		case err := <-errc:
+			return err
+		}
+		n := s.activeConnections()
+		if n == 0 {
+			s.log.Info("no active connections left: closing listeners")
+			return nil
+		}
+		s.log.Info("waiting for active connections to end", "active", n)
+		t.Reset(activeConnectionCheck)
+	}
+}
+
+// activeConnections counts the open downstream connections of the
+// listeners, the explicit proxy's included.
+func (s *Sidecar) activeConnections() int {
+	n := s.listeners.ActiveConnections()
+	if s.explicit != nil {
+		n += s.explicit.activeConnections()
+	}
+	return n
+}
+
 // drainListeners serves Envoy's POST /drain_listeners: ?inboundonly limits
 // it to inbound listeners; ?graceful first drains them (they keep serving,
-// clients are asked to move away) for DrainDuration, then stops them;
-// without it they stop accepting at once. Established connections go on
+// clients are asked to move away: "Connection: close", GOAWAY) for
+// DrainDuration, then stops them; without it they stop accepting at once.
+// Without ?inboundonly the explicit proxy is one of them, as every
+// listener is in Envoy. Established connections go on
 // either way; readiness is not changed (see /healthcheck/fail).
 func (s *Sidecar) drainListeners(runCtx context.Context, bg *sync.WaitGroup) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
@@ -100,6 +155,10 @@ func (s *Sidecar) drainListeners(runCtx context.Context, bg *sync.WaitGroup) htt
 			return
 		}
 		s.listeners.Drain(sel)
+		if s.explicit != nil && sel == nil {
+			// Envoy drains every listener: the explicit proxy is one.
+			s.explicit.drain()
+		}
 		bg.Go(func() {
 			t := time.NewTimer(s.cfg.DrainDuration)
 			defer t.Stop()

@@ -127,6 +127,17 @@ func (p *explicitProxy) addr() (net.Addr, bool) { return p.listeners.Addr(explic
 
 func (p *explicitProxy) stopListening() { p.listeners.StopListening(nil) }
 
+// drain starts a graceful drain of the explicit listener, as of a captured
+// one: the connection manager answers HTTP/1 with "Connection: close" and
+// sends HTTP/2 a GOAWAY while it keeps serving (listener.Drainer through
+// connectFront); CONNECT tunnels go on. Settings that LDS brings later
+// are drained too.
+func (p *explicitProxy) drain() { p.listeners.Drain(nil) }
+
+// activeConnections counts the explicit listener's open downstream
+// connections, tunnels included.
+func (p *explicitProxy) activeConnections() int { return p.listeners.ActiveConnections() }
+
 // setTemplate takes the HTTP connection manager of the first outbound
 // listener (by name) whose chain routes by a port-named route
 // configuration, so that requests through the explicit proxy get the same

@@ -142,6 +142,13 @@ spec: {address: 127.0.0.1, labels: {app: tcp-echo}, ports: {tcp: %s}}
 // run) with an explicit proxy on a free loopback port.
 func startLocalMesh(t *testing.T, drain time.Duration) *localMesh {
 	t.Helper()
+	return startLocalMeshWith(t, drain, nil)
+}
+
+// startLocalMeshWith is startLocalMesh with the sidecar's configuration
+// changed by with (if not nil) before New.
+func startLocalMeshWith(t *testing.T, drain time.Duration, with func(*sidecar.Config)) *localMesh {
+	t.Helper()
 	m := &localMesh{backend: map[string]string{
 		"reviews": httpBackend(t, "reviews"),
 		"details": httpBackend(t, "details"),
@@ -154,7 +161,7 @@ func startLocalMesh(t *testing.T, drain time.Duration) *localMesh {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m.sc, err = sidecar.New(sidecar.Config{
+	cfg := sidecar.Config{
 		XDSAddress:           m.cp.XDSAddr().String(),
 		Node:                 node,
 		AdminAddress:         "127.0.0.1:0",
@@ -164,7 +171,11 @@ func startLocalMesh(t *testing.T, drain time.Duration) *localMesh {
 		DrainDuration:        drain,
 		ExplicitProxyAddress: ip + ":0",
 		Logger:               slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
+	}
+	if with != nil {
+		with(&cfg)
+	}
+	m.sc, err = sidecar.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -339,6 +350,11 @@ func TestTermination(t *testing.T) {
 	if code, body, err := get(hc, readyURL); err != nil || code != 200 {
 		t.Fatalf("before termination: %d %q %v", code, body, err)
 	}
+	const reviews = "http://reviews.default.svc.cluster.local:9080/"
+	out := dialKeepAlive(t, m.proxy)
+	if code, conn, _, err := out.do(reviews+"before", "reviews.default.svc.cluster.local:9080"); err != nil || code != 200 || conn != "" {
+		t.Fatalf("explicit proxy before termination: %d Connection %q %v", code, conn, err)
+	}
 
 	start := time.Now()
 	m.cancel() // what SIGTERM does
@@ -352,6 +368,11 @@ func TestTermination(t *testing.T) {
 	// Still serving during the drain period.
 	if code, body, err := get(c, "http://reviews.default.svc.cluster.local:9080/during"); err != nil || code != 200 {
 		t.Errorf("request during the drain: %d %q %v", code, body, err)
+	}
+	// Termination drains inbound only: the application's connections
+	// through the explicit proxy are not asked to close.
+	if code, conn, _, err := out.do(reviews+"during", "reviews.default.svc.cluster.local:9080"); err != nil || code != 200 || conn != "" {
+		t.Errorf("explicit proxy during the drain, established connection: %d Connection %q %v; want 200 kept alive", code, conn, err)
 	}
 	select {
 	case err := <-m.done:
@@ -396,4 +417,75 @@ func TestStopCutsDrainShort(t *testing.T) {
 		t.Fatal("Stop did not end the drain")
 	}
 	m.done <- nil
+}
+
+// TestExitOnZeroActiveConnections: with Istio's
+// EXIT_ON_ZERO_ACTIVE_CONNECTIONS, termination waits the minimum drain
+// duration, then ends Run once no downstream connection is left (checked
+// every second), whatever DrainDuration says: without connections right
+// after the minimum; with one open (the application's keep-alive
+// connection to the explicit proxy), past the minimum and until it is
+// closed.
+func TestExitOnZeroActiveConnections(t *testing.T) {
+	const minDrain = 300 * time.Millisecond
+	exitOnZero := func(c *sidecar.Config) {
+		c.ExitOnZeroActiveConnections = true
+		c.MinimumDrainDuration = minDrain
+	}
+	t.Run("no connection", func(t *testing.T) {
+		m := startLocalMeshWith(t, time.Minute, exitOnZero)
+		start := time.Now()
+		m.cancel()
+		select {
+		case err := <-m.done:
+			el := time.Since(start)
+			t.Logf("Run returned %v after termination", el)
+			if err != nil {
+				t.Errorf("Run: %v, want nil", err)
+			}
+			if el < minDrain {
+				t.Errorf("Run returned after %v, before the minimum drain duration %v", el, minDrain)
+			}
+		case <-time.After(minDrain + 700*time.Millisecond):
+			t.Fatalf("Run did not return right after the minimum drain duration %v without connections", minDrain)
+		}
+		m.done <- nil // for the cleanup
+	})
+	t.Run("connection open", func(t *testing.T) {
+		m := startLocalMeshWith(t, time.Minute, exitOnZero)
+		// Once routed (the configuration settled: a listener update
+		// would retire the connection's listener), one kept-alive
+		// connection, the client's pool closed.
+		c := m.client(t)
+		framework.Eventually(t, 20*time.Second, func() error {
+			if code, _, err := get(c, "http://reviews.default.svc.cluster.local:9080/"); err != nil || code != 200 {
+				return fmt.Errorf("not routed yet: %d %v", code, err)
+			}
+			return nil
+		})
+		c.CloseIdleConnections()
+		out := dialKeepAlive(t, m.proxy)
+		if code, conn, _, err := out.do("http://reviews.default.svc.cluster.local:9080/", "reviews.default.svc.cluster.local:9080"); err != nil || code != 200 || conn != "" {
+			t.Fatalf("explicit proxy: %d Connection %q %v; want 200 kept alive", code, conn, err)
+		}
+		m.cancel()
+		select {
+		case err := <-m.done:
+			m.done <- err // for the cleanup
+			t.Fatalf("Run returned (%v) with a connection open", err)
+		case <-time.After(minDrain + 1200*time.Millisecond): // the minimum and a check
+		}
+		closed := time.Now()
+		out.c.Close()
+		select {
+		case err := <-m.done:
+			t.Logf("Run returned %v after the last connection closed", time.Since(closed))
+			if err != nil {
+				t.Errorf("Run: %v, want nil", err)
+			}
+		case <-time.After(2 * time.Second):
+			t.Fatal("Run did not return within the one-second check after the last connection closed")
+		}
+		m.done <- nil
+	})
 }

@@ -58,6 +58,19 @@ type Config struct {
 	// graceful period of /drain_listeners?graceful. Istio's
 	// terminationDrainDuration; default 5s.
 	DrainDuration time.Duration
+	// ExitOnZeroActiveConnections is Istio's EXIT_ON_ZERO_ACTIVE_CONNECTIONS:
+	// on termination the proxy drains as usual but, instead of serving for
+	// DrainDuration, waits MinimumDrainDuration and then exits as soon as
+	// its listeners have no open downstream connection left (checked at
+	// once, then every second; the explicit proxy's count, the admin,
+	// health and metrics servers' do not). As in Istio, DrainDuration does
+	// not bound that wait: Stop (a second signal, POST /quitquitquit) or
+	// the orchestrator's kill at the end of its grace period does.
+	ExitOnZeroActiveConnections bool
+	// MinimumDrainDuration is Istio's MINIMUM_DRAIN_DURATION: with
+	// ExitOnZeroActiveConnections, how long the proxy drains before it
+	// checks for active connections. Default 5s.
+	MinimumDrainDuration time.Duration
 	// KeepStartupPages keeps the executable's pages mapped after start-up.
 	// By default, once the first configuration (and later, a large push)
 	// has been applied and has settled, the sidecar drops its mappings of
@@ -167,6 +180,9 @@ func New(cfg Config) (*Sidecar, error) {
 	}
 	if cfg.DrainDuration == 0 {
 		cfg.DrainDuration = 5 * time.Second
+	}
+	if cfg.MinimumDrainDuration == 0 {
+		cfg.MinimumDrainDuration = 5 * time.Second
 	}
 	local := telemetry.LocalWorkload(cfg.Node)
 	if id := cfg.Identity; id.CAAddress != "" {
@@ -456,7 +472,8 @@ func (s *Sidecar) rebind(l *listenerv3.Listener) *listenerv3.Listener {
 
 // Run runs the sidecar until ctx is done, then terminates it gracefully
 // (see terminate): not ready, inbound listeners drained for
-// DrainDuration, then everything closed; it returns nil then. Stop (and
+// DrainDuration (or, with ExitOnZeroActiveConnections, until no
+// connection is left after MinimumDrainDuration), then everything closed; it returns nil then. Stop (and
 // POST /quitquitquit) ends it at once, also during the drain. A component
 // failing ends it with that error.
 func (s *Sidecar) Run(ctx context.Context) error {
