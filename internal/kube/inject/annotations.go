@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -70,14 +71,19 @@ type podOptions struct {
 	excludeInbound  string
 	includeOutbound string
 	excludeOutbound string
+	// metadata is ProxyConfig.proxyMetadata: environment variables of the
+	// proxy container (EXIT_ON_ZERO_ACTIVE_CONNECTIONS, ...), as Istio's
+	// injector sets them.
+	metadata map[string]string
 }
 
 // proxyConfig is the part of Istio's ProxyConfig (proxy.istio.io/config)
 // that the injector applies; other fields are accepted and ignored.
 type proxyConfig struct {
-	HoldApplicationUntilProxyStarts *bool   `json:"holdApplicationUntilProxyStarts"`
-	TerminationDrainDuration        *string `json:"terminationDrainDuration"`
-	InterceptionMode                *string `json:"interceptionMode"`
+	HoldApplicationUntilProxyStarts *bool             `json:"holdApplicationUntilProxyStarts"`
+	TerminationDrainDuration        *string           `json:"terminationDrainDuration"`
+	InterceptionMode                *string           `json:"interceptionMode"`
+	ProxyMetadata                   map[string]string `json:"proxyMetadata"`
 }
 
 // options reads the pod's annotations over the mesh defaults. Every error
@@ -140,6 +146,12 @@ func (in *Injector) options(ann map[string]string) (podOptions, error) {
 				}
 				o.drain = d
 			}
+			for k := range pc.ProxyMetadata {
+				if err := metadataKey(k); err != nil {
+					bad(annProxyConfig, "proxyMetadata %q: %v", k, err)
+				}
+			}
+			o.metadata = pc.ProxyMetadata
 		}
 	}
 
@@ -273,4 +285,22 @@ func portList(v string, star bool) (string, error) {
 		out = append(out, item)
 	}
 	return strings.Join(out, ","), nil
+}
+
+// metadataKey checks a proxyMetadata key: it becomes an environment
+// variable of the proxy container, so it must be a variable name, and not
+// one the injector sets itself.
+func metadataKey(k string) error {
+	if k == "" {
+		return fmt.Errorf("empty name")
+	}
+	for i, c := range k {
+		if c != '_' && !(c >= 'A' && c <= 'Z') && !(c >= 'a' && c <= 'z') && !(i > 0 && c >= '0' && c <= '9') {
+			return fmt.Errorf("not an environment variable name (letters, digits and _, not starting with a digit)")
+		}
+	}
+	if slices.Contains(injectedEnv[:], k) {
+		return fmt.Errorf("set by the injector itself")
+	}
+	return nil
 }

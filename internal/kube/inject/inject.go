@@ -3,6 +3,7 @@ package inject
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -193,6 +194,8 @@ func (in *Injector) initContainer(o podOptions) corev1.Container {
 // from the downward API (the sidecar reads INSTANCE_IP, POD_NAME,
 // POD_NAMESPACE and SERVICE_ACCOUNT); its labels are those of the pod at
 // admission.
+//
+// Its environment is injectedEnv, then the pod's proxyMetadata.
 func (in *Injector) proxyContainer(pod *corev1.Pod, o podOptions, workload, probers string) corev1.Container {
 	args := []string{"proxy", "sidecar",
 		"--xds-address=" + in.cfg.XDSAddress,
@@ -219,7 +222,7 @@ func (in *Injector) proxyContainer(pod *corev1.Pod, o podOptions, workload, prob
 		return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: path}}}
 	}
 	env := []corev1.EnvVar{
-		field("POD_NAME", "metadata.name"),
+		field("POD_NAME", "metadata.name"), // injectedEnv lists these names
 		field("POD_NAMESPACE", "metadata.namespace"),
 		field("INSTANCE_IP", "status.podIP"),
 		field("SERVICE_ACCOUNT", "spec.serviceAccountName"),
@@ -227,6 +230,9 @@ func (in *Injector) proxyContainer(pod *corev1.Pod, o podOptions, workload, prob
 	}
 	if probers != "" {
 		env = append(env, corev1.EnvVar{Name: ProbersEnv, Value: probers})
+	}
+	for _, k := range slices.Sorted(maps.Keys(o.metadata)) {
+		env = append(env, corev1.EnvVar{Name: k, Value: o.metadata[k]})
 	}
 	mounts := []corev1.VolumeMount{{Name: envoyVolume, MountPath: envoyPath}}
 	if in.cfg.CAAddress != "" {
@@ -362,3 +368,7 @@ func canonicalName(labels map[string]string, workload string) string {
 	}
 	return workload
 }
+
+// injectedEnv are the proxy container's environment variables the
+// injector sets; proxyMetadata may not set them.
+var injectedEnv = [...]string{"POD_NAME", "POD_NAMESPACE", "INSTANCE_IP", "SERVICE_ACCOUNT", InterceptionEnv, ProbersEnv}

@@ -223,6 +223,8 @@ func TestBadAnnotations(t *testing.T) {
 		{map[string]string{annProxyMemory: "2Gi"}, `annotation sidecar.istio.io/proxyMemory: request 2Gi is above the limit 1Gi`},
 		{map[string]string{annProxyConfig: "holdApplicationUntilProxyStarts: maybe"}, `annotation proxy.istio.io/config: not a ProxyConfig`},
 		{map[string]string{annProxyConfig: "terminationDrainDuration: soon"}, `annotation proxy.istio.io/config: terminationDrainDuration "soon"`},
+		{map[string]string{annProxyConfig: "proxyMetadata: {EXIT-ON-ZERO: \"true\"}"}, `annotation proxy.istio.io/config: proxyMetadata "EXIT-ON-ZERO": not an environment variable name`},
+		{map[string]string{annProxyConfig: "proxyMetadata: {INSTANCE_IP: 10.0.0.1}"}, `annotation proxy.istio.io/config: proxyMetadata "INSTANCE_IP": set by the injector itself`},
 		{map[string]string{annNativeSidecar: "perhaps"}, `annotation sidecar.istio.io/nativeSidecar: want true or false, not "perhaps"`},
 		{map[string]string{annInterceptionMode: "tproxy"}, `annotation sidecar.istio.io/interceptionMode: want REDIRECT, TPROXY or NONE, not "tproxy"`},
 		{map[string]string{annInterceptionMode: ""}, `annotation sidecar.istio.io/interceptionMode: want REDIRECT, TPROXY or NONE, not ""`},
@@ -383,4 +385,43 @@ func envValue(env []corev1.EnvVar, name string) string {
 		}
 	}
 	return ""
+}
+
+// TestProxyMetadata: proxy.istio.io/config's proxyMetadata becomes the
+// proxy container's environment, as Istio's injector does (how users set
+// EXIT_ON_ZERO_ACTIVE_CONNECTIONS and MINIMUM_DRAIN_DURATION per pod).
+func TestProxyMetadata(t *testing.T) {
+	in, err := New(testConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod := &corev1.Pod{}
+	pod.Annotations = map[string]string{annProxyConfig: `
+proxyMetadata:
+  MINIMUM_DRAIN_DURATION: 10s
+  EXIT_ON_ZERO_ACTIVE_CONNECTIONS: "true"
+`}
+	pod.Spec.Containers = []corev1.Container{{Name: "app"}}
+	out, err := in.Pod(pod, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var env []corev1.EnvVar
+	for _, c := range out.Spec.Containers {
+		if c.Name == ProxyContainer {
+			env = c.Env
+		}
+	}
+	got := map[string]string{}
+	var order []string
+	for _, e := range env {
+		got[e.Name] = e.Value
+		order = append(order, e.Name)
+	}
+	if got["EXIT_ON_ZERO_ACTIVE_CONNECTIONS"] != "true" || got["MINIMUM_DRAIN_DURATION"] != "10s" {
+		t.Fatalf("proxy environment %v: want the proxyMetadata variables", env)
+	}
+	if n := len(order); n < 2 || order[n-2] != "EXIT_ON_ZERO_ACTIVE_CONNECTIONS" || order[n-1] != "MINIMUM_DRAIN_DURATION" {
+		t.Errorf("environment order %v: want the metadata last, sorted (a stable pod spec)", order)
+	}
 }
