@@ -316,13 +316,30 @@ type HostStatus struct {
 	EDSHealth corev3.HealthStatus
 	Health    host.Health
 	// Outlier is the outlier state; zero without outlier detection.
-	Outlier  outlier.State
+	Outlier outlier.State
+	HostCounters
+}
+
+// HostCounters are a host's request and connection counters (Envoy's
+// per-host stats), as host.Stats holds them.
+type HostCounters struct {
 	RqActive int64
 	RqTotal  uint64
 	CxActive int64
 	CxTotal  uint64
 	// CxConnectFail counts failed connection attempts.
 	CxConnectFail uint64
+}
+
+// CountersOf reads h's counters.
+func CountersOf(h *host.Host) HostCounters {
+	return HostCounters{
+		RqActive:      h.Stats.RqActive.Load(),
+		RqTotal:       h.Stats.RqTotal.Load(),
+		CxActive:      h.Stats.CxActive.Load(),
+		CxTotal:       h.Stats.CxTotal.Load(),
+		CxConnectFail: h.Stats.CxConnectFail.Load(),
+	}
 }
 
 // viewGroupsLocked returns the host groups the admin views report: the
@@ -349,18 +366,14 @@ func (in *Instance) Hosts() []HostStatus {
 		for _, h := range g.Hosts {
 			ep := h.Endpoint()
 			s := HostStatus{
-				Address:       h.Key(),
-				Hostname:      ep.Hostname,
-				Weight:        ep.Weight,
-				Priority:      ep.Priority,
-				Locality:      ep.Locality,
-				EDSHealth:     ep.Health,
-				Health:        h.Health(),
-				RqActive:      h.Stats.RqActive.Load(),
-				RqTotal:       h.Stats.RqTotal.Load(),
-				CxActive:      h.Stats.CxActive.Load(),
-				CxTotal:       h.Stats.CxTotal.Load(),
-				CxConnectFail: h.Stats.CxConnectFail.Load(),
+				Address:      h.Key(),
+				Hostname:     ep.Hostname,
+				Weight:       ep.Weight,
+				Priority:     ep.Priority,
+				Locality:     ep.Locality,
+				EDSHealth:    ep.Health,
+				Health:       h.Health(),
+				HostCounters: CountersOf(h),
 			}
 			if m := h.Outlier(); m != nil {
 				s.Outlier = m.State()

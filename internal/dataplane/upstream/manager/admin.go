@@ -103,13 +103,9 @@ func (e *entry) status() ClusterStatus {
 
 func origStatus(h *host.Host) upstream.HostStatus {
 	return upstream.HostStatus{
-		Address:       h.Key(),
-		Weight:        h.Weight(),
-		Health:        h.Health(),
-		RqActive:      h.Stats.RqActive.Load(),
-		RqTotal:       h.Stats.RqTotal.Load(),
-		CxActive:      h.Stats.CxActive.Load(),
-		CxTotal:       h.Stats.CxTotal.Load(),
-		CxConnectFail: h.Stats.CxConnectFail.Load(),
+		Address:      h.Key(),
+		Weight:       h.Weight(),
+		Health:       h.Health(),
+		HostCounters: upstream.CountersOf(h),
 	}
 }

@@ -238,7 +238,7 @@ func TestEnvoyForms(t *testing.T) {
 			Hosts: []manager.HostStatus{
 				{HostStatus: upstream.HostStatus{Address: "[fd00::1]:8080", Hostname: "h1", Weight: 3, Priority: 1,
 					Locality: host.Locality{Region: "r", Zone: "z", SubZone: "s"}, EDSHealth: corev3.HealthStatus_UNHEALTHY,
-					Outlier: monitored(50, 99.5, true), RqActive: -1, CxActive: 2, CxTotal: 7, RqTotal: 9, CxConnectFail: 4}},
+					Outlier: monitored(50, 99.5, true), HostCounters: upstream.HostCounters{RqActive: -1, CxActive: 2, CxTotal: 7, RqTotal: 9, CxConnectFail: 4}}},
 				{HostStatus: upstream.HostStatus{Address: "10.0.0.2:80", Weight: 1, EDSHealth: corev3.HealthStatus_DEGRADED,
 					Outlier: monitored(-1, 100, false)}},
 				{HostStatus: upstream.HostStatus{Address: "/run/app.sock", Weight: 1, EDSHealth: corev3.HealthStatus_DRAINING}},
