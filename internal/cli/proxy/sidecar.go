@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/trellismesh/trellis/internal/dataplane/gctune"
 	"github.com/trellismesh/trellis/internal/dataplane/identity"
@@ -53,6 +54,9 @@ type sidecarOptions struct {
 	gcHeadroom     string // MiB
 	gcMinGoal      string // MiB
 	keepPages      bool
+	// badEnv are the boolean environment variables set to something else
+	// (envBool); config refuses them.
+	badEnv []error
 }
 
 func newSidecarCommand(d deps) *cobra.Command {
@@ -112,7 +116,13 @@ POD_NAMESPACE, SERVICE_ACCOUNT) when set.`,
 			return s.Run(cmd.Context())
 		},
 	}
-	f := cmd.Flags()
+	o.bindFlags(cmd.Flags(), d)
+	return cmd
+}
+
+// bindFlags defines the sidecar's flags on f, bound to o, their defaults
+// from d's environment.
+func (o *sidecarOptions) bindFlags(f *pflag.FlagSet, d deps) {
 	f.StringVar(&o.xdsAddress, "xds-address", envDefault(d.getenv, "XDS_ADDRESS", "127.0.0.1:15010"), "control plane xDS address (env XDS_ADDRESS)")
 	f.StringVar(&o.ip, "ip", d.getenv("INSTANCE_IP"), "the workload's IP address (env INSTANCE_IP)")
 	f.StringVar(&o.podName, "pod-name", d.getenv("POD_NAME"), "the workload's pod (or instance) name (env POD_NAME)")
@@ -128,7 +138,7 @@ POD_NAMESPACE, SERVICE_ACCOUNT) when set.`,
 	f.StringVar(&o.bindAddress, "bind-address", "", "bind wildcard listeners (15001, 15006) to this address instead (local mode: one loopback address per workload)")
 	f.BoolVar(&o.sotw, "sotw", false, "use state-of-the-world xDS instead of delta")
 	f.DurationVar(&o.drain, "drain-duration", 5*time.Second, "on SIGTERM, how long inbound listeners keep serving (clients asked to go away) before the proxy exits; a second signal exits at once. Also the drain time of replaced listeners (Istio's terminationDrainDuration)")
-	f.BoolVar(&o.exitOnZero, "exit-on-zero-active-connections", envBool(d.getenv, "EXIT_ON_ZERO_ACTIVE_CONNECTIONS"), "on SIGTERM, drain for --minimum-drain-duration, then exit as soon as no connection to the proxy's listeners is left (checked every second) instead of after --drain-duration, which then does not bound the wait; a second signal exits at once (Istio's EXIT_ON_ZERO_ACTIVE_CONNECTIONS; env EXIT_ON_ZERO_ACTIVE_CONNECTIONS)")
+	f.BoolVar(&o.exitOnZero, "exit-on-zero-active-connections", o.envBool(d.getenv, "EXIT_ON_ZERO_ACTIVE_CONNECTIONS"), "on SIGTERM, drain for --minimum-drain-duration, then exit as soon as no connection to the proxy's listeners is left (checked every second) instead of after --drain-duration, which then does not bound the wait; a second signal exits at once (Istio's EXIT_ON_ZERO_ACTIVE_CONNECTIONS; env EXIT_ON_ZERO_ACTIVE_CONNECTIONS)")
 	f.StringVar(&o.minDrain, "minimum-drain-duration", envDefault(d.getenv, "MINIMUM_DRAIN_DURATION", "5s"), "with --exit-on-zero-active-connections, how long the proxy drains before it checks for active connections (Istio's MINIMUM_DRAIN_DURATION; env MINIMUM_DRAIN_DURATION)")
 	f.IntVar(&o.maxConns, "max-connections", listener.DefaultMaxConnections, "open connections accepted per listener socket (inbound 15006, outbound 15001, ...); beyond it new connections are closed at once and counted in envoy_listener_downstream_cx_overflow, existing ones are served; negative: no limit")
 	f.StringVar(&o.explicitProxy, "explicit-proxy", "", "serve an HTTP forward proxy (absolute-form requests, Host routing, CONNECT) on this ip:port: the outbound routes without traffic capture, for local mode without root (see docs/local-mode.md)")
@@ -144,8 +154,7 @@ POD_NAMESPACE, SERVICE_ACCOUNT) when set.`,
 	f.StringVar(&o.xdsServerName, "xds-server-name", "", "with xDS over TLS, the name the control plane's certificate must carry (default: --ca-server-name when --xds-address is on the CA's host, else the host of --xds-address)")
 	f.StringVar(&o.gcHeadroom, "gc-headroom-mib", envDefault(d.getenv, "TRELLIS_GC_HEADROOM_MIB", strconv.Itoa(gctune.DefaultHeadroom>>20)), "garbage the heap may gather above the live heap between collections, MiB: the GC goal is live+headroom instead of Go's 2×live (less memory with a large configuration, fewer collections with a small one); 0 leaves Go's default; an explicit GOGC environment variable wins (env TRELLIS_GC_HEADROOM_MIB)")
 	f.StringVar(&o.gcMinGoal, "gc-min-goal-mib", envDefault(d.getenv, "TRELLIS_GC_MIN_GOAL_MIB", strconv.Itoa(gctune.DefaultMinGoal>>20)), "lowest GC heap goal, MiB: with a small configuration the goal is this rather than live+headroom, the memory a large configuration (1,000 services) needs anyway spent on fewer collections (default: just under that configuration's goal); 0: no floor (env TRELLIS_GC_MIN_GOAL_MIB)")
-	f.BoolVar(&o.keepPages, "keep-startup-pages", envBool(d.getenv, "TRELLIS_KEEP_STARTUP_PAGES"), "keep the executable's pages mapped after start-up; by default, once the first configuration has settled, the proxy drops its mappings of them (they stay in the page cache; those in use come back at once), so that its resident memory follows its working set (env TRELLIS_KEEP_STARTUP_PAGES)")
-	return cmd
+	f.BoolVar(&o.keepPages, "keep-startup-pages", o.envBool(d.getenv, "TRELLIS_KEEP_STARTUP_PAGES"), "keep the executable's pages mapped after start-up; by default, once the first configuration has settled, the proxy drops its mappings of them (they stay in the page cache; those in use come back at once), so that its resident memory follows its working set (env TRELLIS_KEEP_STARTUP_PAGES)")
 }
 
 // gcConfig is the GC tuner's configuration from --gc-headroom-mib and
@@ -191,27 +200,19 @@ func envDefault(getenv env, key, def string) string {
 }
 
 // envBool is an environment variable as a flag's boolean default: true
-// for "1", "t", "true" and the like (strconv.ParseBool), else false.
-func envBool(getenv env, key string) bool {
-	b, err := strconv.ParseBool(getenv(key))
-	return err == nil && b
-}
-
-// boolEnvs are the environment variables envBool reads.
-var boolEnvs = [...]string{"EXIT_ON_ZERO_ACTIVE_CONNECTIONS", "TRELLIS_KEEP_STARTUP_PAGES"}
-
-// checkBoolEnvs rejects a set boolean variable that is not a boolean
-// (envBool reads it as false), so that a typo does not silently turn the
-// option off.
-func checkBoolEnvs(getenv env) error {
-	for _, k := range boolEnvs {
-		if v := getenv(k); v != "" {
-			if _, err := strconv.ParseBool(v); err != nil {
-				return fmt.Errorf("environment variable %s=%q: want true or false", k, v)
-			}
-		}
+// for "1", "t", "true" and the like (strconv.ParseBool), false when unset.
+// A value that is not a boolean is false and kept in o.badEnv, so that
+// config refuses it rather than a typo silently turning the option off.
+func (o *sidecarOptions) envBool(getenv env, key string) bool {
+	v := getenv(key)
+	if v == "" {
+		return false
 	}
-	return nil
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		o.badEnv = append(o.badEnv, fmt.Errorf("environment variable %s=%q: want true or false", key, v))
+	}
+	return b
 }
 
 // config validates the options into the sidecar's configuration.
@@ -222,7 +223,7 @@ func (o sidecarOptions) config(d deps) (sidecar.Config, error) {
 	if err := o.checkGC(); err != nil {
 		return sidecar.Config{}, err
 	}
-	if err := checkBoolEnvs(d.getenv); err != nil {
+	if err := errors.Join(o.badEnv...); err != nil {
 		return sidecar.Config{}, err
 	}
 	minDrain, err := o.minimumDrain()

@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spf13/pflag"
+
 	"github.com/trellismesh/trellis/internal/dataplane/role/sidecar"
 )
 
@@ -19,36 +21,11 @@ func sidecarConfig(t *testing.T, env map[string]string, args ...string) (sidecar
 func sidecarConfigFull(t *testing.T, env map[string]string, args ...string) (sidecarOptions, sidecar.Config, error) {
 	t.Helper()
 	d := deps{getenv: func(k string) string { return env[k] }}
-	cmd := newSidecarCommand(d)
-	if err := cmd.ParseFlags(args); err != nil {
-		t.Fatalf("flags %v: %v", args, err)
-	}
 	var o sidecarOptions
-	// Re-read the parsed values through the flag set.
-	f := cmd.Flags()
-	for name, dst := range map[string]*string{
-		"ip": &o.ip, "pod-name": &o.podName, "namespace": &o.namespace, "service-account": &o.serviceAccount,
-		"ca-address": &o.caAddress, "ca-root-cert": &o.caRootCert, "bootstrap-token": &o.bootstrapToken, "trust-domain": &o.trustDomain,
-		"xds-address": &o.xdsAddress, "xds-tls": &o.xdsTLS, "xds-server-name": &o.xdsServerName, "ca-server-name": &o.caServerName,
-	} {
-		v, err := f.GetString(name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		*dst = v
-	}
-	var err error
-	if o.gcHeadroom, err = f.GetString("gc-headroom-mib"); err != nil {
-		t.Fatal(err)
-	}
-	if o.gcMinGoal, err = f.GetString("gc-min-goal-mib"); err != nil {
-		t.Fatal(err)
-	}
-	if o.minDrain, err = f.GetString("minimum-drain-duration"); err != nil {
-		t.Fatal(err)
-	}
-	if o.exitOnZero, err = f.GetBool("exit-on-zero-active-connections"); err != nil {
-		t.Fatal(err)
+	f := pflag.NewFlagSet("sidecar", pflag.ContinueOnError)
+	o.bindFlags(f, d)
+	if err := f.Parse(args); err != nil {
+		t.Fatalf("flags %v: %v", args, err)
 	}
 	cfg, err := o.config(d)
 	return o, cfg, err

@@ -308,7 +308,9 @@ func (in *Instance) Tick(now time.Time) {
 
 // HostStatus is a host's state for the admin interface (/clusters).
 type HostStatus struct {
+	// Address is Addr.String(), the host's key in its cluster.
 	Address   string
+	Addr      host.Address `json:"-"`
 	Hostname  string
 	Weight    uint32
 	Priority  uint32
@@ -367,6 +369,7 @@ func (in *Instance) Hosts() []HostStatus {
 			ep := h.Endpoint()
 			s := HostStatus{
 				Address:      h.Key(),
+				Addr:         h.Address(),
 				Hostname:     ep.Hostname,
 				Weight:       ep.Weight,
 				Priority:     ep.Priority,

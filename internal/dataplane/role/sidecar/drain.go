@@ -59,32 +59,7 @@ func (s *Sidecar) readiness() string {
 // while it shuts down. Then Run closes every listener and connection.
 // Stop cuts the period short; a component error ends it with that error.
 //
-// With ExitOnZeroActiveConnections the period is untilIdle's instead.
-func (s *Sidecar) terminate(errc <-chan error) error {
-	s.life.draining.Store(true)
-	s.listeners.Drain(listener.Inbound)
-	if s.cfg.ExitOnZeroActiveConnections {
-		return s.untilIdle(errc)
-	}
-	s.log.Info("terminating: draining inbound listeners", "drain_duration", s.cfg.DrainDuration)
-	t := time.NewTimer(s.cfg.DrainDuration)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		s.log.Info("drain period over: closing listeners")
-	case <-s.life.stop:
-		s.log.Info("stopping now: drain period cut short")
-	case err := <-errc:
-		return err
-	}
-	return nil
-}
-
-// activeConnectionCheck is how often untilIdle counts the connections
-// after the minimum drain (Istio's activeConnectionCheckDelay).
-const activeConnectionCheck = time.Second
-
-// untilIdle is the drain period with Istio's
+// With ExitOnZeroActiveConnections the period is Istio's
 // EXIT_ON_ZERO_ACTIVE_CONNECTIONS (pilot-agent's terminate, pkg/envoy
 // agent.go): MinimumDrainDuration first, then the open downstream
 // connections of every listener are counted (Envoy's downstream_cx_active
@@ -92,12 +67,19 @@ const activeConnectionCheck = time.Second
 // metrics) at once and every second until there are none. Outbound
 // connections count too: the application's own keep-alive connections
 // keep the proxy up until the application closes them. DrainDuration does
-// not bound the wait, as in Istio: Stop ends it, or the orchestrator's
+// not bound that wait, as in Istio: Stop ends it, or the orchestrator's
 // kill.
-func (s *Sidecar) untilIdle(errc <-chan error) error {
-	s.log.Info("terminating: draining inbound listeners, then waiting for active connections to end",
-		"minimum_drain_duration", s.cfg.MinimumDrainDuration)
-	t := time.NewTimer(s.cfg.MinimumDrainDuration)
+func (s *Sidecar) terminate(errc <-chan error) error {
+	s.life.draining.Store(true)
+	s.listeners.Drain(listener.Inbound)
+	period := s.cfg.DrainDuration
+	if s.cfg.ExitOnZeroActiveConnections {
+		period = s.cfg.MinimumDrainDuration
+		s.log.Info("terminating: draining inbound listeners, then waiting for active connections to end", "minimum_drain_duration", period)
+	} else {
+		s.log.Info("terminating: draining inbound listeners", "drain_duration", period)
+	}
+	t := time.NewTimer(period)
 	defer t.Stop()
 	for {
 		select {
@@ -108,6 +90,10 @@ func (s *Sidecar) untilIdle(errc <-chan error) error {
 		case err := <-errc:
 			return err
 		}
+		if !s.cfg.ExitOnZeroActiveConnections {
+			s.log.Info("drain period over: closing listeners")
+			return nil
+		}
 		n := s.activeConnections()
 		if n == 0 {
 			s.log.Info("no active connections left: closing listeners")
@@ -117,6 +103,10 @@ func (s *Sidecar) untilIdle(errc <-chan error) error {
 		t.Reset(activeConnectionCheck)
 	}
 }
+
+// activeConnectionCheck is how often terminate counts the connections
+// after the minimum drain (Istio's activeConnectionCheckDelay).
+const activeConnectionCheck = time.Second
 
 // activeConnections counts the open downstream connections of the
 // listeners, the explicit proxy's included.

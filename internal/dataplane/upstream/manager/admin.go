@@ -104,6 +104,7 @@ func (e *entry) status() ClusterStatus {
 func origStatus(h *host.Host) upstream.HostStatus {
 	return upstream.HostStatus{
 		Address:      h.Key(),
+		Addr:         h.Address(),
 		Weight:       h.Weight(),
 		Health:       h.Health(),
 		HostCounters: upstream.CountersOf(h),

@@ -14,6 +14,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 
 	"github.com/trellismesh/trellis/internal/dataplane/upstream/circuit"
+	"github.com/trellismesh/trellis/internal/dataplane/upstream/host"
 )
 
 // Envoy's two renderings of /clusters (source/server/admin/
@@ -287,7 +288,7 @@ func EnvoyJSON(clusters []ClusterStatus) ([]byte, error) {
 		}
 		for _, h := range envoyHosts(c) {
 			hs := jsonHostStatus{
-				Address:      jsonAddressOf(h.Address),
+				Address:      jsonAddressOf(h.Addr),
 				Hostname:     h.Hostname,
 				Locality:     jsonLocality{Region: h.Locality.Region, Zone: h.Locality.Zone, SubZone: h.Locality.SubZone},
 				Weight:       h.Weight,
@@ -324,22 +325,17 @@ func EnvoyJSON(clusters []ClusterStatus) ([]byte, error) {
 // (Trellis keeps unlimited as MaxUint64).
 func clampUint32(v uint64) uint32 { return uint32(min(v, math.MaxUint32)) }
 
-// jsonAddressOf is the inverse of host.Address.String, the host's key:
-// "envoy://<listener>/<endpoint id>" for internal addresses, "ip:port" or
-// "[ip6]:port" for sockets, anything else a pipe path.
-func jsonAddressOf(key string) jsonAddress {
-	if rest, ok := strings.CutPrefix(key, "envoy://"); ok {
-		listener, id := rest, ""
-		if i := strings.LastIndexByte(rest, '/'); i >= 0 {
-			listener, id = rest[:i], rest[i+1:]
-		}
-		return jsonAddress{EnvoyInternalAddress: &jsonEnvoyInternalAddress{ServerListenerName: listener, EndpointID: id}}
+// jsonAddressOf is envoy.config.core.v3.Address of a.
+func jsonAddressOf(a host.Address) jsonAddress {
+	switch a.Kind {
+	case host.Pipe:
+		return jsonAddress{Pipe: &jsonPipe{Path: a.Path}}
+	case host.Internal:
+		return jsonAddress{EnvoyInternalAddress: &jsonEnvoyInternalAddress{ServerListenerName: a.ServerListener, EndpointID: a.EndpointID}}
 	}
-	if i := strings.LastIndexByte(key, ':'); i > 0 {
-		if port, err := strconv.ParseUint(key[i+1:], 10, 32); err == nil {
-			ip := strings.TrimSuffix(strings.TrimPrefix(key[:i], "["), "]")
-			return jsonAddress{SocketAddress: &jsonSocketAddress{Address: ip, PortValue: uint32(port)}}
-		}
+	ip := a.Host
+	if a.IP.IsValid() {
+		ip = a.IP.String()
 	}
-	return jsonAddress{Pipe: &jsonPipe{Path: key}}
+	return jsonAddress{SocketAddress: &jsonSocketAddress{Address: ip, PortValue: a.Port}}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 	"testing"
@@ -236,13 +237,14 @@ func TestEnvoyForms(t *testing.T) {
 			Name: "static", ObservabilityName: "alt", Type: upstream.Static,
 			Breakers: [circuit.NumPriorities]circuit.Stats{limits(1, 2, 3, 4), limits(5, 6, 7, circuit.Unlimited)},
 			Hosts: []manager.HostStatus{
-				{HostStatus: upstream.HostStatus{Address: "[fd00::1]:8080", Hostname: "h1", Weight: 3, Priority: 1,
+				{HostStatus: upstream.HostStatus{Address: "[fd00::1]:8080", Addr: host.Address{IP: netip.MustParseAddr("fd00::1"), Port: 8080}, Hostname: "h1", Weight: 3, Priority: 1,
 					Locality: host.Locality{Region: "r", Zone: "z", SubZone: "s"}, EDSHealth: corev3.HealthStatus_UNHEALTHY,
 					Outlier: monitored(50, 99.5, true), HostCounters: upstream.HostCounters{RqActive: -1, CxActive: 2, CxTotal: 7, RqTotal: 9, CxConnectFail: 4}}},
-				{HostStatus: upstream.HostStatus{Address: "10.0.0.2:80", Weight: 1, EDSHealth: corev3.HealthStatus_DEGRADED,
+				{HostStatus: upstream.HostStatus{Address: "10.0.0.2:80", Addr: host.Address{IP: netip.MustParseAddr("10.0.0.2"), Port: 80}, Weight: 1, EDSHealth: corev3.HealthStatus_DEGRADED,
 					Outlier: monitored(-1, 100, false)}},
-				{HostStatus: upstream.HostStatus{Address: "/run/app.sock", Weight: 1, EDSHealth: corev3.HealthStatus_DRAINING}},
-				{HostStatus: upstream.HostStatus{Address: "envoy://connect_originate/10.0.0.3:80", Weight: 1, EDSHealth: corev3.HealthStatus_TIMEOUT}},
+				{HostStatus: upstream.HostStatus{Address: "/run/app.sock", Addr: host.Address{Kind: host.Pipe, Path: "/run/app.sock"}, Weight: 1, EDSHealth: corev3.HealthStatus_DRAINING}},
+				{HostStatus: upstream.HostStatus{Address: "envoy://connect_originate/10.0.0.3:80",
+					Addr: host.Address{Kind: host.Internal, ServerListener: "connect_originate", EndpointID: "10.0.0.3:80"}, Weight: 1, EDSHealth: corev3.HealthStatus_TIMEOUT}},
 			},
 		},
 		{Name: "warming", ObservabilityName: "warming", EDSServiceName: "svc", Type: upstream.EDS, Warming: true},
